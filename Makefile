@@ -1,0 +1,55 @@
+# CSP alert triage: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Where the infrastructure is: the local stack by default; set these to use your own.
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export DATABASE_URL ?= postgresql://csp:csp@127.0.0.1:5432/csp_triage
+export REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: help install infra-up infra-down run stop test test-unit bench lint clean-data
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> creating the virtual environment and installing the project"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test tools
+
+infra-up: install ## start Kafka, PostgreSQL, Redis (each only if nothing listens), migrate, create topics
+	@bash infra/scripts/infra.sh up
+
+infra-down: ## stop the infrastructure this project started (and nothing else)
+	@bash infra/scripts/infra.sh down
+
+run: infra-up ## run the whole system in the foreground; Ctrl-C stops everything it started
+	@$(PY) infra/scripts/run_services.py --stop-infra-on-exit
+
+stop: ## stop the services and the infrastructure started by `make run`
+	@$(PY) infra/scripts/run_services.py --stop 2>/dev/null || true
+	@bash infra/scripts/infra.sh down
+
+test: infra-up ## run every test against the real Kafka, PostgreSQL and Redis
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## only the tests that need no infrastructure
+	@$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+bench: infra-up ## run the benchmarks, each beside its baseline in the same run
+	@$(PY) -m bench $(BENCH_ARGS)
+
+lint: install ## ruff
+	@$(VENV)/bin/ruff check .
+
+clean-data: stop ## stop, then delete local data (Kafka log, PostgreSQL cluster, Redis)
+	@rm -rf .run

@@ -1,0 +1,1 @@
+"""Ingest: the write API (port 8081). Webhooks and API calls in, events out to Kafka."""

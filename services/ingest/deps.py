@@ -1,0 +1,35 @@
+"""FastAPI dependency aliases of the write API: the state ``app.py`` wires, and the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Header, Request
+from faststream.kafka import KafkaBroker
+
+from services.ingest.config import Settings
+from shared.auth import KeyStore, Principal
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def _broker(request: Request) -> KafkaBroker:
+    return request.app.state.broker
+
+
+async def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    keys: KeyStore = request.app.state.keys
+    return await keys.authenticate(authorization)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
+BrokerDep = Annotated[KafkaBroker, Depends(_broker)]
+CallerDep = Annotated[Principal, Depends(_principal)]

@@ -1,0 +1,1 @@
+"""Notifier: alerts to the security contact (SMTP) and ticketing webhooks (SPEC §5)."""

@@ -1,0 +1,48 @@
+"""Wires the response-time service: PostgreSQL, the Kafka consumer, health endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.response_time.config import get_settings
+from services.response_time.handlers import build_router
+from shared.db import create_pool
+from shared.http import Health, create_app as create_http_app
+from shared.kafka import make_broker
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    broker = make_broker(settings, client_id="response-time")
+    broker.include_router(build_router(settings))
+    state: dict = {}
+
+    async def database_answers() -> None:
+        await state["pool"].fetchval("SELECT 1")
+
+    async def broker_answers() -> None:
+        if not await broker.ping(timeout=2):
+            raise ConnectionError("the Kafka broker does not answer")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state["pool"] = await create_pool(settings.database_url)
+        broker.context.set_global("pool", state["pool"])
+        broker.context.set_global("settings", settings)
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await state["pool"].close()
+
+    return create_http_app(
+        title="CSP alert triage: response-time service",
+        version="1",
+        description="Consumes alert events; keeps per-alert latency and the 30-day average in PostgreSQL.",
+        health=Health("response-time", {"postgres": database_answers, "kafka": broker_answers}),
+        lifespan=lifespan,
+    )

@@ -1,0 +1,170 @@
+"""Kafka wiring every service shares: the broker, topic names and settings, publishing, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.middlewares import BaseMiddleware
+from pydantic import ValidationError
+
+from shared.events import EVENT_TYPE_HEADER, Event, Topic
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    topic: Topic
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+# Keyed topics whose latest record per key is the state (contacts, requirement status) are
+# compacted; the others keep a bounded history.
+SEVEN_DAYS_MS = str(7 * 24 * 3600 * 1000)
+THIRTY_FIVE_DAYS_MS = str(35 * 24 * 3600 * 1000)
+TOPIC_SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec(Topic.alerts, 6, {"retention.ms": THIRTY_FIVE_DAYS_MS}),
+    TopicSpec(Topic.requirement_status, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+    TopicSpec(Topic.security_contacts, 3, {"cleanup.policy": "compact"}),
+    TopicSpec(Topic.score_changes, 3, {"retention.ms": THIRTY_FIVE_DAYS_MS}),
+    TopicSpec(Topic.notifications, 3, {"retention.ms": SEVEN_DAYS_MS}),
+    TopicSpec(Topic.dead_letter, 1, {"retention.ms": THIRTY_FIVE_DAYS_MS}),
+)
+
+
+def topic_name(settings: CommonSettings, topic: Topic) -> str:
+    return f"{settings.kafka_topic_prefix}{topic.value}"
+
+
+async def ensure_topics(bootstrap_servers: str, prefix: str = "", specs: Iterable[TopicSpec] = TOPIC_SPECS) -> list[str]:
+    """Create the topics that do not exist yet; returns the names it created. Safe to repeat."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="csp-triage-topics")
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name=f"{prefix}{spec.topic.value}", num_partitions=spec.partitions, replication_factor=1,
+                     topic_configs=spec.config)
+            for spec in specs
+            if f"{prefix}{spec.topic.value}" not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; the topic is there, which is all we need
+            created = [t.name for t in wanted]
+    finally:
+        await admin.close()
+    return created
+
+
+def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> KafkaBroker:
+    """The one way a service gets its broker: idempotent producer, acks=all, dead letters for poison."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        middlewares=(DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter)),),
+        **kwargs,
+    )
+
+
+def event_headers(event: Event) -> dict[str, str]:
+    return {EVENT_TYPE_HEADER: event.event_type, "eventId": str(event.event_id), "tenantId": event.tenant_id}
+
+
+async def publish_event(broker: KafkaBroker, settings: CommonSettings, topic: Topic, event: Event) -> None:
+    """Publish one event and wait for the broker's acknowledgement (acks=all)."""
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic=topic_name(settings, topic),
+        key=event.kafka_key(),
+        headers=event_headers(event),
+    )
+
+
+def event_type_is(event_type: str):
+    """A subscriber filter: route a record to the handler of its ``eventType`` header."""
+
+    def matches(message: Any) -> bool:
+        return (message.headers or {}).get(EVENT_TYPE_HEADER) == event_type
+
+    matches.__name__ = f"event_type_is_{event_type.replace('-', '_')}"
+    return matches
+
+
+class PoisonEvent(Exception):
+    """An event that can never be applied (malformed, or contradicting its own contract)."""
+
+
+# Errors that retrying cannot fix: the record goes to the dead-letter topic and the consumer moves on.
+POISON_ERRORS: tuple[type[BaseException], ...] = (ValidationError, json.JSONDecodeError, UnicodeDecodeError, PoisonEvent)
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    """Sends a poison record to the dead-letter topic with the reason, then lets it be committed.
+
+    Any other error propagates, so FastStream does not commit the record and it is consumed again
+    after a short pause (the database or Redis being briefly unreachable must not lose events).
+    """
+
+    dead_letter_topic: str = "dead-letter"
+    retry_pause_seconds: float = 1.0
+
+    @classmethod
+    def for_topic(cls, topic: str) -> type[DeadLetterMiddleware]:
+        return type(cls.__name__, (cls,), {"dead_letter_topic": topic})
+
+    async def consume_scope(self, call_next, msg):
+        try:
+            return await call_next(msg)
+        except POISON_ERRORS as exc:
+            raw = getattr(msg, "raw_message", None)
+            source = f"{getattr(raw, 'topic', '?')}[{getattr(raw, 'partition', '?')}]@{getattr(raw, 'offset', '?')}"
+            log.error("poison event at %s sent to %s: %s", source, self.dead_letter_topic, _one_line(exc))
+            broker = self.context.get("broker")
+            headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
+            headers.update({"dlq.reason": _one_line(exc)[:1000], "dlq.source": source,
+                            "dlq.error": type(exc).__name__})
+            await broker.publish(msg.body, topic=self.dead_letter_topic, key=getattr(raw, "key", None),
+                                 headers=headers)
+            return None
+        except Exception:
+            log.exception("handler failed; the record is not committed and will be retried")
+            await asyncio.sleep(self.retry_pause_seconds)
+            raise
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def main() -> None:
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m shared.kafka")
+    parser.add_argument("command", choices=["ensure-topics"])
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--prefix", default=os.environ.get("KAFKA_TOPIC_PREFIX", ""))
+    args = parser.parse_args()
+    created = asyncio.run(ensure_topics(args.bootstrap_servers, args.prefix))
+    names = ", ".join(created)
+    print(f"    topics: {len(created)} created" + (f" ({names})" if created else ", all present"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""One settings loader for every process.
+
+Each service declares one ``Settings`` subclass of :class:`CommonSettings` in its ``config.py``
+and loads it once with :func:`load_settings`. Every value comes from the environment, with the
+usual names where there are usual names (``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``...).
+Development defaults (the ``dev-admin-key`` operator key and the development webhook secret) are
+refused unless ``ENVIRONMENT=development``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_OPERATOR_API_KEY = "dev-admin-key"
+DEV_WEBHOOK_SECRET = "whsec_ZGV2LXdlYmhvb2stc2VjcmV0"
+
+
+class CommonSettings(BaseSettings):
+    """Settings shared by every process; a service's own ``Settings`` adds to these."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "production"] = Field(
+        "production",
+        description="`development` allows the published development key and secret; anything "
+        "facing real partners runs as `production`.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    database_url: str = Field("postgresql://csp:csp@127.0.0.1:5432/csp_triage")
+    redis_url: str = Field("redis://127.0.0.1:6379/0")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8082", description="Base of links put in e-mails and webhooks (the dashboard)."
+    )
+    operator_api_key: SecretStr = Field(
+        SecretStr(DEV_OPERATOR_API_KEY),
+        description="Bearer key of the operator (role adminAgent over every tenant).",
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(DEV_WEBHOOK_SECRET),
+        description="Default Standard Webhooks secret (`whsec_<base64>`) for tenants without their own.",
+    )
+    http_host: str = Field("127.0.0.1", description="Address the process's HTTP server binds to (0.0.0.0 in a container).")
+    kafka_topic_prefix: str = Field(
+        "", description="Prefix for every topic name, so several deployments or test runs can share a broker."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets(self) -> CommonSettings:
+        if self.environment != "development":
+            bad = []
+            if self.operator_api_key.get_secret_value() == DEV_OPERATOR_API_KEY:
+                bad.append("OPERATOR_API_KEY")
+            if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+                bad.append("WEBHOOK_SECRET")
+            if bad:
+                raise ValueError(
+                    f"{', '.join(bad)} still hold the published development defaults; set your own "
+                    "values, or set ENVIRONMENT=development for a local run"
+                )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Build the process's settings from the environment; on a bad value, say which and exit.
+
+    A process that cannot start should say why in one readable line, not a traceback.
+    """
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        logging.getLogger("settings").critical("invalid settings: %s", problems)
+        print(f"invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,150 @@
+"""The one set of fixtures every test shares.
+
+Unit tests use none of the infrastructure fixtures and run anywhere. A test that uses ``test_env``
+(directly or through another fixture) is marked ``integration`` and runs against the real Kafka,
+PostgreSQL and Redis (see ``support/infra.py``), in a database and topics of its own test run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from shared.db import apply_migrations, create_pool
+from shared.kafka import ensure_topics
+from tests.support.infra import Infra, find_infra, stop_containers
+from tests.support.processes import ServiceProcess
+
+RUN_ID = uuid.uuid4().hex[:8]
+INFRA_FIXTURES = {"infra", "test_env"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INFRA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    found = find_infra()  # raises, never skips, when a service is missing
+    yield found
+    stop_containers()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
+    """Environment of this test run: its own database, topic prefix and Redis database.
+
+    Also applied to ``os.environ``, so settings built in-process see the same values as the
+    service processes the end-to-end tests start.
+    """
+    database = f"csp_test_{RUN_ID}"
+    admin = await asyncpg.connect(infra.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    database_url = _with_database(infra.database_url, database)
+    await apply_migrations(database_url)
+    prefix = f"test-{RUN_ID}-"
+    await ensure_topics(infra.kafka_bootstrap_servers, prefix)
+    redis_url = _with_database(infra.redis_url, os.environ.get("TEST_REDIS_DB", "15"))
+    env = {
+        "ENVIRONMENT": "development",
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield {**os.environ, **env}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    admin = await asyncpg.connect(infra.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def topic_prefix(test_env: dict[str, str]) -> str:
+    return test_env["KAFKA_TOPIC_PREFIX"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(test_env: dict[str, str]) -> str:
+    return test_env["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db_pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(test_env["DATABASE_URL"])
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis_client(test_env: dict[str, str]) -> AsyncIterator[Redis]:
+    client = Redis.from_url(test_env["REDIS_URL"], decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    """A tenant of this test alone, so tests never see each other's data."""
+    return f"tenant-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def make_service(test_env: dict[str, str], service_logs: Path):
+    """Factory of service processes with this test run's environment; stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    def make(name: str, **extra_env: str) -> ServiceProcess:
+        process = ServiceProcess(name, {**test_env, **extra_env}, service_logs)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def system(make_service) -> dict[str, ServiceProcess]:
+    """All four services running as processes (shared by the end-to-end tests of a run)."""
+    processes = {name: make_service(name).start(wait=False) for name in
+                 ("ingest", "response-time", "scoring", "notifier")}
+    for process in processes.values():
+        process.wait_ready()
+    return processes
+
+
+AUTH = {"Authorization": "Bearer dev-admin-key"}

@@ -1,0 +1,53 @@
+"""Reading and writing the real broker's topics from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, timeout: float = 10.0,
+                     predicate=None) -> list[dict[str, Any]]:
+    """Every record of ``topic`` from the beginning (or until ``count`` matching ones arrived).
+
+    Each record comes back as ``{"key", "headers", "value", "partition", "offset"}`` with the value
+    decoded from JSON.
+    """
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for records in batch.values():
+                for r in records:
+                    item = {"key": r.key.decode() if r.key else None,
+                            "headers": {k: v.decode() for k, v in r.headers},
+                            "value": json.loads(r.value) if r.value else None,
+                            "partition": r.partition, "offset": r.offset}
+                    if predicate is None or predicate(item):
+                        found.append(item)
+            if count is not None and len(found) >= count:
+                break
+            if count is None and not batch and found:
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key,
+                                     headers=[(k, v.encode()) for k, v in (headers or {}).items()])
+    finally:
+        await producer.stop()
