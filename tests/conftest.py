@@ -105,8 +105,8 @@ async def db_pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest_asyncio.fixture(scope="session")
 async def redis_client(test_env: dict[str, str]) -> AsyncIterator[Redis]:
+    # Never FLUSHDB here: other test runs may share this Redis database (tests use their own tenants).
     client = Redis.from_url(test_env["REDIS_URL"], decode_responses=True)
-    await client.flushdb()
     yield client
     await client.aclose()
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.ingest import routes_alerts
+from services.ingest import routes_alerts, routes_channels, routes_contacts, routes_deliveries, routes_signals
 from services.ingest.config import get_settings
 from shared.auth import KeyStore
 from shared.db import create_pool
@@ -49,5 +49,6 @@ def create_app() -> FastAPI:
         health=health,
         lifespan=lifespan,
     )
-    app.include_router(routes_alerts.router)
+    for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries):
+        app.include_router(module.router)
     return app

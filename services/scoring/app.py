@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from services.scoring import routes_alerts
+from services.scoring import routes_alerts, routes_customers, routes_deliveries, routes_response_time, routes_score
 from services.scoring.config import get_settings
 from shared.auth import KeyStore
 from shared.db import create_pool
@@ -55,5 +55,6 @@ def create_app() -> FastAPI:
         health=Health("scoring", {"postgres": database_answers, "redis": redis_answers, "kafka": broker_answers}),
         lifespan=lifespan,
     )
-    app.include_router(routes_alerts.router)
+    for module in (routes_score, routes_response_time, routes_alerts, routes_customers, routes_deliveries):
+        app.include_router(module.router)
     return app

@@ -1,0 +1,52 @@
+"""Standard Webhooks signatures, inbound and outbound (SPEC §6), on the ``standardwebhooks`` library.
+
+Headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256 of
+"id.timestamp.body">``; secrets ``whsec_<base64>``; five minutes' tolerance; several signatures (or
+several secrets on our side) during a secret's rotation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from standardwebhooks import Webhook
+
+from shared.wire import utcnow
+
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+class WebhookSignatureError(Exception):
+    """The request is not signed by any of the tenant's active secrets (or is outside the window)."""
+
+
+def sign_headers(secret: str, body: bytes, *, msg_id: str | None = None, now: datetime | None = None) -> dict[str, str]:
+    """Headers that sign ``body`` with ``secret``; ``msg_id`` should be stable across retries."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = now or utcnow()
+    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=timestamp, data=body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())), "webhook-signature": signature}
+
+
+def has_signature(headers: Mapping[str, str]) -> bool:
+    lowered = {k.lower() for k in headers}
+    return all(h in lowered for h in SIGNATURE_HEADERS)
+
+
+def verify(secrets: Iterable[str], headers: Mapping[str, str], body: bytes) -> None:
+    """Raise :class:`WebhookSignatureError` unless one of ``secrets`` signed ``body`` within five minutes."""
+    plain = {k.lower(): v for k, v in headers.items()}
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise WebhookSignatureError("the body is not UTF-8") from None
+    last = "no secret configured for this tenant"
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(text, plain, json_parse=False)
+            return
+        except Exception as exc:  # the library raises several types, including ValueError on bad headers
+            last = str(exc) or type(exc).__name__
+    raise WebhookSignatureError(last)
