@@ -72,6 +72,8 @@ async def ensure_topics(bootstrap_servers: str, prefix: str = "", specs: Iterabl
 
 def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> KafkaBroker:
     """The one way a service gets its broker: idempotent producer, acks=all, dead letters for poison."""
+    # FastStream logs through the process's own logging set-up (shared.logs), one format for all.
+    kwargs.setdefault("logger", logging.getLogger(f"faststream.{client_id}"))
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,

@@ -9,11 +9,12 @@ refused unless ``ENVIRONMENT=development``.
 
 from __future__ import annotations
 
-import logging
+import base64
+import binascii
 import sys
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_OPERATOR_API_KEY = "dev-admin-key"
@@ -50,6 +51,18 @@ class CommonSettings(BaseSettings):
         "", description="Prefix for every topic name, so several deployments or test runs can share a broker."
     )
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        try:
+            ok = raw.startswith("whsec_") and len(base64.b64decode(raw[6:], validate=True)) >= 16
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError("must be a Standard Webhooks secret: whsec_ then base64 of at least 16 bytes")
+        return value
+
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> CommonSettings:
         if self.environment != "development":
@@ -82,8 +95,9 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
         return cls()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
+            (f"{'.'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "")
+            + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
         )
-        logging.getLogger("settings").critical("invalid settings: %s", problems)
         print(f"invalid settings: {problems}", file=sys.stderr)
         raise SystemExit(2) from None

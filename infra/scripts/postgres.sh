@@ -19,7 +19,8 @@ pg_bindir() {
 
 # PostgreSQL refuses to run as root: as root, run its tools as the 'postgres' user.
 as_pg() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # (from /, which 'postgres' can always enter, whatever the checkout's permissions)
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 start() {

@@ -15,7 +15,7 @@ async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, ti
     """Every record of ``topic`` from the beginning (or until ``count`` matching ones arrived).
 
     Each record comes back as ``{"key", "headers", "value", "partition", "offset"}`` with the value
-    decoded from JSON.
+    decoded from JSON when it is JSON.
     """
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4()}",
                                 auto_offset_reset="earliest", enable_auto_commit=False)
@@ -29,7 +29,7 @@ async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, ti
                 for r in records:
                     item = {"key": r.key.decode() if r.key else None,
                             "headers": {k: v.decode() for k, v in r.headers},
-                            "value": json.loads(r.value) if r.value else None,
+                            "value": _decode(r.value),
                             "partition": r.partition, "offset": r.offset}
                     if predicate is None or predicate(item):
                         found.append(item)
@@ -40,6 +40,16 @@ async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, ti
     finally:
         await consumer.stop()
     return found
+
+
+def _decode(value: bytes | None) -> Any:
+    """JSON when it is JSON (dead letters may hold anything), else the text."""
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return value.decode(errors="replace")
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,

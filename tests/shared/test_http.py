@@ -1,0 +1,62 @@
+"""Problem documents and health endpoints of every service, with no network."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from shared.http import PROBLEM_JSON, Health, Problem, create_app
+
+
+class Body(BaseModel):
+    count: int
+
+
+def make_app(checks) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+
+    app = create_app(title="t", version="1", description="d", health=Health("svc", checks), lifespan=lifespan)
+
+    @app.post("/things")
+    async def things(body: Body) -> dict:
+        if body.count < 0:
+            raise Problem(409, "Conflict", "count may not be negative", headers={"Retry-After": "1"})
+        return {"ok": True}
+
+    return app
+
+
+async def ok() -> None:
+    return None
+
+
+async def broken() -> None:
+    raise ConnectionError("refused")
+
+
+def test_errors_are_problem_documents_with_the_right_status():
+    client = TestClient(make_app({"db": ok}))
+    malformed = client.post("/things", content=b"{nope", headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and malformed.headers["content-type"] == PROBLEM_JSON
+    invalid = client.post("/things", json={"count": "many"})
+    assert invalid.status_code == 422 and invalid.headers["content-type"] == PROBLEM_JSON
+    assert invalid.json()["errors"][0]["field"] == "count"
+    raised = client.post("/things", json={"count": -1})
+    assert raised.status_code == 409 and raised.headers["retry-after"] == "1"
+    assert raised.json()["detail"] == "count may not be negative"
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM_JSON
+
+
+def test_ready_reports_each_dependency_and_fails_when_one_fails():
+    with TestClient(make_app({"db": ok, "kafka": ok})) as client:
+        assert client.get("/health/live").status_code == 200
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["checks"] == {"db": "ok", "kafka": "ok"}
+    with TestClient(make_app({"db": ok, "kafka": broken})) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["kafka"].startswith("failing: ConnectionError")
