@@ -74,7 +74,8 @@ def main() -> None:
                         "postgresql://csp:csp@127.0.0.1:5432/csp_triage"))
     args = parser.parse_args()
     applied = asyncio.run(apply_migrations(args.database_url))
-    print(f"    migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
+    detail = f" ({', '.join(applied)})" if applied else ", schema up to date"
+    print(f"    migrations: {len(applied)} applied{detail}")
 
 
 if __name__ == "__main__":

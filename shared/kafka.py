@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import BaseMiddleware
 from pydantic import ValidationError
@@ -46,7 +47,9 @@ def topic_name(settings: CommonSettings, topic: Topic) -> str:
     return f"{settings.kafka_topic_prefix}{topic.value}"
 
 
-async def ensure_topics(bootstrap_servers: str, prefix: str = "", specs: Iterable[TopicSpec] = TOPIC_SPECS) -> list[str]:
+async def ensure_topics(
+    bootstrap_servers: str, prefix: str = "", specs: Iterable[TopicSpec] = TOPIC_SPECS
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created. Safe to repeat."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="csp-triage-topics")
     await admin.start()
@@ -113,7 +116,9 @@ class PoisonEvent(Exception):
 
 
 # Errors that retrying cannot fix: the record goes to the dead-letter topic and the consumer moves on.
-POISON_ERRORS: tuple[type[BaseException], ...] = (ValidationError, json.JSONDecodeError, UnicodeDecodeError, PoisonEvent)
+# SubscriberNotFound: no handler's filter matched the record's eventType (unknown or missing type).
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    ValidationError, json.JSONDecodeError, UnicodeDecodeError, PoisonEvent, SubscriberNotFound)
 
 
 class DeadLetterMiddleware(BaseMiddleware):

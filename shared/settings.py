@@ -46,7 +46,9 @@ class CommonSettings(BaseSettings):
         SecretStr(DEV_WEBHOOK_SECRET),
         description="Default Standard Webhooks secret (`whsec_<base64>`) for tenants without their own.",
     )
-    http_host: str = Field("127.0.0.1", description="Address the process's HTTP server binds to (0.0.0.0 in a container).")
+    http_host: str = Field(
+        "127.0.0.1", description="Address the process's HTTP server binds to (0.0.0.0 in a container)."
+    )
     kafka_topic_prefix: str = Field(
         "", description="Prefix for every topic name, so several deployments or test runs can share a broker."
     )

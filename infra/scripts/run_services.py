@@ -159,7 +159,7 @@ async def run(stop_infra_on_exit: bool) -> int:
         for proc in procs.values():
             if proc.returncode is None:
                 proc.terminate()
-        for name, proc in procs.items():
+        for proc in procs.values():
             try:
                 await asyncio.wait_for(proc.wait(), 15)
             except TimeoutError:
@@ -169,7 +169,8 @@ async def run(stop_infra_on_exit: bool) -> int:
             task.cancel()
         PIDFILE.unlink(missing_ok=True)
         if stop_infra_on_exit:
-            subprocess.run(["bash", str(REPO / "infra/scripts/infra.sh"), "down"], check=False)
+            down = await asyncio.create_subprocess_exec("bash", str(REPO / "infra/scripts/infra.sh"), "down")
+            await down.wait()
 
 
 def stop() -> int:
