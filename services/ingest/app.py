@@ -1,4 +1,4 @@
-"""Wires the write API: settings, PostgreSQL, the Kafka producer, the routes."""
+"""Wires the write API: settings, PostgreSQL, the Kafka producers, the routes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,22 @@ from fastapi import FastAPI
 
 from services.ingest import routes_alerts, routes_channels, routes_contacts, routes_deliveries, routes_signals
 from services.ingest.config import get_settings
+from services.ingest.publisher import AlertPublisher
+from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore
 from shared.db import create_pool
-from shared.http import Health, create_app as create_http_app
+from shared.http import Health
+from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    broker = make_broker(settings, client_id="ingest")
+    # The shared broker publishes everything but alerts (contacts, signals...); a request must fail
+    # within seconds, not the client's 40 s default, when the broker is away.
+    request_timeout_ms = max(1000, int(settings.publish_timeout_seconds * 1000))
+    broker = make_broker(settings, client_id="ingest", request_timeout_ms=request_timeout_ms)
+    alert_publisher = AlertPublisher(settings)
     state: dict = {}
 
     async def database_answers() -> None:
@@ -34,11 +41,19 @@ def create_app() -> FastAPI:
         state["pool"] = app.state.pool = await create_pool(settings.database_url)
         app.state.settings = settings
         app.state.broker = broker
+        app.state.alert_publisher = alert_publisher
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)
+        app.state.webhook_secrets = WebhookSecrets(
+            app.state.pool,
+            settings.webhook_secret.get_secret_value(),
+            ttl=settings.webhook_secret_cache_seconds,
+        )
         await broker.start()
+        await alert_publisher.start()
         try:
             yield
         finally:
+            await alert_publisher.close()
             await broker.stop()
             await app.state.pool.close()
 
@@ -51,4 +66,17 @@ def create_app() -> FastAPI:
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries):
         app.include_router(module.router)
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        # The alert routes parse their bodies by hand (to check signatures over the raw bytes), so
+        # FastAPI does not see their schemas; add them for the request bodies that refer to them.
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                routes_alerts.openapi_schemas()
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

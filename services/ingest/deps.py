@@ -9,6 +9,8 @@ from fastapi import Depends, Header, Request
 from faststream.kafka import KafkaBroker
 
 from services.ingest.config import Settings
+from services.ingest.publisher import AlertPublisher
+from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore, Principal
 
 
@@ -24,6 +26,18 @@ def _broker(request: Request) -> KafkaBroker:
     return request.app.state.broker
 
 
+def _keys(request: Request) -> KeyStore:
+    return request.app.state.keys
+
+
+def _alert_publisher(request: Request) -> AlertPublisher:
+    return request.app.state.alert_publisher
+
+
+def _webhook_secrets(request: Request) -> WebhookSecrets:
+    return request.app.state.webhook_secrets
+
+
 async def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
     keys: KeyStore = request.app.state.keys
     return await keys.authenticate(authorization)
@@ -33,3 +47,6 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 BrokerDep = Annotated[KafkaBroker, Depends(_broker)]
 CallerDep = Annotated[Principal, Depends(_principal)]
+KeysDep = Annotated[KeyStore, Depends(_keys)]
+AlertPublisherDep = Annotated[AlertPublisher, Depends(_alert_publisher)]
+WebhookSecretsDep = Annotated[WebhookSecrets, Depends(_webhook_secrets)]

@@ -1,85 +1,221 @@
-"""Pure decisions of ingest: is a posted alert new, changed, or a duplicate, and what changed."""
+"""Pure decisions of ingest: is a posted alert new, changed, or a duplicate, and what changed.
+
+No I/O here. The store hands in the last known state (and its version); the decision says which
+event, if any, a post yields and what state to keep.
+
+Decisions the spec left open (docs/ingest.md):
+- A field absent from a posted alert keeps its previous value; an explicit ``null`` clears it
+  (``status`` excepted: it cannot be cleared, a null keeps the previous status).
+- ``activityLogs`` is not a changed field of its own: posted entries are merged into the known
+  ones, and the new entries tell who changed the status and when.
+- A status change posted with no new activity-log entry is the system's (a feed's own update).
+- Event ids are derived from tenant, alert id, state version and the state itself, so republishing
+  a state after a failed attempt reuses the id and consumers drop the copy.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.alerts import Alert
+from shared.alerts import ActivityLog, Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, FieldChange, StatusChange
 
 # Fields whose change is a change of the alert; the activity log itself is how changes are told,
 # not a change of its own.
-_COMPARED = [name for name in Alert.model_fields if name != "activity_logs"]
-_STATUS_FIELDS = {"status": "status", "resolved_reason": "resolvedReason"}
+COMPARED_FIELDS = tuple(name for name in Alert.model_fields if name != "activity_logs")
+STATUS_FIELDS = {"status": "status", "resolved_reason": "resolvedReason"}
+SYSTEM = Actor(type=ActorType.system)
+
+# Namespace of the event ids of alert states (any constant uuid; never change it).
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-3d0e-4b7a-9a56-0c1d2e7f9b31")
 
 
 def actor_from(updated_by: str | None) -> Actor:
     """SPEC §3: an empty ``updatedBy`` or the value ``system`` is the system."""
     if updated_by is None or updated_by.strip() == "" or updated_by.strip().lower() == "system":
-        return Actor(type=ActorType.system)
+        return SYSTEM
     return Actor(type=ActorType.user, id=updated_by.strip())
 
 
+def event_id_for(tenant_id: str, alert_id: str, version: int, state: Alert) -> uuid.UUID:
+    """The id of the event that made ``state`` version ``version`` of an alert (1 = created).
+
+    A retry after a failed publish decides the same state from the same previous one, so it gets
+    the same id and consumers drop a copy; a different state never shares an id.
+    """
+    digest = hashlib.sha256(state.model_dump_json().encode()).hexdigest()
+    return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{tenant_id}\x1f{alert_id}\x1f{version}\x1f{digest}")
+
+
+def _wire_name(field: str) -> str:
+    return Alert.model_fields[field].alias or field
+
+
 def _wire(alert: Alert, field: str) -> Any:
-    return alert.model_dump(mode="json", include={field})[Alert.model_fields[field].alias or field]
+    return alert.model_dump(mode="json", include={field})[_wire_name(field)]
 
 
-def changed_fields(previous: Alert, incoming: Alert) -> list[FieldChange]:
+def _log_key(log: ActivityLog) -> tuple:
+    return (log.status_from, log.status_to, (log.updated_by or "").strip().lower(), log.updated_date_time)
+
+
+def new_activity_logs(previous: Alert | None, incoming: Alert) -> list[ActivityLog]:
+    """The posted activity-log entries not known yet (in posted order, each once)."""
+    known = {_log_key(log) for log in previous.activity_logs} if previous else set()
+    fresh = []
+    for log in incoming.activity_logs:
+        key = _log_key(log)
+        if key not in known:
+            known.add(key)
+            fresh.append(log)
+    return fresh
+
+
+def merge(previous: Alert, incoming: Alert) -> Alert:
+    """The state after a post: posted fields replace known ones, absent fields keep theirs."""
+    update = {
+        name: getattr(incoming, name)
+        for name in incoming.model_fields_set
+        if name in COMPARED_FIELDS and not (name == "status" and incoming.status is None)
+    }
+    update["activity_logs"] = [*previous.activity_logs, *new_activity_logs(previous, incoming)]
+    return previous.model_copy(update=update)
+
+
+def created_state(incoming: Alert) -> Alert:
+    if incoming.status is None:
+        return incoming.model_copy(update={"status": AlertStatus.active})
+    return incoming
+
+
+def changed_fields(previous: Alert, current: Alert) -> list[FieldChange]:
     return [
-        FieldChange(field=Alert.model_fields[name].alias or name, from_=_wire(previous, name), to=_wire(incoming, name))
-        for name in _COMPARED
-        if getattr(previous, name) != getattr(incoming, name)
+        FieldChange(field=_wire_name(name), from_=_wire(previous, name), to=_wire(current, name))
+        for name in COMPARED_FIELDS
+        if getattr(previous, name) != getattr(current, name)
     ]
 
 
-def _new_logs(previous: Alert | None, incoming: Alert):
-    known = {log.model_dump_json() for log in previous.activity_logs} if previous else set()
-    return [log for log in incoming.activity_logs if log.model_dump_json() not in known]
+def _status_changes_from_logs(logs: list[ActivityLog], now: datetime) -> list[StatusChange]:
+    changes = [
+        StatusChange(
+            field="status",
+            from_=log.status_from,
+            to=log.status_to,
+            actor=actor_from(log.updated_by),
+            changed_date_time=log.updated_date_time or now,
+        )
+        for log in logs
+        if log.status_from != log.status_to
+    ]
+    return sorted(changes, key=lambda c: c.changed_date_time)
+
+
+def _latest(logs: list[ActivityLog], now: datetime) -> tuple[Actor, datetime] | None:
+    if not logs:
+        return None
+    latest = max(logs, key=lambda log: log.updated_date_time or now)
+    return actor_from(latest.updated_by), latest.updated_date_time or now
 
 
 def decide(
-    tenant_id: str, incoming: Alert, previous: Alert | None, *, now: datetime, api_actor: Actor | None = None
+    tenant_id: str,
+    incoming: Alert,
+    previous: Alert | None,
+    *,
+    now: datetime,
+    previous_version: int = 0,
+    api_actor: Actor | None = None,
 ) -> AlertCreated | AlertUpdated | None:
     """The event a post of ``incoming`` yields, given the last known state; ``None`` for a duplicate.
 
-    Actor and time of a change come from the new activity-log entries; a change made through
-    this system's own API (``api_actor``) is by the calling user at the time of the request.
+    The event's ``alert`` is the state to keep. Actor and time of a feed's change come from its new
+    activity-log entries (none: the system, now); a change made through this system's own API
+    (``api_actor``) is by that user at the time of the request.
     """
-    new_logs = _new_logs(previous, incoming)
+    version = previous_version + 1
     if previous is None:
-        return AlertCreated(tenant_id=tenant_id, alert=incoming, ingested_date_time=now, occurred_date_time=now,
-                            status_changes=_status_changes_from_logs(new_logs, incoming))
-    changes = changed_fields(previous, incoming)
+        alert = created_state(incoming)
+        return AlertCreated(
+            event_id=event_id_for(tenant_id, alert.id, version, alert),
+            tenant_id=tenant_id,
+            alert=alert,
+            ingested_date_time=now,
+            occurred_date_time=now,
+            status_changes=_status_changes_from_logs(alert.activity_logs, now),
+        )
+    new_logs = new_activity_logs(previous, incoming)
+    current = merge(previous, incoming)
+    changes = changed_fields(previous, current)
     if not changes and not new_logs:
         return None
+    status_field_changes = [c for c in changes if c.field in STATUS_FIELDS.values()]
     if api_actor is not None:
         actor, when = api_actor, now
         status_changes = [
             StatusChange(field=c.field, from_=c.from_, to=c.to, actor=actor, changed_date_time=when)
-            for c in changes if c.field in _STATUS_FIELDS.values()
+            for c in status_field_changes
         ]
     else:
-        dated = [log for log in new_logs if log.updated_date_time is not None]
-        latest = max(dated, key=lambda log: log.updated_date_time) if dated else None
-        actor = actor_from(latest.updated_by) if latest else Actor(type=ActorType.system)
-        when = latest.updated_date_time if latest else now
-        status_changes = _status_changes_from_logs(new_logs, incoming)
-        logged = {sc.field for sc in status_changes}
-        # A status change with no log entry telling who made it is the system's (the feed itself).
-        status_changes += [
-            StatusChange(field=c.field, from_=c.from_, to=c.to, actor=Actor(type=ActorType.system),
-                         changed_date_time=when)
-            for c in changes if c.field in _STATUS_FIELDS.values() and c.field not in logged
-        ]
-    return AlertUpdated(tenant_id=tenant_id, alert_id=incoming.id, changes=changes, status_changes=status_changes,
-                        actor=actor, changed_date_time=when, alert=incoming, occurred_date_time=now)
+        actor, when = _latest(new_logs, now) or (SYSTEM, now)
+        status_changes = _status_changes_from_logs(new_logs, now)
+        status_logged = bool(status_changes)
+        for change in status_field_changes:
+            if change.field == "status" and status_logged:
+                continue  # the log entries tell this change, with its actor and time
+            # A resolvedReason is set with the status change the latest entry records; with no
+            # entry at all, the feed changed it itself: the system.
+            status_changes.append(
+                StatusChange(
+                    field=change.field, from_=change.from_, to=change.to, actor=actor, changed_date_time=when
+                )
+            )
+    return AlertUpdated(
+        event_id=event_id_for(tenant_id, incoming.id, version, current),
+        tenant_id=tenant_id,
+        alert_id=incoming.id,
+        changes=changes,
+        status_changes=status_changes,
+        actor=actor,
+        changed_date_time=when,
+        alert=current,
+        occurred_date_time=now,
+    )
 
 
-def _status_changes_from_logs(logs, incoming: Alert) -> list[StatusChange]:
-    out = []
-    for log in sorted((x for x in logs if x.updated_date_time is not None), key=lambda x: x.updated_date_time):
-        if log.status_from != log.status_to:
-            out.append(StatusChange(field="status", from_=log.status_from, to=log.status_to,
-                                    actor=actor_from(log.updated_by), changed_date_time=log.updated_date_time))
-    return out
+def patched(
+    previous: Alert,
+    *,
+    status: AlertStatus | None,
+    resolved_reason: ResolvedReason | None,
+    fields: set[str],
+    actor: Actor,
+    now: datetime,
+) -> Alert:
+    """The alert as posted by ``PATCH {status, resolvedReason}``; a status change is logged.
+
+    Only the fields in ``fields`` are applied (an absent field is unchanged, an explicit null
+    clears ``resolvedReason``). Resolving records when and by whom; reopening clears both.
+    """
+    update: dict[str, Any] = {}
+    if "resolved_reason" in fields:
+        update["resolved_reason"] = resolved_reason
+    if "status" in fields and status is not None and status != previous.status:
+        update["status"] = status
+        log = ActivityLog(
+            status_from=previous.status,
+            status_to=status,
+            updated_by=actor.id or "system",
+            updated_date_time=now,
+        )
+        update["activity_logs"] = [*previous.activity_logs, log]
+        if status is AlertStatus.resolved:
+            update["resolved_on_date_time"] = now
+            update["resolved_by"] = actor.id
+        elif previous.status is AlertStatus.resolved:
+            update["resolved_on_date_time"] = None
+            update["resolved_by"] = None
+    return previous.model_copy(update=update)

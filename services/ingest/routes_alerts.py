@@ -1,31 +1,54 @@
-"""``POST /alerts`` and ``PATCH /alerts/{alertId}`` of the write API (SPEC §2, §6)."""
+"""``POST /alerts`` and ``PATCH /alerts/{alertId}`` of the write API (SPEC §2, §6).
+
+Both lock the alerts' last known states, decide (``domain``), publish the events in one Kafka
+transaction and only then record the new states, in the database transaction holding the locks:
+202 means the broker has every event; 503 means nothing was published or recorded.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal
 
+import asyncpg
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import models_json_schema
 
-from services.ingest.deps import BrokerDep, CallerDep, PoolDep, SettingsDep
-from services.ingest.domain import decide
+from services.ingest.deps import AlertPublisherDep, KeysDep, PoolDep, SettingsDep, WebhookSecretsDep
+from services.ingest.domain import actor_from, decide, patched
+from services.ingest.parsing import alerts_from_document, parse_json, read_body, require_json_media_type
+from services.ingest.publisher import AlertPublisher, EventTooLarge, PublishFailed
 from services.ingest.store import lock_alert_states
-from shared.alerts import Alert
-from shared.auth import Permission, authorize
-from shared.events import Topic
-from shared.http import Problem, _field_path
-from shared.kafka import publish_event
-from shared.wire import utcnow
+from services.ingest.webhook_auth import (
+    WriteCaller,
+    authenticate_key,
+    authenticate_webhook,
+    wants_signature_check,
+)
+from shared.alerts import Alert, AlertStatus, ResolvedReason
+from shared.events import Actor, AlertCreated, AlertUpdated
+from shared.http import Problem
+from shared.wire import WireModel, utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-_alerts = TypeAdapter(list[Alert])
+AlertId = Annotated[str, Path(min_length=1, max_length=256)]
+
+_ERRORS = {
+    400: {"description": "Malformed JSON"},
+    401: {"description": "No valid key or webhook signature"},
+    403: {"description": "The key's role or tenant may not update alerts here"},
+    413: {"description": "Body or list too large"},
+    415: {"description": "Not JSON"},
+    422: {"description": "Schema violation; `errors[].field` names the path (`value[3].detectedDateTime`)"},
+    503: {"description": "Broker or database unavailable: nothing was stored; retry after `Retry-After`"},
+}
 
 
 class AcceptedEvent(BaseModel):
@@ -39,66 +62,244 @@ class Accepted(BaseModel):
     events: list[AcceptedEvent]
 
 
-async def _json_body(request: Request, settings) -> Any:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
-        if not content_type.split(";")[0].strip().lower().endswith("+json"):
-            raise Problem(415, "Unsupported media type", f"send application/json, not {content_type}")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise Problem(413, "Request too large", f"the body may be at most {settings.max_body_bytes} bytes")
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        raise Problem(413, "Request too large", f"the body may be at most {settings.max_body_bytes} bytes")
+class AlertPatch(WireModel):
+    """A change of an alert's status by a person (or a ticketing system acting for one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["active", "investigating", "resolved"] | None = None
+    resolved_reason: Literal["legitimate", "ignore", "fraud"] | None = None
+    updated_by: str | None = Field(
+        None,
+        max_length=256,
+        description="The user a ticketing system acts for; default: the key's user (`system`: the system).",
+    )
+
+
+async def _authenticate(
+    request: Request, tenant_id: str, keys, secrets, settings
+) -> tuple[WriteCaller, bytes]:
+    """The caller and the body: a signed webhook is checked over the raw body, a key before reading it."""
+    signed = wants_signature_check(request.headers)
+    caller = None if signed else await authenticate_key(keys, request.headers.get("authorization"), tenant_id)
+    require_json_media_type(request.headers.get("content-type"))
+    body = await read_body(request, settings.max_body_bytes)
+    if signed:
+        caller = await authenticate_webhook(secrets, tenant_id, request.headers, body)
+    return caller, body
+
+
+def _unavailable(what: str, settings) -> Problem:
+    return Problem(
+        503,
+        "Service unavailable",
+        f"{what}: nothing was stored; retry later",
+        headers={"Retry-After": str(settings.retry_after_seconds)},
+    )
+
+
+async def _decide_and_publish(
+    pool: asyncpg.Pool,
+    publisher: AlertPublisher,
+    settings,
+    tenant_id: str,
+    alerts: list[Alert],
+    *,
+    now: datetime,
+    api_actor: Actor | None = None,
+    patch: Callable[[Alert], Alert] | None = None,
+) -> list[AlertCreated | AlertUpdated]:
+    """Lock, decide, publish, record. With ``patch``, the alerts must exist and each is posted as
+    ``patch(its last known state)``."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "Malformed JSON", f"the request body is not valid JSON: {exc}") from None
+        async with lock_alert_states(pool, tenant_id, alerts, insert_new=patch is None) as states:
+            if patch is not None:
+                if missing := [a.id for a in alerts if states.previous(a.id) is None]:
+                    raise Problem(404, "Not found", f"no alert {missing[0]!r} for tenant {tenant_id}")
+                alerts = [patch(states.previous(a.id)) for a in alerts]
+            events: list[AlertCreated | AlertUpdated] = []
+            for alert in alerts:
+                previous, version = states.previous(alert.id), states.version(alert.id)
+                event = decide(
+                    tenant_id, alert, previous, now=now, previous_version=version, api_actor=api_actor
+                )
+                if event is not None:
+                    events.append(event)
+            try:
+                await publisher.publish(events)
+            except EventTooLarge as exc:
+                alert_id = events[exc.index].alert.id
+                raise Problem(
+                    413,
+                    "Alert too large",
+                    f"alert {alert_id!r} makes a {exc.size}-byte event; at most {exc.limit} bytes",
+                    alertId=alert_id,
+                ) from None
+            except PublishFailed as exc:
+                log.warning(
+                    "broker unavailable, %d events of tenant %s not stored: %s", len(events), tenant_id, exc
+                )
+                raise _unavailable("the event broker did not store the events", settings) from None
+            await states.save([e.alert for e in events if isinstance(e, AlertUpdated)])
+    except (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+    ) as exc:
+        log.warning("database unavailable: %s", exc)
+        raise _unavailable("the database is unavailable", settings) from None
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+        # Sorted locking should make this impossible; if PostgreSQL still picks this request as a
+        # deadlock victim, nothing was published or recorded and a retry succeeds.
+        log.warning("lock conflict: %s", exc)
+        raise _unavailable("a concurrent post of the same alerts conflicted", settings) from None
+    return events
 
 
-def _alert_list(document: Any, settings) -> list[Alert]:
-    if isinstance(document, dict) and isinstance(document.get("value"), list):
-        items = document["value"]
-        prefix: tuple[Any, ...] = ("value",)
-    elif isinstance(document, dict):
-        items, prefix = [document], ()
-    elif isinstance(document, list):
-        items, prefix = document, ()
-    else:
-        raise Problem(422, "Invalid request", "send one alert object, or a list as {\"value\": [...]}")
-    if len(items) > settings.max_alerts_per_request:
-        raise Problem(413, "Too many alerts", f"at most {settings.max_alerts_per_request} alerts per request")
-    try:
-        alerts = _alerts.validate_python(items)
-    except ValidationError as exc:
-        errors = [{"field": _field_path((*prefix, *e["loc"]) if prefix or len(items) > 1 else e["loc"][1:]),
-                   "message": e["msg"]} for e in exc.errors()]
-        raise Problem(422, "Invalid alert", "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10]),
-                      errors=errors) from None
-    ids = [a.id for a in alerts]
-    if len(ids) != len(set(ids)):
-        raise Problem(422, "Invalid alert", "the same alert id appears twice in one request")
-    return alerts
+def openapi_schemas() -> dict:
+    """Schemas the hand-parsed request bodies refer to, for ``components.schemas``."""
+    _, schema = models_json_schema(
+        [(Alert, "validation"), (AlertPatch, "validation")], ref_template="#/components/schemas/{model}"
+    )
+    return schema["$defs"]
 
 
-@router.post("/alerts", status_code=202, response_model=Accepted,
-             summary="Ingest one alert, a Graph list {value: [...]}, or older fraud events")
-async def post_alerts(tenant_id: TenantId, request: Request, caller: CallerDep, settings: SettingsDep,
-                      pool: PoolDep, broker: BrokerDep) -> JSONResponse:
-    authorize(caller, Permission.update_alerts, tenant_id)
-    alerts = _alert_list(await _json_body(request, settings), settings)
-    now = utcnow()
-    async with lock_alert_states(pool, tenant_id, alerts) as states:
-        events = [e for a in alerts if (e := decide(tenant_id, a, states.previous[a.id], now=now)) is not None]
-        try:
-            # Sent together, so aiokafka batches them; 202 only once the broker acknowledged all.
-            await asyncio.gather(*(publish_event(broker, settings, Topic.alerts, e) for e in events))
-        except Exception as exc:
-            log.warning("broker unavailable, %d events not accepted: %s", len(events), exc)
-            raise Problem(503, "Broker unavailable", "the events could not be stored; retry later",
-                          headers={"Retry-After": "5"}) from None
-        await states.save([a for a in alerts if states.previous[a.id] is None or any(
-            getattr(e, "alert", None) is a for e in events)])
-    body = Accepted(accepted=len(events), duplicates=len(alerts) - len(events),
-                    events=[AcceptedEvent(alertId=e.alert.id, eventType=e.event_type) for e in events])
+def _accepted(alert_count: int, events: list[AlertCreated | AlertUpdated]) -> JSONResponse:
+    body = Accepted(
+        accepted=len(events),
+        duplicates=alert_count - len(events),
+        events=[AcceptedEvent(alertId=e.alert.id, eventType=e.event_type) for e in events],
+    )
     return JSONResponse(body.model_dump(), status_code=202)
+
+
+_ALERT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": 'One alert, a Graph list {"value": [alert, ...]}, or older fraud events '
+                    '(eventId, eventStatus, eventTime, ...; one, a list, or {"value": [...]}).',
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Alert"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "value": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}
+                            },
+                        },
+                        {"type": "object", "description": "older fraud event", "additionalProperties": True},
+                    ],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/alerts",
+    status_code=202,
+    response_model=Accepted,
+    responses=_ERRORS,
+    openapi_extra=_ALERT_BODY,
+    summary="Ingest one alert, a Graph list {value: [...]}, or older fraud events",
+)
+async def post_alerts(
+    tenant_id: TenantId,
+    request: Request,
+    settings: SettingsDep,
+    pool: PoolDep,
+    keys: KeysDep,
+    secrets: WebhookSecretsDep,
+    publisher: AlertPublisherDep,
+) -> JSONResponse:
+    """Authenticate with `Authorization: Bearer <key>` (a role that may update alerts) or sign as a
+    Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
+    with no new activity-log entry is the system's."""
+    _, body = await _authenticate(request, tenant_id, keys, secrets, settings)
+    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request)
+    events = (
+        await _decide_and_publish(pool, publisher, settings, tenant_id, alerts, now=utcnow())
+        if alerts
+        else []
+    )
+    return _accepted(len(alerts), events)
+
+
+@router.patch(
+    "/alerts/{alert_id}",
+    status_code=202,
+    response_model=Accepted,
+    responses={**_ERRORS, 404: {"description": "No such alert for this tenant"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertPatch"}}},
+        }
+    },
+    summary="Change an alert's status / resolvedReason as the calling user",
+)
+async def patch_alert(
+    tenant_id: TenantId,
+    alert_id: AlertId,
+    request: Request,
+    settings: SettingsDep,
+    pool: PoolDep,
+    keys: KeysDep,
+    secrets: WebhookSecretsDep,
+    publisher: AlertPublisherDep,
+) -> JSONResponse:
+    """The change is by the key's user (or the `updatedBy` a ticketing system names) at the time of
+    the request; a change of status or resolvedReason by a user stops the response clock."""
+    caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
+    document = parse_json(body)
+    try:
+        change = AlertPatch.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())) or "body", "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        raise Problem(
+            422, "Invalid change", "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        ) from None
+    fields = change.model_fields_set - {"updated_by"}
+    if not fields:
+        raise Problem(
+            422,
+            "Invalid change",
+            "send status and/or resolvedReason",
+            errors=[{"field": "body", "message": "send status and/or resolvedReason"}],
+        )
+    if "updated_by" in change.model_fields_set:
+        actor = actor_from(change.updated_by)
+    elif caller.principal is not None:
+        actor = actor_from(caller.principal.user_id)
+    else:
+        actor = actor_from(None)  # a signed webhook naming nobody: the system
+
+    def apply_patch(previous: Alert) -> Alert:
+        return patched(
+            previous,
+            status=AlertStatus(change.status) if change.status else None,
+            resolved_reason=ResolvedReason(change.resolved_reason) if change.resolved_reason else None,
+            fields=fields,
+            actor=actor,
+            now=now,
+        )
+
+    now = utcnow()
+    events = await _decide_and_publish(
+        pool,
+        publisher,
+        settings,
+        tenant_id,
+        [Alert(id=alert_id)],
+        now=now,
+        api_actor=actor,
+        patch=apply_patch,
+    )
+    return _accepted(1, events)

@@ -1,13 +1,21 @@
-"""The last known state of each alert, in PostgreSQL, shared by every ingest instance."""
+"""The last known state of each alert, in PostgreSQL, shared by every ingest instance; webhook secrets."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 
+from services.ingest.domain import created_state
 from shared.alerts import Alert
+
+
+@dataclass(frozen=True)
+class KnownAlert:
+    alert: Alert
+    version: int
 
 
 class AlertStates:
@@ -15,39 +23,109 @@ class AlertStates:
 
     New alerts are inserted at once (a concurrent post of the same new alert waits on the primary
     key until this transaction ends, then sees it as known), known ones are locked ``FOR UPDATE``.
-    The caller publishes the events, then :meth:`save` records the new states; if publishing fails
-    the transaction rolls back and nothing is recorded.
+    The caller publishes the events, then :meth:`save` records the new states in the same
+    transaction; if publishing fails the transaction rolls back and nothing is recorded.
     """
 
-    def __init__(self, conn: asyncpg.Connection, tenant_id: str, previous: dict[str, Alert | None]) -> None:
-        self._conn, self._tenant_id, self.previous = conn, tenant_id, previous
+    def __init__(self, conn: asyncpg.Connection, tenant_id: str, known: dict[str, KnownAlert | None]) -> None:
+        self._conn, self._tenant_id, self.known = conn, tenant_id, known
 
-    async def save(self, alerts: Sequence[Alert]) -> None:
-        await self._conn.executemany(
-            "UPDATE ingest_alert_state SET alert = $3::jsonb, updated_at = now() WHERE tenant_id = $1 AND alert_id = $2",
-            [(self._tenant_id, a.id, a.model_dump_json()) for a in alerts],
-        )
+    def previous(self, alert_id: str) -> Alert | None:
+        found = self.known.get(alert_id)
+        return found.alert if found else None
+
+    def version(self, alert_id: str) -> int:
+        found = self.known.get(alert_id)
+        return found.version if found else 0
+
+    async def save(self, changed: Sequence[Alert]) -> None:
+        """Record the new state of each changed known alert (new ones were inserted when locked)."""
+        rows = [
+            (self._tenant_id, a.id, a.model_dump_json()) for a in changed if self.known.get(a.id) is not None
+        ]
+        if rows:
+            await self._conn.executemany(
+                """UPDATE ingest_alert_state SET alert = $3::jsonb, version = version + 1, updated_at = now()
+                   WHERE tenant_id = $1 AND alert_id = $2""",
+                rows,
+            )
 
 
 @asynccontextmanager
-async def lock_alert_states(pool: asyncpg.Pool, tenant_id: str, alerts: Sequence[Alert]) -> AsyncIterator[AlertStates]:
+async def lock_alert_states(
+    pool: asyncpg.Pool, tenant_id: str, alerts: Sequence[Alert], *, insert_new: bool = True
+) -> AsyncIterator[AlertStates]:
+    """Lock the rows of ``alerts`` for one decision; with ``insert_new``, unknown ones are created.
+
+    The row inserted for a new alert holds its state as posted (the created event's alert is that
+    state, status defaulted), so nothing else needs saving for it.
+    """
     # Sorted ids: two posts locking overlapping sets take the locks in one order, so never deadlock.
     by_id = {a.id: a for a in alerts}
     ids = sorted(by_id)
     async with pool.acquire() as conn, conn.transaction():
-        inserted = await conn.fetch(
-            """INSERT INTO ingest_alert_state (tenant_id, alert_id, alert)
-               SELECT $1, id, alert::jsonb FROM unnest($2::text[], $3::text[]) AS t(id, alert)
-               ON CONFLICT (tenant_id, alert_id) DO NOTHING
-               RETURNING alert_id""",
-            tenant_id, ids, [by_id[i].model_dump_json() for i in ids],
-        )
-        new_ids = {row["alert_id"] for row in inserted}
-        known = await conn.fetch(
-            """SELECT alert_id, alert FROM ingest_alert_state
+        new_ids: set[str] = set()
+        if insert_new:
+            inserted = await conn.fetch(
+                """INSERT INTO ingest_alert_state (tenant_id, alert_id, alert, version)
+                   SELECT $1, id, alert::jsonb, 1
+                   FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(id, alert, n) ORDER BY n
+                   ON CONFLICT (tenant_id, alert_id) DO NOTHING
+                   RETURNING alert_id""",
+                tenant_id,
+                ids,
+                [created_state(by_id[i]).model_dump_json() for i in ids],
+            )
+            new_ids = {row["alert_id"] for row in inserted}
+        rows = await conn.fetch(
+            """SELECT alert_id, alert, version FROM ingest_alert_state
                WHERE tenant_id = $1 AND alert_id = ANY($2::text[]) ORDER BY alert_id FOR UPDATE""",
-            tenant_id, [i for i in ids if i not in new_ids],
+            tenant_id,
+            [i for i in ids if i not in new_ids],
         )
-        previous: dict[str, Alert | None] = {i: None for i in new_ids}
-        previous.update({row["alert_id"]: Alert.model_validate_json(row["alert"]) for row in known})
-        yield AlertStates(conn, tenant_id, previous)
+        known: dict[str, KnownAlert | None] = {i: None for i in ids}
+        known.update(
+            {
+                row["alert_id"]: KnownAlert(Alert.model_validate_json(row["alert"]), row["version"])
+                for row in rows
+            }
+        )
+        yield AlertStates(conn, tenant_id, known)
+
+
+async def webhook_secrets(pool: asyncpg.Pool, tenant_id: str) -> list[str]:
+    """The tenant's active webhook secrets, newest first (at most two)."""
+    rows = await pool.fetch(
+        """SELECT secret FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
+           ORDER BY created_at DESC, secret_id DESC LIMIT 2""",
+        tenant_id,
+    )
+    return [row["secret"] for row in rows]
+
+
+async def add_webhook_secret(pool: asyncpg.Pool, tenant_id: str, secret: str) -> None:
+    """Add a secret and revoke all but the two newest: the new one and the one it replaces."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"webhook-secrets:{tenant_id}")
+        await conn.execute(
+            "INSERT INTO ingest_webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant_id, secret
+        )
+        await conn.execute(
+            """UPDATE ingest_webhook_secrets SET revoked_at = now()
+               WHERE tenant_id = $1 AND revoked_at IS NULL AND secret_id NOT IN (
+                   SELECT secret_id FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
+                   ORDER BY created_at DESC, secret_id DESC LIMIT 2)""",
+            tenant_id,
+        )
+
+
+async def revoke_webhook_secrets(pool: asyncpg.Pool, tenant_id: str, *, keep_newest: int = 0) -> int:
+    status = await pool.execute(
+        """UPDATE ingest_webhook_secrets SET revoked_at = now()
+           WHERE tenant_id = $1 AND revoked_at IS NULL AND secret_id NOT IN (
+               SELECT secret_id FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
+               ORDER BY created_at DESC, secret_id DESC LIMIT $2)""",
+        tenant_id,
+        keep_newest,
+    )
+    return int(status.split()[-1])

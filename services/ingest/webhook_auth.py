@@ -1,0 +1,123 @@
+"""Who may write alerts: a bearer key with a role that may, or a webhook signed with the tenant's secret.
+
+Signed webhooks follow Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``; HMAC-SHA256 over ``id.timestamp.body``; five minutes' tolerance; the
+library compares in constant time). A tenant has up to two active secrets (rotation); a tenant
+with none uses the deployment's ``WEBHOOK_SECRET``.
+
+``python -m services.ingest.webhook_auth rotate --tenant T`` adds a new secret for tenant T and
+prints it; the previous one stays valid until the next rotation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import secrets as token_source
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.ingest import store
+from shared.auth import KeyStore, Permission, Principal, authorize
+from shared.http import Problem
+from shared.webhooks import WebhookSignatureError, has_signature, verify
+
+
+@dataclass(frozen=True)
+class WriteCaller:
+    """Who sent a write: a key's principal, or a tenant's signed webhook (``principal`` None)."""
+
+    principal: Principal | None
+    webhook_id: str | None = None
+
+    @property
+    def is_webhook(self) -> bool:
+        return self.principal is None
+
+
+class WebhookSecrets:
+    """Each tenant's active secrets, cached briefly (a rotation applies within ``ttl`` seconds)."""
+
+    def __init__(self, pool: asyncpg.Pool, default_secret: str, ttl: float = 10.0) -> None:
+        self._pool, self._default, self._ttl = pool, default_secret, ttl
+        self._cache: dict[str, tuple[float, list[str]]] = {}
+
+    async def for_tenant(self, tenant_id: str) -> list[str]:
+        now = time.monotonic()
+        cached = self._cache.get(tenant_id)
+        if cached and cached[0] > now:
+            return cached[1]
+        found = await store.webhook_secrets(self._pool, tenant_id) or [self._default]
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[tenant_id] = (now + self._ttl, found)
+        return found
+
+
+def wants_signature_check(headers: Mapping[str, str]) -> bool:
+    """A request carrying the signature headers is checked as a webhook (even if it has a key too)."""
+    return has_signature(headers)
+
+
+async def authenticate_key(
+    keys: KeyStore,
+    authorization: str | None,
+    tenant_id: str,
+    permission: Permission = Permission.update_alerts,
+) -> WriteCaller:
+    """401 without a known key, 403 when its role or tenant may not write here."""
+    principal = await keys.authenticate(authorization)
+    return WriteCaller(principal=authorize(principal, permission, tenant_id))
+
+
+async def authenticate_webhook(
+    secrets: WebhookSecrets, tenant_id: str, headers: Mapping[str, str], body: bytes
+) -> WriteCaller:
+    """401 unless one of the tenant's active secrets signed ``body`` within the last five minutes."""
+    try:
+        verify(await secrets.for_tenant(tenant_id), headers, body)
+    except WebhookSignatureError as exc:
+        raise Problem(
+            401,
+            "Unauthorized",
+            f"webhook signature not valid for tenant {tenant_id}: {exc}",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from None
+    return WriteCaller(principal=None, webhook_id=headers.get("webhook-id"))
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(token_source.token_bytes(32)).decode()
+
+
+async def _rotate(dsn: str, tenant_id: str) -> str:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        secret = new_secret()
+        await store.add_webhook_secret(pool, tenant_id, secret)
+        return secret
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    import os
+
+    parser = argparse.ArgumentParser(
+        prog="python -m services.ingest.webhook_auth",
+        description="Manage a tenant's inbound webhook secrets.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    rotate = sub.add_parser("rotate", help="add a new secret (printed once); the previous one stays active")
+    rotate.add_argument("--tenant", required=True)
+    args = parser.parse_args()
+    dsn = os.environ.get("DATABASE_URL", "postgresql://csp:csp@127.0.0.1:5432/csp_triage")
+    print(asyncio.run(_rotate(dsn, args.tenant)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The accepted request shapes and their refusals (no I/O)."""
+
+import pytest
+from pydantic import ValidationError
+
+from services.ingest.parsing import alerts_from_document, parse_json, require_json_media_type
+from services.ingest.routes_alerts import AlertPatch
+from shared.http import Problem
+
+
+def refusal(call, *args) -> Problem:
+    with pytest.raises(Problem) as caught:
+        call(*args)
+    return caught.value
+
+
+def test_one_alert_a_graph_list_and_a_bare_list():
+    assert [a.id for a in alerts_from_document({"id": "a"}, 10)] == ["a"]
+    assert [a.id for a in alerts_from_document({"value": [{"id": "a"}, {"id": "b"}]}, 10)] == ["a", "b"]
+    assert [a.id for a in alerts_from_document([{"id": "a"}], 10)] == ["a"]
+    assert alerts_from_document({"value": []}, 10) == []
+
+
+def test_fraud_events_in_every_shape():
+    event = {"eventId": "f1", "eventStatus": "Active", "eventTime": "2026-01-01T00:00:00"}
+    assert [a.id for a in alerts_from_document(event, 10)] == ["f1"]
+    assert [a.id for a in alerts_from_document([event, {**event, "eventId": "f2"}], 10)] == ["f1", "f2"]
+    assert [a.id for a in alerts_from_document({"value": [event]}, 10)] == ["f1"]
+
+
+def test_schema_violation_names_the_field_path():
+    problem = refusal(
+        alerts_from_document,
+        {"value": [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d", "detectedDateTime": "yesterday"}]},
+        10,
+    )
+    assert problem.status == 422
+    assert problem.extra["errors"][0]["field"] == "value[3].detectedDateTime"
+    single = refusal(alerts_from_document, {"displayName": "no id"}, 10)
+    assert single.status == 422 and single.extra["errors"][0]["field"] == "id"
+    bare = refusal(alerts_from_document, [{"id": "a", "isTest": "maybe"}], 10)
+    assert bare.extra["errors"][0]["field"] == "[0].isTest"
+    nested = refusal(
+        alerts_from_document, {"value": [{"id": "a", "affectedResources": [{"resourceId": 5}]}]}, 10
+    )
+    assert nested.extra["errors"][0]["field"] == "value[0].affectedResources[0].resourceId"
+
+
+def test_fraud_event_errors_name_the_posted_field():
+    problem = refusal(alerts_from_document, {"value": [{"eventId": "f", "eventTime": "not a time"}]}, 10)
+    assert problem.extra["errors"][0]["field"] == "value[0].eventTime"
+
+
+def test_other_shapes_and_duplicate_ids_are_refused():
+    assert refusal(alerts_from_document, "text", 10).status == 422
+    assert refusal(alerts_from_document, {"value": {"id": "a"}}, 10).extra["errors"][0]["field"] == "value"
+    assert refusal(alerts_from_document, {"value": [1]}, 10).extra["errors"][0]["field"] == "value[0]"
+    duplicate = refusal(alerts_from_document, {"value": [{"id": "a"}, {"id": "a"}]}, 10)
+    assert duplicate.status == 422 and duplicate.extra["errors"][0]["field"] == "value[1].id"
+
+
+def test_too_many_alerts_is_413():
+    assert refusal(alerts_from_document, {"value": [{"id": str(i)} for i in range(11)]}, 10).status == 413
+
+
+def test_malformed_json_is_400_and_media_types():
+    assert refusal(parse_json, b"{not json").status == 400
+    assert refusal(parse_json, b"\xff\xfe").status == 400
+    require_json_media_type("application/json; charset=utf-8")
+    require_json_media_type("application/merge-patch+json")
+    assert refusal(require_json_media_type, "text/plain").status == 415
+    assert refusal(require_json_media_type, None).status == 415
+
+
+def test_patch_body_accepts_known_values_and_refuses_the_rest():
+    change = AlertPatch.model_validate({"status": "resolved", "resolved_reason": None, "updatedBy": "ann"})
+    assert change.model_fields_set == {"status", "resolved_reason", "updated_by"}
+    for bad in ({"status": "closed"}, {"resolvedReason": "unknownFutureValue"}, {"severity": "high"}):
+        with pytest.raises(ValidationError):
+            AlertPatch.model_validate(bad)
