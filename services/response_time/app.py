@@ -1,4 +1,4 @@
-"""Wires the response-time service: PostgreSQL, the Kafka consumer, health endpoints."""
+"""Wires the response-time service: PostgreSQL, the Kafka consumer, the status publisher, health endpoints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from fastapi import FastAPI
 
 from services.response_time.config import get_settings
 from services.response_time.handlers import build_router
+from services.response_time.status import StatusPublisher
 from shared.db import create_pool
-from shared.http import Health, create_app as create_http_app
+from shared.http import Health
+from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 
 
@@ -23,6 +25,9 @@ def create_app() -> FastAPI:
     async def database_answers() -> None:
         await state["pool"].fetchval("SELECT 1")
 
+    async def status_publisher_runs() -> None:
+        await state["status"].check_running()
+
     async def broker_answers() -> None:
         if not await broker.ping(timeout=2):
             raise ConnectionError("the Kafka broker does not answer")
@@ -32,10 +37,14 @@ def create_app() -> FastAPI:
         state["pool"] = await create_pool(settings.database_url)
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
+        status = state["status"] = StatusPublisher(state["pool"], broker, settings)
+        broker.context.set_global("status", status)
         await broker.start()
+        status.start()
         try:
             yield
         finally:
+            await status.stop()
             await broker.stop()
             await state["pool"].close()
 
@@ -43,6 +52,7 @@ def create_app() -> FastAPI:
         title="CSP alert triage: response-time service",
         version="1",
         description="Consumes alert events; keeps per-alert latency and the 30-day average in PostgreSQL.",
-        health=Health("response-time", {"postgres": database_answers, "kafka": broker_answers}),
+        health=Health("response-time", {"postgres": database_answers, "kafka": broker_answers,
+                                         "statusPublisher": status_publisher_runs}),
         lifespan=lifespan,
     )

@@ -6,6 +6,16 @@ from shared.settings import CommonSettings, load_settings
 class Settings(CommonSettings):
     response_time_port: int = Field(8083, description="Port of the health endpoints.")
     consumer_group: str = Field("response-time", description="Kafka consumer group of this service.")
+    response_time_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
+    response_time_reevaluate_seconds: float = Field(
+        60.0, gt=0,
+        description="How often every tenant's figures are re-evaluated, so a response leaving the 30-day "
+        "window changes the requirement status without any new event.")
+    response_time_status_pause_seconds: float = Field(
+        0.2, ge=0,
+        description="Pause between re-evaluations of tenants whose alerts changed: a burst of events yields "
+        "one requirement-status event per tenant and pause; a change is published within about this.")
 
 
 def get_settings() -> Settings:

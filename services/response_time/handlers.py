@@ -1,40 +1,88 @@
-"""Translates ``alerts`` events into response-time state: one handler per event type."""
+"""Translates ``alerts`` events into response-time state.
+
+Records are consumed in batches (up to ``RESPONSE_TIME_BATCH_SIZE``), each batch applied in one
+PostgreSQL transaction and its offsets committed after that commit: a process killed mid-batch
+leaves nothing of the batch, and the batch is consumed again (the dedupe ledger drops what a
+previous commit already applied). A batch handler, unlike a per-type ``filter``, cannot route by
+header, so each record is parsed here by its ``eventType`` header into the event type of its own.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import Context
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.middlewares import AckPolicy
+from pydantic import BaseModel
 
-from services.response_time import domain, store
+from services.response_time import store
 from services.response_time.config import Settings
-from shared.events import AlertCreated, AlertUpdated, Topic
-from shared.kafka import event_type_is, topic_name
+from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, Topic
+from shared.kafka import POISON_ERRORS, topic_name
 
 log = logging.getLogger(__name__)
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
+
+
+async def _raw_records(message: Any) -> Any:
+    # Keep the records as they are: each is parsed (and, if poison, dead-lettered) on its own.
+    return list(message.raw_message)
+
+
+def parse_record(record: ConsumerRecord) -> AlertCreated | AlertUpdated | None:
+    """The event a record carries; None for a type this service does not use. Raises if malformed."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    model = EVENT_TYPES.get(headers.get(EVENT_TYPE_HEADER, ""))
+    if model is None:
+        return None
+    return model.model_validate_json(record.value or b"")
 
 
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
-    alerts = router.subscriber(
+    dead_letter_topic = topic_name(settings, Topic.dead_letter)
+
+    @router.subscriber(
         topic_name(settings, Topic.alerts),
         group_id=settings.consumer_group,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # ingest may publish inside Kafka transactions: never see an aborted one.
+        isolation_level="read_committed",
+        batch=True,
+        max_records=settings.response_time_batch_size,
+        decoder=_raw_records,
         title="response-time/alerts",
-        description="Alert events: the clock starts at creation and stops at the first partner response.",
+        description="alert-created and alert-updated: the clock starts at creation and stops at the first "
+        "partner response.",
     )
-
-    @alerts(filter=event_type_is("alert-created"))
-    async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
-        if not await store.apply_alert_created(pool, event, domain.clock_start(event)):
-            log.debug("event %s already applied", event.event_id)
-
-    @alerts(filter=event_type_is("alert-updated"))
-    async def on_alert_updated(event: AlertUpdated, pool=Context("pool")) -> None:
-        if not await store.apply_alert_updated(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_alert_events(records: list[Any], pool=Context("pool"),
+                              broker: KafkaBroker = Context("broker"),
+                              status=Context("status", default=None)) -> None:
+        events: list[AlertCreated | AlertUpdated] = []
+        for record in records:
+            try:
+                event = parse_record(record)
+            except POISON_ERRORS as exc:
+                await _dead_letter(broker, dead_letter_topic, record, exc)
+                continue
+            if event is not None:
+                events.append(event)
+        if await store.apply_events(pool, events) and status is not None:
+            status.wake()  # the commit marked the tenants; publish their figures now rather than later
 
     return router
+
+
+async def _dead_letter(broker: KafkaBroker, topic: str, record: ConsumerRecord, exc: BaseException) -> None:
+    """A record that can never be applied goes to the dead-letter topic with the reason; the batch goes on."""
+    source = f"{record.topic}[{record.partition}]@{record.offset}"
+    reason = " ".join(str(exc).split())
+    log.error("poison event at %s sent to %s: %s", source, topic, reason)
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    headers.update({"dlq.reason": reason[:1000], "dlq.source": source, "dlq.error": type(exc).__name__})
+    await broker.publish(record.value or b"", topic=topic, key=record.key, headers=headers)

@@ -1,46 +1,200 @@
-"""PostgreSQL I/O of the response-time service."""
+"""PostgreSQL I/O of the response-time service (and the read queries the read API shares)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from shared.db import claim_event
+from services.response_time import domain
+from services.response_time.domain import AlertClock, Response, WindowAggregates
+from shared.alerts import Alert
 from shared.events import AlertCreated, AlertUpdated
 
 CONSUMER = "response-time"
 
+_CLOCK_COLUMNS = """tenant_id, alert_id, alert, state_as_of, clock_started_at, created_seen, ingested_at,
+                    responded_at, responded_by"""
 
-async def apply_alert_created(pool: asyncpg.Pool, event: AlertCreated, clock_started_at: datetime) -> bool:
-    alert = event.alert
+
+def _clock(row: asyncpg.Record) -> AlertClock:
+    response = Response(row["responded_at"], row["responded_by"]) if row["responded_at"] is not None else None
+    return AlertClock(row["tenant_id"], row["alert_id"], Alert.model_validate_json(row["alert"]),
+                      row["state_as_of"], row["clock_started_at"], row["created_seen"], row["ingested_at"],
+                      response)
+
+
+async def apply_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | AlertUpdated]) -> list[str]:
+    """Apply a batch of alert events in one transaction; returns the tenants whose alerts changed.
+
+    Each event id is claimed in the dedupe ledger (``processed_events``) in the transaction that
+    applies it, so an event already applied (a redelivery, or a replay after a crash mid-batch) is
+    dropped, and a crash before the commit leaves neither the claims nor the effects. Four round
+    trips per batch, whatever its size: claim, lock the alerts' rows, upsert them, mark the tenants.
+    """
+    unique, seen = [], set()
+    for event in events:  # an id twice in one batch: its first occurrence only
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            unique.append(event)
+    if not unique:
+        return []
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
-            return False
-        await conn.execute(
-            """INSERT INTO alerts (tenant_id, alert_id, display_name, alert_type, severity, status,
-                                   customer_tenant_id, is_test, detected_at, clock_started_at, alert)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
-               ON CONFLICT (tenant_id, alert_id) DO NOTHING""",
-            event.tenant_id, alert.id, alert.display_name, alert.alert_type,
-            alert.severity.value if alert.severity else None, (alert.status or "active").value if alert.status else "active",
-            alert.customer_tenant_id, alert.is_test, alert.detected_date_time, clock_started_at,
-            alert.model_dump_json(),
-        )
-        return True
+        claimed = {r["event_id"] for r in await conn.fetch(
+            """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+               ON CONFLICT DO NOTHING RETURNING event_id""", CONSUMER, [e.event_id for e in unique])}
+        todo = [e for e in unique if e.event_id in claimed]
+        if not todo:
+            return []
+        keys = sorted({domain.alert_key(e) for e in todo})
+        rows = await conn.fetch(
+            f"""SELECT {_CLOCK_COLUMNS} FROM alerts
+                WHERE (tenant_id, alert_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                ORDER BY tenant_id, alert_id FOR UPDATE""",
+            [k[0] for k in keys], [k[1] for k in keys])
+        clocks: dict[tuple[str, str], AlertClock] = {(r["tenant_id"], r["alert_id"]): _clock(r) for r in rows}
+        for event in todo:
+            key = domain.alert_key(event)
+            clocks[key] = domain.apply(clocks.get(key), event)
+        await conn.executemany(_SAVE, [_save_args(clocks[k]) for k in keys])
+        tenants = sorted({k[0] for k in keys})
+        await mark_dirty(conn, tenants)
+        return tenants
+
+
+async def apply_alert_created(pool: asyncpg.Pool, event: AlertCreated) -> bool:
+    """One event alone (tests, tools); False if it was applied before."""
+    return bool(await apply_events(pool, [event]))
 
 
 async def apply_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> bool:
-    alert = event.alert
-    async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
-            return False
-        await conn.execute(
-            """UPDATE alerts SET display_name = $3, alert_type = $4, severity = $5, status = $6, is_test = $7,
-                                 alert = $8::jsonb, updated_at = now()
-               WHERE tenant_id = $1 AND alert_id = $2""",
-            event.tenant_id, alert.id, alert.display_name, alert.alert_type,
-            alert.severity.value if alert.severity else None, alert.status.value if alert.status else "active",
-            alert.is_test, alert.model_dump_json(),
-        )
-        return True
+    return bool(await apply_events(pool, [event]))
+
+
+_SAVE = """INSERT INTO alerts (tenant_id, alert_id, display_name, alert_type, severity, status,
+                               customer_tenant_id, is_test, detected_at, clock_started_at, alert, ingested_at,
+                               created_seen, state_as_of, responded_at, responded_by, latency_us)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17)
+           ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
+               display_name = EXCLUDED.display_name, alert_type = EXCLUDED.alert_type,
+               severity = EXCLUDED.severity, status = EXCLUDED.status,
+               customer_tenant_id = EXCLUDED.customer_tenant_id, is_test = EXCLUDED.is_test,
+               detected_at = EXCLUDED.detected_at, clock_started_at = EXCLUDED.clock_started_at,
+               alert = EXCLUDED.alert, ingested_at = EXCLUDED.ingested_at,
+               created_seen = EXCLUDED.created_seen,
+               state_as_of = EXCLUDED.state_as_of, responded_at = EXCLUDED.responded_at,
+               responded_by = EXCLUDED.responded_by, latency_us = EXCLUDED.latency_us, updated_at = now()"""
+
+
+def _save_args(clock: AlertClock) -> tuple:
+    alert = clock.alert
+    response = clock.response
+    return (clock.tenant_id, clock.alert_id, alert.display_name, alert.alert_type,
+            alert.severity.value if alert.severity else None, clock.status, alert.customer_tenant_id,
+            clock.is_test, alert.detected_date_time, clock.clock_started_at, alert.model_dump_json(),
+            clock.ingested_at, clock.created_seen, clock.state_as_of, response.at if response else None,
+            response.by if response else None, clock.latency_us)
+
+
+# --- the figures --------------------------------------------------------------------------------
+
+# Two index range scans (alerts_responded_window, alerts_open_clock): O(window + open), not O(history).
+_AGGREGATES = """
+    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at
+    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us
+          FROM alerts
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2) r,
+         (SELECT count(*) AS open_count,
+                 COALESCE(sum(GREATEST(0, (extract(epoch FROM $3::timestamptz - clock_started_at)
+                                           * 1000000)::bigint)), 0)::bigint AS open_age_us,
+                 min(clock_started_at) AS oldest_open_started_at
+          FROM alerts
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL) o"""
+
+
+async def window_aggregates(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
+                            now: datetime) -> WindowAggregates:
+    row = await conn.fetchrow(_AGGREGATES, tenant_id, domain.window_start(now), now)
+    return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
+                            row["open_age_us"], row["oldest_open_started_at"])
+
+
+async def current_figures(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
+                          now: datetime) -> domain.ResponseTimeFigures:
+    return domain.figures(await window_aggregates(conn, tenant_id, now), now)
+
+
+# --- re-evaluation bookkeeping ------------------------------------------------------------------------
+
+
+async def mark_dirty(conn: asyncpg.Connection | asyncpg.Pool, tenants: Sequence[str]) -> None:
+    await conn.execute(
+        "INSERT INTO response_time_dirty (tenant_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        list(tenants))
+
+
+async def take_dirty(pool: asyncpg.Pool, limit: int = 1000) -> list[str]:
+    """Remove and return marked tenants; a mark set after this is evaluated in a later round."""
+    rows = await pool.fetch(
+        """DELETE FROM response_time_dirty WHERE tenant_id IN (
+               SELECT tenant_id FROM response_time_dirty ORDER BY tenant_id LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING tenant_id""", limit)
+    return sorted(r["tenant_id"] for r in rows)
+
+
+async def any_dirty(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM response_time_dirty)"))
+
+
+async def all_tenants(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT tenant_id FROM response_time_tenants UNION SELECT tenant_id FROM response_time_dirty")
+    return sorted(r["tenant_id"] for r in rows)
+
+
+async def lock_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict[str, Any] | None:
+    """Lock the tenant's status row (serialising the evaluators of every instance).
+
+    Returns the key of the last published figures, or None if nothing was published yet.
+    """
+    await conn.execute(
+        "INSERT INTO response_time_tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id)
+    row = await conn.fetchrow(
+        "UPDATE response_time_tenants SET evaluated_at = now() WHERE tenant_id = $1 RETURNING last_key",
+        tenant_id)
+    return json.loads(row["last_key"]) if row["last_key"] else None
+
+
+async def record_published(conn: asyncpg.Connection, tenant_id: str, figures: domain.ResponseTimeFigures,
+                           published_at: datetime) -> None:
+    await conn.execute(
+        """UPDATE response_time_tenants
+           SET last_key = $2::jsonb, last_figures = $3::jsonb, last_published_at = $4
+           WHERE tenant_id = $1""",
+        tenant_id, json.dumps(domain.emission_key(figures)), figures.model_dump_json(), published_at)
+
+
+# --- the read API -------------------------------------------------------------------------------------
+
+ALERT_VIEW_COLUMNS = ("alert_id, alert, status, clock_started_at, responded_at, responded_by, latency_us, "
+                      "is_test")
+
+
+async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
+                      top: int, skip: int) -> list[asyncpg.Record]:
+    """Newest first (by clock start), through ``alerts_newest_first``."""
+    return await pool.fetch(
+        f"""SELECT {ALERT_VIEW_COLUMNS} FROM alerts
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+              AND ($3::boolean IS NULL OR (responded_at IS NOT NULL) = $3)
+            ORDER BY clock_started_at DESC, alert_id LIMIT $4 OFFSET $5""",
+        tenant_id, status, responded, top, skip)
+
+
+async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"SELECT {ALERT_VIEW_COLUMNS} FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+        tenant_id, alert_id)

@@ -1,40 +1,70 @@
-"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from the response-time tables."""
+"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from the response-time tables.
+
+Each alert comes back as its latest known state plus its response-time fields: when its clock
+started, its first partner response (time and actor) and latency, or its age while open.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from services.response_time import domain, store
 from services.scoring.deps import PoolDep, ReaderDep
+from shared.alerts import AlertStatus
 from shared.http import Problem
+from shared.wire import utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
 
-def _view(row) -> dict[str, Any]:
-    import json
+def _utc(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
+
+def _hours(us: int) -> float:
+    return round(us / domain.MICROSECONDS_PER_HOUR, 9)
+
+
+def _view(row, now: datetime) -> dict[str, Any]:
     alert = json.loads(row["alert"])
-    return {**alert, "status": row["status"], "clockStartedDateTime": row["clock_started_at"].isoformat()}
+    responded = row["responded_at"] is not None
+    return {
+        **alert,
+        "status": row["status"],
+        "clockStartedDateTime": _utc(row["clock_started_at"]),
+        "respondedDateTime": _utc(row["responded_at"]),
+        "respondedBy": row["responded_by"],
+        "latencyHours": _hours(row["latency_us"]) if responded else None,
+        # While unanswered: how long the clock has run (test alerts too, though they never count).
+        "openAgeHours": None if responded else _hours(domain.open_age_us(row["clock_started_at"], now)),
+        "countsTowardResponseTime": not row["is_test"],
+    }
 
 
-@router.get("/alerts", summary="The tenant's alerts, newest first")
-async def list_alerts(tenant_id: str, caller: ReaderDep, pool: PoolDep,
-                      status: Annotated[str | None, Query(description="active | investigating | resolved")] = None,
-                      top: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    rows = await pool.fetch(
-        """SELECT alert, status, clock_started_at FROM alerts
-           WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
-           ORDER BY clock_started_at DESC, alert_id LIMIT $3""",
-        tenant_id, status, top)
-    return {"value": [_view(r) for r in rows]}
+@router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time")
+async def list_alerts(
+    tenant_id: str, caller: ReaderDep, pool: PoolDep, request: Request,
+    status: Annotated[AlertStatus | None, Query(description="active | investigating | resolved")] = None,
+    responded: Annotated[bool | None, Query(description="true: answered by a partner; false: open")] = None,
+    top: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    skip: Annotated[int, Query(ge=0, le=1_000_000, description="Alerts to skip (paging).")] = 0,
+) -> dict[str, Any]:
+    rows = await store.list_alerts(pool, tenant_id, status=status.value if status else None,
+                                   responded=responded, top=top + 1, skip=skip)
+    now = utcnow()
+    body: dict[str, Any] = {"value": [_view(r, now) for r in rows[:top]]}
+    if len(rows) > top:
+        body["@odata.nextLink"] = str(request.url.include_query_params(top=top, skip=skip + top))
+    return body
 
 
-@router.get("/alerts/{alert_id}", summary="One alert")
+@router.get("/alerts/{alert_id}", summary="One alert, with its response time")
 async def get_alert(tenant_id: str, alert_id: str, caller: ReaderDep, pool: PoolDep) -> dict[str, Any]:
-    row = await pool.fetchrow(
-        "SELECT alert, status, clock_started_at FROM alerts WHERE tenant_id = $1 AND alert_id = $2", tenant_id, alert_id)
+    row = await store.get_alert(pool, tenant_id, alert_id)
     if row is None:
-        raise Problem(404, "Not found", f"no alert {alert_id} for tenant {tenant_id}")
-    return _view(row)
+        raise Problem(404, "Alert not found", f"no alert {alert_id!r} for tenant {tenant_id!r}")
+    return _view(row, utcnow())

@@ -1,0 +1,258 @@
+"""Pure response-time rules (SPEC §3), no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.response_time import domain
+from services.response_time.domain import AlertClock, Response, WindowAggregates, aggregate, figures
+from shared.alerts import Alert
+from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, StatusChange
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+PARTNER = Actor(type=ActorType.user, id="ana@partner.example")
+SYSTEM = Actor(type=ActorType.system)
+
+
+def change(
+    at: datetime,
+    actor: Actor = PARTNER,
+    field: str = "status",
+    from_: str = "active",
+    to: str = "investigating",
+) -> StatusChange:
+    return StatusChange(field=field, from_=from_, to=to, actor=actor, changed_date_time=at)
+
+
+def created(
+    alert_id: str = "a1",
+    *,
+    detected: datetime | None = NOW - 10 * H,
+    ingested: datetime = NOW - 9 * H,
+    changes: list[StatusChange] = (),
+    is_test: bool = False,
+    tenant: str = "t1",
+) -> AlertCreated:
+    alert = Alert(id=alert_id, detected_date_time=detected, is_test=is_test)
+    return AlertCreated(
+        tenant_id=tenant, alert=alert, ingested_date_time=ingested, status_changes=list(changes)
+    )
+
+
+def updated(
+    alert_id: str = "a1",
+    *,
+    at: datetime,
+    changes: list[StatusChange],
+    status: str = "investigating",
+    detected: datetime | None = NOW - 10 * H,
+    tenant: str = "t1",
+    actor: Actor = PARTNER,
+) -> AlertUpdated:
+    alert = Alert(id=alert_id, detected_date_time=detected, status=status)
+    return AlertUpdated(
+        tenant_id=tenant,
+        alert_id=alert_id,
+        changes=[],
+        status_changes=changes,
+        actor=actor,
+        changed_date_time=at,
+        alert=alert,
+    )
+
+
+def responded(
+    alert_id: str, latency: timedelta, responded_at: datetime, *, is_test: bool = False
+) -> AlertClock:
+    start = responded_at - latency
+    return AlertClock(
+        "t1",
+        alert_id,
+        Alert(id=alert_id, is_test=is_test),
+        start,
+        start,
+        True,
+        start,
+        Response(responded_at, "ana"),
+    )
+
+
+def open_alert(alert_id: str, started: datetime, *, is_test: bool = False) -> AlertClock:
+    return AlertClock(
+        "t1", alert_id, Alert(id=alert_id, is_test=is_test), started, started, True, started, None
+    )
+
+
+# --- the clock ------------------------------------------------------------------------------------
+
+
+def test_clock_starts_at_detection_else_at_ingestion():
+    assert domain.clock_start(created(detected=NOW - 10 * H)) == NOW - 10 * H
+    assert domain.clock_start(created(detected=None, ingested=NOW - 9 * H)) == NOW - 9 * H
+
+
+def test_first_partner_change_stops_the_clock_and_later_changes_leave_it_alone():
+    clock = domain.on_created(None, created())
+    assert clock.response is None
+    clock = domain.on_updated(clock, updated(at=NOW - 7 * H, changes=[change(NOW - 7 * H)]))
+    assert clock.response == Response(NOW - 7 * H, "ana@partner.example")
+    assert clock.latency_us == 3 * domain.MICROSECONDS_PER_HOUR
+    # a reopen by another user, later, moves nothing
+    reopen = change(NOW - 2 * H, Actor(type=ActorType.user, id="bob"), from_="resolved", to="active")
+    after = domain.on_updated(clock, updated(at=NOW - 2 * H, changes=[reopen], status="active"))
+    assert after.response == clock.response and after.status == "active"
+
+
+def test_system_actors_do_not_stop_the_clock():
+    clock = domain.on_created(None, created(changes=[change(NOW - 9 * H, SYSTEM)]))
+    assert clock.response is None
+    clock = domain.on_updated(
+        clock,
+        updated(
+            at=NOW - 8 * H,
+            changes=[change(NOW - 8 * H, SYSTEM, to="resolved")],
+            actor=SYSTEM,
+            status="resolved",
+        ),
+    )
+    assert clock.response is None and clock.status == "resolved"
+    assert aggregate([clock], NOW).open_count == 1  # a system resolve leaves the alert open for this measure
+
+
+def test_a_change_that_changes_nothing_is_no_response():
+    clock = domain.on_created(None, created(changes=[change(NOW - 9 * H, from_="active", to="active")]))
+    assert clock.response is None
+
+
+def test_resolved_reason_change_by_a_partner_is_a_response():
+    clock = domain.on_created(
+        None, created(changes=[change(NOW - 8 * H, field="resolvedReason", from_=None, to="legitimate")])
+    )
+    assert clock.response == Response(NOW - 8 * H, "ana@partner.example")
+
+
+def test_a_response_already_in_the_logs_at_creation_counts_from_creation():
+    clock = domain.on_created(None, created(changes=[change(NOW - 9 * H), change(NOW - 8 * H)]))
+    assert clock.response.at == NOW - 9 * H
+    assert clock.latency_us == 1 * domain.MICROSECONDS_PER_HOUR
+
+
+def test_a_response_stamped_before_detection_has_zero_latency():
+    clock = domain.on_created(None, created(detected=NOW - 10 * H, changes=[change(NOW - 11 * H)]))
+    assert clock.response.at == NOW - 11 * H
+    assert clock.latency_us == 0
+
+
+def test_redelivered_create_changes_nothing():
+    clock = domain.on_updated(
+        domain.on_created(None, created()), updated(at=NOW - 7 * H, changes=[change(NOW - 7 * H)])
+    )
+    again = domain.on_created(clock, created(changes=[change(NOW - 9 * H)]))
+    assert again == clock
+
+
+def test_update_before_create_is_kept_and_reconciled():
+    early = domain.on_updated(None, updated(at=NOW - 5 * H, changes=[change(NOW - 5 * H)], detected=None))
+    assert not early.created_seen and early.response.at == NOW - 5 * H
+    assert early.clock_started_at == NOW - 5 * H  # provisional, until the create says when it was ingested
+    reconciled = domain.on_created(early, created(detected=None, ingested=NOW - 9 * H))
+    assert reconciled.created_seen and reconciled.ingested_at == NOW - 9 * H
+    assert reconciled.clock_started_at == NOW - 9 * H
+    assert reconciled.latency_us == 4 * domain.MICROSECONDS_PER_HOUR
+    assert reconciled.status == "investigating"  # the newer state (the update's) is kept
+    assert reconciled.state_as_of == NOW - 5 * H
+
+
+def test_late_create_with_an_earlier_logged_response_wins():
+    early = domain.on_updated(None, updated(at=NOW - 5 * H, changes=[change(NOW - 5 * H)]))
+    reconciled = domain.on_created(early, created(changes=[change(NOW - 9 * H)]))
+    assert reconciled.response.at == NOW - 9 * H
+
+
+# --- the figures ------------------------------------------------------------------------------------
+
+
+def test_a_response_exactly_30_days_ago_has_left_the_window():
+    edge = responded("edge", 2 * H, NOW - timedelta(days=30))
+    inside = responded("inside", 4 * H, NOW - timedelta(days=30) + timedelta(microseconds=1))
+    agg = aggregate([edge, inside], NOW)
+    assert agg.responded_count == 1 and agg.responded_latency_us == 4 * domain.MICROSECONDS_PER_HOUR
+
+
+def test_an_average_of_exactly_24_hours_is_compliant_and_a_microsecond_more_is_not():
+    exact = figures(aggregate([responded("a", 23 * H, NOW - H), responded("b", 25 * H, NOW - H)], NOW), NOW)
+    assert exact.average_response_time_in_hours == 24.0 and exact.compliant
+    over = figures(aggregate([responded("a", 24 * H + timedelta(microseconds=1), NOW - H)], NOW), NOW)
+    assert not over.compliant
+
+
+def test_no_response_in_the_window_is_compliant_with_a_null_average():
+    f = figures(aggregate([], NOW), NOW)
+    assert f.average_response_time_in_hours is None and f.compliant and not f.at_risk
+    assert f.projected_average_response_time_in_hours is None and f.oldest_open_age_hours is None
+    assert f.model_dump() == {
+        "averageResponseTimeInHours": None,
+        "windowDays": 30,
+        "respondedCount": 0,
+        "openCount": 0,
+        "oldestOpenAgeHours": None,
+        "projectedAverageResponseTimeInHours": None,
+        "compliant": True,
+        "atRisk": False,
+    }
+
+
+def test_test_alerts_are_excluded_everywhere():
+    clocks = [
+        responded("real", 2 * H, NOW - H),
+        responded("test", 100 * H, NOW - H, is_test=True),
+        open_alert("open-test", NOW - 500 * H, is_test=True),
+    ]
+    f = figures(aggregate(clocks, NOW), NOW)
+    assert (f.responded_count, f.open_count, f.average_response_time_in_hours) == (1, 0, 2.0)
+    assert not f.at_risk
+
+
+def test_open_alerts_give_the_projection_and_the_risk():
+    clocks = [responded("a", 10 * H, NOW - H), open_alert("b", NOW - 50 * H), open_alert("c", NOW - 30 * H)]
+    f = figures(aggregate(clocks, NOW), NOW)
+    assert f.average_response_time_in_hours == 10.0 and f.compliant
+    assert f.open_count == 2 and f.oldest_open_age_hours == 50.0
+    assert f.projected_average_response_time_in_hours == 30.0 and f.at_risk
+
+
+def test_projection_of_exactly_24_hours_is_not_at_risk():
+    f = figures(aggregate([responded("a", 20 * H, NOW - H), open_alert("b", NOW - 28 * H)], NOW), NOW)
+    assert f.projected_average_response_time_in_hours == 24.0 and not f.at_risk
+
+
+def test_an_open_alert_detected_in_the_future_has_age_zero():
+    agg = aggregate([open_alert("future", NOW + H)], NOW)
+    assert agg.open_age_us == 0 and figures(agg, NOW).oldest_open_age_hours == 0.0
+
+
+def test_tenants_are_kept_apart_by_event_tenant():
+    a = domain.on_created(None, created(tenant="t1", changes=[change(NOW - 9 * H)]))
+    b = domain.on_created(None, created(tenant="t2"))
+    assert (a.tenant_id, b.tenant_id) == ("t1", "t2")
+    assert a.response is not None and b.response is None
+
+
+def test_publishing_follows_the_stable_figures_not_the_drifting_ages():
+    first = figures(
+        WindowAggregates(
+            1, 2 * domain.MICROSECONDS_PER_HOUR, 1, 3 * domain.MICROSECONDS_PER_HOUR, NOW - 3 * H
+        ),
+        NOW,
+    )
+    later = figures(
+        WindowAggregates(
+            1, 2 * domain.MICROSECONDS_PER_HOUR, 1, 4 * domain.MICROSECONDS_PER_HOUR, NOW - 3 * H
+        ),
+        NOW + H,
+    )
+    assert domain.should_publish(None, first)
+    assert not domain.should_publish(domain.emission_key(first), later)
+    answered = figures(WindowAggregates(2, 5 * domain.MICROSECONDS_PER_HOUR), NOW)
+    assert domain.should_publish(domain.emission_key(first), answered)

@@ -1,0 +1,126 @@
+"""The read API's response-time routes (GET /response-time, GET /alerts[/{id}]) on the real PostgreSQL.
+
+The routes run inside the scoring process; here they are mounted alone in-process, with the same
+state the scoring app wires, so these tests do not depend on the rest of the read API.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest_asyncio
+from fastapi import FastAPI
+
+from services.response_time import store
+from services.scoring import routes_alerts, routes_response_time
+from shared.auth import KeyStore
+from shared.http import install_problem_handlers
+from tests.conftest import AUTH
+from tests.services.response_time.test_store import created, responded
+
+H = timedelta(hours=1)
+
+
+@pytest_asyncio.fixture
+async def read_api(db_pool):
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(routes_response_time.router)
+    app.include_router(routes_alerts.router)
+    app.state.pool = db_pool
+    app.state.keys = KeyStore("dev-admin-key", db_pool)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://read-api"
+    ) as client:
+        yield client
+
+
+async def test_response_time_figures(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    await store.apply_alert_created(
+        db_pool, created(tenant_id, "answered", now - 30 * H, response_at=now - 10 * H)
+    )
+    await store.apply_alert_created(db_pool, created(tenant_id, "open", now - 5 * H))
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {
+        "averageResponseTimeInHours",
+        "windowDays",
+        "respondedCount",
+        "openCount",
+        "oldestOpenAgeHours",
+        "projectedAverageResponseTimeInHours",
+        "compliant",
+        "atRisk",
+    }
+    assert (
+        body["averageResponseTimeInHours"],
+        body["windowDays"],
+        body["respondedCount"],
+        body["openCount"],
+    ) == (20.0, 30, 1, 1)
+    assert 5.0 <= body["oldestOpenAgeHours"] < 6.0
+    assert 12.5 <= body["projectedAverageResponseTimeInHours"] < 13.5
+    assert body["compliant"] is True and body["atRisk"] is False
+
+
+async def test_empty_tenant_is_compliant_with_null_average(read_api, tenant_id):
+    body = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)).json()
+    assert (
+        body["averageResponseTimeInHours"] is None
+        and body["compliant"] is True
+        and body["respondedCount"] == 0
+    )
+
+
+async def test_response_time_needs_a_key(read_api, tenant_id):
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/response-time")
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_alerts_list_latency_filter_and_paging(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC).replace(microsecond=0)
+    for i in range(5):
+        await store.apply_alert_created(db_pool, created(tenant_id, f"a{i}", now - (10 - i) * H))
+    await store.apply_alert_updated(db_pool, responded(tenant_id, "a1", now - 6 * H, now - 9 * H))
+
+    listed = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts", headers=AUTH)).json()["value"]
+    assert [a["id"] for a in listed] == ["a4", "a3", "a2", "a1", "a0"]  # newest first
+    answered = next(a for a in listed if a["id"] == "a1")
+    assert answered["status"] == "resolved" and answered["latencyHours"] == 3.0
+    assert answered["respondedBy"] == "ana@partner.example" and answered["openAgeHours"] is None
+    assert answered["respondedDateTime"] == (now - 6 * H).isoformat().replace("+00:00", "Z")
+    assert answered["clockStartedDateTime"] == (now - 9 * H).isoformat().replace("+00:00", "Z")
+    still_open = next(a for a in listed if a["id"] == "a0")
+    assert still_open["latencyHours"] is None and still_open["openAgeHours"] >= 10.0
+
+    resolved = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts?status=resolved", headers=AUTH)).json()
+    assert [a["id"] for a in resolved["value"]] == ["a1"]
+    unanswered = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts?responded=false", headers=AUTH)).json()
+    assert [a["id"] for a in unanswered["value"]] == ["a4", "a3", "a2", "a0"]
+
+    page = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts?top=2", headers=AUTH)).json()
+    assert [a["id"] for a in page["value"]] == ["a4", "a3"]
+    next_page = (await read_api.get(page["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in next_page["value"]] == ["a2", "a1"]
+    last = (await read_api.get(next_page["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in last["value"]] == ["a0"] and "@odata.nextLink" not in last
+
+
+async def test_bad_status_filter_is_a_422_naming_the_field(read_api, tenant_id):
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?status=closed", headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.status"
+
+
+async def test_one_alert_and_unknown_alert(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    await store.apply_alert_created(db_pool, created(tenant_id, "x", now - 2 * H, response_at=now - H))
+    one = await read_api.get(f"/v1/tenants/{tenant_id}/alerts/x", headers=AUTH)
+    assert one.status_code == 200 and one.json()["latencyHours"] == 1.0
+    missing = await read_api.get(f"/v1/tenants/{tenant_id}/alerts/nope", headers=AUTH)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
