@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from services.scoring import routes_alerts, routes_customers, routes_deliveries, routes_response_time, routes_score
-from services.scoring.config import get_settings
+from services.scoring import (
+    routes_alerts,
+    routes_customers,
+    routes_deliveries,
+    routes_response_time,
+    routes_score,
+)
+from services.scoring.catalogue import Catalogue, CatalogueError, load_catalogue
+from services.scoring.config import Settings, get_settings
+from services.scoring.handlers import build_router
+from services.scoring.keeper import ScoreKeeper
+from services.scoring.store import ScoreCache
 from shared.auth import KeyStore
 from shared.db import create_pool
-from shared.http import Health, create_app as create_http_app
-from shared.kafka import make_broker
+from shared.events import ScoreChanged, Topic
+from shared.http import Health
+from shared.http import create_app as create_http_app
+from shared.kafka import make_broker, publish_event
+
+
+def load_catalogue_or_exit(settings: Settings) -> Catalogue:
+    """A bad catalogue stops the process with one readable line, like a bad setting."""
+    try:
+        return load_catalogue(settings.catalogue_path)
+    except CatalogueError as exc:
+        logging.getLogger("catalogue").critical("%s", exc)
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    catalogue = load_catalogue_or_exit(settings)
     broker = make_broker(settings, client_id="scoring")
+    broker.include_router(build_router(settings))
     state: dict = {}
 
     async def database_answers() -> None:
@@ -31,19 +57,35 @@ def create_app() -> FastAPI:
         if not await broker.ping(timeout=2):
             raise ConnectionError("the Kafka broker does not answer")
 
+    async def publish_score_changed(event: ScoreChanged) -> None:
+        await publish_event(broker, settings, Topic.score_changes, event)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = app.state.pool = await create_pool(settings.database_url)
         state["redis"] = app.state.redis = Redis.from_url(settings.redis_url, decode_responses=True)
         app.state.settings = settings
+        app.state.catalogue = catalogue
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)
+        app.state.cache = ScoreCache(app.state.redis, settings.redis_key_prefix)
+        app.state.keeper = keeper = ScoreKeeper(
+            app.state.pool,
+            app.state.cache,
+            catalogue,
+            publish_score_changed,
+            check_seconds=settings.cache_check_seconds,
+            activation_check_max_seconds=settings.activation_check_max_seconds,
+        )
         broker.context.set_global("pool", app.state.pool)
         broker.context.set_global("redis", app.state.redis)
         broker.context.set_global("settings", settings)
+        broker.context.set_global("keeper", keeper)
         await broker.start()
+        keeper.start()
         try:
             yield
         finally:
+            await keeper.stop()
             await broker.stop()
             await app.state.redis.aclose()
             await app.state.pool.close()
@@ -52,7 +94,9 @@ def create_app() -> FastAPI:
         title="CSP alert triage: read API",
         version="1",
         description="The live security score, its requirements and history, response time, alerts.",
-        health=Health("scoring", {"postgres": database_answers, "redis": redis_answers, "kafka": broker_answers}),
+        health=Health(
+            "scoring", {"postgres": database_answers, "redis": redis_answers, "kafka": broker_answers}
+        ),
         lifespan=lifespan,
     )
     for module in (routes_score, routes_response_time, routes_alerts, routes_customers, routes_deliveries):

@@ -1,11 +1,34 @@
+from pathlib import Path
+
 from pydantic import Field
 
+from services.scoring.catalogue import DEFAULT_CATALOGUE_PATH
 from shared.settings import CommonSettings, load_settings
 
 
 class Settings(CommonSettings):
     read_api_port: int = Field(8082, description="Port of the read API and the dashboard.")
     consumer_group: str = Field("scoring", description="Kafka consumer group of this service.")
+    catalogue_path: Path = Field(
+        DEFAULT_CATALOGUE_PATH,
+        description="YAML file of the requirements catalogue (default: SPEC §4's table).",
+    )
+    redis_key_prefix: str = Field(
+        "scoring:",
+        min_length=1,
+        description="Prefix of every Redis key this service writes (one namespace per deployment).",
+    )
+    cache_check_seconds: float = Field(
+        1.0, gt=0, description="How often the service checks that Redis still holds the score cache."
+    )
+    retry_after_seconds: int = Field(
+        1, ge=1, description="`Retry-After` of the 503 answered while the score cache is rebuilt."
+    )
+    activation_check_max_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest sleep of the timer that records preview requirements becoming active.",
+    )
 
 
 def get_settings() -> Settings:

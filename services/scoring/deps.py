@@ -8,19 +8,22 @@ import asyncpg
 from fastapi import Depends, Header, Path, Request
 from redis.asyncio import Redis
 
+from services.scoring.catalogue import Catalogue
 from services.scoring.config import Settings
+from services.scoring.keeper import ScoreKeeper
+from services.scoring.store import ScoreCache
 from shared.auth import KeyStore, Permission, Principal, authorize
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
@@ -38,3 +41,21 @@ PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 # The caller, already allowed to read the tenant named in the path.
 ReaderDep = Annotated[Principal, Depends(_reader)]
+
+
+async def _catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
+async def _cache(request: Request) -> ScoreCache:
+    return request.app.state.cache
+
+
+async def _keeper(request: Request) -> ScoreKeeper:
+    return request.app.state.keeper
+
+
+CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]
+# The Redis score cache, and what keeps it (asked for a rebuild when a read finds the cache gone).
+CacheDep = Annotated[ScoreCache, Depends(_cache)]
+KeeperDep = Annotated[ScoreKeeper, Depends(_keeper)]

@@ -1,5 +1,191 @@
-"""Placeholder router of the read API, filled in by its own issue."""
+"""``GET /security-score``, ``/security-score/requirements`` and ``/security-score/history`` (SPEC §4, §6).
 
-from fastapi import APIRouter
+Score and requirements are computed at read time from the Redis cache (so a preview requirement
+counts from its effective date on, with no event); history comes from PostgreSQL. While the cache is
+being rebuilt, or Redis does not answer, the first two answer 503 with ``Retry-After``: never a
+score computed from partial data.
+"""
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+from redis.exceptions import RedisError
+
+from services.scoring import domain, store
+from services.scoring.catalogue import Kind, State
+from services.scoring.deps import CacheDep, CatalogueDep, KeeperDep, PoolDep, ReaderDep, SettingsDep
+from services.scoring.store import CachedTenant, ScoreCache
+from shared.events import ComplianceStatus
+from shared.http import Problem
+from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security score"])
+
+_UNAVAILABLE = {503: {"description": "The score cache is being rebuilt; retry after `Retry-After` seconds."}}
+
+
+class SecurityScore(WireModel):
+    """Graph's ``partnerSecurityScore``."""
+
+    current_score: float = Field(description="100 × Σ score / Σ maxScore over the active requirements.")
+    max_score: int = Field(100, description="Always 100.")
+    projected_score: float = Field(description="The same over active and preview requirements.")
+    last_refresh_date_time: OptionalUtcDateTime = Field(
+        description="When a status was last applied; null if never."
+    )
+    updated_date_time: OptionalUtcDateTime = Field(description="When the score last changed; null if never.")
+
+
+class SecurityRequirement(WireModel):
+    """Graph's ``securityRequirement``, with the catalogue's text and where the status came from."""
+
+    id: str
+    requirement_type: str
+    kind: Kind
+    state: State
+    effective_date_time: OptionalUtcDateTime = None
+    compliance_status: ComplianceStatus = Field(description="No status received yet is noncompliant.")
+    score: int
+    max_score: int
+    action_url: str | None = None
+    help_url: str | None = None
+    updated_date_time: OptionalUtcDateTime = Field(
+        None, description="When this status was applied; null if never."
+    )
+    observed_date_time: OptionalUtcDateTime = Field(None, description="When the status was observed.")
+    source: str | None = Field(None, description="What observed it.")
+    insights: dict[str, Any] = Field(default_factory=dict, description="Figures behind the status.")
+    display_name: str = ""
+    description: str = ""
+
+
+class SecurityRequirements(WireModel):
+    value: list[SecurityRequirement]
+
+
+class ScoreHistoryEntry(WireModel):
+    """Graph's ``securityScoreHistory``."""
+
+    created_date_time: UtcDateTime
+    score: float
+    projected_score: float
+    compliant_requirements_count: int
+    total_requirements_count: int
+
+
+class ScoreHistory(WireModel):
+    value: list[ScoreHistoryEntry]
+
+
+async def _cached(tenant_id: str, cache: ScoreCache, keeper, settings) -> CachedTenant:
+    retry = {"Retry-After": str(settings.retry_after_seconds)}
+    try:
+        found = await cache.read(tenant_id)
+    except RedisError as exc:
+        raise Problem(
+            503, "Score unavailable", f"Redis does not answer ({type(exc).__name__})", headers=retry
+        ) from None
+    if not found.ready:
+        keeper.request_rebuild()
+        raise Problem(
+            503,
+            "Score being rebuilt",
+            "the score cache is being rebuilt from the durable store",
+            headers=retry,
+        )
+    return found
+
+
+@router.get(
+    "/security-score",
+    summary="The tenant's live security score",
+    response_model=SecurityScore,
+    responses=_UNAVAILABLE,
+)
+async def get_security_score(
+    tenant_id: str,
+    caller: ReaderDep,
+    cache: CacheDep,
+    keeper: KeeperDep,
+    catalogue: CatalogueDep,
+    settings: SettingsDep,
+) -> SecurityScore:
+    found = await _cached(tenant_id, cache, keeper, settings)
+    summary = domain.summarise(catalogue, found.statuses, utcnow())
+    return SecurityScore(
+        current_score=summary.current_score,
+        projected_score=summary.projected_score,
+        last_refresh_date_time=found.refreshed_at,
+        updated_date_time=found.score_updated_at,
+    )
+
+
+def _requirement(view: domain.RequirementView) -> SecurityRequirement:
+    r, status = view.requirement, view.status
+    return SecurityRequirement(
+        id=r.requirement_type,
+        requirement_type=r.requirement_type,
+        kind=r.kind,
+        state=view.state,
+        effective_date_time=r.effective_date_time,
+        compliance_status=view.compliance_status,
+        score=view.score,
+        max_score=r.max_score,
+        action_url=r.action_url,
+        help_url=r.help_url,
+        updated_date_time=status.applied_at if status else None,
+        observed_date_time=status.observed_at if status else None,
+        source=status.source if status else None,
+        insights=status.insights if status else {},
+        display_name=r.display_name,
+        description=r.description,
+    )
+
+
+@router.get(
+    "/security-score/requirements",
+    summary="Each requirement with its status and score",
+    response_model=SecurityRequirements,
+    responses=_UNAVAILABLE,
+)
+async def list_requirements(
+    tenant_id: str,
+    caller: ReaderDep,
+    cache: CacheDep,
+    keeper: KeeperDep,
+    catalogue: CatalogueDep,
+    settings: SettingsDep,
+) -> SecurityRequirements:
+    found = await _cached(tenant_id, cache, keeper, settings)
+    now: datetime = utcnow()
+    return SecurityRequirements(
+        value=[_requirement(v) for v in domain.requirement_views(catalogue, found.statuses, now)]
+    )
+
+
+@router.get(
+    "/security-score/history", summary="One entry per score change, newest first", response_model=ScoreHistory
+)
+async def get_history(
+    tenant_id: str,
+    caller: ReaderDep,
+    pool: PoolDep,
+    top: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
+) -> ScoreHistory:
+    rows = await store.history(pool, tenant_id, top)
+    return ScoreHistory(
+        value=[
+            ScoreHistoryEntry(
+                created_date_time=row["created_at"],
+                score=row["score"],
+                projected_score=row["projected_score"],
+                compliant_requirements_count=row["compliant_requirements_count"],
+                total_requirements_count=row["total_requirements_count"],
+            )
+            for row in rows
+        ]
+    )

@@ -1,0 +1,163 @@
+"""Keeps the score live: applies status events, keeps the Redis cache in step, rebuilds it when lost,
+and records preview requirements becoming active on their date.
+
+Every write goes to PostgreSQL first (the durable source), then the tenant's whole state is merged
+into Redis and pending ``score-changed`` events are published. Merges keep the newest observation, so
+they commute: event handling, rebuilds and several instances may interleave in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
+
+from services.scoring import domain, store
+from services.scoring.catalogue import Catalogue
+from shared.events import RequirementStatusObserved, ScoreChanged
+from shared.wire import utcnow
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[ScoreChanged], Awaitable[None]]
+
+
+class ScoreKeeper:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cache: store.ScoreCache,
+        catalogue: Catalogue,
+        publish: Publish,
+        *,
+        check_seconds: float = 1.0,
+        activation_check_max_seconds: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.pool = pool
+        self.cache = cache
+        self.catalogue = catalogue
+        self.publish = publish
+        self.check_seconds = check_seconds
+        self.activation_check_max_seconds = activation_check_max_seconds
+        self.clock = clock
+        self._rebuild_lock = asyncio.Lock()
+        self._rebuild_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # --- events ----------------------------------------------------------------------------------------
+
+    async def apply(self, event: RequirementStatusObserved) -> store.Applied:
+        if self.catalogue.get(event.requirement_type) is None:
+            log.info(
+                "status of %s for tenant %s kept, but the catalogue does not list that requirement",
+                event.requirement_type,
+                event.tenant_id,
+            )
+        applied = await store.apply_observation(self.pool, self.catalogue, event, self.clock())
+        # Also on a redelivery: the previous attempt may have stopped after its commit.
+        await self.sync_tenant(event.tenant_id)
+        return applied
+
+    async def sync_tenant(self, tenant_id: str) -> None:
+        for snapshot in await store.snapshots(self.pool, [tenant_id]):
+            await self.cache.merge(snapshot)
+        await store.publish_pending(self.pool, tenant_id, self.publish)
+
+    # --- preview requirements becoming active -----------------------------------------------------------
+
+    async def rescore_everyone(self) -> int:
+        """Recompute every tenant's score now; returns how many changed."""
+        changed = 0
+        now = self.clock()
+        async for tenants in store.every_tenant(self.pool):
+            for tenant_id in tenants:
+                if await store.rescore(self.pool, self.catalogue, tenant_id, now):
+                    changed += 1
+                    await self.sync_tenant(tenant_id)
+        return changed
+
+    async def _activation_timer(self) -> None:
+        # Scores read from the cache already count a preview requirement from its date on; this
+        # records the change (history entry, score-changed event) when the date passes.
+        last_check = self.clock()
+        if any(d <= last_check for d in self.catalogue.preview_dates()):
+            # A date may have passed while no instance ran; a rescore that changes nothing writes nothing.
+            try:
+                await self.rescore_everyone()
+            except Exception:
+                log.exception("recording past preview activations failed")
+        while True:
+            due = domain.next_activation(self.catalogue, last_check)
+            now = self.clock()
+            wait = self.activation_check_max_seconds if due is None else (due - now).total_seconds()
+            await asyncio.sleep(min(max(wait, 0.0), self.activation_check_max_seconds))
+            now = self.clock()
+            if due is not None and due <= now:
+                try:
+                    changed = await self.rescore_everyone()
+                    log.info(
+                        "preview requirement(s) active since %s: %d score(s) changed",
+                        due.isoformat(),
+                        changed,
+                    )
+                    last_check = due
+                except Exception:
+                    log.exception("recording preview activation failed; trying again")
+                    await asyncio.sleep(self.check_seconds)
+
+    # --- the cache and its rebuild -----------------------------------------------------------------------
+
+    def request_rebuild(self) -> None:
+        self._rebuild_wanted.set()
+
+    async def rebuild(self) -> bool:
+        """Refill Redis from PostgreSQL; True once the cache is complete (marked ready)."""
+        async with self._rebuild_lock:
+            if await self.cache.is_ready():
+                return True
+            token = await self.cache.begin_rebuild()
+            tenants = 0
+            async for batch in store.every_tenant(self.pool):
+                for snapshot in await store.snapshots(self.pool, batch):
+                    await self.cache.merge(snapshot)
+                tenants += len(batch)
+            done = await self.cache.finish_rebuild(token)
+            if done:
+                log.info("score cache rebuilt from PostgreSQL: %d tenant(s)", tenants)
+            else:
+                log.warning("Redis lost data again during the rebuild; rebuilding once more")
+            return done
+
+    async def _watch_cache(self) -> None:
+        while True:
+            # Cleared before the check, so a read asking during the check is not lost.
+            self._rebuild_wanted.clear()
+            try:
+                if not await self.cache.is_ready():
+                    log.warning("the score cache in Redis is missing; rebuilding it from PostgreSQL")
+                    await self.rebuild()
+                for tenant_id in await store.tenants_with_pending_changes(self.pool):
+                    await store.publish_pending(self.pool, tenant_id, self.publish)
+            except Exception:
+                log.exception("checking the score cache failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rebuild_wanted.wait(), self.check_seconds)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._watch_cache(), name="scoring-cache-watch"),
+            asyncio.create_task(self._activation_timer(), name="scoring-activation-timer"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []

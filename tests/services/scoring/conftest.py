@@ -1,0 +1,155 @@
+"""Fixtures of the scoring tests: a scoring process of their own, and how to feed it status events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from shared.events import EVENT_TYPE_HEADER
+from tests.conftest import AUTH
+from tests.support.kafka import produce
+from tests.support.processes import ServiceProcess
+
+# A Redis database no other test run uses, so the flush tests may FLUSHDB it.
+FLUSHABLE_REDIS_DB = 13
+
+
+def isolated_env(**extra: str) -> dict[str, str]:
+    """A consumer group and Redis key prefix of its own: the process sees every event and only its keys."""
+    name = uuid.uuid4().hex[:8]
+    return {"CONSUMER_GROUP": f"scoring-test-{name}", "REDIS_KEY_PREFIX": f"scoring-test-{name}:", **extra}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def scoring(make_service, redis_client) -> AsyncIterator[ServiceProcess]:
+    process = make_service("scoring", **isolated_env())
+    await asyncio.to_thread(process.start)
+    yield process
+    await asyncio.to_thread(process.stop)
+    prefix = process.env["REDIS_KEY_PREFIX"]
+    async for key in redis_client.scan_iter(match=f"{prefix}*", count=500):
+        await redis_client.delete(key)
+
+
+def status_event(
+    tenant_id: str, requirement_type: str, compliance_status: str, observed: datetime | str, **extra: Any
+) -> dict[str, Any]:
+    """A requirement-status event as it travels on the wire (camelCase JSON)."""
+    return {
+        "eventId": str(uuid.uuid4()),
+        "eventType": "requirement-status-observed",
+        "schemaVersion": 1,
+        "occurredDateTime": "2026-11-27T00:00:00Z",
+        "tenantId": tenant_id,
+        "requirementType": requirement_type,
+        "complianceStatus": compliance_status,
+        "observedDateTime": observed if isinstance(observed, str) else observed.isoformat(),
+        "source": "test",
+        "insights": {},
+        **extra,
+    }
+
+
+@pytest.fixture
+def send_status(kafka_bootstrap, topic_prefix) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    import json
+
+    async def send(event: dict[str, Any]) -> dict[str, Any]:
+        await produce(
+            kafka_bootstrap,
+            f"{topic_prefix}requirement-status",
+            json.dumps(event).encode(),
+            key=f"{event['tenantId']}:{event['requirementType']}".encode(),
+            headers={
+                EVENT_TYPE_HEADER: event["eventType"],
+                "eventId": event["eventId"],
+                "tenantId": event["tenantId"],
+            },
+        )
+        return event
+
+    return send
+
+
+async def read_api(process: ServiceProcess, tenant_id: str, path: str = "") -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(f"{process.url}/v1/tenants/{tenant_id}/security-score{path}", headers=AUTH)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]],
+    until: Callable[[Any], bool],
+    *,
+    within: float = 30.0,
+    interval: float = 0.1,
+) -> Any:
+    """Poll ``probe`` until ``until(result)``; the deadline is generous because the machine is shared."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s; last result: {result!r}")
+        await asyncio.sleep(interval)
+
+
+async def score_of(process: ServiceProcess, tenant_id: str) -> dict[str, Any] | None:
+    response = await read_api(process, tenant_id)
+    return response.json() if response.status_code == 200 else None
+
+
+async def wait_for_score(
+    process: ServiceProcess, tenant_id: str, current: float, **others: Any
+) -> dict[str, Any]:
+    def reached(score: dict[str, Any] | None) -> bool:
+        return (
+            score is not None
+            and score["currentScore"] == current
+            and all(score[k] == v for k, v in others.items())
+        )
+
+    return await eventually(lambda: score_of(process, tenant_id), reached)
+
+
+async def event_applied(db_pool, event: dict[str, Any]) -> None:
+    """Wait until a scoring consumer has applied (or dropped as stale) ``event``."""
+    await eventually(
+        lambda: db_pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE consumer = 'scoring' AND event_id = $1",
+            uuid.UUID(event["eventId"]),
+        ),
+        lambda n: n == 1,
+    )
+
+
+@pytest_asyncio.fixture
+async def own_database(test_env) -> AsyncIterator[str]:
+    """A migrated database of one test, for a scoring process that must not share its score tables
+    (one with another catalogue: instances of one deployment share one catalogue)."""
+    import asyncpg
+
+    from shared.db import apply_migrations
+
+    base, _, current = test_env["DATABASE_URL"].rpartition("/")
+    name = f"{current}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(test_env["DATABASE_URL"])
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    await apply_migrations(f"{base}/{name}")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(test_env["DATABASE_URL"])
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
