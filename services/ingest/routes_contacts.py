@@ -1,5 +1,123 @@
-"""Placeholder router of the write API, filled in by its own issue."""
+"""``PUT | GET | DELETE /security-contact`` of the write API (SPEC §5, §6).
 
-from fastapi import APIRouter
+A change of the contact is a ``SecurityContactChanged`` event (compacted topic, keyed by tenant:
+the notifier learns where to send mail) and a ``securityContactProvided`` status observation. The
+row changes in the same transaction and commits only after the broker acknowledged both events.
+"""
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from services.ingest import signals_store as store
+from services.ingest.deps import BrokerDep, CallerDep, PoolDep, SettingsDep
+from services.ingest.routes_signals import bounded_body, publish_all
+from services.ingest.signals import SecurityContactIn, contact_status
+from shared.auth import Permission, Principal, authorize
+from shared.events import Actor, ActorType, SecurityContactChanged, Topic
+from shared.http import Problem
+from shared.wire import UtcDateTime, WireModel, utcnow
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"],
+                   dependencies=[Depends(bounded_body)])
+
+TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+async def _setter(tenant_id: TenantId, caller: CallerDep) -> Principal:
+    return authorize(caller, Permission.set_contact, tenant_id)
+
+
+async def _reader(tenant_id: TenantId, caller: CallerDep) -> Principal:
+    return authorize(caller, Permission.read, tenant_id)
+
+
+SetterDep = Annotated[Principal, Depends(_setter)]
+ReaderDep = Annotated[Principal, Depends(_reader)]
+
+
+class SecurityContactOut(WireModel):
+    name: str
+    email: str
+    phone: str
+    updated_date_time: UtcDateTime
+    updated_by: str
+
+
+def _out(stored: store.StoredContact) -> SecurityContactOut:
+    return SecurityContactOut(
+        name=stored.contact.name,
+        email=stored.contact.email,
+        phone=stored.contact.phone or "",
+        updated_date_time=stored.updated_at,
+        updated_by=stored.updated_by,
+    )
+
+
+def _changed(tenant_id: str, caller: Principal, contact, now: datetime) -> list:
+    changed = SecurityContactChanged(
+        tenant_id=tenant_id,
+        occurred_date_time=now,
+        contact=contact,
+        actor=Actor(type=ActorType.user, id=caller.user_id),
+    )
+    return [
+        (Topic.security_contacts, changed),
+        (Topic.requirement_status, contact_status(tenant_id, contact, now)),
+    ]
+
+
+@router.put(
+    "/security-contact",
+    response_model=SecurityContactOut,
+    summary="Set the security contact: securityContactProvided becomes compliant",
+)
+async def put_contact(
+    tenant_id: TenantId,
+    body: SecurityContactIn,
+    caller: SetterDep,
+    settings: SettingsDep,
+    pool: PoolDep,
+    broker: BrokerDep,
+) -> SecurityContactOut:
+    contact = body.contact()
+    now = utcnow()
+    async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
+        previous = await store.current_contact(conn, tenant_id)
+        if previous is not None and previous.contact == contact:
+            return _out(previous)  # nothing changed: no event
+        await store.save_contact(conn, tenant_id, contact, caller.user_id, now)
+        await publish_all(broker, settings, _changed(tenant_id, caller, contact, now))
+    return _out(store.StoredContact(contact, caller.user_id, now))
+
+
+@router.get(
+    "/security-contact",
+    response_model=SecurityContactOut,
+    summary="The security contact in force",
+    responses={404: {"description": "No contact set"}},
+)
+async def get_contact(tenant_id: TenantId, _: ReaderDep, pool: PoolDep) -> SecurityContactOut:
+    stored = await store.current_contact(pool, tenant_id)
+    if stored is None:
+        raise Problem(404, "No security contact", f"tenant {tenant_id} has no security contact; PUT one")
+    return _out(stored)
+
+
+@router.delete(
+    "/security-contact",
+    status_code=204,
+    summary="Clear the security contact: securityContactProvided becomes noncompliant",
+)
+async def delete_contact(
+    tenant_id: TenantId, caller: SetterDep, settings: SettingsDep, pool: PoolDep, broker: BrokerDep
+) -> Response:
+    now = utcnow()
+    async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
+        # Deleting what is not there is done already (a retried DELETE): 204, no event.
+        if await store.delete_contact(conn, tenant_id):
+            await publish_all(broker, settings, _changed(tenant_id, caller, None, now))
+    return Response(status_code=204)

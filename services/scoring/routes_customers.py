@@ -1,5 +1,109 @@
-"""Placeholder router of the read API, filled in by its own issue."""
+"""``GET /customers/mfa`` of the read API: each customer's MFA figures, searchable by name (SPEC §4, §6).
 
-from fastapi import APIRouter
+The figures are those of the tenant's latest customer-MFA report, kept by the write API in
+``customer_mfa`` (migration 0040). The query lives here because it is the read API's only use of
+that table.
+"""
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
+
+from services.scoring.deps import PoolDep, ReaderDep
+from shared.wire import UtcDateTime, WireModel
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["customers"])
+
+MAX_PAGE = 500
+
+
+class CustomerMfaItem(WireModel):
+    customer_tenant_id: str
+    customer_name: str
+    admins: int
+    admins_with_mfa: int
+    admins_without_mfa: int
+    non_admins_with_mfa: int
+    total_users: int
+    compliant: bool = Field(description="Every admin of the customer has MFA.")
+    observed_date_time: UtcDateTime = Field(
+        description="When the report these figures come from was observed."
+    )
+
+
+class CustomerMfaPage(WireModel):
+    value: list[CustomerMfaItem]
+    count: int = Field(alias="@odata.count", description="Customers matching, over every page.")
+    next_link: str | None = Field(
+        None, alias="@odata.nextLink", description="The next page; absent on the last."
+    )
+
+
+def like_pattern(search: str) -> str:
+    """``search`` as a case-insensitive substring pattern, its own ``%``, ``_`` and ``\\`` taken literally."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+_FILTER = """tenant_id = $1
+             AND ($2::text IS NULL OR customer_name ILIKE $2 ESCAPE '\\')
+             AND ($3::boolean IS NULL OR (admins_with_mfa = admins) = $3)"""
+
+
+@router.get(
+    "/customers/mfa",
+    response_model=CustomerMfaPage,
+    response_model_exclude_none=True,
+    summary="Each customer's admins, admins with MFA, non-admins with MFA and users; search by name",
+)
+async def list_customer_mfa(
+    tenant_id: str,
+    request: Request,
+    _: ReaderDep,
+    pool: PoolDep,
+    search: Annotated[
+        str | None, Query(max_length=200, description="Part of the customer's name, any case.")
+    ] = None,
+    compliant: Annotated[
+        bool | None, Query(description="Only customers whose admins all have MFA (or not).")
+    ] = None,
+    top: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+    skip: Annotated[int, Query(ge=0, le=10_000_000, description="Customers to skip.")] = 0,
+) -> CustomerMfaPage:
+    pattern = like_pattern(search.strip()) if search and search.strip() else None
+    async with pool.acquire() as conn:
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM customer_mfa WHERE {_FILTER}", tenant_id, pattern, compliant
+        )
+        rows = await conn.fetch(
+            f"""SELECT customer_tenant_id, customer_name, admins, admins_with_mfa, non_admins_with_mfa,
+                       total_users, observed_at
+                FROM customer_mfa WHERE {_FILTER}
+                ORDER BY lower(customer_name), customer_tenant_id LIMIT $4 OFFSET $5""",
+            tenant_id,
+            pattern,
+            compliant,
+            top,
+            skip,
+        )
+    items = [
+        CustomerMfaItem(
+            customer_tenant_id=r["customer_tenant_id"],
+            customer_name=r["customer_name"],
+            admins=r["admins"],
+            admins_with_mfa=r["admins_with_mfa"],
+            admins_without_mfa=r["admins"] - r["admins_with_mfa"],
+            non_admins_with_mfa=r["non_admins_with_mfa"],
+            total_users=r["total_users"],
+            compliant=r["admins_with_mfa"] == r["admins"],
+            observed_date_time=r["observed_at"],
+        )
+        for r in rows
+    ]
+    next_link = (
+        str(request.url.include_query_params(top=top, skip=skip + top)) if skip + top < total else None
+    )
+    return CustomerMfaPage(value=items, count=total, next_link=next_link)

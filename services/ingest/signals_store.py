@@ -1,0 +1,183 @@
+"""PostgreSQL state of the security contact and the requirement signals (migration 0040).
+
+Each write happens in one transaction holding a per-tenant advisory lock for its kind of state;
+the route publishes the resulting events inside that transaction and lets it commit only after
+the broker acknowledged them, so a broker failure rolls the state back and a retry does it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.ingest.signals import CustomerMfa, CustomerSpending
+from shared.events import SecurityContact, SpendingBudgetThresholdReached
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    pool: asyncpg.Pool, tenant_id: str, kind: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which this tenant's ``kind`` of state is changed by no one else."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"signals:{kind}:{tenant_id}"
+        )
+        yield conn
+
+
+# --- security contact -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredContact:
+    contact: SecurityContact
+    updated_by: str
+    updated_at: datetime
+
+
+async def current_contact(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> StoredContact | None:
+    row = await conn.fetchrow(
+        "SELECT name, email, phone, updated_by, updated_at FROM security_contacts WHERE tenant_id = $1",
+        tenant_id,
+    )
+    if row is None:
+        return None
+    return StoredContact(
+        SecurityContact(name=row["name"], email=row["email"], phone=row["phone"]),
+        row["updated_by"],
+        row["updated_at"],
+    )
+
+
+async def save_contact(
+    conn: asyncpg.Connection, tenant_id: str, contact: SecurityContact, updated_by: str, now: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO security_contacts (tenant_id, name, email, phone, updated_by, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
+               phone = EXCLUDED.phone, updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at""",
+        tenant_id,
+        contact.name,
+        contact.email,
+        contact.phone,
+        updated_by,
+        now,
+    )
+
+
+async def delete_contact(conn: asyncpg.Connection, tenant_id: str) -> bool:
+    status = await conn.execute("DELETE FROM security_contacts WHERE tenant_id = $1", tenant_id)
+    return status != "DELETE 0"
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+
+async def claim_report(conn: asyncpg.Connection, tenant_id: str, kind: str, observed: datetime) -> bool:
+    """Record ``observed`` as the tenant's latest report of ``kind``; False if a later one is applied."""
+    row = await conn.fetchrow(
+        """INSERT INTO signal_reports (tenant_id, kind, observed_at) VALUES ($1, $2, $3)
+           ON CONFLICT (tenant_id, kind) DO UPDATE SET observed_at = EXCLUDED.observed_at, received_at = now()
+               WHERE signal_reports.observed_at <= EXCLUDED.observed_at
+           RETURNING 1""",
+        tenant_id,
+        kind,
+        observed,
+    )
+    return row is not None
+
+
+async def replace_customer_mfa(
+    conn: asyncpg.Connection, tenant_id: str, customers: Sequence[CustomerMfa], observed: datetime
+) -> None:
+    ids = [c.customer_tenant_id for c in customers]
+    await conn.execute(
+        "DELETE FROM customer_mfa WHERE tenant_id = $1 AND NOT (customer_tenant_id = ANY($2::text[]))",
+        tenant_id,
+        ids,
+    )
+    await conn.execute(
+        """INSERT INTO customer_mfa (tenant_id, customer_tenant_id, customer_name, admins, admins_with_mfa,
+                                     non_admins_with_mfa, total_users, observed_at)
+           SELECT $1, t.id, t.name, t.admins, t.admins_mfa, t.others_mfa, t.users, $8
+           FROM unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[])
+                AS t(id, name, admins, admins_mfa, others_mfa, users)
+           ON CONFLICT (tenant_id, customer_tenant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
+               admins = EXCLUDED.admins, admins_with_mfa = EXCLUDED.admins_with_mfa,
+               non_admins_with_mfa = EXCLUDED.non_admins_with_mfa, total_users = EXCLUDED.total_users,
+               observed_at = EXCLUDED.observed_at""",
+        tenant_id,
+        ids,
+        [c.customer_name for c in customers],
+        [c.admins for c in customers],
+        [c.admins_with_mfa for c in customers],
+        [c.non_admins_with_mfa for c in customers],
+        [c.total_users for c in customers],
+        observed,
+    )
+
+
+async def replace_spending(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    month: str,
+    customers: Sequence[CustomerSpending],
+    observed: datetime,
+) -> None:
+    ids = [c.customer_tenant_id for c in customers]
+    await conn.execute(
+        "DELETE FROM customer_spending WHERE tenant_id = $1 AND NOT (customer_tenant_id = ANY($2::text[]))",
+        tenant_id,
+        ids,
+    )
+    await conn.execute(
+        """INSERT INTO customer_spending (tenant_id, customer_tenant_id, customer_name, month, monthly_budget,
+                                          current_month_spend, observed_at)
+           SELECT $1, t.id, t.name, $3, t.budget, t.spend, $7
+           FROM unnest($2::text[], $4::text[], $5::numeric[], $6::numeric[]) AS t(id, name, budget, spend)
+           ON CONFLICT (tenant_id, customer_tenant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
+               month = EXCLUDED.month, monthly_budget = EXCLUDED.monthly_budget,
+               current_month_spend = EXCLUDED.current_month_spend, observed_at = EXCLUDED.observed_at""",
+        tenant_id,
+        ids,
+        month,
+        [c.customer_name for c in customers],
+        [c.monthly_budget for c in customers],
+        [c.current_month_spend for c in customers],
+        observed,
+    )
+
+
+async def claim_notifications(
+    conn: asyncpg.Connection, candidates: Sequence[SpendingBudgetThresholdReached]
+) -> list[SpendingBudgetThresholdReached]:
+    """The candidates not notified yet for their tenant, customer and month, now recorded as notified.
+
+    The rows commit with the caller's transaction: if publishing fails they roll back, and the
+    next report tries again.
+    """
+    if not candidates:
+        return []
+    inserted = await conn.fetch(
+        """INSERT INTO spending_notifications (tenant_id, customer_tenant_id, month, threshold_percent,
+                                               budget, spend, event_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::numeric[], $6::numeric[],
+                                $7::uuid[])
+           ON CONFLICT DO NOTHING
+           RETURNING customer_tenant_id""",
+        [n.tenant_id for n in candidates],
+        [n.customer_tenant_id for n in candidates],
+        [n.month for n in candidates],
+        [n.threshold_percent for n in candidates],
+        [n.budget for n in candidates],
+        [n.spend for n in candidates],
+        [n.event_id for n in candidates],
+    )
+    claimed = {row["customer_tenant_id"] for row in inserted}
+    return [n for n in candidates if n.customer_tenant_id in claimed]
