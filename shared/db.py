@@ -90,3 +90,27 @@ async def claim_event(conn: asyncpg.Connection, consumer: str, event_id) -> bool
     status = await conn.execute(
         "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", consumer, event_id)
     return status.endswith(" 1")
+
+
+# A record can be redelivered only while Kafka still holds it: the alerts topic keeps 35 days
+# (shared.kafka.TOPIC_SPECS), so older ledger entries can never be needed again.
+PROCESSED_EVENTS_KEEP_DAYS = 35
+
+
+async def prune_processed_events(pool: asyncpg.Pool, keep_days: int = PROCESSED_EVENTS_KEEP_DAYS) -> int:
+    """Delete ledger entries older than ``keep_days``; returns how many went."""
+    status = await pool.execute(
+        "DELETE FROM processed_events WHERE processed_at < now() - make_interval(days => $1)", keep_days)
+    return int(status.split()[-1])
+
+
+async def prune_processed_events_forever(pool: asyncpg.Pool, every_seconds: float = 3600) -> None:
+    """Background task of each consumer service: keeps the ledger from growing without bound."""
+    while True:
+        try:
+            removed = await prune_processed_events(pool)
+            if removed:
+                log.info("pruned %d processed-event ids older than %d days", removed, PROCESSED_EVENTS_KEEP_DAYS)
+        except Exception as exc:  # the database being away now is no reason to stop trying later
+            log.warning("pruning processed events failed: %s", exc)
+        await asyncio.sleep(every_seconds)

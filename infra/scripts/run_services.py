@@ -42,11 +42,11 @@ def services(env: dict[str, str]) -> list[Service]:
         Service("ingest", [py, "-m", "services.ingest"], int(env.get("INGEST_PORT", 8081)),
                 description="write API"),
         Service("response-time", [py, "-m", "services.response_time"], int(env.get("RESPONSE_TIME_PORT", 8083)),
-                description="health only"),
+                description="health only; publishes securityAlertsPromptlyResolved"),
         Service("scoring", [py, "-m", "services.scoring"], int(env.get("READ_API_PORT", 8082)),
                 description="read API and dashboard"),
         Service("notifier", [py, "-m", "services.notifier"], int(env.get("NOTIFIER_PORT", 8084)),
-                description="health only"),
+                description="health only; e-mail and ticketing webhooks"),
     ]
     smtp_port = int(env.get("SMTP_PORT", 1025))
     if env.get("SMTP_HOST", "127.0.0.1") in ("127.0.0.1", "localhost") and not port_open(smtp_port):
@@ -141,6 +141,7 @@ async def run(stop_infra_on_exit: bool) -> int:
         print(f"    postgres       {env.get('DATABASE_URL', 'postgresql://csp:csp@127.0.0.1:5432/csp_triage')}")
         print(f"    redis          {env.get('REDIS_URL', 'redis://127.0.0.1:6379/0')}")
         print(f"\n  Operator key (development only): Authorization: Bearer {key}")
+        print("  Dashboard: http://127.0.0.1:8082/dashboard (tenant id + key)")
         print("  Try:  curl -H 'Authorization: Bearer dev-admin-key' "
               "http://127.0.0.1:8082/v1/tenants/contoso/security-score")
         print("  API docs: http://127.0.0.1:8081/docs (write), http://127.0.0.1:8082/docs (read)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from services.response_time.config import get_settings
 from services.response_time.handlers import build_router
 from services.response_time.status import StatusPublisher
-from shared.db import create_pool
+from shared.db import create_pool, prune_processed_events_forever
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
@@ -41,9 +42,11 @@ def create_app() -> FastAPI:
         broker.context.set_global("status", status)
         await broker.start()
         status.start()
+        pruning = asyncio.create_task(prune_processed_events_forever(state["pool"]), name="prune-ledger")
         try:
             yield
         finally:
+            pruning.cancel()
             await status.stop()
             await broker.stop()
             await state["pool"].close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 from services.scoring import (
     routes_alerts,
     routes_customers,
+    routes_dashboard,
     routes_deliveries,
     routes_response_time,
     routes_score,
@@ -23,7 +25,7 @@ from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
 from services.scoring.store import ScoreCache
 from shared.auth import KeyStore
-from shared.db import create_pool
+from shared.db import create_pool, prune_processed_events_forever
 from shared.events import ScoreChanged, Topic
 from shared.http import Health
 from shared.http import create_app as create_http_app
@@ -82,9 +84,11 @@ def create_app() -> FastAPI:
         broker.context.set_global("keeper", keeper)
         await broker.start()
         keeper.start()
+        pruning = asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger")
         try:
             yield
         finally:
+            pruning.cancel()
             await keeper.stop()
             await broker.stop()
             await app.state.redis.aclose()
@@ -99,6 +103,7 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    for module in (routes_score, routes_response_time, routes_alerts, routes_customers, routes_deliveries):
+    for module in (routes_score, routes_response_time, routes_alerts, routes_customers, routes_deliveries,
+                   routes_dashboard):
         app.include_router(module.router)
     return app

@@ -17,8 +17,10 @@ async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, ti
     Each record comes back as ``{"key", "headers", "value", "partition", "offset"}`` with the value
     decoded from JSON when it is JSON.
     """
+    # read_committed: what the services' consumers see (ingest publishes in Kafka transactions).
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4()}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level="read_committed")
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:

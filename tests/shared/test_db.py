@@ -1,0 +1,32 @@
+"""Migrations and the idempotency ledger, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from shared.db import apply_migrations, claim_event, migration_files, prune_processed_events
+
+
+async def test_migrations_are_applied_once_even_when_processes_race(test_env, db_pool):
+    # The test database already has every migration; applying again, from three processes at once,
+    # applies nothing and fails nowhere (advisory lock).
+    results = await asyncio.gather(*(apply_migrations(test_env["DATABASE_URL"]) for _ in range(3)))
+    assert results == [[], [], []]
+    versions = [r["version"] for r in await db_pool.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert versions == [v for v, _, _ in migration_files()]
+
+
+async def test_an_event_is_claimed_once_per_consumer_and_old_claims_are_pruned(db_pool):
+    event_id = uuid.uuid4()
+    async with db_pool.acquire() as conn:
+        assert await claim_event(conn, "test-consumer", event_id)
+        assert not await claim_event(conn, "test-consumer", event_id)
+        assert await claim_event(conn, "other-consumer", event_id)
+        old_id = uuid.uuid4()
+        await conn.execute("INSERT INTO processed_events (consumer, event_id, processed_at) "
+                           "VALUES ('test-consumer', $1, now() - interval '40 days')", old_id)
+    assert await prune_processed_events(db_pool) >= 1
+    left = {r["event_id"] for r in await db_pool.fetch(
+        "SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])", [event_id, old_id])}
+    assert left == {event_id}
