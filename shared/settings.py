@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -48,6 +49,10 @@ class CommonSettings(BaseSettings):
     )
     http_host: str = Field(
         "127.0.0.1", description="Address the process's HTTP server binds to (0.0.0.0 in a container)."
+    )
+    catalogue_path: Path = Field(
+        Path(__file__).with_name("catalogue.yaml"),
+        description="YAML file of the requirements catalogue (default: SPEC §4's table).",
     )
     kafka_topic_prefix: str = Field(
         "", description="Prefix for every topic name, so several deployments or test runs can share a broker."

@@ -12,6 +12,7 @@ from services.ingest.config import get_settings
 from services.ingest.publisher import AlertPublisher
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore
+from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool
 from shared.http import Health
 from shared.http import create_app as create_http_app
@@ -20,6 +21,7 @@ from shared.kafka import make_broker
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    catalogue = load_catalogue_or_exit(settings.catalogue_path)
     # The shared broker publishes everything but alerts (contacts, signals...); a request must fail
     # within seconds, not the client's 40 s default, when the broker is away.
     request_timeout_ms = max(1000, int(settings.publish_timeout_seconds * 1000))
@@ -40,6 +42,7 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = app.state.pool = await create_pool(settings.database_url)
         app.state.settings = settings
+        app.state.catalogue = catalogue
         app.state.broker = broker
         app.state.alert_publisher = alert_publisher
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)

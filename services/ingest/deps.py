@@ -12,29 +12,30 @@ from services.ingest.config import Settings
 from services.ingest.publisher import AlertPublisher
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore, Principal
+from shared.catalogue import Catalogue
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def _broker(request: Request) -> KafkaBroker:
+async def _broker(request: Request) -> KafkaBroker:
     return request.app.state.broker
 
 
-def _keys(request: Request) -> KeyStore:
+async def _keys(request: Request) -> KeyStore:
     return request.app.state.keys
 
 
-def _alert_publisher(request: Request) -> AlertPublisher:
+async def _alert_publisher(request: Request) -> AlertPublisher:
     return request.app.state.alert_publisher
 
 
-def _webhook_secrets(request: Request) -> WebhookSecrets:
+async def _webhook_secrets(request: Request) -> WebhookSecrets:
     return request.app.state.webhook_secrets
 
 
@@ -43,6 +44,11 @@ async def _principal(request: Request, authorization: Annotated[str | None, Head
     return await keys.authenticate(authorization)
 
 
+async def _catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
+# (async def: FastAPI would run plain `def` dependencies in a worker thread on every request.)
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 BrokerDep = Annotated[KafkaBroker, Depends(_broker)]
@@ -50,3 +56,4 @@ CallerDep = Annotated[Principal, Depends(_principal)]
 KeysDep = Annotated[KeyStore, Depends(_keys)]
 AlertPublisherDep = Annotated[AlertPublisher, Depends(_alert_publisher)]
 WebhookSecretsDep = Annotated[WebhookSecrets, Depends(_webhook_secrets)]
+CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]

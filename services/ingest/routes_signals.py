@@ -20,9 +20,8 @@ from pydantic import BaseModel, Field
 
 from services.ingest import signals_store as store
 from services.ingest.config import Settings
-from services.ingest.deps import BrokerDep, CallerDep, PoolDep, SettingsDep
+from services.ingest.deps import BrokerDep, CallerDep, CatalogueDep, PoolDep, SettingsDep
 from services.ingest.signals import (
-    KNOWN_REQUIREMENT_TYPES,
     AdminMfaReport,
     CustomerMfaReport,
     RequirementStatusIn,
@@ -50,13 +49,10 @@ async def _manager(tenant_id: TenantId, caller: CallerDep) -> Principal:
     return authorize(caller, Permission.manage, tenant_id)
 
 
-async def _known_requirement(requirement_type: Annotated[str, Path()]) -> str:
-    if requirement_type not in KNOWN_REQUIREMENT_TYPES:
-        raise Problem(
-            404,
-            "Unknown requirement",
-            f"no requirement type {requirement_type!r}; known: {', '.join(sorted(KNOWN_REQUIREMENT_TYPES))}",
-        )
+async def _known_requirement(requirement_type: Annotated[str, Path()], catalogue: CatalogueDep) -> str:
+    if catalogue.get(requirement_type) is None:
+        known = ", ".join(sorted(r.requirement_type for r in catalogue.requirements))
+        raise Problem(404, "Unknown requirement", f"no requirement type {requirement_type!r}; known: {known}")
     return requirement_type
 
 

@@ -26,19 +26,6 @@ from shared.events import (
 )
 from shared.wire import OptionalUtcDateTime, WireModel
 
-# The five requirement types of SPEC §4's default catalogue. The scoring service's configurable
-# catalogue (services/scoring/catalogue.yaml, CATALOGUE_PATH) is the source of truth; until the
-# write API reads that file too, a type added there only is refused here (404).
-KNOWN_REQUIREMENT_TYPES: frozenset[str] = frozenset(
-    {
-        "mfaEnforcedForAdmins",
-        "securityAlertsPromptlyResolved",
-        "securityContactProvided",
-        "spendingBudgetSetForCustomerAzureSubscriptions",
-        "mfaEnforcedForAdminsOfCustomers",
-    }
-)
-
 CONTACT_REQUIREMENT = "securityContactProvided"
 ADMIN_MFA_REQUIREMENT = "mfaEnforcedForAdmins"
 CUSTOMER_MFA_REQUIREMENT = "mfaEnforcedForAdminsOfCustomers"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,12 +17,12 @@ from services.scoring import (
     routes_response_time,
     routes_score,
 )
-from services.scoring.catalogue import Catalogue, CatalogueError, load_catalogue
-from services.scoring.config import Settings, get_settings
+from services.scoring.config import get_settings
 from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
 from services.scoring.store import ScoreCache
 from shared.auth import KeyStore
+from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
 from shared.events import ScoreChanged, Topic
 from shared.http import Health
@@ -32,19 +30,9 @@ from shared.http import create_app as create_http_app
 from shared.kafka import make_broker, publish_event
 
 
-def load_catalogue_or_exit(settings: Settings) -> Catalogue:
-    """A bad catalogue stops the process with one readable line, like a bad setting."""
-    try:
-        return load_catalogue(settings.catalogue_path)
-    except CatalogueError as exc:
-        logging.getLogger("catalogue").critical("%s", exc)
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def create_app() -> FastAPI:
     settings = get_settings()
-    catalogue = load_catalogue_or_exit(settings)
+    catalogue = load_catalogue_or_exit(settings.catalogue_path)
     broker = make_broker(settings, client_id="scoring")
     broker.include_router(build_router(settings))
     state: dict = {}

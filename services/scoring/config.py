@@ -1,18 +1,11 @@
-from pathlib import Path
-
 from pydantic import Field
 
-from services.scoring.catalogue import DEFAULT_CATALOGUE_PATH
 from shared.settings import CommonSettings, load_settings
 
 
 class Settings(CommonSettings):
     read_api_port: int = Field(8082, description="Port of the read API and the dashboard.")
     consumer_group: str = Field("scoring", description="Kafka consumer group of this service.")
-    catalogue_path: Path = Field(
-        DEFAULT_CATALOGUE_PATH,
-        description="YAML file of the requirements catalogue (default: SPEC §4's table).",
-    )
     redis_key_prefix: str = Field(
         "scoring:",
         min_length=1,

@@ -8,11 +8,11 @@ import asyncpg
 from fastapi import Depends, Header, Path, Request
 from redis.asyncio import Redis
 
-from services.scoring.catalogue import Catalogue
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from services.scoring.store import ScoreCache
 from shared.auth import KeyStore, Permission, Principal, authorize
+from shared.catalogue import Catalogue
 
 
 async def _settings(request: Request) -> Settings:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.scoring.catalogue import Catalogue, Requirement, State
+from shared.catalogue import Catalogue, Requirement, State
 from shared.events import ComplianceStatus
 
 # Scores are shown with two decimals; rounding also keeps "did the score change" free of float noise.

@@ -17,7 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from services.scoring import domain, store
-from services.scoring.catalogue import Catalogue
+from shared.catalogue import Catalogue
 from shared.events import RequirementStatusObserved, ScoreChanged
 from shared.wire import utcnow
 

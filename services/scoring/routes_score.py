@@ -16,9 +16,9 @@ from pydantic import Field
 from redis.exceptions import RedisError
 
 from services.scoring import domain, store
-from services.scoring.catalogue import Kind, State
 from services.scoring.deps import CacheDep, CatalogueDep, KeeperDep, PoolDep, ReaderDep, SettingsDep
 from services.scoring.store import CachedTenant, ScoreCache
+from shared.catalogue import Kind, State
 from shared.events import ComplianceStatus
 from shared.http import Problem
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow

@@ -23,7 +23,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from services.scoring import domain
-from services.scoring.catalogue import Catalogue
+from shared.catalogue import Catalogue
 from shared.db import claim_event
 from shared.events import ComplianceStatus, RequirementStatusObserved, ScoreChanged
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.scoring.catalogue import CatalogueError, load_catalogue
+from shared.catalogue import CatalogueError, load_catalogue
 
 
 def write(tmp_path: Path, text: str) -> Path:

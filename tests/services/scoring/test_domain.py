@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.scoring import domain
-from services.scoring.catalogue import Catalogue, Kind, Requirement, State, load_catalogue
+from shared.catalogue import Catalogue, Kind, Requirement, State, load_catalogue
 from shared.events import ComplianceStatus
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -7,6 +7,7 @@ rather than scoring with a wrong table.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -112,6 +113,15 @@ def load_catalogue(path: Path = DEFAULT_CATALOGUE_PATH) -> Catalogue:
     except ValidationError as exc:
         problems = "; ".join(f"{_location(err['loc'], data)}: {err['msg']}" for err in exc.errors())
         raise CatalogueError(f"invalid requirements catalogue {path}: {problems}") from None
+
+
+def load_catalogue_or_exit(path: Path) -> Catalogue:
+    """A bad catalogue stops the process with one readable line, like a bad setting."""
+    try:
+        return load_catalogue(path)
+    except CatalogueError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _location(loc: tuple, data: object) -> str:
