@@ -77,6 +77,8 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
     """The one way a service gets its broker: idempotent producer, acks=all, dead letters for poison."""
     # FastStream logs through the process's own logging set-up (shared.logs), one format for all.
     kwargs.setdefault("logger", logging.getLogger(f"faststream.{client_id}"))
+    # "Received" / "Processed" for every message is debugging detail, not an operator's log.
+    kwargs.setdefault("log_level", logging.DEBUG)
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,

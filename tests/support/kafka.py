@@ -11,16 +11,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
 async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, timeout: float = 10.0,
-                     predicate=None) -> list[dict[str, Any]]:
+                     predicate=None, isolation_level: str = "read_committed") -> list[dict[str, Any]]:
     """Every record of ``topic`` from the beginning (or until ``count`` matching ones arrived).
 
     Each record comes back as ``{"key", "headers", "value", "partition", "offset"}`` with the value
     decoded from JSON when it is JSON.
     """
-    # read_committed: what the services' consumers see (ingest publishes in Kafka transactions).
+    # read_committed by default: what the services' consumers see (ingest publishes in Kafka
+    # transactions); read_uncommitted shows aborted records too.
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4()}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                isolation_level="read_committed")
+                                isolation_level=isolation_level)
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:

@@ -47,6 +47,7 @@ async def test_a_list_whose_commit_fails_is_never_visible(
         f"{topic_prefix}alerts",
         timeout=20,
         predicate=lambda r: (r["key"] or "").startswith(f"{tenant_id}:lost-"),
+        isolation_level="read_uncommitted",
     )
     assert sorted(r["key"] for r in written) == [f"{tenant_id}:lost-{i}" for i in range(3)]
 
