@@ -1,5 +1,144 @@
-"""Placeholder router of the write API, filled in by its own issue."""
+"""``PUT | GET | DELETE /channels/{name}`` of the write API: the tenant's ticketing webhooks (SPEC §5).
 
-from fastapi import APIRouter
+A channel is ``{url, secret, routes, escalation}``. The secret (Standard Webhooks ``whsec_<base64>``)
+signs every delivery and is never returned; a PUT without a secret keeps the current one.
+"""
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Path, Response
+from pydantic import Field, field_validator
+
+from services.ingest import channels_store
+from services.ingest.deps import CallerDep, PoolDep
+from services.notifier.domain import Route
+from shared.auth import Permission, authorize
+from shared.http import Problem
+from shared.wire import WireModel
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["channels"])
+
+TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+ChannelName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Letters, digits, `.`, `_`, `-`.",
+    ),
+]
+
+
+class ChannelIn(WireModel):
+    url: str = Field(max_length=2048, description="http(s) URL that receives the signed JSON POSTs.")
+    secret: str | None = Field(
+        None,
+        description="`whsec_<base64>` (16 to 64 bytes); required for a new "
+        "channel, omit to keep the current one.",
+    )
+    routes: list[Route] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Any matching route sends the alert; none: every non-test alert.",
+    )
+    escalation: bool = Field(
+        False, description="Receives escalations (20 h without response) instead of new alerts."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value.strip()
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret: whsec_<base64>")
+        try:
+            raw = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the part after whsec_ is not valid base64") from None
+        if not 16 <= len(raw) <= 64:
+            raise ValueError(f"the secret must be 16 to 64 bytes, not {len(raw)}")
+        return value
+
+
+def _view(row) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "url": row["url"],
+        "routes": json.loads(row["routes"]),
+        "escalation": row["escalation"],
+        "secretConfigured": True,
+        "createdDateTime": row["created_at"].isoformat().replace("+00:00", "Z"),
+        "updatedDateTime": row["updated_at"].isoformat().replace("+00:00", "Z"),
+    }
+
+
+@router.put(
+    "/channels/{name}",
+    summary="Create or replace a ticketing channel",
+    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+)
+async def put_channel(
+    tenant_id: TenantId,
+    name: ChannelName,
+    body: ChannelIn,
+    caller: CallerDep,
+    pool: PoolDep,
+    response: Response,
+) -> dict[str, Any]:
+    authorize(caller, Permission.manage, tenant_id)
+    routes = [r.model_dump(mode="json") for r in body.routes]
+    row, created = await channels_store.put_channel(
+        pool, tenant_id, name, body.url, body.secret, routes, body.escalation
+    )
+    if row is None:
+        raise Problem(
+            422,
+            "Invalid request",
+            "secret: required for a new channel",
+            errors=[{"field": "secret", "message": "required for a new channel"}],
+        )
+    response.status_code = 201 if created else 200
+    return _view(row)
+
+
+@router.get("/channels", summary="The tenant's ticketing channels")
+async def list_channels(tenant_id: TenantId, caller: CallerDep, pool: PoolDep) -> dict[str, Any]:
+    authorize(caller, Permission.read, tenant_id)
+    return {"value": [_view(r) for r in await channels_store.list_channels(pool, tenant_id)]}
+
+
+@router.get("/channels/{name}", summary="One ticketing channel (its secret is never returned)")
+async def get_channel(
+    tenant_id: TenantId, name: ChannelName, caller: CallerDep, pool: PoolDep
+) -> dict[str, Any]:
+    authorize(caller, Permission.read, tenant_id)
+    row = await channels_store.get_channel(pool, tenant_id, name)
+    if row is None:
+        raise Problem(404, "Not found", f"no channel {name} for tenant {tenant_id}")
+    return _view(row)
+
+
+@router.delete("/channels/{name}", status_code=204, summary="Remove a ticketing channel")
+async def delete_channel(
+    tenant_id: TenantId, name: ChannelName, caller: CallerDep, pool: PoolDep
+) -> Response:
+    authorize(caller, Permission.manage, tenant_id)
+    if not await channels_store.delete_channel(pool, tenant_id, name):
+        raise Problem(404, "Not found", f"no channel {name} for tenant {tenant_id}")
+    return Response(status_code=204)

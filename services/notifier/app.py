@@ -1,15 +1,22 @@
-"""Wires the notifier: PostgreSQL (delivery log, timers), the Kafka consumer, health endpoints."""
+"""Wires the notifier: PostgreSQL (delivery log, timers), the Kafka consumer, the delivery worker, health."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from services.notifier.config import get_settings
+from services.notifier.handlers import build_router
+from services.notifier.transports import Transports
+from services.notifier.worker import DeliveryWorker
 from shared.db import create_pool
-from shared.http import Health, create_app as create_http_app
+from shared.http import Health
+from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 
 
@@ -17,6 +24,9 @@ def create_app() -> FastAPI:
     settings = get_settings()
     broker = make_broker(settings, client_id="notifier")
     state: dict = {}
+    broker.include_router(
+        build_router(settings, lambda: state["worker"].wake() if "worker" in state else None)
+    )
 
     async def database_answers() -> None:
         await state["pool"].fetchval("SELECT 1")
@@ -25,22 +35,38 @@ def create_app() -> FastAPI:
         if not await broker.ping(timeout=2):
             raise ConnectionError("the Kafka broker does not answer")
 
+    async def worker_runs() -> None:
+        task = state.get("worker_task")
+        if task is None or task.done():
+            raise RuntimeError("the delivery worker is not running")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = await create_pool(settings.database_url)
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
-        await broker.start()
-        try:
-            yield
-        finally:
-            await broker.stop()
-            await state["pool"].close()
+        # Redirects are not followed: a ticketing URL that redirects is misconfigured (a 3xx is permanent).
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            state["worker"] = DeliveryWorker(
+                settings, state["pool"], broker, Transports(settings, state["pool"], http)
+            )
+            await broker.start()
+            state["worker_task"] = asyncio.create_task(state["worker"].run(), name="delivery-worker")
+            try:
+                yield
+            finally:
+                state["worker_task"].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state["worker_task"]
+                await broker.stop()
+        await state["pool"].close()
 
     return create_http_app(
         title="CSP alert triage: notifier",
         version="1",
         description="Routes alerts to the security contact and ticketing webhooks.",
-        health=Health("notifier", {"postgres": database_answers, "kafka": broker_answers}),
+        health=Health(
+            "notifier", {"postgres": database_answers, "kafka": broker_answers, "worker": worker_runs}
+        ),
         lifespan=lifespan,
     )

@@ -1,4 +1,4 @@
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from shared.settings import CommonSettings, load_settings
 
@@ -6,12 +6,62 @@ from shared.settings import CommonSettings, load_settings
 class Settings(CommonSettings):
     notifier_port: int = Field(8084, description="Port of the health endpoints.")
     consumer_group: str = Field("notifier", description="Kafka consumer group of this service.")
+
     smtp_host: str = Field("127.0.0.1", description="SMTP server for e-mail to the security contact.")
     smtp_port: int = Field(1025)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = Field("csp-triage@localhost", description="From address of the e-mails.")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_tls: bool = Field(
+        False, description="Connect to the SMTP server over TLS from the start (port 465)."
+    )
+    smtp_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one SMTP conversation.")
+
+    escalation_email: str | None = Field(
+        None, description="Address that receives escalations besides the channels flagged `escalation`."
+    )
+    requirement_help_url: str = Field(
+        "https://learn.microsoft.com/partner-center/security/partner-security-score",
+        description="Instructions of the response-time requirement, linked from every message.",
+    )
+    dashboard_alert_url: str = Field(
+        "{publicBaseUrl}/?tenant={tenantId}&alert={alertId}",
+        description="Link to an alert in the dashboard, with {publicBaseUrl}, {tenantId}, {alertId}.",
+    )
+
+    reminder_after_seconds: float = Field(3600, ge=0, description="Reminder this long after detection.")
+    escalation_after_seconds: float = Field(
+        20 * 3600, ge=0, description="Escalation this long after detection."
+    )
+    response_limit_seconds: float = Field(
+        24 * 3600, gt=0, description="The requirement's limit, shown as time left."
+    )
+
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook request.")
+    max_attempts: int = Field(8, ge=1, description="Attempts of one delivery before it is dead-lettered.")
+    retry_base_seconds: float = Field(
+        5.0, gt=0, description="First retry delay; doubles each attempt, with jitter."
+    )
+    retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between two attempts.")
+    max_retry_after_seconds: float = Field(
+        6 * 3600.0, gt=0, description="A longer Retry-After is capped to this."
+    )
+    delivery_lease_seconds: float = Field(
+        60.0, gt=0, description="A claimed delivery is taken again after this long if its sender vanished."
+    )
+    worker_poll_seconds: float = Field(1.0, gt=0, description="How often the worker looks for due work.")
+    worker_batch_size: int = Field(20, ge=1, description="Deliveries sent at once by one notifier process.")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> "Settings":
+        longest = max(self.webhook_timeout_seconds, self.smtp_timeout_seconds)
+        if self.delivery_lease_seconds <= longest:
+            raise ValueError(
+                f"DELIVERY_LEASE_SECONDS must exceed the longest send timeout ({longest} s), or a "
+                "slow send would be taken again by another worker while it runs"
+            )
+        return self
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,94 @@
+"""SQL of the write API's channel and delivery endpoints (tables of migration 0050, used by the notifier)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+
+from services.notifier.store import DELIVERY_COLUMNS
+
+
+async def put_channel(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    name: str,
+    url: str,
+    secret: str | None,
+    routes: list[dict],
+    escalation: bool,
+) -> tuple[asyncpg.Record | None, bool]:
+    """Create or replace a channel; a missing secret keeps the current one. (row, created); row None if a
+    new channel came without a secret."""
+    async with pool.acquire() as conn, conn.transaction():
+        if secret is None:
+            row = await conn.fetchrow(
+                """UPDATE notification_channels
+                   SET url = $3, routes = $4::jsonb, escalation = $5, updated_at = now()
+                   WHERE tenant_id = $1 AND name = $2 RETURNING *""",
+                tenant_id,
+                name,
+                url,
+                json.dumps(routes),
+                escalation,
+            )
+            return row, False
+        row = await conn.fetchrow(
+            """INSERT INTO notification_channels (tenant_id, name, url, secret, routes, escalation)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+               ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
+                   routes = excluded.routes, escalation = excluded.escalation, updated_at = now()
+               RETURNING *, (xmax = 0) AS created""",
+            tenant_id,
+            name,
+            url,
+            secret,
+            json.dumps(routes),
+            escalation,
+        )
+        return row, row["created"]
+
+
+async def get_channel(pool: asyncpg.Pool, tenant_id: str, name: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT * FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
+    )
+
+
+async def list_channels(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM notification_channels WHERE tenant_id = $1 ORDER BY name", tenant_id
+    )
+
+
+async def delete_channel(pool: asyncpg.Pool, tenant_id: str, name: str) -> bool:
+    status = await pool.execute(
+        "DELETE FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
+    )
+    return status.endswith(" 1")
+
+
+async def redeliver(
+    pool: asyncpg.Pool, tenant_id: str, delivery_id: uuid.UUID
+) -> tuple[asyncpg.Record | None, bool]:
+    """Put a dead delivery back in the queue with fresh attempts. (row, requeued); row None if unknown."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE notification_deliveries
+                SET state = 'pending', attempts = 0, redeliveries = redeliveries + 1, next_attempt_at = now(),
+                    dead_at = NULL, updated_at = now()
+                WHERE tenant_id = $1 AND delivery_id = $2 AND state = 'dead'
+                RETURNING {DELIVERY_COLUMNS}""",
+            tenant_id,
+            delivery_id,
+        )
+        if row is not None:
+            return row, True
+        row = await conn.fetchrow(
+            f"""SELECT {DELIVERY_COLUMNS} FROM notification_deliveries
+                WHERE tenant_id = $1 AND delivery_id = $2""",
+            tenant_id,
+            delivery_id,
+        )
+        return row, False

@@ -1,0 +1,360 @@
+"""The notifier's rules, without I/O: routing, delivery identity, retry policy, message content.
+
+Routing (decided here, documented in docs/notifier.md): a channel holds a list of routes; an alert
+goes to the channel when ANY route matches; within a route every criterion given must match (an
+empty or absent list matches everything); test alerts match only routes with ``includeTest``. A
+channel with no routes receives every non-test alert. Channels flagged ``escalation`` receive
+escalations (by the same routes) and nothing else.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from shared.alerts import Alert, Severity
+from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.wire import WireModel
+
+CONTACT_EMAIL = "email:contact"
+ESCALATION_EMAIL = "email:escalation"
+WEBHOOK_PREFIX = "webhook:"
+
+# Fixed namespace: delivery ids (and so Idempotency-Keys) stay the same across processes and restarts.
+_DELIVERY_NAMESPACE = uuid.UUID("3f0c4b8e-9a51-4a53-9d5e-6b1c2f7a8d10")
+
+
+class Kind(StrEnum):
+    alert = "alert"
+    reminder = "reminder"
+    escalation = "escalation"
+    spending = "spending"
+
+
+def webhook_channel(name: str) -> str:
+    return f"{WEBHOOK_PREFIX}{name}"
+
+
+def delivery_id(tenant_id: str, subject_id: str, channel: str, kind: str) -> uuid.UUID:
+    """One id per (tenant, subject, channel, kind): the delivery log's key and the Idempotency-Key."""
+    return uuid.uuid5(_DELIVERY_NAMESPACE, "\x1f".join((tenant_id, subject_id, channel, kind)))
+
+
+def spending_subject(event: SpendingBudgetThresholdReached) -> str:
+    # One notification per customer and month, whatever the number of events saying so.
+    return f"spending:{event.customer_tenant_id}:{event.month}"
+
+
+# --- routing -----------------------------------------------------------------------------------------
+
+_SEVERITIES = {s.value for s in Severity}
+
+
+class Route(WireModel):
+    """One routing rule of a channel; every criterion given must match."""
+
+    severities: list[str] = Field(default_factory=list, description="informational | low | medium | high")
+    alert_types: list[str] = Field(default_factory=list, description="e.g. `unusualActivity`; exact match.")
+    customer_tenant_ids: list[str] = Field(default_factory=list, description="Customers whose alerts match.")
+    include_test: bool = Field(False, description="Test alerts match only routes that say so.")
+
+    @field_validator("severities")
+    @classmethod
+    def _known_severities(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in _SEVERITIES]
+        if unknown:
+            raise ValueError(f"unknown severities {unknown}; use {sorted(_SEVERITIES)}")
+        return values
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    name: str
+    routes: tuple[Route, ...]
+    escalation: bool = False
+
+
+def route_matches(route: Route, alert: Alert) -> bool:
+    if alert.is_test and not route.include_test:
+        return False
+    severity = alert.severity.value if alert.severity else None
+    if route.severities and severity not in route.severities:
+        return False
+    if route.alert_types and alert.alert_type not in route.alert_types:
+        return False
+    if route.customer_tenant_ids and alert.customer_tenant_id not in route.customer_tenant_ids:
+        return False
+    return True
+
+
+def channel_wants(routes: Iterable[Route], alert: Alert) -> bool:
+    routes = list(routes)
+    if not routes:
+        return not alert.is_test
+    return any(route_matches(r, alert) for r in routes)
+
+
+def alert_channels(channels: Iterable[ChannelRule], alert: Alert) -> list[str]:
+    """Delivery channels of a new alert: the security contact and the matching ticketing channels."""
+    return [CONTACT_EMAIL] + sorted(
+        webhook_channel(c.name) for c in channels if not c.escalation and channel_wants(c.routes, alert)
+    )
+
+
+def escalation_channels(
+    channels: Iterable[ChannelRule], alert: Alert, *, escalation_email: bool
+) -> list[str]:
+    """The escalation route: matching escalation channels and ESCALATION_EMAIL; the contact if neither."""
+    found = sorted(
+        webhook_channel(c.name) for c in channels if c.escalation and channel_wants(c.routes, alert)
+    )
+    if escalation_email:
+        found.append(ESCALATION_EMAIL)
+    return found or [CONTACT_EMAIL]
+
+
+def reminder_channels() -> list[str]:
+    return [CONTACT_EMAIL]
+
+
+# --- timing ------------------------------------------------------------------------------------------
+
+
+def detection_time(event: AlertCreated) -> datetime:
+    """When the response clock started (SPEC §3): detection, else first ingestion."""
+    return event.alert.detected_date_time or event.ingested_date_time
+
+
+def timer_due_times(
+    event: AlertCreated, reminder_after: float, escalation_after: float
+) -> dict[Kind, datetime]:
+    start = detection_time(event)
+    return {
+        Kind.reminder: start + timedelta(seconds=reminder_after),
+        Kind.escalation: start + timedelta(seconds=escalation_after),
+    }
+
+
+def time_left_text(deadline: datetime, now: datetime) -> str:
+    seconds = (deadline - now).total_seconds()
+    minutes = int(abs(seconds) // 60)
+    span = f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{span} left" if seconds >= 0 else f"overdue by {span}"
+
+
+# --- retry policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one send produced."""
+
+    outcome: Literal["delivered", "transient", "permanent", "skipped"]
+    error: str | None = None
+    status_code: int | None = None
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+    recipient: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+    max_retry_after_seconds: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: Literal["delivered", "pending", "dead", "skipped"]
+    delay_seconds: float = 0.0
+
+
+RETRIED_STATUSES = frozenset({408, 429})
+
+
+def classify_status(status: int, headers: Mapping[str, str], now: datetime) -> Attempt:
+    if 200 <= status < 300:
+        return Attempt("delivered", status_code=status)
+    error = f"HTTP {status}"
+    if status >= 500 or status in RETRIED_STATUSES:
+        return Attempt("transient", error, status, parse_retry_after(headers.get("retry-after"), now))
+    # Other 4xx (and redirects, which a webhook URL should not answer) cannot be fixed by retrying.
+    return Attempt("permanent", error, status)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def backoff_seconds(
+    attempts: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with "equal jitter": half the delay fixed, half random, capped."""
+    exponent = min(attempts - 1, 60)
+    delay = min(cap, base * math.pow(2, exponent))
+    return delay / 2 + rand() * delay / 2
+
+
+def decide(
+    attempts: int, attempt: Attempt, policy: RetryPolicy, rand: Callable[[], float] = random.random
+) -> Decision:
+    """What becomes of a delivery after its ``attempts``-th attempt."""
+    if attempt.outcome in ("delivered", "skipped"):
+        return Decision(attempt.outcome)
+    if attempt.outcome == "permanent" or attempts >= policy.max_attempts:
+        return Decision("dead")
+    if attempt.retry_after is not None:
+        return Decision("pending", min(attempt.retry_after, policy.max_retry_after_seconds))
+    return Decision("pending", backoff_seconds(attempts, policy.base_seconds, policy.max_seconds, rand))
+
+
+# --- message content ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Links:
+    dashboard: str
+    help: str
+
+
+def dashboard_link(template: str, public_base_url: str, tenant_id: str, alert_id: str) -> str:
+    from urllib.parse import quote
+
+    return template.format(
+        publicBaseUrl=public_base_url.rstrip("/"),
+        tenantId=quote(tenant_id, safe=""),
+        alertId=quote(alert_id, safe=""),
+    )
+
+
+_KIND_TITLES = {Kind.alert: "", Kind.reminder: "Reminder: ", Kind.escalation: "Escalation: "}
+_KIND_LEADS = {
+    Kind.alert: "A new security alert needs a response.",
+    Kind.reminder: "Reminder: this alert has had no response for an hour since it was detected.",
+    Kind.escalation: "Escalation: this alert is still unanswered; the 24-hour limit is close.",
+}
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+def alert_email(kind: Kind, event: AlertCreated, links: Links, now: datetime, limit_seconds: float) -> Email:
+    alert = event.alert
+    severity = alert.severity.value if alert.severity else "unknown severity"
+    title = alert.display_name or alert.alert_type or alert.id
+    detected = detection_time(event)
+    rows = [
+        ("Customer", alert.customer_tenant_id or "unknown"),
+        ("Alert type", alert.alert_type or "unknown"),
+        ("Severity", severity),
+        ("Detected", detected.strftime("%Y-%m-%d %H:%M UTC")),
+        (
+            "Time left before the 24-hour limit",
+            time_left_text(detected + timedelta(seconds=limit_seconds), now),
+        ),
+        ("Alert id", alert.id),
+    ]
+    if alert.is_test:
+        rows.append(("Test alert", "yes"))
+    text = "\n".join(
+        [
+            _KIND_LEADS[kind],
+            "",
+            *(f"{k}: {v}" for k, v in rows),
+            "",
+            f"Open in the dashboard: {links.dashboard}",
+            f"What the requirement asks: {links.help}",
+            "",
+            "Changing the alert's status stops the response clock.",
+        ]
+    )
+    cells = "".join(
+        f'<tr><th align="left">{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>' for k, v in rows
+    )
+    body_html = (
+        f"<p>{html.escape(_KIND_LEADS[kind])}</p><table>{cells}</table>"
+        f'<p><a href="{html.escape(links.dashboard)}">Open in the dashboard</a> · '
+        f'<a href="{html.escape(links.help)}">What the requirement asks</a></p>'
+        "<p>Changing the alert's status stops the response clock.</p>"
+    )
+    return Email(f"[{severity}] {_KIND_TITLES[kind]}{title}", text, f"<html><body>{body_html}</body></html>")
+
+
+def spending_email(event: SpendingBudgetThresholdReached, dashboard: str) -> Email:
+    customer = event.customer_name or event.customer_tenant_id
+    share = 100 * event.spend / event.budget if event.budget else float(event.threshold_percent)
+    rows = [
+        ("Customer", customer),
+        ("Customer tenant", event.customer_tenant_id),
+        ("Month", event.month),
+        ("Budget", f"{event.budget:,.2f}"),
+        ("Spend", f"{event.spend:,.2f} ({share:.0f}% of the budget)"),
+    ]
+    lead = f"A customer's Azure spend has reached {event.threshold_percent}% of its monthly budget."
+    text = "\n".join([lead, "", *(f"{k}: {v}" for k, v in rows), "", f"Dashboard: {dashboard}"])
+    cells = "".join(
+        f'<tr><th align="left">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in rows
+    )
+    return Email(
+        f"[budget] {customer} reached {event.threshold_percent}% of its {event.month} budget",
+        text,
+        f"<html><body><p>{html.escape(lead)}</p><table>{cells}</table>"
+        f'<p><a href="{html.escape(dashboard)}">Dashboard</a></p></body></html>',
+    )
+
+
+_WEBHOOK_TYPES = {
+    Kind.alert: "alert.created",
+    Kind.reminder: "alert.reminder",
+    Kind.escalation: "alert.escalation",
+}
+
+
+def webhook_body(
+    delivery: uuid.UUID, kind: Kind, event: AlertCreated, links: Links, limit_seconds: float
+) -> bytes:
+    """The JSON a ticketing channel receives; the same bytes on every attempt of one delivery."""
+    detected = detection_time(event)
+    document: dict[str, Any] = {
+        "type": _WEBHOOK_TYPES[kind],
+        "deliveryId": str(delivery),
+        "tenantId": event.tenant_id,
+        "alert": event.alert.model_dump(mode="json"),
+        "event": event.model_dump(mode="json"),
+        "clockStartedDateTime": _iso(detected),
+        "responseDeadlineDateTime": _iso(detected + timedelta(seconds=limit_seconds)),
+        "links": {"dashboard": links.dashboard, "help": links.help},
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

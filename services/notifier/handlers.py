@@ -1,0 +1,77 @@
+"""Translates events into the notifier's delivery log and timers: one handler per event type.
+
+Handlers only record what must be sent (in the transaction that claims the event) and wake the
+delivery worker; they never wait on SMTP or a webhook, so a slow receiver cannot stall the consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaRouter
+from faststream.middlewares import AckPolicy
+
+from services.notifier import store
+from services.notifier.config import Settings
+from shared.events import (
+    AlertCreated,
+    AlertUpdated,
+    SecurityContactChanged,
+    SpendingBudgetThresholdReached,
+    Topic,
+)
+from shared.kafka import event_type_is, topic_name
+
+log = logging.getLogger(__name__)
+
+
+def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRouter:
+    router = KafkaRouter()
+
+    def subscriber(topic: Topic, description: str) -> Any:
+        return router.subscriber(
+            topic_name(settings, topic),
+            group_id=settings.consumer_group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            isolation_level="read_committed",
+            title=f"notifier/{topic.value}",
+            description=description,
+        )
+
+    alerts = subscriber(
+        Topic.alerts, "New alerts are delivered and get timers; a partner response cancels them."
+    )
+    contacts = subscriber(Topic.security_contacts, "The security contact every e-mail goes to.")
+    notifications = subscriber(Topic.notifications, "Spending-budget notifications for the contact.")
+
+    @alerts(filter=event_type_is("alert-created"))
+    async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
+        if await store.record_alert_created(
+            pool, event, settings.reminder_after_seconds, settings.escalation_after_seconds
+        ):
+            wake_worker()
+        else:
+            log.debug("event %s already applied", event.event_id)
+
+    @alerts(filter=event_type_is("alert-updated"))
+    async def on_alert_updated(event: AlertUpdated, pool=Context("pool")) -> None:
+        cancelled = await store.record_alert_updated(pool, event)
+        if cancelled:
+            log.info(
+                "partner response to %s/%s: %d timers cancelled", event.tenant_id, event.alert_id, cancelled
+            )
+
+    @contacts(filter=event_type_is("security-contact-changed"))
+    async def on_contact_changed(event: SecurityContactChanged, pool=Context("pool")) -> None:
+        await store.record_contact(pool, event)
+
+    @notifications(filter=event_type_is("spending-budget-threshold-reached"))
+    async def on_spending_threshold(event: SpendingBudgetThresholdReached, pool=Context("pool")) -> None:
+        if await store.record_spending(pool, event):
+            wake_worker()
+
+    return router

@@ -1,0 +1,286 @@
+"""PostgreSQL I/O of the notifier: the delivery log, the timers, the contact, the channels.
+
+Every event is applied in one transaction with its ``processed_events`` record (``claim_event``),
+and every delivery row is keyed by (tenant, subject, channel, kind) and inserted ``ON CONFLICT DO
+NOTHING``: a redelivered event or a second event about the same thing adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.notifier import domain
+from services.notifier.domain import ChannelRule, Kind, Route
+from shared.db import claim_event
+from shared.events import AlertCreated, AlertUpdated, SecurityContactChanged, SpendingBudgetThresholdReached
+from shared.responses import first_partner_response
+
+CONSUMER = "notifier"
+
+
+async def channel_rules(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> list[ChannelRule]:
+    rows = await conn.fetch(
+        "SELECT name, routes, escalation FROM notification_channels WHERE tenant_id = $1", tenant_id
+    )
+    return [
+        ChannelRule(
+            r["name"], tuple(Route.model_validate(x) for x in json.loads(r["routes"])), r["escalation"]
+        )
+        for r in rows
+    ]
+
+
+async def _insert_deliveries(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    subject_id: str,
+    alert_id: str | None,
+    channels: Sequence[str],
+    kind: Kind,
+    payload: str,
+) -> int:
+    if not channels:
+        return 0
+    ids = [domain.delivery_id(tenant_id, subject_id, c, kind) for c in channels]
+    inserted = await conn.fetch(
+        """INSERT INTO notification_deliveries
+               (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload)
+           SELECT id, $2, $3, $4, channel, $5, $6::jsonb FROM unnest($1::uuid[], $7::text[]) AS t(id, channel)
+           ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
+           RETURNING delivery_id""",
+        ids,
+        tenant_id,
+        subject_id,
+        alert_id,
+        kind.value,
+        payload,
+        list(channels),
+    )
+    return len(inserted)
+
+
+async def record_alert_created(
+    pool: asyncpg.Pool, event: AlertCreated, reminder_after: float, escalation_after: float
+) -> bool:
+    """The new alert's deliveries and its two timers; False if the event was applied before."""
+    alert = event.alert
+    payload = event.model_dump_json()
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        channels = domain.alert_channels(await channel_rules(conn, event.tenant_id), alert)
+        await _insert_deliveries(conn, event.tenant_id, alert.id, alert.id, channels, Kind.alert, payload)
+        if first_partner_response(event.status_changes) is None:
+            due = domain.timer_due_times(event, reminder_after, escalation_after)
+            await conn.executemany(
+                """INSERT INTO notification_timers (tenant_id, alert_id, kind, due_at, payload)
+                   VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (tenant_id, alert_id, kind) DO NOTHING""",
+                [(event.tenant_id, alert.id, kind.value, at, payload) for kind, at in due.items()],
+            )
+        return True
+
+
+async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int | None:
+    """A partner response cancels the alert's reminder and escalation; returns how many were cancelled."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return None
+        if first_partner_response(event.status_changes) is None:
+            return 0
+        timers = await conn.execute(
+            """UPDATE notification_timers SET state = 'cancelled', updated_at = now()
+               WHERE tenant_id = $1 AND alert_id = $2 AND state = 'scheduled'""",
+            event.tenant_id,
+            event.alert_id,
+        )
+        # A reminder already fired but still waiting for a retry is no longer wanted either.
+        await conn.execute(
+            """UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
+                      last_error = coalesce(last_error, 'cancelled by a partner response')
+               WHERE tenant_id = $1 AND subject_id = $2 AND kind IN ('reminder', 'escalation')
+                 AND state = 'pending'""",
+            event.tenant_id,
+            event.alert_id,
+        )
+        return int(timers.split()[-1])
+
+
+async def record_contact(pool: asyncpg.Pool, event: SecurityContactChanged) -> bool:
+    contact = event.contact
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (tenant_id) DO UPDATE SET name = excluded.name, email = excluded.email,
+                   occurred_at = excluded.occurred_at, updated_at = now()
+               WHERE notifier_contacts.occurred_at <= excluded.occurred_at""",
+            event.tenant_id,
+            contact.name if contact else None,
+            contact.email if contact else None,
+            event.occurred_date_time,
+        )
+        return True
+
+
+async def record_spending(pool: asyncpg.Pool, event: SpendingBudgetThresholdReached) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await _insert_deliveries(
+            conn,
+            event.tenant_id,
+            domain.spending_subject(event),
+            None,
+            [domain.CONTACT_EMAIL],
+            Kind.spending,
+            event.model_dump_json(),
+        )
+        return True
+
+
+async def contact_email(pool: asyncpg.Pool, tenant_id: str) -> str | None:
+    return await pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id)
+
+
+async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> tuple[str, str] | None:
+    row = await pool.fetchrow(
+        "SELECT url, secret FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
+    )
+    return (row["url"], row["secret"]) if row else None
+
+
+# --- the worker's side ------------------------------------------------------------------------------
+
+
+async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: int) -> int:
+    """Turn due timers into delivery rows, in the transaction that marks them fired."""
+    async with pool.acquire() as conn, conn.transaction():
+        due = await conn.fetch(
+            """SELECT tenant_id, alert_id, kind, payload FROM notification_timers
+               WHERE state = 'scheduled' AND due_at <= now()
+               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            limit,
+        )
+        rules: dict[str, list[ChannelRule]] = {}
+        for timer in due:
+            tenant_id, alert_id, kind = timer["tenant_id"], timer["alert_id"], Kind(timer["kind"])
+            if kind is Kind.reminder:
+                channels = domain.reminder_channels()
+            else:
+                if tenant_id not in rules:
+                    rules[tenant_id] = await channel_rules(conn, tenant_id)
+                alert = AlertCreated.model_validate_json(timer["payload"]).alert
+                channels = domain.escalation_channels(
+                    rules[tenant_id], alert, escalation_email=escalation_email
+                )
+            await _insert_deliveries(conn, tenant_id, alert_id, alert_id, channels, kind, timer["payload"])
+            await conn.execute(
+                """UPDATE notification_timers SET state = 'fired', updated_at = now()
+                   WHERE tenant_id = $1 AND alert_id = $2 AND kind = $3""",
+                tenant_id,
+                alert_id,
+                kind.value,
+            )
+        return len(due)
+
+
+async def claim_due_deliveries(
+    pool: asyncpg.Pool, *, limit: int, lease_seconds: float
+) -> list[asyncpg.Record]:
+    """Take due deliveries for one attempt each: the lease is next_attempt_at pushed ahead.
+
+    A process killed mid-send leaves the row pending; it is due again when the lease expires.
+    """
+    return await pool.fetch(
+        """WITH due AS (
+               SELECT delivery_id FROM notification_deliveries
+               WHERE state = 'pending' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE notification_deliveries d
+           SET attempts = d.attempts + 1, last_attempt_at = now(), updated_at = now(),
+               next_attempt_at = now() + make_interval(secs => $2)
+           FROM due WHERE d.delivery_id = due.delivery_id
+           RETURNING d.delivery_id, d.tenant_id, d.subject_id, d.alert_id, d.channel, d.kind, d.payload,
+                     d.attempts, d.redeliveries""",
+        limit,
+        lease_seconds,
+    )
+
+
+async def record_outcome(
+    pool: asyncpg.Pool, row: asyncpg.Record, decision: domain.Decision, attempt: domain.Attempt
+) -> bool:
+    """Record one attempt's outcome; False if the row moved on meanwhile (lease lost, cancelled)."""
+    status = await pool.execute(
+        """UPDATE notification_deliveries
+           SET state = $3, next_attempt_at = now() + make_interval(secs => $4), last_status_code = $5,
+               last_error = $6, recipient = coalesce($7, recipient), updated_at = now(),
+               delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+               dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END,
+               dead_letter_published = CASE WHEN $3 = 'dead' THEN false ELSE dead_letter_published END
+           WHERE delivery_id = $1 AND attempts = $2
+             AND (state = 'pending' OR (state = 'cancelled' AND $3 = 'delivered'))""",
+        row["delivery_id"],
+        row["attempts"],
+        decision.state,
+        decision.delay_seconds,
+        attempt.status_code,
+        attempt.error,
+        attempt.recipient,
+    )
+    return status.endswith(" 1")
+
+
+async def unpublished_dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT delivery_id, tenant_id, alert_id, channel, kind, attempts, redeliveries, last_error,
+                  last_attempt_at FROM notification_deliveries
+           WHERE NOT dead_letter_published ORDER BY dead_at LIMIT $1""",
+        limit,
+    )
+
+
+async def mark_dead_letter_published(pool: asyncpg.Pool, delivery_id: uuid.UUID, redeliveries: int) -> None:
+    await pool.execute(
+        """UPDATE notification_deliveries SET dead_letter_published = true
+           WHERE delivery_id = $1 AND redeliveries = $2""",
+        delivery_id,
+        redeliveries,
+    )
+
+
+# --- the API's view of the delivery log (read API lists, write API redelivers) -------------------
+
+DELIVERY_COLUMNS = """delivery_id, tenant_id, subject_id, alert_id, channel, kind, state, recipient, attempts,
+    redeliveries, next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, dead_at,
+    created_at"""
+
+
+def delivery_view(row: asyncpg.Record) -> dict:
+    def iso(value):
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    pending = row["state"] == "pending"
+    return {
+        "id": str(row["delivery_id"]),
+        "alertId": row["alert_id"],
+        "subject": row["subject_id"],
+        "channel": row["channel"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "recipient": row["recipient"],
+        "attempts": row["attempts"],
+        "redeliveries": row["redeliveries"],
+        "nextAttemptDateTime": iso(row["next_attempt_at"]) if pending else None,
+        "lastAttemptDateTime": iso(row["last_attempt_at"]),
+        "lastStatusCode": row["last_status_code"],
+        "lastError": row["last_error"],
+        "deliveredDateTime": iso(row["delivered_at"]),
+        "deadLetteredDateTime": iso(row["dead_at"]),
+        "createdDateTime": iso(row["created_at"]),
+    }

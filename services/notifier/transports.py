@@ -1,0 +1,165 @@
+"""Sending one delivery: e-mail over SMTP (aiosmtplib) or a signed webhook (httpx).
+
+Each send returns a :class:`domain.Attempt`; no exception escapes, so the worker always records
+an outcome. The recipient is looked up when sending: a changed contact or channel URL applies to
+the next attempt, a deleted channel or a missing contact makes the delivery ``skipped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+import aiosmtplib
+import asyncpg
+import httpx
+
+from services.notifier import domain, store
+from services.notifier.config import Settings
+from services.notifier.domain import Attempt, Kind
+from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.webhooks import sign_headers
+from shared.wire import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Transports:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient) -> None:
+        self.settings, self.pool, self.http = settings, pool, http
+
+    def links(self, tenant_id: str, alert_id: str) -> domain.Links:
+        s = self.settings
+        return domain.Links(
+            domain.dashboard_link(s.dashboard_alert_url, s.public_base_url, tenant_id, alert_id),
+            s.requirement_help_url,
+        )
+
+    async def send(self, row: asyncpg.Record) -> Attempt:
+        try:
+            if row["channel"].startswith(domain.WEBHOOK_PREFIX):
+                return await self.send_webhook(row)
+            return await self.send_email(row)
+        except Exception as exc:  # a bug or an unreadable payload must not stop the worker
+            log.exception("delivery %s failed unexpectedly", row["delivery_id"])
+            return Attempt("transient", f"{type(exc).__name__}: {exc}"[:500])
+
+    # --- webhooks ---------------------------------------------------------------------------------
+
+    async def send_webhook(self, row: asyncpg.Record) -> Attempt:
+        name = row["channel"].removeprefix(domain.WEBHOOK_PREFIX)
+        target = await store.channel_target(self.pool, row["tenant_id"], name)
+        if target is None:
+            return Attempt("skipped", f"channel {name} no longer exists")
+        url, secret = target
+        event = AlertCreated.model_validate_json(row["payload"])
+        delivery = row["delivery_id"]
+        body = domain.webhook_body(
+            delivery,
+            Kind(row["kind"]),
+            event,
+            self.links(event.tenant_id, event.alert.id),
+            self.settings.response_limit_seconds,
+        )
+        # webhook-id and Idempotency-Key stay the same on every attempt: receivers dedupe by them.
+        headers = {
+            **sign_headers(secret, body, msg_id=f"msg_{delivery.hex}"),
+            "Idempotency-Key": str(delivery),
+            "Content-Type": "application/json",
+            "User-Agent": "csp-triage-notifier/1",
+        }
+        try:
+            response = await self.http.post(
+                url, content=body, headers=headers, timeout=self.settings.webhook_timeout_seconds
+            )
+        except httpx.TimeoutException as exc:
+            return Attempt("transient", f"timeout: {type(exc).__name__}", recipient=url)
+        except httpx.TransportError as exc:
+            return Attempt("transient", f"connection error: {type(exc).__name__}: {exc}"[:500], recipient=url)
+        attempt = domain.classify_status(response.status_code, response.headers, utcnow())
+        detail = " ".join(response.text[:300].split())
+        error = f"{attempt.error}: {detail}" if attempt.error and detail else attempt.error
+        return replace(attempt, error=error, recipient=url)
+
+    # --- e-mail -----------------------------------------------------------------------------------
+
+    async def send_email(self, row: asyncpg.Record) -> Attempt:
+        s = self.settings
+        recipient = (
+            s.escalation_email
+            if row["channel"] == domain.ESCALATION_EMAIL
+            else await store.contact_email(self.pool, row["tenant_id"])
+        )
+        if not recipient:
+            return Attempt("skipped", "no security contact")
+        message = self.compose(row, recipient)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                start_tls=s.smtp_starttls,
+                use_tls=s.smtp_tls,
+                timeout=s.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            return Attempt(
+                "transient" if all(400 <= c < 500 for c in codes) else "permanent",
+                f"recipient refused: {exc}"[:500],
+                recipient=recipient,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            return Attempt(
+                "transient" if 400 <= exc.code < 500 else "permanent",
+                f"SMTP {exc.code}: {exc.message}"[:500],
+                recipient=recipient,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return Attempt(
+                "transient", f"SMTP connection: {type(exc).__name__}: {exc}"[:500], recipient=recipient
+            )
+        return Attempt("delivered", recipient=recipient)
+
+    def compose(self, row: asyncpg.Record, recipient: str) -> EmailMessage:
+        kind = Kind(row["kind"])
+        now = utcnow()
+        message = EmailMessage()
+        if kind is Kind.spending:
+            event = SpendingBudgetThresholdReached.model_validate_json(row["payload"])
+            content = domain.spending_email(event, self.settings.public_base_url)
+        else:
+            alert_event = AlertCreated.model_validate_json(row["payload"])
+            content = domain.alert_email(
+                kind,
+                alert_event,
+                self.links(row["tenant_id"], alert_event.alert.id),
+                now,
+                self.settings.response_limit_seconds,
+            )
+            message["X-CSP-Alert-Id"] = alert_event.alert.id
+            if kind is not Kind.alert:
+                # Threads the reminder or escalation under the first e-mail about the alert.
+                first = domain.delivery_id(
+                    row["tenant_id"], row["subject_id"], domain.CONTACT_EMAIL, Kind.alert
+                )
+                message["In-Reply-To"] = message["References"] = self.message_id(first)
+        message["From"] = self.settings.smtp_from
+        message["To"] = recipient
+        message["Subject"] = content.subject
+        message["Date"] = format_datetime(now)
+        # Stable per delivery: if a crash makes us send twice, mail clients show it once.
+        message["Message-ID"] = self.message_id(row["delivery_id"])
+        message["X-CSP-Tenant"] = row["tenant_id"]
+        message["X-CSP-Delivery-Kind"] = kind.value
+        message.set_content(content.text)
+        message.add_alternative(content.html, subtype="html")
+        return message
+
+    def message_id(self, delivery) -> str:
+        domain_part = parseaddr(self.settings.smtp_from)[1].rpartition("@")[2] or "localhost"
+        return f"<{delivery}@{domain_part}>"

@@ -1,0 +1,133 @@
+"""The delivery loop of a notifier process: fires due timers, sends due deliveries, dead-letters.
+
+Runs beside the Kafka consumer, outside its critical path: handlers only record what must be sent.
+Several notifier processes may run at once; ``FOR UPDATE SKIP LOCKED`` gives each row to one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from services.notifier import domain, store
+from services.notifier.config import Settings
+from services.notifier.transports import Transports
+from shared.events import DeliveryDeadLettered, Topic
+from shared.kafka import publish_event
+
+log = logging.getLogger(__name__)
+
+_DEAD_LETTER_NAMESPACE = uuid.UUID("b5e0f2a4-17c3-4d8e-a1f6-0c2d9e8b7a31")
+
+
+class DeliveryWorker:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, broker: KafkaBroker, transports: Transports
+    ) -> None:
+        self.settings, self.pool, self.broker, self.transports = settings, pool, broker, transports
+        self.policy = domain.RetryPolicy(
+            settings.max_attempts,
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+            settings.max_retry_after_seconds,
+        )
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New work was recorded: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Keep up to WORKER_BATCH_SIZE sends in flight; claim more as soon as one finishes."""
+        in_flight: set[asyncio.Task] = set()
+        try:
+            while True:
+                self._wake.clear()
+                in_flight -= {task for task in in_flight if task.done()}
+                try:
+                    busy = await self.run_once(in_flight)
+                except Exception:
+                    log.exception("delivery loop failed; trying again after a pause")
+                    busy = False
+                if busy and len(in_flight) < self.settings.worker_batch_size:
+                    continue  # more may be due right now
+                woken = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait(
+                        {woken, *in_flight},
+                        timeout=self.settings.worker_poll_seconds,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    woken.cancel()
+        finally:
+            # Sends cut short stay claimed and are taken again when their lease expires.
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=5)
+                for task in in_flight:
+                    task.cancel()
+
+    async def run_once(self, in_flight: set[asyncio.Task]) -> bool:
+        """One pass; True if it found work (so the next pass starts at once if there is room)."""
+        s = self.settings
+        fired = await store.fire_due_timers(
+            self.pool, escalation_email=bool(s.escalation_email), limit=s.worker_batch_size
+        )
+        room = s.worker_batch_size - len(in_flight)
+        rows = []
+        if room > 0:
+            rows = await store.claim_due_deliveries(
+                self.pool, limit=room, lease_seconds=s.delivery_lease_seconds
+            )
+            in_flight.update(asyncio.create_task(self.deliver(row)) for row in rows)
+        await self.publish_dead_letters()
+        return bool(fired or rows)
+
+    async def deliver(self, row: asyncpg.Record) -> None:
+        attempt = await self.transports.send(row)
+        decision = domain.decide(row["attempts"], attempt, self.policy)
+        try:
+            recorded = await store.record_outcome(self.pool, row, decision, attempt)
+        except Exception:
+            # The row stays claimed: it is sent again, with the same Idempotency-Key, after its lease.
+            log.exception("outcome of delivery %s could not be recorded", row["delivery_id"])
+            return
+        log.info(
+            "delivery %s %s/%s to %s, attempt %d: %s%s%s",
+            row["delivery_id"],
+            row["kind"],
+            row["subject_id"],
+            row["channel"],
+            row["attempts"],
+            decision.state,
+            f" in {decision.delay_seconds:.1f} s" if decision.state == "pending" else "",
+            f" ({attempt.error})" if attempt.error else "",
+        )
+        if not recorded:
+            log.warning(
+                "delivery %s changed while it was sent; outcome %s not recorded",
+                row["delivery_id"],
+                decision.state,
+            )
+
+    async def publish_dead_letters(self) -> None:
+        # An outbox: the row is marked dead first, the event published after, so a crash between
+        # the two publishes it on the next pass (same eventId, consumers dedupe).
+        for row in await store.unpublished_dead_letters(self.pool, self.settings.worker_batch_size):
+            event = DeliveryDeadLettered(
+                event_id=uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{row['delivery_id']}:{row['redeliveries']}"),
+                tenant_id=row["tenant_id"],
+                delivery_id=str(row["delivery_id"]),
+                alert_id=row["alert_id"],
+                channel=row["channel"],
+                kind=row["kind"],
+                attempts=row["attempts"],
+                last_error=row["last_error"] or "unknown",
+                last_attempt_date_time=row["last_attempt_at"],
+            )
+            await publish_event(self.broker, self.settings, Topic.dead_letter, event)
+            await store.mark_dead_letter_published(self.pool, row["delivery_id"], row["redeliveries"])

@@ -1,0 +1,124 @@
+"""Helpers of the notifier's integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from services.ingest import channels_store
+from shared.alerts import Alert, AlertStatus
+from shared.events import (
+    Actor,
+    ActorType,
+    AlertCreated,
+    AlertUpdated,
+    FieldChange,
+    SecurityContact,
+    SecurityContactChanged,
+    StatusChange,
+    Topic,
+)
+from shared.wire import utcnow
+
+
+async def eventually(check: Callable[[], Any], *, within: float = 45, what: str = "condition") -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cy0xMjM0NQ=="
+
+
+def alert_created(tenant_id: str, alert_id: str, **fields: Any) -> AlertCreated:
+    alert = {
+        "id": alert_id,
+        "displayName": f"Unusual activity {alert_id}",
+        "severity": "high",
+        "alertType": "unusualActivity",
+        "customerTenantId": "cust-1",
+        "detectedDateTime": utcnow().isoformat(),
+        **fields,
+    }
+    return AlertCreated(tenant_id=tenant_id, alert=Alert.model_validate(alert))
+
+
+def partner_response(created: AlertCreated, user: str = "alice@partner.example") -> AlertUpdated:
+    now = utcnow()
+    actor = Actor(type=ActorType.user, id=user)
+    alert = created.alert.model_copy(update={"status": AlertStatus.investigating})
+    return AlertUpdated(
+        tenant_id=created.tenant_id,
+        alert_id=created.alert.id,
+        actor=actor,
+        changed_date_time=now,
+        alert=alert,
+        changes=[FieldChange.model_validate({"field": "status", "from": "active", "to": "investigating"})],
+        status_changes=[
+            StatusChange.model_validate(
+                {
+                    "field": "status",
+                    "from": "active",
+                    "to": "investigating",
+                    "actor": actor,
+                    "changedDateTime": now,
+                }
+            )
+        ],
+    )
+
+
+async def set_contact(publish, pool: asyncpg.Pool, tenant_id: str, address: str) -> None:
+    await publish(
+        Topic.security_contacts,
+        SecurityContactChanged(
+            tenant_id=tenant_id,
+            contact=SecurityContact(name="SOC", email=address),
+            actor=Actor(type=ActorType.user, id="admin"),
+        ),
+    )
+    await eventually(
+        lambda: pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id),
+        what="the notifier to store the contact",
+    )
+
+
+async def set_channel(
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    name: str,
+    url: str,
+    routes: list | None = None,
+    escalation: bool = False,
+) -> None:
+    await channels_store.put_channel(pool, tenant_id, name, url, SECRET, routes or [], escalation)
+
+
+async def deliveries(pool: asyncpg.Pool, tenant_id: str, **where: str) -> list[asyncpg.Record]:
+    rows = await pool.fetch(
+        "SELECT * FROM notification_deliveries WHERE tenant_id = $1 ORDER BY created_at", tenant_id
+    )
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+async def settled(pool: asyncpg.Pool, tenant_id: str, *event_ids) -> bool:
+    """Every given event applied and no delivery of the tenant still pending."""
+    applied = await pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::uuid[])", list(event_ids)
+    )
+    pending = await pool.fetchval(
+        "SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND state = 'pending'", tenant_id
+    )
+    return applied == len(set(event_ids)) and pending == 0

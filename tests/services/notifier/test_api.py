@@ -1,0 +1,199 @@
+"""The notifier over HTTP: channels and redelivery (write API), the delivery log (read API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from shared.auth import Role, create_key
+from shared.events import Topic
+from tests.conftest import AUTH
+from tests.services.notifier.helpers import SECRET, alert_created, deliveries, eventually, settled
+from tests.support.processes import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def apis(make_service, notifier_db_url: str) -> Iterator[dict[str, ServiceProcess]]:
+    """The write and read APIs on the notifier tests' database."""
+    processes = {
+        name: make_service(name, DATABASE_URL=notifier_db_url).start(wait=False)
+        for name in ("ingest", "scoring")
+    }
+    for process in processes.values():
+        process.wait_ready()
+    yield processes
+    for process in processes.values():
+        process.stop()
+
+
+@pytest.fixture
+async def http() -> httpx.AsyncClient:
+    async with httpx.AsyncClient(timeout=15) as client:
+        yield client
+
+
+async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, http):
+    url = f"{apis['ingest'].url}/v1/tenants/{tenant_id}/channels/jira"
+    body = {
+        "url": "https://tickets.example/hook",
+        "secret": SECRET,
+        "routes": [{"severities": ["high"], "customerTenantIds": ["cust-1"]}],
+    }
+    created = await http.put(url, json=body, headers=AUTH)
+    assert created.status_code == 201, created.text
+    assert created.json()["routes"] == [
+        {"severities": ["high"], "alertTypes": [], "customerTenantIds": ["cust-1"], "includeTest": False}
+    ]
+    assert "secret" not in created.json() and created.json()["secretConfigured"] is True
+
+    # Without a secret, a PUT keeps the current one.
+    replaced = await http.put(
+        url, json={"url": "https://tickets.example/v2", "escalation": True}, headers=AUTH
+    )
+    assert replaced.status_code == 200, replaced.text
+    read = (await http.get(url, headers=AUTH)).json()
+    assert (read["url"], read["routes"], read["escalation"]) == ("https://tickets.example/v2", [], True)
+    listed = (await http.get(f"{apis['ingest'].url}/v1/tenants/{tenant_id}/channels", headers=AUTH)).json()
+    assert [c["name"] for c in listed["value"]] == ["jira"]
+
+    assert (await http.delete(url, headers=AUTH)).status_code == 204
+    assert (await http.get(url, headers=AUTH)).status_code == 404
+    assert (await http.delete(url, headers=AUTH)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "ftp://tickets.example/hook", "secret": SECRET}, "url"),
+        ({"url": "tickets.example/hook", "secret": SECRET}, "url"),
+        ({"url": "https://tickets.example/hook", "secret": "not-a-secret"}, "secret"),
+        ({"url": "https://tickets.example/hook", "secret": "whsec_!!!"}, "secret"),
+        ({"url": "https://tickets.example/hook", "secret": "whsec_c2hvcnQ="}, "secret"),
+        ({"url": "https://tickets.example/hook"}, "secret"),
+        (
+            {"url": "https://tickets.example/hook", "secret": SECRET, "routes": [{"severities": ["urgent"]}]},
+            "routes[0].severities",
+        ),
+    ],
+)
+async def test_invalid_channels_are_422_naming_the_field(apis, tenant_id, http, body, field):
+    response = await http.put(
+        f"{apis['ingest'].url}/v1/tenants/{tenant_id}/channels/jira", json=body, headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+async def test_a_reader_may_read_but_not_change_channels_or_redeliver(apis, tenant_id, http, notifier_db_url):
+    key = await create_key(notifier_db_url, tenant_id, Role.security_reader, "reader@partner.example")
+    reader = {"Authorization": f"Bearer {key}"}
+    base = f"{apis['ingest'].url}/v1/tenants/{tenant_id}"
+    put = await http.put(
+        f"{base}/channels/jira", json={"url": "https://t.example", "secret": SECRET}, headers=reader
+    )
+    assert put.status_code == 403
+    assert (await http.get(f"{base}/channels", headers=reader)).status_code == 200
+    redeliver = await http.post(
+        f"{base}/deliveries/6f1e1b8e-3d0c-4c7e-9a53-0f2d7b1c2a10/redeliver", headers=reader
+    )
+    assert redeliver.status_code == 403
+    assert (
+        await http.get(f"{apis['scoring'].url}/v1/tenants/{tenant_id}/deliveries", headers=reader)
+    ).status_code == 200
+
+
+@pytest.mark.timeout(180)
+async def test_a_dead_delivery_is_listed_and_redelivered_once(
+    apis, tenant_id, http, start_notifier, publish, notifier_pool, receiver
+):
+    path = f"/{tenant_id}/jira"
+    receiver.script(path, (400, {}))
+    write, read = (
+        f"{apis['ingest'].url}/v1/tenants/{tenant_id}",
+        f"{apis['scoring'].url}/v1/tenants/{tenant_id}",
+    )
+    put = await http.put(
+        f"{write}/channels/jira", json={"url": receiver.url(path), "secret": SECRET}, headers=AUTH
+    )
+    assert put.status_code == 201, put.text
+    start_notifier()
+    created = alert_created(tenant_id, "a1")
+    await publish(Topic.alerts, created)
+    await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="deliveries")
+
+    dead = (await http.get(f"{read}/deliveries", params={"state": "dead"}, headers=AUTH)).json()["value"]
+    assert [(d["alertId"], d["channel"], d["kind"], d["attempts"], d["lastStatusCode"]) for d in dead] == [
+        ("a1", "webhook:jira", "alert", 1, 400)
+    ]
+    delivery_id = dead[0]["id"]
+
+    again = await http.post(f"{write}/deliveries/{delivery_id}/redeliver", headers=AUTH)
+    assert again.status_code == 202, again.text
+    assert (again.json()["state"], again.json()["redeliveries"]) == ("pending", 1)
+    await eventually(
+        lambda: deliveries(notifier_pool, tenant_id, channel="webhook:jira", state="delivered"),
+        what="the redelivery",
+    )
+
+    assert [c.status for c in receiver.calls(path)] == [400, 200]
+    assert len(receiver.effective(path)) == 1
+    assert (await http.get(f"{read}/deliveries", params={"state": "dead"}, headers=AUTH)).json()[
+        "value"
+    ] == []
+    one = (await http.get(f"{read}/deliveries/{delivery_id}", headers=AUTH)).json()
+    assert (one["state"], one["attempts"], one["recipient"]) == ("delivered", 1, receiver.url(path))
+
+    assert (await http.post(f"{write}/deliveries/{delivery_id}/redeliver", headers=AUTH)).status_code == 409
+    unknown = f"{write}/deliveries/6f1e1b8e-3d0c-4c7e-9a53-0f2d7b1c2a10/redeliver"
+    assert (await http.post(unknown, headers=AUTH)).status_code == 404
+    assert (await http.post(f"{write}/deliveries/not-an-id/redeliver", headers=AUTH)).status_code == 422
+    assert (await http.get(f"{read}/deliveries", params={"state": "lost"}, headers=AUTH)).status_code == 422
+
+
+@pytest.mark.timeout(180)
+async def test_through_the_write_api_contact_channel_alert_and_response(
+    apis, tenant_id, http, start_notifier, notifier_pool, smtp_server, receiver
+):
+    """The whole path: contact and channel set over HTTP, an alert posted, answered over HTTP."""
+    path = f"/{tenant_id}/jira"
+    write = f"{apis['ingest'].url}/v1/tenants/{tenant_id}"
+    contact = {"name": "SOC", "email": "soc@partner.example", "phone": "+442071234567"}
+    assert (await http.put(f"{write}/security-contact", json=contact, headers=AUTH)).status_code == 200
+    channel = {"url": receiver.url(path), "secret": SECRET}
+    assert (await http.put(f"{write}/channels/jira", json=channel, headers=AUTH)).status_code == 201
+    start_notifier(REMINDER_AFTER_SECONDS="3600")
+    await eventually(
+        lambda: notifier_pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id),
+        what="the contact to reach the notifier",
+    )
+
+    alert = {
+        "id": "a1",
+        "displayName": "Unusual activity",
+        "severity": "medium",
+        "alertType": "unusualActivity",
+    }
+    for _ in range(2):  # the second post is a duplicate: no event, no second delivery
+        assert (await http.post(f"{write}/alerts", json=alert, headers=AUTH)).status_code == 202
+    await eventually(
+        lambda: deliveries(notifier_pool, tenant_id, kind="alert", state="delivered"), what="the deliveries"
+    )
+    await eventually(
+        lambda: len(smtp_server.mail.for_tenant(tenant_id, "alert")) == 1 and len(receiver.calls(path)) == 1,
+        what="one e-mail and one webhook",
+    )
+    assert smtp_server.mail.for_tenant(tenant_id, "alert")[0]["Subject"] == "[medium] Unusual activity"
+
+    answered = await http.patch(f"{write}/alerts/a1", json={"status": "investigating"}, headers=AUTH)
+    assert answered.status_code in (200, 202), answered.text
+    await eventually(
+        lambda: notifier_pool.fetchval(
+            "SELECT count(*) = 2 FROM notification_timers WHERE tenant_id = $1 AND state = 'cancelled'",
+            tenant_id,
+        ),
+        what="the response to cancel both timers",
+    )
+    assert len(receiver.calls(path)) == 1 and len(smtp_server.mail.for_tenant(tenant_id)) == 1

@@ -1,0 +1,229 @@
+"""The notifier's pure rules: routing, delivery identity, retry policy, message content."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from services.notifier import domain
+from services.notifier.domain import Attempt, ChannelRule, Kind, RetryPolicy, Route
+from shared.alerts import Alert
+from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.webhooks import sign_headers, verify
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cy0xMjM0NQ=="
+
+
+def alert(**fields) -> Alert:
+    return Alert.model_validate(
+        {
+            "id": "a1",
+            "displayName": "Unusual activity",
+            "severity": "high",
+            "alertType": "unusualActivity",
+            "customerTenantId": "cust-1",
+            **fields,
+        }
+    )
+
+
+def rule(name: str, *routes: dict, escalation: bool = False) -> ChannelRule:
+    return ChannelRule(name, tuple(Route.model_validate(r) for r in routes), escalation)
+
+
+# --- routing -------------------------------------------------------------------------------------------
+
+
+def test_a_channel_without_routes_gets_every_non_test_alert():
+    assert domain.channel_wants([], alert())
+    assert not domain.channel_wants([], alert(isTest="true"))
+
+
+def test_every_criterion_of_a_route_must_match():
+    route = Route.model_validate(
+        {"severities": ["high"], "alertTypes": ["unusualActivity"], "customerTenantIds": ["cust-1"]}
+    )
+    assert domain.route_matches(route, alert())
+    assert not domain.route_matches(route, alert(severity="low"))
+    assert not domain.route_matches(route, alert(alertType="fraud"))
+    assert not domain.route_matches(route, alert(customerTenantId="cust-2"))
+
+
+def test_any_matching_route_is_enough():
+    routes = [Route(severities=["low"]), Route(customer_tenant_ids=["cust-1"])]
+    assert domain.channel_wants(routes, alert())
+    assert not domain.channel_wants(routes, alert(customerTenantId="cust-9"))
+
+
+def test_test_alerts_match_only_routes_that_include_them():
+    assert not domain.route_matches(Route(severities=["high"]), alert(isTest=True))
+    assert domain.route_matches(Route(severities=["high"], include_test=True), alert(isTest=True))
+
+
+def test_an_alert_without_severity_matches_only_routes_without_a_severity_criterion():
+    assert not domain.route_matches(Route(severities=["high"]), alert(severity=None))
+    assert domain.route_matches(Route(alert_types=["unusualActivity"]), alert(severity=None))
+
+
+def test_unknown_severities_in_a_route_are_rejected():
+    with pytest.raises(ValidationError, match="unknown severities"):
+        Route.model_validate({"severities": ["critical"]})
+
+
+def test_new_alerts_go_to_the_contact_and_matching_non_escalation_channels():
+    channels = [
+        rule("jira", {"severities": ["high"]}),
+        rule("low-only", {"severities": ["low"]}),
+        rule("pager", escalation=True),
+    ]
+    assert domain.alert_channels(channels, alert()) == ["email:contact", "webhook:jira"]
+
+
+def test_escalations_go_to_escalation_channels_and_the_escalation_address_else_the_contact():
+    channels = [rule("jira"), rule("pager", {"severities": ["high"]}, escalation=True)]
+    assert domain.escalation_channels(channels, alert(), escalation_email=True) == [
+        "webhook:pager",
+        "email:escalation",
+    ]
+    assert domain.escalation_channels(channels, alert(severity="low"), escalation_email=False) == [
+        "email:contact"
+    ]
+
+
+# --- identity and timing -------------------------------------------------------------------------------
+
+
+def test_delivery_ids_are_stable_and_distinct_per_subject_channel_and_kind():
+    first = domain.delivery_id("t1", "a1", "webhook:jira", "alert")
+    assert first == domain.delivery_id("t1", "a1", "webhook:jira", "alert")
+    others = {
+        domain.delivery_id("t1", "a1", "webhook:jira", "reminder"),
+        domain.delivery_id("t1", "a1", "email:contact", "alert"),
+        domain.delivery_id("t1", "a2", "webhook:jira", "alert"),
+        domain.delivery_id("t2", "a1", "webhook:jira", "alert"),
+    }
+    assert first not in others and len(others) == 4
+
+
+def test_timers_count_from_detection_else_from_ingestion():
+    detected = AlertCreated(
+        tenant_id="t1", alert=alert(detectedDateTime="2026-11-27T08:00:00Z"), ingested_date_time=NOW
+    )
+    due = domain.timer_due_times(detected, 3600, 20 * 3600)
+    assert due == {
+        Kind.reminder: datetime(2026, 11, 27, 9, tzinfo=UTC),
+        Kind.escalation: datetime(2026, 11, 28, 4, tzinfo=UTC),
+    }
+    undated = AlertCreated(tenant_id="t1", alert=alert(), ingested_date_time=NOW)
+    assert domain.timer_due_times(undated, 3600, 72000)[Kind.reminder] == NOW + timedelta(hours=1)
+
+
+def test_time_left_reads_as_hours_and_minutes_or_overdue():
+    assert domain.time_left_text(NOW + timedelta(hours=23, minutes=5), NOW) == "23 h 05 min left"
+    assert domain.time_left_text(NOW - timedelta(hours=2), NOW) == "overdue by 2 h 00 min"
+
+
+# --- retry policy --------------------------------------------------------------------------------------
+
+POLICY = RetryPolicy(max_attempts=5, base_seconds=2, max_seconds=60, max_retry_after_seconds=600)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
+def test_server_errors_timeouts_and_throttling_are_retried(status):
+    assert domain.classify_status(status, {}, NOW).outcome == "transient"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422, 301])
+def test_other_client_errors_are_permanent(status):
+    assert domain.classify_status(status, {}, NOW).outcome == "permanent"
+    assert domain.decide(1, domain.classify_status(status, {}, NOW), POLICY).state == "dead"
+
+
+def test_retry_after_is_honoured_in_seconds_or_as_a_date():
+    assert domain.parse_retry_after("7", NOW) == 7
+    assert domain.parse_retry_after("Fri, 27 Nov 2026 12:00:30 GMT", NOW) == 30
+    assert domain.parse_retry_after("soon", NOW) is None
+    attempt = domain.classify_status(429, {"retry-after": "7"}, NOW)
+    assert domain.decide(1, attempt, POLICY, rand=lambda: 0.0) == domain.Decision("pending", 7)
+
+
+def test_a_huge_retry_after_is_capped():
+    assert domain.decide(1, Attempt("transient", retry_after=99999), POLICY).delay_seconds == 600
+
+
+def test_backoff_doubles_with_jitter_and_is_capped():
+    low = [domain.backoff_seconds(n, 2, 60, rand=lambda: 0.0) for n in range(1, 8)]
+    high = [domain.backoff_seconds(n, 2, 60, rand=lambda: 1.0) for n in range(1, 8)]
+    assert low == [1, 2, 4, 8, 16, 30, 30]
+    assert high == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_after_the_last_attempt_a_transient_failure_is_dead():
+    assert domain.decide(4, Attempt("transient", "HTTP 500"), POLICY).state == "pending"
+    assert domain.decide(5, Attempt("transient", "HTTP 500"), POLICY).state == "dead"
+
+
+def test_delivered_and_skipped_are_final():
+    assert domain.decide(1, Attempt("delivered"), POLICY).state == "delivered"
+    assert domain.decide(1, Attempt("skipped", "no security contact"), POLICY).state == "skipped"
+
+
+# --- content -------------------------------------------------------------------------------------------
+
+LINKS = domain.Links("https://triage.example/?tenant=t1&alert=a1", "https://learn.microsoft.com/help")
+
+
+def test_alert_email_names_severity_title_customer_type_detection_time_left_and_links():
+    event = AlertCreated(tenant_id="t1", alert=alert(detectedDateTime="2026-11-27T08:00:00Z"))
+    email = domain.alert_email(Kind.alert, event, LINKS, NOW, 24 * 3600)
+    assert email.subject == "[high] Unusual activity"
+    for part in (
+        "cust-1",
+        "unusualActivity",
+        "2026-11-27 08:00 UTC",
+        "20 h 00 min left",
+        LINKS.dashboard,
+        LINKS.help,
+    ):
+        assert part in email.text
+    assert "cust-1" in email.html and "https://triage.example/?tenant=t1&amp;alert=a1" in email.html
+    assert (
+        domain.alert_email(Kind.reminder, event, LINKS, NOW, 86400).subject
+        == "[high] Reminder: Unusual activity"
+    )
+
+
+def test_html_is_escaped():
+    event = AlertCreated(tenant_id="t1", alert=alert(customerTenantId="<script>"))
+    assert "<script>" not in domain.alert_email(Kind.alert, event, LINKS, NOW, 86400).html
+
+
+def test_spending_email_names_customer_month_and_share():
+    event = SpendingBudgetThresholdReached(
+        tenant_id="t1",
+        customer_tenant_id="c1",
+        customer_name="Contoso",
+        month="2026-11",
+        budget=1000,
+        spend=812.5,
+    )
+    email = domain.spending_email(event, "https://triage.example")
+    assert email.subject == "[budget] Contoso reached 80% of its 2026-11 budget"
+    assert "81% of the budget" in email.text
+
+
+def test_webhook_body_is_the_same_bytes_every_time_and_carries_alert_and_event():
+    event = AlertCreated(tenant_id="t1", alert=alert(detectedDateTime="2026-11-27T08:00:00Z"))
+    delivery = domain.delivery_id("t1", "a1", "webhook:jira", "alert")
+    body = domain.webhook_body(delivery, Kind.alert, event, LINKS, 86400)
+    assert body == domain.webhook_body(delivery, Kind.alert, event, LINKS, 86400)
+    document = json.loads(body)
+    assert document["type"] == "alert.created" and document["deliveryId"] == str(delivery)
+    assert document["alert"]["id"] == "a1" and document["event"]["eventId"] == str(event.event_id)
+    assert document["responseDeadlineDateTime"] == "2026-11-28T08:00:00Z"
+    headers = sign_headers(SECRET, body, msg_id=f"msg_{delivery.hex}")
+    verify([SECRET], headers, body)  # raises if the signature does not hold
