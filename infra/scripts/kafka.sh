@@ -23,10 +23,12 @@ fetch_jars() {
   touch "$KAFKA_HOME/.complete"
 }
 
-kafka_java() {
-  java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$REPO_ROOT/infra/kafka/log4j2.yaml" \
-    -cp "$KAFKA_HOME/libs/*" "$@"
+# The JVM command line, as an array so that `"${KAFKA_JAVA[@]}" ... &` backgrounds java itself
+# (a shell function would background a subshell, whose pid is not the broker's).
+kafka_java_command() {
+  KAFKA_JAVA=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$REPO_ROOT/infra/kafka/log4j2.yaml"
+    -cp "$KAFKA_HOME/libs/*")
 }
 
 render_config() {
@@ -40,8 +42,8 @@ format_storage() {
   if [[ -f $KAFKA_STATE/data/meta.properties ]]; then return 0; fi
   say "formatting the KRaft log directory $KAFKA_STATE/data (first run only)"
   local cluster_id
-  cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
-  kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+  cluster_id=$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+  "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
     -c "$KAFKA_STATE/server.properties" >"$KAFKA_STATE/format.log" 2>&1 \
     || { tail -n 20 "$KAFKA_STATE/format.log" >&2; die "formatting the Kafka storage failed"; }
   grep -h '^Formatting' "$KAFKA_STATE/format.log" | sed 's/^/    /' || true
@@ -53,10 +55,11 @@ start() {
     return 0
   fi
   fetch_jars
+  kafka_java_command
   render_config
   format_storage
   say "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_STATE/kafka.log)"
-  kafka_java kafka.Kafka "$KAFKA_STATE/server.properties" >>"$KAFKA_STATE/kafka.log" 2>&1 </dev/null &
+  "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_STATE/server.properties" >>"$KAFKA_STATE/kafka.log" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   mark_started kafka
   if ! wait_for_port "$KAFKA_PORT" Kafka 120 "$PIDFILE"; then
