@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from shared.db import apply_migrations, create_pool
 from shared.kafka import ensure_topics
 from tests.support.infra import Infra, find_infra, stop_containers
+from tests.support.peers import Receiver, Smtp, run_receiver, run_smtp_server
 from tests.support.processes import ServiceProcess
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -138,10 +139,31 @@ def make_service(test_env: dict[str, str], service_logs: Path):
 
 
 @pytest.fixture(scope="session")
-def system(make_service) -> dict[str, ServiceProcess]:
-    """All four services running as processes (shared by the end-to-end tests of a run)."""
-    processes = {name: make_service(name).start(wait=False) for name in
-                 ("ingest", "response-time", "scoring", "notifier")}
+def smtp_server() -> Iterator[Smtp]:
+    """A real SMTP server (aiosmtpd) on a free port, keeping every message it accepts."""
+    yield from run_smtp_server()
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver (a ticketing system) on a free port, scriptable per path."""
+    yield from run_receiver()
+
+
+@pytest.fixture(scope="session")
+def system_mail() -> Iterator[Smtp]:
+    """The SMTP server of the ``system`` fixture's notifier: a server of its own, because that
+    notifier also sees the events other tests publish on the run's topics."""
+    yield from run_smtp_server()
+
+
+@pytest.fixture(scope="session")
+def system(make_service, system_mail: Smtp) -> dict[str, ServiceProcess]:
+    """All four services running as processes (shared by the end-to-end tests of a run); the
+    notifier sends its mail to ``system_mail``."""
+    smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(system_mail.port)}
+    processes = {name: make_service(name, **(smtp if name == "notifier" else {})).start(wait=False)
+                 for name in ("ingest", "response-time", "scoring", "notifier")}
     for process in processes.values():
         process.wait_ready()
     return processes

@@ -14,7 +14,7 @@ from services.notifier.config import get_settings
 from services.notifier.handlers import build_router
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
-from shared.db import create_pool
+from shared.db import create_pool, prune_processed_events_forever
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
@@ -52,9 +52,11 @@ def create_app() -> FastAPI:
             )
             await broker.start()
             state["worker_task"] = asyncio.create_task(state["worker"].run(), name="delivery-worker")
+            pruning = asyncio.create_task(prune_processed_events_forever(state["pool"]), name="prune-ledger")
             try:
                 yield
             finally:
+                pruning.cancel()
                 state["worker_task"].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await state["worker_task"]

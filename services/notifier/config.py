@@ -1,6 +1,9 @@
 from pydantic import Field, SecretStr, model_validator
 
+from shared.catalogue import CatalogueError, load_catalogue
 from shared.settings import CommonSettings, load_settings
+
+RESPONSE_TIME_REQUIREMENT = "securityAlertsPromptlyResolved"
 
 
 class Settings(CommonSettings):
@@ -21,12 +24,13 @@ class Settings(CommonSettings):
     escalation_email: str | None = Field(
         None, description="Address that receives escalations besides the channels flagged `escalation`."
     )
-    requirement_help_url: str = Field(
-        "https://learn.microsoft.com/partner-center/security/partner-security-score",
-        description="Instructions of the response-time requirement, linked from every message.",
+    requirement_help_url: str | None = Field(
+        None,
+        description="Instructions of the response-time requirement, linked from every message "
+        "(default: its helpUrl in the requirements catalogue).",
     )
     dashboard_alert_url: str = Field(
-        "{publicBaseUrl}/?tenant={tenantId}&alert={alertId}",
+        "{publicBaseUrl}/dashboard?tenant={tenantId}&alert={alertId}",
         description="Link to an alert in the dashboard, with {publicBaseUrl}, {tenantId}, {alertId}.",
     )
 
@@ -61,6 +65,18 @@ class Settings(CommonSettings):
                 f"DELIVERY_LEASE_SECONDS must exceed the longest send timeout ({longest} s), or a "
                 "slow send would be taken again by another worker while it runs"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _help_url_from_the_catalogue(self) -> "Settings":
+        # One source for the requirement's instructions: the catalogue the read API shows too.
+        if self.requirement_help_url is None:
+            try:
+                requirement = load_catalogue(self.catalogue_path).get(RESPONSE_TIME_REQUIREMENT)
+            except CatalogueError as exc:
+                raise ValueError(str(exc)) from None
+            self.requirement_help_url = (requirement.help_url if requirement and requirement.help_url
+                                         else "https://learn.microsoft.com/partner-center/security/")
         return self
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -13,8 +13,9 @@ _PAGE = Path(__file__).with_name("static") / "dashboard.html"
 
 
 @router.get("/")
-async def root() -> RedirectResponse:
-    return RedirectResponse("/dashboard")
+async def root(request: Request) -> RedirectResponse:
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/dashboard{query}")
 
 
 @router.get("/dashboard")

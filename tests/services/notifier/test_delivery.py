@@ -55,7 +55,7 @@ async def test_one_email_and_one_webhook_per_alert_when_events_are_redelivered(
         "cust-1",
         "unusualActivity",
         "left",
-        "https://triage.example/?tenant=",
+        "https://triage.example/dashboard?tenant=",
         "learn.microsoft.com",
     ):
         assert part in text and part in html

@@ -17,7 +17,7 @@ from services.scoring import routes_alerts, routes_response_time
 from shared.auth import KeyStore
 from shared.http import install_problem_handlers
 from tests.conftest import AUTH
-from tests.services.response_time.test_store import created, responded
+from tests.services.response_time.events import created, updated
 
 H = timedelta(hours=1)
 
@@ -85,7 +85,7 @@ async def test_alerts_list_latency_filter_and_paging(read_api, db_pool, tenant_i
     now = datetime.now(UTC).replace(microsecond=0)
     for i in range(5):
         await store.apply_alert_created(db_pool, created(tenant_id, f"a{i}", now - (10 - i) * H))
-    await store.apply_alert_updated(db_pool, responded(tenant_id, "a1", now - 6 * H, now - 9 * H))
+    await store.apply_alert_updated(db_pool, updated(tenant_id, "a1", now - 6 * H, now - 9 * H))
 
     listed = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts", headers=AUTH)).json()["value"]
     assert [a["id"] for a in listed] == ["a4", "a3", "a2", "a1", "a0"]  # newest first

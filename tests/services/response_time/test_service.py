@@ -16,13 +16,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.response_time import domain, store
-from shared.alerts import Alert
-from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, Event, StatusChange
+from shared.events import Actor, ActorType, AlertCreated, Event
 from shared.kafka import ensure_topics, event_headers
+from tests.services.response_time.events import PARTNER, created, updated
 from tests.support.kafka import produce, read_topic
 
 H = timedelta(hours=1)
-PARTNER = Actor(type=ActorType.user, id="ana@partner.example")
 SYSTEM = Actor(type=ActorType.system)
 
 
@@ -86,8 +85,8 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
         now = datetime.now(UTC)
         leaves_at = now - timedelta(days=30) + timedelta(seconds=20)
         events = [
-            _created(slow, "s1", now - 40 * H, response_at=now - 10 * H),
-            _created(expiring, "e1", leaves_at - 2 * H, response_at=leaves_at),
+            created(slow, "s1", now - 40 * H, response_at=now - 10 * H),
+            created(expiring, "e1", leaves_at - 2 * H, response_at=leaves_at),
         ]
         await produce_all(kafka_bootstrap, f"{prefix}alerts", events)
 
@@ -142,7 +141,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applie
             headers={"eventType": "alert-created", "tenantId": tenant_id},
         )
         now = datetime.now(UTC)
-        await produce_all(kafka_bootstrap, f"{prefix}alerts", [_created(tenant_id, "fine", now - H)])
+        await produce_all(kafka_bootstrap, f"{prefix}alerts", [created(tenant_id, "fine", now - H)])
 
         async def stored() -> bool:
             return bool(await db_pool.fetchval("SELECT count(*) FROM alerts WHERE tenant_id = $1", tenant_id))
@@ -161,53 +160,6 @@ async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applie
         rt.stop()
 
 
-def _created(
-    tenant: str,
-    alert_id: str,
-    detected: datetime | None,
-    *,
-    response_at: datetime | None = None,
-    is_test: bool = False,
-    ingested: datetime | None = None,
-) -> AlertCreated:
-    changes = (
-        [
-            StatusChange(
-                field="status",
-                from_="active",
-                to="investigating",
-                actor=PARTNER,
-                changed_date_time=response_at,
-            )
-        ]
-        if response_at
-        else []
-    )
-    return AlertCreated(
-        tenant_id=tenant,
-        alert=Alert(id=alert_id, detected_date_time=detected, is_test=is_test),
-        ingested_date_time=ingested or detected or datetime.now(UTC),
-        status_changes=changes,
-    )
-
-
-def _updated(
-    tenant: str, alert_id: str, at: datetime, actor: Actor, detected: datetime | None
-) -> AlertUpdated:
-    change = StatusChange(
-        field="status", from_="active", to="investigating", actor=actor, changed_date_time=at
-    )
-    return AlertUpdated(
-        tenant_id=tenant,
-        alert_id=alert_id,
-        changes=[],
-        status_changes=[change],
-        actor=actor,
-        changed_date_time=at,
-        alert=Alert(id=alert_id, status="investigating", detected_date_time=detected),
-    )
-
-
 def _stream(tenant: str, alerts: int, now: datetime) -> list[Event]:
     """A mixed stream: creates, partner and system updates, test alerts, late creates, redeliveries."""
     rng = random.Random(7)
@@ -215,7 +167,7 @@ def _stream(tenant: str, alerts: int, now: datetime) -> list[Event]:
     for i in range(alerts):
         detected = now - timedelta(minutes=rng.randint(60, 60 * 24 * 40)) if i % 5 else None
         ingested = now - timedelta(minutes=rng.randint(30, 60 * 24 * 40))
-        create = _created(
+        create = created(
             tenant,
             f"a{i}",
             detected,
@@ -225,12 +177,13 @@ def _stream(tenant: str, alerts: int, now: datetime) -> list[Event]:
         )
         start = detected or ingested
         updates = [
-            _updated(
+            updated(
                 tenant,
                 f"a{i}",
                 start + timedelta(minutes=rng.randint(1, 3000)),
-                PARTNER if i % 3 else SYSTEM,
                 detected,
+                actor=PARTNER if i % 3 else SYSTEM,
+                to="investigating",
             )
             for _ in range(rng.randint(0, 2))
         ]

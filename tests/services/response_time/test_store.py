@@ -5,55 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.response_time import domain, store
-from shared.alerts import Alert
-from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, StatusChange
+from tests.services.response_time.events import created, updated
 
 H = timedelta(hours=1)
-PARTNER = Actor(type=ActorType.user, id="ana@partner.example")
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def created(
-    tenant: str,
-    alert_id: str,
-    detected: datetime | None,
-    *,
-    response_at: datetime | None = None,
-    is_test: bool = False,
-    ingested: datetime | None = None,
-) -> AlertCreated:
-    changes = (
-        [
-            StatusChange(
-                field="status",
-                from_="active",
-                to="investigating",
-                actor=PARTNER,
-                changed_date_time=response_at,
-            )
-        ]
-        if response_at
-        else []
-    )
-    return AlertCreated(
-        tenant_id=tenant,
-        alert=Alert(id=alert_id, detected_date_time=detected, is_test=is_test),
-        ingested_date_time=ingested or detected or NOW,
-        status_changes=changes,
-    )
-
-
-def responded(tenant: str, alert_id: str, at: datetime, detected: datetime | None = None) -> AlertUpdated:
-    change = StatusChange(field="status", from_="active", to="resolved", actor=PARTNER, changed_date_time=at)
-    return AlertUpdated(
-        tenant_id=tenant,
-        alert_id=alert_id,
-        changes=[],
-        status_changes=[change],
-        actor=PARTNER,
-        changed_date_time=at,
-        alert=Alert(id=alert_id, status="resolved", detected_date_time=detected),
-    )
 
 
 async def clocks(db_pool, tenant: str) -> list[domain.AlertClock]:
@@ -65,7 +20,7 @@ async def test_each_event_applies_once(db_pool, tenant_id):
     event = created(tenant_id, "a1", NOW - 5 * H)
     assert await store.apply_alert_created(db_pool, event)
     assert not await store.apply_alert_created(db_pool, event)
-    update = responded(tenant_id, "a1", NOW - 2 * H, NOW - 5 * H)
+    update = updated(tenant_id, "a1", NOW - 2 * H, NOW - 5 * H)
     assert await store.apply_alert_updated(db_pool, update)
     assert not await store.apply_alert_updated(db_pool, update)
     row = await db_pool.fetchrow(
@@ -86,7 +41,7 @@ async def test_each_event_applies_once(db_pool, tenant_id):
 
 
 async def test_update_before_create_is_reconciled_in_the_database(db_pool, tenant_id):
-    assert await store.apply_alert_updated(db_pool, responded(tenant_id, "late", NOW - 1 * H))
+    assert await store.apply_alert_updated(db_pool, updated(tenant_id, "late", NOW - 1 * H))
     figures = await store.current_figures(db_pool, tenant_id, NOW)
     assert figures.responded_count == 1  # counted already, from the provisional start (latency 0)
     assert await store.apply_alert_created(db_pool, created(tenant_id, "late", None, ingested=NOW - 4 * H))
@@ -145,8 +100,8 @@ async def test_window_query_uses_the_partial_indexes(db_pool, tenant_id):
 
 async def test_a_batch_applies_each_event_once_in_order(db_pool, tenant_id):
     create = created(tenant_id, "b1", NOW - 6 * H)
-    first = responded(tenant_id, "b1", NOW - 5 * H, NOW - 6 * H)
-    later = responded(tenant_id, "b1", NOW - 1 * H, NOW - 6 * H)
+    first = updated(tenant_id, "b1", NOW - 5 * H, NOW - 6 * H)
+    later = updated(tenant_id, "b1", NOW - 1 * H, NOW - 6 * H)
     assert await store.apply_events(db_pool, [create, first, first, later, create]) == [tenant_id]
     assert await store.apply_events(db_pool, [create, first, later]) == []  # a replay of the whole batch
     row = await db_pool.fetchrow(
