@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import mailbox
 import os
 import signal
 import socket
@@ -51,7 +52,7 @@ def services(env: dict[str, str]) -> list[Service]:
     smtp_port = int(env.get("SMTP_PORT", 1025))
     if env.get("SMTP_HOST", "127.0.0.1") in ("127.0.0.1", "localhost") and not port_open(smtp_port):
         # A development mail catcher: every e-mail lands as a file under .run/mail.
-        (STATE / "mail").mkdir(parents=True, exist_ok=True)
+        mailbox.Maildir(STATE / "mail", create=True)  # tmp/, new/, cur/: the handler expects them
         found.insert(0, Service("mail", [py, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}",
                                          "-c", "aiosmtpd.handlers.Mailbox", str(STATE / "mail")],
                                 smtp_port, health=None, description="development mail catcher"))
