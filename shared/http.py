@@ -15,14 +15,28 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
+# Errors meaning PostgreSQL or Redis cannot be reached right now (not a bad request).
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+)
 
 
 class Problem(Exception):
@@ -76,6 +90,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, "Request failed")
         return problem_response(exc.status_code, title, str(exc.detail) if exc.detail else None,
                                 headers=getattr(exc, "headers", None), instance=request.url.path)
+
+    async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+        # A database or cache that does not answer is the server's trouble, and a passing one:
+        # 503 with Retry-After, never a 500 that looks like a bug in the request.
+        log.warning("%s %s: a dependency is unavailable: %s: %s", request.method, request.url.path,
+                    type(exc).__name__, exc)
+        return problem_response(503, "Service unavailable", "a backing service does not answer; retry later",
+                                headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+                                instance=request.url.path)
+
+    for error in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error, _dependency_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_OPERATOR_API_KEY = "dev-admin-key"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LXdlYmhvb2stc2VjcmV0"
+MIN_OPERATOR_KEY_LENGTH = 24
 
 
 class CommonSettings(BaseSettings):
@@ -83,6 +84,9 @@ class CommonSettings(BaseSettings):
                     f"{', '.join(bad)} still hold the published development defaults; set your own "
                     "values, or set ENVIRONMENT=development for a local run"
                 )
+            if len(self.operator_api_key.get_secret_value()) < MIN_OPERATOR_KEY_LENGTH:
+                raise ValueError(f"OPERATOR_API_KEY must be at least {MIN_OPERATOR_KEY_LENGTH} characters "
+                                 "outside development (it opens every tenant)")
         return self
 
     @property

@@ -20,6 +20,10 @@ def make_app(checks) -> FastAPI:
 
     app = create_app(title="t", version="1", description="d", health=Health("svc", checks), lifespan=lifespan)
 
+    @app.get("/database")
+    async def database() -> dict:
+        raise ConnectionRefusedError("connection refused")
+
     @app.post("/things")
     async def things(body: Body) -> dict:
         if body.count < 0:
@@ -60,3 +64,10 @@ def test_ready_reports_each_dependency_and_fails_when_one_fails():
         ready = client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["kafka"].startswith("failing: ConnectionError")
+
+
+def test_an_unreachable_dependency_is_503_with_retry_after_not_500():
+    client = TestClient(make_app({"db": ok}))
+    response = client.get("/database")
+    assert response.status_code == 503 and response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == "5"

@@ -24,7 +24,7 @@ def test_development_mode_allows_the_published_defaults(monkeypatch):
 
 def test_production_with_own_secrets_and_usual_variable_names(monkeypatch):
     monkeypatch.setenv("ENVIRONMENT", "production")
-    monkeypatch.setenv("OPERATOR_API_KEY", "a-real-operator-key")
+    monkeypatch.setenv("OPERATOR_API_KEY", "a-real-operator-key-of-some-length")
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/x")
@@ -42,3 +42,12 @@ def test_a_malformed_webhook_secret_is_named(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         load_settings(CommonSettings)
     assert "WEBHOOK_SECRET: must be a Standard Webhooks secret" in capsys.readouterr().err
+
+
+def test_a_short_operator_key_is_refused_outside_development(monkeypatch, capsys):
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("OPERATOR_API_KEY", "short-key")
+    monkeypatch.setenv("WEBHOOK_SECRET", "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
+    with pytest.raises(SystemExit):
+        load_settings(CommonSettings)
+    assert "OPERATOR_API_KEY must be at least 24 characters" in capsys.readouterr().err
