@@ -9,12 +9,53 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# NUL (PostgreSQL refuses it in text and jsonb) and lone surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _has_unstorable(value: Any) -> bool:
+    """Whether any string (key or value) in ``value`` holds NUL or a surrogate: the cheap pass."""
+    stack = [value]
+    search = _UNSTORABLE.search
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if search(item):
+                return True
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and search(key):
+                    return True
+                if not isinstance(child, int | float | bool | None):
+                    stack.append(child)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _find_unstorable(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding NUL or a surrogate, or None."""
+    if isinstance(value, str):
+        return path if _UNSTORABLE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                return path or "body"
+            if (found := _find_unstorable(item, f"{path}.{key}" if path else str(key))) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := _find_unstorable(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
 
 
 class WireModel(BaseModel):
@@ -27,6 +68,21 @@ class WireModel(BaseModel):
         serialize_by_alias=True,
         extra="ignore",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unstorable_text(cls, data: Any) -> Any:
+        # Checked on raw input only (dicts/lists, not model instances): one regex scan per string;
+        # the path is only spelled out (recursively, on input already parsed) once one is found.
+        if isinstance(data, dict | list) and _has_unstorable(data):
+            try:
+                path = _find_unstorable(data, "")
+            except RecursionError:
+                path = None
+            raise ValueError(
+                f"text at {path or 'body'} contains a NUL character or an unpaired surrogate (\\u0000, \\ud800-\\udfff)"
+            )
+        return data
 
 
 # .NET writes seven fractional digits ("...:00.1234567Z"); Python keeps six.
@@ -61,7 +117,10 @@ def parse_utc(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"date-time out of range: {value!r}") from None
 
 
 def _format_utc(value: datetime) -> str:

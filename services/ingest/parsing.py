@@ -7,6 +7,7 @@ anything is published: one bad alert refuses the request (422 naming ``value[i].
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -14,6 +15,10 @@ from pydantic import ValidationError
 
 from shared.alerts import FRAUD_FIELD_NAMES, Alert, alert_document_from_fraud_event, is_fraud_event
 from shared.http import Problem
+from shared.wire import utcnow
+
+# How far ahead of our clock a posted activity-log time may be (clock skew; as for signals).
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def require_json_media_type(content_type: str | None) -> None:
@@ -46,11 +51,52 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# Deeper than any alert needs; deep nesting costs recursion in validation and serialisation.
+MAX_NESTING_DEPTH = 32
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON (RFC 8259), and a stored state cannot hold them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _too_deep(value: Any, limit: int) -> str | None:
+    """The path of the first container nested deeper than ``limit`` levels, or None."""
+    # Iterative (no recursion on hostile input); a path is only spelled out for the one found.
+    stack: list[tuple[Any, int, tuple]] = [(value, 1, ())]
+    while stack:
+        item, depth, trail = stack.pop()
+        if depth > limit:
+            return _path("", _unwind(trail)) if trail else "body"
+        items = item.items() if isinstance(item, dict) else enumerate(item)
+        stack.extend(
+            (child, depth + 1, (trail, key)) for key, child in items if isinstance(child, dict | list)
+        )
+    return None
+
+
+def _unwind(trail: tuple) -> tuple:
+    keys: list[Any] = []
+    while trail:
+        trail, key = trail
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
 def parse_json(body: bytes) -> Any:
+    """The body as JSON: 400 unless it is (no NaN/Infinity), 422 when nested too deep."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError, NaN/Infinity and integers past
+        # Python's digit limit; RecursionError is thousands of nested brackets.
         raise Problem(400, "Malformed JSON", f"the request body is not valid JSON: {exc}") from None
+    if isinstance(document, dict | list) and (path := _too_deep(document, MAX_NESTING_DEPTH)) is not None:
+        message = f"nested deeper than {MAX_NESTING_DEPTH} levels"
+        raise Problem(
+            422, "Invalid alert", f"{path}: {message}", errors=[{"field": path, "message": message}]
+        )
+    return document
 
 
 def _path(prefix: str, loc: tuple[Any, ...]) -> str:
@@ -65,8 +111,21 @@ def _invalid(errors: list[dict[str, str]]) -> Problem:
     return Problem(422, "Invalid alert", detail, errors=errors)
 
 
-def alerts_from_document(document: Any, max_alerts: int) -> list[Alert]:
+def _future_log_errors(alert: Alert, item_prefix: str, latest: datetime) -> list[dict[str, str]]:
+    """An activity-log time past ``latest`` would become the response time of the alert: refused."""
+    return [
+        {
+            "field": _path(item_prefix, ("activityLogs", index, "updatedDateTime")),
+            "message": f"{log.updated_date_time.isoformat()} is in the future",
+        }
+        for index, log in enumerate(alert.activity_logs)
+        if log.updated_date_time is not None and log.updated_date_time > latest
+    ]
+
+
+def alerts_from_document(document: Any, max_alerts: int, *, now: datetime | None = None) -> list[Alert]:
     """One alert, a Graph list ``{"value": [...]}``, a bare list, or older fraud events (any of those)."""
+    latest = (now or utcnow()) + FUTURE_TOLERANCE
     if isinstance(document, dict) and "value" in document and not is_fraud_event(document):
         items, prefix = document["value"], "value"
         if not isinstance(items, list):
@@ -97,6 +156,9 @@ def alerts_from_document(document: Any, max_alerts: int) -> list[Alert]:
                 if fraud and loc and loc[0] in FRAUD_FIELD_NAMES:
                     loc = (FRAUD_FIELD_NAMES[loc[0]], *loc[1:])  # name the field as it was posted
                 errors.append({"field": _path(item_prefix, loc), "message": error.get("msg", "invalid")})
+            continue
+        if future := _future_log_errors(alert, item_prefix, latest):
+            errors.extend(future)
             continue
         if alert.id in first_index:
             errors.append(

@@ -156,7 +156,12 @@ class AlertPublisher:
         except TimeoutError:
             raise PublishFailed("no outcome from the publisher in time") from None
         except asyncio.CancelledError:
-            request.outcome.cancel()  # not yet taken by a worker: it never will be
+            # If no worker has taken the request yet, it now never will (a worker skips a done
+            # outcome). A worker may already have it in flight, though: its records may still be
+            # committed to the broker after the caller went away (the caller's database transaction
+            # rolls back, so a retry republishes the same states with the same event ids and
+            # consumers drop the copies).
+            request.outcome.cancel()
             raise
 
     def _next_group(self, first: _Request) -> tuple[list[_Request], _Request | None]:

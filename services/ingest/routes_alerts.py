@@ -8,6 +8,7 @@ transaction and only then record the new states, in the database transaction hol
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
@@ -22,7 +23,7 @@ from services.ingest.deps import AlertPublisherDep, KeysDep, PoolDep, SettingsDe
 from services.ingest.domain import actor_from, decide, patched
 from services.ingest.parsing import alerts_from_document, parse_json, read_body, require_json_media_type
 from services.ingest.publisher import AlertPublisher, EventTooLarge, PublishFailed
-from services.ingest.store import lock_alert_states
+from services.ingest.store import lock_alert_states, prune_webhook_ids
 from services.ingest.webhook_auth import (
     WriteCaller,
     authenticate_key,
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-AlertId = Annotated[str, Path(min_length=1, max_length=256)]
+# No control characters (NUL cannot be stored at all).
+AlertId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Share of signed requests that also forget expired webhook-ids (keeps that table small, cheaply).
+_PRUNE_SHARE = 0.01
 
 _ERRORS = {
     400: {"description": "Malformed JSON"},
@@ -108,11 +112,17 @@ async def _decide_and_publish(
     now: datetime,
     api_actor: Actor | None = None,
     patch: Callable[[Alert], Alert] | None = None,
+    webhook_id: str | None = None,
 ) -> list[AlertCreated | AlertUpdated]:
     """Lock, decide, publish, record. With ``patch``, the alerts must exist and each is posted as
-    ``patch(its last known state)``."""
+    ``patch(its last known state)``. A signed post (``webhook_id``) already accepted yields no event."""
     try:
-        async with lock_alert_states(pool, tenant_id, alerts, insert_new=patch is None) as states:
+        async with lock_alert_states(
+            pool, tenant_id, alerts, insert_new=patch is None, webhook_id=webhook_id
+        ) as states:
+            if states.replayed:
+                log.info("webhook %r of tenant %s already accepted: a duplicate", webhook_id, tenant_id)
+                return []
             if patch is not None:
                 if missing := [a.id for a in alerts if states.previous(a.id) is None]:
                     raise Problem(404, "Not found", f"no alert {missing[0]!r} for tenant {tenant_id}")
@@ -154,6 +164,11 @@ async def _decide_and_publish(
         # deadlock victim, nothing was published or recorded and a retry succeeds.
         log.warning("lock conflict: %s", exc)
         raise _unavailable("a concurrent post of the same alerts conflicted", settings) from None
+    if webhook_id is not None and random.random() < _PRUNE_SHARE:
+        try:
+            await prune_webhook_ids(pool)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("could not prune old webhook-ids: %s", exc)
     return events
 
 
@@ -219,10 +234,13 @@ async def post_alerts(
     """Authenticate with `Authorization: Bearer <key>` (a role that may update alerts) or sign as a
     Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
     with no new activity-log entry is the system's."""
-    _, body = await _authenticate(request, tenant_id, keys, secrets, settings)
-    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request)
+    caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
+    now = utcnow()
+    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=now)
     events = (
-        await _decide_and_publish(pool, publisher, settings, tenant_id, alerts, now=utcnow())
+        await _decide_and_publish(
+            pool, publisher, settings, tenant_id, alerts, now=now, webhook_id=caller.webhook_id
+        )
         if alerts
         else []
     )
@@ -301,5 +319,6 @@ async def patch_alert(
         now=now,
         api_actor=actor,
         patch=apply_patch,
+        webhook_id=caller.webhook_id,
     )
     return _accepted(1, events)

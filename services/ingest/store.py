@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
@@ -27,8 +28,17 @@ class AlertStates:
     transaction; if publishing fails the transaction rolls back and nothing is recorded.
     """
 
-    def __init__(self, conn: asyncpg.Connection, tenant_id: str, known: dict[str, KnownAlert | None]) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        known: dict[str, KnownAlert | None],
+        *,
+        replayed: bool = False,
+    ) -> None:
         self._conn, self._tenant_id, self.known = conn, tenant_id, known
+        # A signed post whose webhook-id was already accepted: nothing was locked, nothing to decide.
+        self.replayed = replayed
 
     def previous(self, alert_id: str) -> Alert | None:
         found = self.known.get(alert_id)
@@ -53,17 +63,29 @@ class AlertStates:
 
 @asynccontextmanager
 async def lock_alert_states(
-    pool: asyncpg.Pool, tenant_id: str, alerts: Sequence[Alert], *, insert_new: bool = True
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    alerts: Sequence[Alert],
+    *,
+    insert_new: bool = True,
+    webhook_id: str | None = None,
 ) -> AsyncIterator[AlertStates]:
     """Lock the rows of ``alerts`` for one decision; with ``insert_new``, unknown ones are created.
 
     The row inserted for a new alert holds its state as posted (the created event's alert is that
     state, status defaulted), so nothing else needs saving for it.
+
+    With ``webhook_id`` (a signed post), the id is claimed first in the same transaction: if it was
+    accepted within :data:`WEBHOOK_ID_MEMORY`, the states are ``replayed`` and nothing is locked. A
+    concurrent repeat waits on the claim until this transaction ends; a rollback frees the id.
     """
     # Sorted ids: two posts locking overlapping sets take the locks in one order, so never deadlock.
     by_id = {a.id: a for a in alerts}
     ids = sorted(by_id)
     async with pool.acquire() as conn, conn.transaction():
+        if webhook_id is not None and not await _claim_webhook_id(conn, tenant_id, webhook_id):
+            yield AlertStates(conn, tenant_id, {}, replayed=True)
+            return
         new_ids: set[str] = set()
         if insert_new:
             inserted = await conn.fetch(
@@ -91,6 +113,36 @@ async def lock_alert_states(
             }
         )
         yield AlertStates(conn, tenant_id, known)
+
+
+# How long an accepted webhook-id is remembered: the signature window is five minutes either way.
+WEBHOOK_ID_MEMORY = timedelta(minutes=10)
+
+
+async def _claim_webhook_id(conn: asyncpg.Connection, tenant_id: str, webhook_id: str) -> bool:
+    """True if ``webhook_id`` is new for the tenant (or only remembered past its memory)."""
+    claimed = await conn.fetchval(
+        """INSERT INTO ingest_webhook_ids (tenant_id, webhook_id) VALUES ($1, $2)
+           ON CONFLICT (tenant_id, webhook_id) DO UPDATE SET received_at = now()
+               WHERE ingest_webhook_ids.received_at < now() - $3::interval
+           RETURNING true""",
+        tenant_id,
+        webhook_id,
+        WEBHOOK_ID_MEMORY,
+    )
+    return bool(claimed)
+
+
+async def prune_webhook_ids(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
+    """Forget up to ``batch`` webhook-ids older than their memory; the number forgotten."""
+    status = await pool.execute(
+        """DELETE FROM ingest_webhook_ids WHERE ctid IN (
+               SELECT ctid FROM ingest_webhook_ids WHERE received_at < now() - $1::interval
+               LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+        WEBHOOK_ID_MEMORY,
+        batch,
+    )
+    return int(status.split()[-1])
 
 
 async def webhook_secrets(pool: asyncpg.Pool, tenant_id: str) -> list[str]:

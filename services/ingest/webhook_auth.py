@@ -3,10 +3,13 @@
 Signed webhooks follow Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``; HMAC-SHA256 over ``id.timestamp.body``; five minutes' tolerance; the
 library compares in constant time). A tenant has up to two active secrets (rotation); a tenant
-with none uses the deployment's ``WEBHOOK_SECRET``.
+with none uses its *default secret*, derived from the deployment's ``WEBHOOK_SECRET`` and the
+tenant id (``whsec_`` + base64 HMAC-SHA256 keyed with the decoded ``WEBHOOK_SECRET`` over the tenant
+id), so one tenant's default never signs for another.
 
 ``python -m services.ingest.webhook_auth rotate --tenant T`` adds a new secret for tenant T and
 prints it; the previous one stays valid until the next rotation.
+``python -m services.ingest.webhook_auth show-default --tenant T`` prints tenant T's default secret.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
+import hmac
 import secrets as token_source
 import time
 from collections.abc import Mapping
@@ -39,6 +44,16 @@ class WriteCaller:
         return self.principal is None
 
 
+def _secret_bytes(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def derived_secret(deployment_secret: str, tenant_id: str) -> str:
+    """Tenant ``tenant_id``'s default secret: distinct per tenant, reproducible from ``WEBHOOK_SECRET``."""
+    digest = hmac.new(_secret_bytes(deployment_secret), tenant_id.encode(), hashlib.sha256).digest()
+    return "whsec_" + base64.b64encode(digest).decode()
+
+
 class WebhookSecrets:
     """Each tenant's active secrets, cached briefly (a rotation applies within ``ttl`` seconds)."""
 
@@ -51,7 +66,7 @@ class WebhookSecrets:
         cached = self._cache.get(tenant_id)
         if cached and cached[0] > now:
             return cached[1]
-        found = await store.webhook_secrets(self._pool, tenant_id) or [self._default]
+        found = await store.webhook_secrets(self._pool, tenant_id) or [derived_secret(self._default, tenant_id)]
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[tenant_id] = (now + self._ttl, found)
@@ -114,7 +129,22 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     rotate = sub.add_parser("rotate", help="add a new secret (printed once); the previous one stays active")
     rotate.add_argument("--tenant", required=True)
+    show = sub.add_parser(
+        "show-default", help="print the tenant's default secret (used while it has none of its own)"
+    )
+    show.add_argument("--tenant", required=True)
     args = parser.parse_args()
+    if args.command == "show-default":
+        from pydantic import ValidationError
+
+        from services.ingest.config import Settings
+
+        try:
+            deployment_secret = Settings().webhook_secret.get_secret_value()
+        except ValidationError as exc:
+            parser.exit(2, f"settings not valid: {exc}\n")
+        print(derived_secret(deployment_secret, args.tenant))
+        return
     dsn = os.environ.get("DATABASE_URL", "postgresql://csp:csp@127.0.0.1:5432/csp_triage")
     print(asyncio.run(_rotate(dsn, args.tenant)))
 

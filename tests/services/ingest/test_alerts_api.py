@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from services.ingest.store import add_webhook_secret
-from services.ingest.webhook_auth import new_secret
+from services.ingest.webhook_auth import derived_secret, new_secret
 from shared.auth import Role, create_key
 from shared.settings import DEV_WEBHOOK_SECRET
 from shared.webhooks import sign_headers
@@ -60,7 +60,7 @@ async def test_created_updated_duplicate_with_keys_and_order(
         "statusFrom": "active",
         "statusTo": "investigating",
         "updatedBy": "ann@partner.example",
-        "updatedDateTime": "2026-11-27T09:00:00",
+        "updatedDateTime": "2026-11-26T09:00:00",
     }
     changed = await http.post(
         url,
@@ -92,7 +92,7 @@ async def test_created_updated_duplicate_with_keys_and_order(
     assert severity["actor"] == {"type": "system", "id": None}
     assert status["changes"] == [{"field": "status", "from": "active", "to": "investigating"}]
     assert status["actor"] == {"type": "user", "id": "ann@partner.example"}
-    assert status["changedDateTime"] == "2026-11-27T09:00:00Z"
+    assert status["changedDateTime"] == "2026-11-26T09:00:00Z"
     assert status["statusChanges"][0]["actor"]["id"] == "ann@partner.example"
     assert status["alert"]["severity"] == "high"  # kept from before: absent means unchanged
     assert all(r["headers"]["eventType"] == r["value"]["eventType"] for r in records)
@@ -218,10 +218,13 @@ async def test_authentication_and_roles(ingest, http, tenant_id, test_env):
 async def test_signed_webhooks_default_secret_then_rotation(ingest, http, tenant_id, db_pool):
     url = alerts_url(ingest, tenant_id)
     body = json.dumps({"id": "hook-1", "severity": "low"}).encode()
-    signed = {"content-type": "application/json", **sign_headers(DEV_WEBHOOK_SECRET, body)}
+    own_default = derived_secret(DEV_WEBHOOK_SECRET, tenant_id)
+    signed = {"content-type": "application/json", **sign_headers(own_default, body)}
     assert (await http.post(url, content=body, headers=signed)).status_code == 202
-    wrong = {"content-type": "application/json", **sign_headers(new_secret(), body)}
-    assert (await http.post(url, content=body, headers=wrong)).status_code == 401
+    # Neither the deployment-wide secret nor another tenant's default signs for this tenant.
+    for other in (new_secret(), DEV_WEBHOOK_SECRET, derived_secret(DEV_WEBHOOK_SECRET, f"{tenant_id}-other")):
+        wrong = {"content-type": "application/json", **sign_headers(other, body)}
+        assert (await http.post(url, content=body, headers=wrong)).status_code == 401
 
     # The tenant gets its own secrets (a fresh tenant: nothing cached); the default no longer applies.
     rotated_tenant = f"{tenant_id}-r"
@@ -229,7 +232,7 @@ async def test_signed_webhooks_default_secret_then_rotation(ingest, http, tenant
     await add_webhook_secret(db_pool, rotated_tenant, old)
     await add_webhook_secret(db_pool, rotated_tenant, new)
     url = alerts_url(ingest, rotated_tenant)
-    for secret, status in ((old, 202), (new, 202), (DEV_WEBHOOK_SECRET, 401)):
+    for secret, status in ((old, 202), (new, 202), (derived_secret(DEV_WEBHOOK_SECRET, rotated_tenant), 401)):
         headers = {"content-type": "application/json", **sign_headers(secret, body)}
         assert (await http.post(url, content=body, headers=headers)).status_code == status
 
@@ -252,6 +255,75 @@ async def test_bad_input_is_a_clear_4xx(ingest, http, tenant_id):
     # Nothing of the refused list was taken: the valid alert is still new.
     accepted = await http.post(url, json={"id": "ok"}, headers=AUTH)
     assert accepted.json()["events"] == [{"alertId": "ok", "eventType": "alert-created"}]
+
+
+async def test_a_replayed_signed_post_is_a_duplicate_and_restores_nothing(ingest, http, tenant_id, db_pool):
+    url = alerts_url(ingest, tenant_id)
+    secret = derived_secret(DEV_WEBHOOK_SECRET, tenant_id)
+
+    async def signed_post(document: dict, msg_id: str) -> httpx.Response:
+        body = json.dumps(document).encode()
+        headers = {"content-type": "application/json", **sign_headers(secret, body, msg_id=msg_id)}
+        return await http.post(url, content=body, headers=headers)
+
+    first = await signed_post({"id": "replayed", "status": "active"}, "msg_first")
+    assert first.json()["events"] == [{"alertId": "replayed", "eventType": "alert-created"}]
+    newer = await signed_post({"id": "replayed", "status": "resolved"}, "msg_newer")
+    assert newer.json()["events"] == [{"alertId": "replayed", "eventType": "alert-updated"}]
+
+    replay = await signed_post({"id": "replayed", "status": "active"}, "msg_first")
+    assert replay.status_code == 202
+    assert replay.json() == {"accepted": 0, "duplicates": 1, "events": []}
+    state = await db_pool.fetchval(
+        "SELECT alert->>'status' FROM ingest_alert_state WHERE tenant_id = $1 AND alert_id = 'replayed'",
+        tenant_id,
+    )
+    assert state == "resolved"
+    # The id is remembered per tenant: the same id from another tenant is its own post.
+    other = f"{tenant_id}-o"
+    body = json.dumps({"id": "replayed"}).encode()
+    headers = {
+        "content-type": "application/json",
+        **sign_headers(derived_secret(DEV_WEBHOOK_SECRET, other), body, msg_id="msg_first"),
+    }
+    assert (await http.post(alerts_url(ingest, other), content=body, headers=headers)).json()["accepted"] == 1
+
+
+async def test_input_that_used_to_fail_on_the_server_is_a_4xx(ingest, http, tenant_id):
+    url = alerts_url(ingest, tenant_id)
+    json_headers = {**AUTH, "content-type": "application/json"}
+    deep = "[" * 100_000
+    nested = {"id": "n", "additionalDetails": {}}
+    leaf = nested["additionalDetails"]
+    for _ in range(600):
+        leaf["k"] = {}
+        leaf = leaf["k"]
+    cases = [
+        (b'{"id": "big", "n": ' + b"1" * 5000 + b"}", 400),
+        (deep.encode(), 400),
+        (b'{"id": "nan", "riskScore": NaN}', 400),
+        (json.dumps(nested).encode(), 422),
+        (b'{"id": "s", "description": "\\ud800"}', 422),
+        (b'{"id": "z", "additionalDetails": {"k": ["a\\u0000"]}}', 422),
+        (b'{"id": "d", "detectedDateTime": "0001-01-01T00:00:00+01:00"}', 422),
+        (b'{"id": "f", "activityLogs": [{"statusTo": "resolved", "updatedDateTime": "2099-01-01T00:00:00Z"}]}', 422),
+    ]
+    for body, status in cases:
+        response = await http.post(url, content=body, headers=json_headers)
+        assert (response.status_code, body[:40]) == (status, body[:40])
+        assert response.headers["content-type"] == "application/problem+json"
+    future = (await http.post(url, content=cases[-1][0], headers=json_headers)).json()
+    assert future["errors"][0]["field"] == "activityLogs[0].updatedDateTime"
+
+    assert (await http.post(url, json={"id": "p"}, headers=AUTH)).status_code == 202
+    patch_url = alerts_url(ingest, tenant_id, "p")
+    for body in (b'{"status": "resolved", "n": ' + b"1" * 5000 + b"}", deep.encode()):
+        assert (await http.patch(patch_url, content=body, headers=json_headers)).status_code == 400
+    bad_by_body = b'{"status": "resolved", "updatedBy": "a\\u0000"}'
+    bad_by = await http.patch(patch_url, content=bad_by_body, headers=json_headers)
+    assert bad_by.status_code == 422
+    control = await http.patch(alerts_url(ingest, tenant_id, "p%00q"), json={"status": "resolved"}, headers=AUTH)
+    assert control.status_code == 422
 
 
 async def test_thin_path_still_reads_uncommitted_records(

@@ -1,5 +1,8 @@
 """The accepted request shapes and their refusals (no I/O)."""
 
+import json
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
@@ -78,3 +81,60 @@ def test_patch_body_accepts_known_values_and_refuses_the_rest():
     for bad in ({"status": "closed"}, {"resolvedReason": "unknownFutureValue"}, {"severity": "high"}):
         with pytest.raises(ValidationError):
             AlertPatch.model_validate(bad)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "a", "n": ' + b"1" * 5000 + b"}",  # past Python's integer digit limit
+        b"[" * 100_000,  # deeper than the decoder's recursion
+        b'{"id": "a", "score": NaN}',
+        b'{"id": "a", "score": Infinity}',
+        b'{"id": "a", "score": -Infinity}',
+    ],
+)
+def test_bodies_the_decoder_cannot_take_are_400(body):
+    assert refusal(parse_json, body).status == 400
+
+
+def test_nesting_deeper_than_the_limit_is_422_naming_the_path():
+    deep: object = 1
+    for _ in range(600):
+        deep = {"k": deep}
+    body = json.dumps({"id": "a", "additionalDetails": {"x": [deep]}}).encode()
+    problem = refusal(parse_json, body)
+    assert problem.status == 422
+    field = problem.extra["errors"][0]["field"]
+    assert field.startswith("additionalDetails.x[0].k.k") and "nested deeper than 32" in problem.detail
+    # Up to the limit is fine (a Graph list adds two levels).
+    shallow: object = 1
+    for _ in range(20):
+        shallow = {"k": shallow}
+    alerts = alerts_from_document(parse_json(json.dumps({"value": [{"id": "a", "additionalDetails": shallow}]})), 10)
+    assert alerts[0].model_dump_json()
+
+
+@pytest.mark.parametrize("bad", ["\\u0000", "\\ud800"])
+def test_nul_and_lone_surrogates_in_any_text_are_422(bad):
+    for body in (
+        '{"id": "a", "description": "x' + bad + 'y"}',
+        '{"value": [{"id": "a"}, {"id": "b", "additionalDetails": {"k": ["' + bad + '"]}}]}',
+    ):
+        problem = refusal(alerts_from_document, parse_json(body.encode()), 10)
+        assert problem.status == 422 and "unpaired surrogate" in problem.detail
+
+
+def test_activity_log_times_more_than_five_minutes_ahead_are_422():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ahead = (now + timedelta(minutes=6)).isoformat()
+    skewed = (now + timedelta(minutes=4)).isoformat()
+    logs = [
+        {"statusFrom": "active", "statusTo": "investigating", "updatedBy": "u", "updatedDateTime": skewed},
+        {"statusFrom": "investigating", "statusTo": "resolved", "updatedBy": "u", "updatedDateTime": ahead},
+    ]
+    with pytest.raises(Problem) as caught:
+        alerts_from_document({"value": [{"id": "a", "activityLogs": logs}]}, 10, now=now)
+    assert caught.value.status == 422
+    assert [e["field"] for e in caught.value.extra["errors"]] == ["value[0].activityLogs[1].updatedDateTime"]
+    assert alerts_from_document({"id": "a", "activityLogs": logs[:1]}, 10, now=now)[0].activity_logs
+

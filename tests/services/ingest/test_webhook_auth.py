@@ -4,7 +4,13 @@ from datetime import timedelta
 
 import pytest
 
-from services.ingest.webhook_auth import authenticate_webhook, new_secret, wants_signature_check
+from services.ingest.webhook_auth import (
+    WebhookSecrets,
+    authenticate_webhook,
+    derived_secret,
+    new_secret,
+    wants_signature_check,
+)
 from shared.http import Problem
 from shared.webhooks import sign_headers
 from shared.wire import utcnow
@@ -68,3 +74,40 @@ def test_requests_without_all_three_headers_are_not_webhooks():
     del headers["webhook-signature"]
     assert not wants_signature_check(headers)
     assert not wants_signature_check({"Authorization": "Bearer k"})
+
+
+class NoOwnSecretsPool:
+    """A pool on which no tenant has secrets of its own (``store.webhook_secrets`` finds none)."""
+
+    async def fetch(self, *args):
+        return []
+
+
+async def test_a_tenant_without_secrets_uses_its_own_derived_default():
+    deployment = new_secret()
+    secrets = WebhookSecrets(NoOwnSecretsPool(), deployment)
+    assert await secrets.for_tenant("tenant-a") == [derived_secret(deployment, "tenant-a")]
+    assert derived_secret(deployment, "tenant-a") != derived_secret(deployment, "tenant-b")
+    assert derived_secret(deployment, "tenant-a") == derived_secret(deployment, "tenant-a")
+
+    signed_for_a = sign_headers(derived_secret(deployment, "tenant-a"), BODY)
+    assert (await authenticate_webhook(secrets, "tenant-a", signed_for_a, BODY)).is_webhook
+    with pytest.raises(Problem) as caught:
+        await authenticate_webhook(secrets, "tenant-b", signed_for_a, BODY)
+    assert caught.value.status == 401
+    # The deployment-wide secret itself signs for no tenant.
+    with pytest.raises(Problem):
+        await authenticate_webhook(secrets, "tenant-a", sign_headers(deployment, BODY), BODY)
+
+
+def test_show_default_prints_the_derived_secret(monkeypatch, capsys):
+    import sys
+
+    from services.ingest import webhook_auth
+
+    deployment = new_secret()
+    monkeypatch.setenv("WEBHOOK_SECRET", deployment)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setattr(sys, "argv", ["webhook_auth", "show-default", "--tenant", "tenant-a"])
+    webhook_auth.main()
+    assert capsys.readouterr().out.strip() == derived_secret(deployment, "tenant-a")

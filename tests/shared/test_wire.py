@@ -1,0 +1,41 @@
+"""Wire conventions: out-of-range date-times and text that cannot be stored (no I/O)."""
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.alerts import Alert
+from shared.wire import WireModel, parse_utc
+
+
+def test_a_date_time_whose_utc_is_before_year_one_is_a_value_error():
+    with pytest.raises(ValueError, match="out of range"):
+        parse_utc("0001-01-01T00:00:00+01:00")
+    with pytest.raises(ValidationError, match="out of range"):
+        Alert.model_validate({"id": "a", "detectedDateTime": "0001-01-01T00:00:00+01:00"})
+
+
+class Note(WireModel):
+    text: str = ""
+    details: dict[str, Any] = {}
+
+
+@pytest.mark.parametrize("bad", ["\x00", "a\ud800b", "\udfff"])
+def test_nul_and_lone_surrogates_are_refused_anywhere(bad):
+    with pytest.raises(ValidationError, match="NUL character or an unpaired surrogate"):
+        Note.model_validate({"text": bad})
+    with pytest.raises(ValidationError, match=r"details\.k\[1\]\.deep"):
+        Note.model_validate({"details": {"k": [1, {"deep": bad}]}})
+    with pytest.raises(ValidationError):
+        Note.model_validate({"details": {bad: 1}})
+    with pytest.raises(ValidationError, match="additionalDetails.x"):
+        Alert.model_validate({"id": "a", "additionalDetails": {"x": bad}})
+    with pytest.raises(ValidationError, match=r"activityLogs\[0\]"):
+        Alert.model_validate({"id": "a", "activityLogs": [{"updatedBy": bad}]})
+
+
+def test_ordinary_text_including_paired_surrogates_passes():
+    note = Note.model_validate({"text": "emoji 😀 and tab\t", "details": {"k": ["é", {"n": None}]}})
+    assert note.text == "emoji 😀 and tab\t"
+    assert Note.model_validate(note) == note
