@@ -132,8 +132,9 @@ READS = 200
 _NAIVE_FIGURES = """
     SELECT count(*) FILTER (WHERE responded_at > $2) AS responded_count,
            COALESCE(sum(latency_us) FILTER (WHERE responded_at > $2), 0) AS responded_latency_us,
-           count(*) FILTER (WHERE responded_at IS NULL) AS open_count,
-           min(clock_started_at) FILTER (WHERE responded_at IS NULL) AS oldest_open_started_at
+           count(*) FILTER (WHERE responded_at IS NULL AND status <> 'resolved') AS open_count,
+           min(clock_started_at) FILTER (WHERE responded_at IS NULL AND status <> 'resolved')
+               AS oldest_open_started_at
     FROM alerts WHERE tenant_id = $1 AND NOT is_test"""
 
 

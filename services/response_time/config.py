@@ -10,12 +10,16 @@ class Settings(CommonSettings):
         500, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
     response_time_reevaluate_seconds: float = Field(
         60.0, gt=0,
-        description="How often every tenant's figures are re-evaluated, so a response leaving the 30-day "
-        "window changes the requirement status without any new event.")
+        description="How often every tenant's figures are re-evaluated (a safety net: each tenant is also "
+        "re-evaluated at its next edge, when a response leaves the 30-day window or atRisk flips).")
     response_time_status_pause_seconds: float = Field(
         0.2, ge=0,
         description="Pause between re-evaluations of tenants whose alerts changed: a burst of events yields "
         "one requirement-status event per tenant and pause; a change is published within about this.")
+    response_time_publish_timeout_seconds: float = Field(
+        5.0, gt=0,
+        description="Most seconds a requirement-status publish may wait for the broker; the tenant's row lock "
+        "and a pooled connection are held meanwhile. On timeout the tenant is retried in a later round.")
 
 
 def get_settings() -> Settings:

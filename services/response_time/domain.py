@@ -8,9 +8,12 @@ Decisions the spec leaves open (docs/response-time.md explains each, and names i
   started (a partner cannot answer faster than instantly; a negative latency would flatter the
   average).
 - No responded alert in the window: the average is ``null`` and the requirement is compliant.
-- An alert is *open* while it has no partner response and is not a test alert, whatever its status:
-  a change by the system (e.g. an automatic resolve) does not stop the clock, so it does not close
-  the alert for this measure either.
+- An alert is *open* while it has no partner response, is not a test alert and is not resolved. One
+  resolved with no partner response (by the system, or in a feed with no user log entry) is *closed
+  unanswered*: in neither the average nor the open set. A reopen makes it open again; a later partner
+  change still records the (write-once) response.
+- The stored alert state follows the events' own order (``occurredDateTime``, stamped by ingest;
+  the alerts topic keeps per-alert order), never the partner's log times: those are another clock.
 - Durations are kept in whole microseconds (what PostgreSQL and ``datetime`` hold), so sums are
   exact and "an average of exactly 24.0 hours" is compliant without floating-point doubt.
 """
@@ -35,6 +38,7 @@ WINDOW = timedelta(days=WINDOW_DAYS)
 TARGET_HOURS = 24
 MICROSECONDS_PER_HOUR = 3_600_000_000
 TARGET_US = TARGET_HOURS * MICROSECONDS_PER_HOUR
+RESOLVED = "resolved"
 
 
 def microseconds(delta: timedelta) -> int:
@@ -72,7 +76,7 @@ class AlertClock:
     tenant_id: str
     alert_id: str
     alert: Alert                  # the latest known state of the alert
-    state_as_of: datetime         # when that state was current (ingestion or change time)
+    state_as_of: datetime         # occurredDateTime of the event that brought that state
     clock_started_at: datetime
     created_seen: bool            # False while only updates arrived (the create is late)
     ingested_at: datetime | None
@@ -87,6 +91,11 @@ class AlertClock:
         return self.alert.status.value if self.alert.status else "active"
 
     @property
+    def is_open(self) -> bool:
+        """Counts as open: no partner response, not a test alert, not resolved."""
+        return self.response is None and not self.is_test and self.status != RESOLVED
+
+    @property
     def latency_us(self) -> int | None:
         return None if self.response is None else latency_us(self.clock_started_at, self.response.at)
 
@@ -97,20 +106,21 @@ def on_created(existing: AlertClock | None, event: AlertCreated) -> AlertClock:
     A create arriving after an update is authoritative for the clock start (its ingestion time is
     the start when there is no detection time); the alert state stays the newer one; the response is
     the earlier of what the update brought and what the create's activity logs already held. Once a
-    create has been applied, a second create (re-published by ingest) changes nothing but fills gaps.
+    create has been applied, a second create (re-published by ingest) changes nothing but fills gaps
+    (and its state, if it occurred later than the stored one). The state's order is the events'
+    ``occurredDateTime``; an update applied before its create always wins over that create.
     """
     response = partner_response(event.status_changes)
     if existing is None:
-        return AlertClock(event.tenant_id, event.alert.id, event.alert, event.ingested_date_time,
+        return AlertClock(event.tenant_id, event.alert.id, event.alert, event.occurred_date_time,
                           clock_start(event), True, event.ingested_date_time, response)
-    newer = event.ingested_date_time >= existing.state_as_of
-    state = dict(alert=event.alert, state_as_of=event.ingested_date_time) if newer else {}
     if existing.created_seen:
+        newer = event.occurred_date_time >= existing.state_as_of
+        state = dict(alert=event.alert, state_as_of=event.occurred_date_time) if newer else {}
         return replace(existing, ingested_at=existing.ingested_at or event.ingested_date_time,
                        response=existing.response or response, **state)
     return replace(existing, clock_started_at=clock_start(event), created_seen=True,
-                   ingested_at=event.ingested_date_time, response=_earlier(existing.response, response),
-                   **state)
+                   ingested_at=event.ingested_date_time, response=_earlier(existing.response, response))
 
 
 def on_updated(existing: AlertClock | None, event: AlertUpdated) -> AlertClock:
@@ -122,10 +132,12 @@ def on_updated(existing: AlertClock | None, event: AlertUpdated) -> AlertClock:
     response = partner_response(event.status_changes)
     if existing is None:
         start = event.alert.detected_date_time or event.changed_date_time
-        return AlertClock(event.tenant_id, event.alert_id, event.alert, event.changed_date_time, start,
+        return AlertClock(event.tenant_id, event.alert_id, event.alert, event.occurred_date_time, start,
                           False, None, response)
-    newer = event.changed_date_time >= existing.state_as_of
-    state = dict(alert=event.alert, state_as_of=event.changed_date_time) if newer else {}
+    # Ordered by ingest's clock (occurredDateTime), not the partner's updatedDateTime: a change logged
+    # at 11:55 but fed at 13:00 is still newer than a create ingested at 12:00.
+    newer = event.occurred_date_time >= existing.state_as_of
+    state = dict(alert=event.alert, state_as_of=event.occurred_date_time) if newer else {}
     # Write-once: once stopped, the clock never moves again.
     return replace(existing, response=existing.response or response, **state)
 
@@ -157,6 +169,7 @@ class WindowAggregates:
     open_count: int = 0
     open_age_us: int = 0
     oldest_open_started_at: datetime | None = None
+    earliest_responded_at: datetime | None = None  # of the responses in the window: the next to leave it
 
 
 def window_start(now: datetime) -> datetime:
@@ -176,17 +189,35 @@ def aggregate(clocks: Iterable[AlertClock], now: datetime) -> WindowAggregates:
     """The reference computation over whole alerts (the store does it in SQL over indexes)."""
     responded = responded_sum = opened = open_sum = 0
     oldest: datetime | None = None
+    earliest: datetime | None = None
     for clock in clocks:
         if clock.is_test:
-            continue
-        if clock.response is None:
+            continue  # closed unanswered (resolved, no partner response) falls through both branches
+        if clock.is_open:
             opened += 1
             open_sum += open_age_us(clock.clock_started_at, now)
             oldest = clock.clock_started_at if oldest is None else min(oldest, clock.clock_started_at)
-        elif in_window(clock.response.at, now):
+        elif clock.response is not None and in_window(clock.response.at, now):
             responded += 1
             responded_sum += clock.latency_us or 0
-    return WindowAggregates(responded, responded_sum, opened, open_sum, oldest)
+            earliest = clock.response.at if earliest is None else min(earliest, clock.response.at)
+    return WindowAggregates(responded, responded_sum, opened, open_sum, oldest, earliest)
+
+
+def next_edge(agg: WindowAggregates, now: datetime) -> datetime | None:
+    """The next time the published figures can change with no new event; None if never.
+
+    Either the earliest response in the window leaves it, or the open alerts, ageing, push the
+    projected average over 24 h (``atRisk`` flips). The sum of open ages grows by at most
+    ``open_count`` µs per µs (less while an alert detected in the future is clamped at 0), so the
+    flip is never earlier than computed: a wake-up there is at worst early, never late.
+    """
+    edges = [] if agg.earliest_responded_at is None else [agg.earliest_responded_at + WINDOW]
+    total_count = agg.responded_count + agg.open_count
+    headroom_us = TARGET_US * total_count - (agg.responded_latency_us + agg.open_age_us)
+    if agg.open_count and headroom_us >= 0:
+        edges.append(now + timedelta(microseconds=headroom_us // agg.open_count + 1))
+    return min(edges, default=None)
 
 
 class ResponseTimeFigures(WireModel):
@@ -196,7 +227,7 @@ class ResponseTimeFigures(WireModel):
         description="Mean latency of the non-test alerts first answered in the last 30 days; null if none.")
     window_days: int = Field(WINDOW_DAYS, description="Length of the rolling window.")
     responded_count: int = Field(description="Alerts whose first response falls in the window.")
-    open_count: int = Field(description="Non-test alerts with no partner response yet.")
+    open_count: int = Field(description="Non-test, unresolved alerts with no partner response yet.")
     oldest_open_age_hours: float | None = Field(description="Age of the oldest open alert; null if none.")
     projected_average_response_time_in_hours: float | None = Field(
         description="The average if every open alert were answered now; null if nothing to average.")

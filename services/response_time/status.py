@@ -2,11 +2,19 @@
 
 Every applied batch of alert events marks its tenants *dirty* in the same transaction; this task
 takes the marks and re-evaluates those tenants as soon as it is woken (after each commit, with a short
-pause so a burst yields one evaluation), and every tenant on a timer, so a response leaving the
-30-day window changes the figures and the status with no new event. Per tenant, the
+pause so a burst yields one evaluation), each tenant again at its next *edge* (recorded at each
+evaluation: when its earliest response leaves the 30-day window, or when its open alerts' ages make
+``atRisk`` flip), so such a change publishes on time with no new event, and every tenant on a timer
+(a safety net). Per tenant, the
 evaluation holds the tenant's status row locked while it publishes and records what it published,
 so several instances never interleave, and a crash before the record only publishes again
 (at-least-once; scoring keeps the newest ``observedDateTime``).
+
+``observedDateTime`` is strictly increasing per tenant whatever the instances' clocks say: each is
+``max(now, last published + 1 µs)``, so a later evaluation on an instance whose clock lags is never
+dropped by scoring as older. The publish has a timeout (``RESPONSE_TIME_PUBLISH_TIMEOUT_SECONDS``):
+during a broker outage a sweep gives up quickly, frees its connection and row lock, marks the tenant
+again and retries in a later round.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timedelta
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -36,17 +45,31 @@ def status_event(tenant_id: str, figures: domain.ResponseTimeFigures, now) -> Re
         observed_date_time=now, source=SOURCE, insights=figures.model_dump(mode="json"))
 
 
+MICROSECOND = timedelta(microseconds=1)
+
+
+def next_observed(now: datetime, last_observed: datetime | None) -> datetime:
+    """Strictly after the last published ``observedDateTime`` of the tenant, even if this clock lags."""
+    return now if last_observed is None else max(now, last_observed + MICROSECOND)
+
+
 async def evaluate_tenant(pool: asyncpg.Pool, broker: KafkaBroker, settings: Settings,
                           tenant_id: str) -> bool:
     """Recompute the tenant's figures; publish them if they changed. True if published."""
     async with pool.acquire() as conn, conn.transaction():
-        last_key = await store.lock_tenant(conn, tenant_id)
+        last = await store.lock_tenant(conn, tenant_id)
         now = utcnow()
-        figures = await store.current_figures(conn, tenant_id, now)
-        if not domain.should_publish(last_key, figures):
+        aggregates = await store.window_aggregates(conn, tenant_id, now)
+        figures = domain.figures(aggregates, now)
+        await store.record_next_edge(conn, tenant_id, domain.next_edge(aggregates, now))
+        if not domain.should_publish(last.key, figures):
             return False
-        await publish_event(broker, settings, Topic.requirement_status, status_event(tenant_id, figures, now))
-        await store.record_published(conn, tenant_id, figures, now)
+        observed = next_observed(now, last.observed_at)
+        # Bounded: the row lock and the pooled connection are held meanwhile (TimeoutError → retried).
+        await asyncio.wait_for(
+            publish_event(broker, settings, Topic.requirement_status, status_event(tenant_id, figures, observed)),
+            settings.response_time_publish_timeout_seconds)
+        await store.record_published(conn, tenant_id, figures, observed)
         return True
 
 
@@ -85,8 +108,9 @@ class StatusPublisher:
             self._wake.clear()
             await self._round(sweep)
             if not await self._any_dirty():
+                wake_in = min(next_sweep - loop.time(), await self._seconds_to_next_edge())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - loop.time()))
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_in))
             # Let a burst of events land first: one evaluation (and at most one publish) per tenant
             # and pause, not one per event.
             await asyncio.sleep(self.settings.response_time_status_pause_seconds)
@@ -94,7 +118,11 @@ class StatusPublisher:
     async def _round(self, sweep: bool) -> None:
         tenants: list[str] = []
         try:
-            tenants = await (store.all_tenants(self.pool) if sweep else store.take_dirty(self.pool))
+            if sweep:
+                tenants = await store.all_tenants(self.pool)
+            else:  # the changed tenants, and those whose figures reached an edge (no event needed)
+                tenants = sorted(set(await store.take_dirty(self.pool))
+                                 | set(await store.due_tenants(self.pool, utcnow())))
             while tenants:
                 if await evaluate_tenant(self.pool, self.broker, self.settings, tenants[0]):
                     log.info("published %s status for %s", domain.REQUIREMENT_TYPE, tenants[0])
@@ -105,6 +133,14 @@ class StatusPublisher:
             with contextlib.suppress(Exception):
                 await store.mark_dirty(self.pool, tenants)
             await asyncio.sleep(1.0)
+
+    async def _seconds_to_next_edge(self) -> float:
+        """Until the earliest tenant edge (a response leaving the window, atRisk flipping)."""
+        try:
+            edge = await store.next_edge(self.pool)
+        except Exception:
+            return float("inf")  # the sweep still comes
+        return float("inf") if edge is None else (edge - utcnow()).total_seconds()
 
     async def _any_dirty(self) -> bool:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -101,10 +102,13 @@ def _save_args(clock: AlertClock) -> tuple:
 
 # --- the figures --------------------------------------------------------------------------------
 
-# Two index range scans (alerts_responded_window, alerts_open_clock): O(window + open), not O(history).
+# Two index range scans (alerts_responded_window, alerts_open_unresolved_clock): O(window + open), not
+# O(history). Open = no partner response, not a test, not resolved (domain.AlertClock.is_open).
 _AGGREGATES = """
-    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at
-    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us
+    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at,
+           r.earliest_responded_at
+    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us,
+                 min(responded_at) AS earliest_responded_at
           FROM alerts
           WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2) r,
          (SELECT count(*) AS open_count,
@@ -112,14 +116,14 @@ _AGGREGATES = """
                                            * 1000000)::bigint)), 0)::bigint AS open_age_us,
                  min(clock_started_at) AS oldest_open_started_at
           FROM alerts
-          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL) o"""
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL AND status <> 'resolved') o"""
 
 
 async def window_aggregates(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
                             now: datetime) -> WindowAggregates:
     row = await conn.fetchrow(_AGGREGATES, tenant_id, domain.window_start(now), now)
     return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
-                            row["open_age_us"], row["oldest_open_started_at"])
+                            row["open_age_us"], row["oldest_open_started_at"], row["earliest_responded_at"])
 
 
 async def current_figures(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
@@ -149,27 +153,53 @@ async def any_dirty(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM response_time_dirty)"))
 
 
+async def record_next_edge(conn: asyncpg.Connection, tenant_id: str, edge: datetime | None) -> None:
+    """When the tenant's figures may next change with no event (``domain.next_edge``)."""
+    await conn.execute("UPDATE response_time_tenants SET next_edge_at = $2 WHERE tenant_id = $1",
+                       tenant_id, edge)
+
+
+async def due_tenants(pool: asyncpg.Pool, now: datetime) -> list[str]:
+    rows = await pool.fetch("SELECT tenant_id FROM response_time_tenants WHERE next_edge_at <= $1", now)
+    return sorted(r["tenant_id"] for r in rows)
+
+
+async def next_edge(pool: asyncpg.Pool) -> datetime | None:
+    """The earliest edge of all tenants (through ``response_time_tenants_next_edge``)."""
+    return await pool.fetchval("SELECT min(next_edge_at) FROM response_time_tenants")
+
+
 async def all_tenants(pool: asyncpg.Pool) -> list[str]:
     rows = await pool.fetch(
         "SELECT tenant_id FROM response_time_tenants UNION SELECT tenant_id FROM response_time_dirty")
     return sorted(r["tenant_id"] for r in rows)
 
 
-async def lock_tenant(conn: asyncpg.Connection, tenant_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class LastPublished:
+    """What the tenant's status row says was published last (both None before the first time)."""
+
+    key: dict[str, Any] | None
+    observed_at: datetime | None
+
+
+async def lock_tenant(conn: asyncpg.Connection, tenant_id: str) -> LastPublished:
     """Lock the tenant's status row (serialising the evaluators of every instance).
 
-    Returns the key of the last published figures, or None if nothing was published yet.
+    Returns the key and ``observedDateTime`` of the last published figures.
     """
     await conn.execute(
         "INSERT INTO response_time_tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id)
     row = await conn.fetchrow(
-        "UPDATE response_time_tenants SET evaluated_at = now() WHERE tenant_id = $1 RETURNING last_key",
+        """UPDATE response_time_tenants SET evaluated_at = now() WHERE tenant_id = $1
+           RETURNING last_key, last_published_at""",
         tenant_id)
-    return json.loads(row["last_key"]) if row["last_key"] else None
+    return LastPublished(json.loads(row["last_key"]) if row["last_key"] else None, row["last_published_at"])
 
 
 async def record_published(conn: asyncpg.Connection, tenant_id: str, figures: domain.ResponseTimeFigures,
                            published_at: datetime) -> None:
+    """``published_at`` is the ``observedDateTime`` of the published status."""
     await conn.execute(
         """UPDATE response_time_tenants
            SET last_key = $2::jsonb, last_figures = $3::jsonb, last_published_at = $4

@@ -32,6 +32,8 @@ def _hours(us: int) -> float:
 def _view(row, now: datetime) -> dict[str, Any]:
     alert = json.loads(row["alert"])
     responded = row["responded_at"] is not None
+    # Resolved with no partner response: closed unanswered (not open, not averaged; domain.is_open).
+    closed_unanswered = not responded and row["status"] == domain.RESOLVED
     return {
         **alert,
         "status": row["status"],
@@ -39,9 +41,10 @@ def _view(row, now: datetime) -> dict[str, Any]:
         "respondedDateTime": _utc(row["responded_at"]),
         "respondedBy": row["responded_by"],
         "latencyHours": _hours(row["latency_us"]) if responded else None,
-        # While unanswered: how long the clock has run (test alerts too, though they never count).
-        "openAgeHours": None if responded else _hours(domain.open_age_us(row["clock_started_at"], now)),
-        "countsTowardResponseTime": not row["is_test"],
+        # While open: how long the clock has run (test alerts too, though they never count).
+        "openAgeHours": (None if responded or closed_unanswered
+                         else _hours(domain.open_age_us(row["clock_started_at"], now))),
+        "countsTowardResponseTime": not row["is_test"] and not closed_unanswered,
     }
 
 
@@ -49,7 +52,7 @@ def _view(row, now: datetime) -> dict[str, Any]:
 async def list_alerts(
     tenant_id: str, caller: ReaderDep, pool: PoolDep, request: Request,
     status: Annotated[AlertStatus | None, Query(description="active | investigating | resolved")] = None,
-    responded: Annotated[bool | None, Query(description="true: answered by a partner; false: open")] = None,
+    responded: Annotated[bool | None, Query(description="true: answered by a partner; false: not answered")] = None,
     top: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     skip: Annotated[int, Query(ge=0, le=1_000_000, description="Alerts to skip (paging).")] = 0,
 ) -> dict[str, Any]:

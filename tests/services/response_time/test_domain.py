@@ -33,10 +33,12 @@ def created(
     changes: list[StatusChange] = (),
     is_test: bool = False,
     tenant: str = "t1",
+    occurred: datetime | None = None,
 ) -> AlertCreated:
     alert = Alert(id=alert_id, detected_date_time=detected, is_test=is_test)
     return AlertCreated(
-        tenant_id=tenant, alert=alert, ingested_date_time=ingested, status_changes=list(changes)
+        tenant_id=tenant, alert=alert, ingested_date_time=ingested, status_changes=list(changes),
+        occurred_date_time=occurred or ingested,
     )
 
 
@@ -49,9 +51,12 @@ def updated(
     detected: datetime | None = NOW - 10 * H,
     tenant: str = "t1",
     actor: Actor = PARTNER,
+    occurred: datetime | None = None,
+    is_test: bool = False,
 ) -> AlertUpdated:
-    alert = Alert(id=alert_id, detected_date_time=detected, status=status)
+    alert = Alert(id=alert_id, detected_date_time=detected, status=status, is_test=is_test)
     return AlertUpdated(
+        occurred_date_time=occurred or at,
         tenant_id=tenant,
         alert_id=alert_id,
         changes=[],
@@ -78,9 +83,12 @@ def responded(
     )
 
 
-def open_alert(alert_id: str, started: datetime, *, is_test: bool = False) -> AlertClock:
+def open_alert(
+    alert_id: str, started: datetime, *, is_test: bool = False, status: str = "active"
+) -> AlertClock:
     return AlertClock(
-        "t1", alert_id, Alert(id=alert_id, is_test=is_test), started, started, True, started, None
+        "t1", alert_id, Alert(id=alert_id, is_test=is_test, status=status), started, started, True, started,
+        None,
     )
 
 
@@ -117,7 +125,9 @@ def test_system_actors_do_not_stop_the_clock():
         ),
     )
     assert clock.response is None and clock.status == "resolved"
-    assert aggregate([clock], NOW).open_count == 1  # a system resolve leaves the alert open for this measure
+    # a system resolve is no response; it closes the alert unanswered (neither open nor averaged)
+    agg = aggregate([clock], NOW)
+    assert (agg.open_count, agg.responded_count) == (0, 0)
 
 
 def test_a_change_that_changes_nothing_is_no_response():
@@ -161,7 +171,7 @@ def test_update_before_create_is_kept_and_reconciled():
     assert reconciled.clock_started_at == NOW - 9 * H
     assert reconciled.latency_us == 4 * domain.MICROSECONDS_PER_HOUR
     assert reconciled.status == "investigating"  # the newer state (the update's) is kept
-    assert reconciled.state_as_of == NOW - 5 * H
+    assert reconciled.state_as_of == early.state_as_of
 
 
 def test_late_create_with_an_earlier_logged_response_wins():
@@ -170,7 +180,62 @@ def test_late_create_with_an_earlier_logged_response_wins():
     assert reconciled.response.at == NOW - 9 * H
 
 
+def test_state_follows_the_event_order_not_the_partners_log_times():
+    # Ingested at 12:00; Bob's change, logged by the partner at 11:55, reaches the feed at 13:00.
+    noon = NOW
+    clock = domain.on_created(None, created(detected=noon - H, ingested=noon))
+    clock = domain.on_updated(clock, updated(at=noon - 5 * timedelta(minutes=1),
+                                             changes=[change(noon - 5 * timedelta(minutes=1))],
+                                             occurred=noon + H))
+    assert clock.status == "investigating"
+    # A later isTest change, also logged before the create's ingestion, is applied too.
+    clock = domain.on_updated(clock, updated(at=noon - 2 * timedelta(minutes=1), changes=[],
+                                             occurred=noon + 2 * H, is_test=True))
+    assert clock.is_test and clock.status == "investigating"
+    assert clock.response.at == noon - 5 * timedelta(minutes=1)  # the response keeps the partner's time
+    # An event that occurred earlier (in ingest's order) than the stored state does not overwrite it.
+    stale = domain.on_updated(clock, updated(at=noon + 3 * H, changes=[], status="active", occurred=noon))
+    assert stale.status == "investigating" and stale.is_test
+
+
+def test_an_update_applied_before_its_create_wins_over_it_whatever_the_times():
+    early = domain.on_updated(None, updated(at=NOW - 5 * H, changes=[], status="investigating",
+                                            occurred=NOW - 5 * H))
+    # the create occurred later by ingest's clock, yet the alert's newer state is the update's
+    late_create = domain.on_created(early, created(detected=None, ingested=NOW - 9 * H, occurred=NOW))
+    assert late_create.status == "investigating" and late_create.created_seen
+
+
 # --- the figures ------------------------------------------------------------------------------------
+
+
+def test_an_alert_resolved_with_no_partner_response_is_closed_unanswered():
+    clock = domain.on_created(None, created(detected=NOW - 10 * H))
+    resolved = domain.on_updated(clock, updated(at=NOW - 8 * H, changes=[change(NOW - 8 * H, SYSTEM,
+                                                to="resolved")], status="resolved", actor=SYSTEM))
+    assert resolved.response is None and not resolved.is_open
+    f = figures(aggregate([resolved, responded("b", 2 * H, NOW - H)], NOW), NOW)
+    assert (f.open_count, f.responded_count, f.oldest_open_age_hours, f.at_risk) == (0, 1, None, False)
+    assert f.average_response_time_in_hours == 2.0
+    # a reopen makes it open again (from its clock start)
+    reopened = domain.on_updated(resolved, updated(at=NOW - 6 * H, changes=[change(NOW - 6 * H, SYSTEM,
+                                                   from_="resolved", to="active")], status="active",
+                                                   actor=SYSTEM))
+    assert reopened.is_open
+    assert figures(aggregate([reopened], NOW), NOW).oldest_open_age_hours == 10.0
+    # a later partner change still records the response (write-once), and it counts in the average
+    answered = domain.on_updated(resolved, updated(at=NOW - 4 * H, changes=[change(NOW - 4 * H,
+                                                   from_="resolved", to="active")], status="active"))
+    assert answered.response.at == NOW - 4 * H
+    f = figures(aggregate([answered], NOW), NOW)
+    assert (f.open_count, f.responded_count, f.average_response_time_in_hours) == (0, 1, 6.0)
+
+
+def test_closed_unanswered_alerts_do_not_accumulate_as_open():
+    old_resolved = [open_alert(f"r{i}", NOW - timedelta(days=365), status="resolved") for i in range(3)]
+    f = figures(aggregate([*old_resolved, open_alert("live", NOW - 2 * H)], NOW), NOW)
+    assert (f.open_count, f.oldest_open_age_hours, f.at_risk) == (1, 2.0, False)
+
 
 
 def test_a_response_exactly_30_days_ago_has_left_the_window():
@@ -256,3 +321,22 @@ def test_publishing_follows_the_stable_figures_not_the_drifting_ages():
     assert not domain.should_publish(domain.emission_key(first), later)
     answered = figures(WindowAggregates(2, 5 * domain.MICROSECONDS_PER_HOUR), NOW)
     assert domain.should_publish(domain.emission_key(first), answered)
+
+
+def test_the_next_edge_is_when_a_response_leaves_the_window_or_the_risk_flips():
+    # nothing can change with no event: no response in the window, nothing open
+    assert domain.next_edge(aggregate([], NOW), NOW) is None
+    leaving = responded("a", 2 * H, NOW - timedelta(days=29))
+    assert domain.next_edge(aggregate([leaving, responded("b", 2 * H, NOW - H)], NOW), NOW) == (
+        NOW + timedelta(days=1))
+    # 10 h answered + one alert open 30 h: projected 20 h; 24 h is reached after 8 h more, so the
+    # risk flips one microsecond later
+    clocks = [responded("c", 10 * H, NOW - 20 * H), open_alert("d", NOW - 30 * H)]
+    edge = domain.next_edge(aggregate(clocks, NOW), NOW)
+    assert edge == NOW + 8 * H + timedelta(microseconds=1)
+    just_before = edge - timedelta(microseconds=1)
+    assert not figures(aggregate(clocks, just_before), just_before).at_risk
+    assert figures(aggregate(clocks, edge), edge).at_risk
+    # already at risk: only the window edge remains (ageing only deepens the risk)
+    risky = aggregate([responded("e", 2 * H, NOW - H), open_alert("f", NOW - 100 * H)], NOW)
+    assert domain.next_edge(risky, NOW) == NOW - H + domain.WINDOW

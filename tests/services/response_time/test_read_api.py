@@ -15,11 +15,13 @@ from fastapi import FastAPI
 from services.response_time import store
 from services.scoring import routes_alerts, routes_response_time
 from shared.auth import KeyStore
+from shared.events import Actor, ActorType
 from shared.http import install_problem_handlers
 from tests.conftest import AUTH
 from tests.services.response_time.events import created, updated
 
 H = timedelta(hours=1)
+SYSTEM = Actor(type=ActorType.system)
 
 
 @pytest_asyncio.fixture
@@ -124,3 +126,14 @@ async def test_one_alert_and_unknown_alert(read_api, db_pool, tenant_id):
     missing = await read_api.get(f"/v1/tenants/{tenant_id}/alerts/nope", headers=AUTH)
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_closed_unanswered_alert_is_listed_as_neither_open_nor_counted(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    await store.apply_alert_created(db_pool, created(tenant_id, "auto", now - 5 * H))
+    await store.apply_alert_updated(db_pool, updated(tenant_id, "auto", now - 4 * H, actor=SYSTEM))
+    one = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts/auto", headers=AUTH)).json()
+    assert (one["status"], one["respondedDateTime"], one["openAgeHours"]) == ("resolved", None, None)
+    assert one["countsTowardResponseTime"] is False
+    figures = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)).json()
+    assert (figures["openCount"], figures["respondedCount"], figures["oldestOpenAgeHours"]) == (0, 0, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.response_time import domain, store
+from shared.events import Actor, ActorType
 from tests.services.response_time.events import created, updated
 
 H = timedelta(hours=1)
@@ -114,3 +115,25 @@ async def test_a_batch_applies_each_event_once_in_order(db_pool, tenant_id):
         [create.event_id, first.event_id, later.event_id],
     )
     assert claimed == 3
+
+
+async def test_closed_unanswered_alerts_in_sql_equal_the_reference(db_pool, tenant_id):
+    system = Actor(type=ActorType.system)
+    events = [
+        created(tenant_id, "system-resolved", NOW - timedelta(days=365)),
+        updated(tenant_id, "system-resolved", NOW - timedelta(days=364), actor=system),
+        created(tenant_id, "reopened", NOW - 50 * H),
+        updated(tenant_id, "reopened", NOW - 49 * H, actor=system),
+        updated(tenant_id, "reopened", NOW - 48 * H, actor=system, to="active"),
+        created(tenant_id, "resolved-then-answered", NOW - 30 * H),
+        updated(tenant_id, "resolved-then-answered", NOW - 29 * H, actor=system),
+        updated(tenant_id, "resolved-then-answered", NOW - 20 * H, to="investigating"),
+        created(tenant_id, "open", NOW - 10 * H),
+    ]
+    assert await store.apply_events(db_pool, events) == [tenant_id]
+    for now in (NOW, NOW + 10 * H):
+        reference = domain.aggregate(await clocks(db_pool, tenant_id), now)
+        assert await store.window_aggregates(db_pool, tenant_id, now) == reference
+    figures = await store.current_figures(db_pool, tenant_id, NOW)
+    assert (figures.open_count, figures.oldest_open_age_hours) == (2, 50.0)
+    assert (figures.responded_count, figures.average_response_time_in_hours) == (1, 10.0)

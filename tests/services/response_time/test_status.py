@@ -1,0 +1,92 @@
+"""The status publisher's evaluation on the real PostgreSQL, with a stand-in broker (no Kafka needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.response_time import status, store
+from services.response_time.config import Settings
+from tests.services.response_time.events import created
+
+H = timedelta(hours=1)
+
+
+class RecordingBroker:
+    """Acknowledges every publish at once and keeps what was published."""
+
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+
+    async def publish(self, body: bytes, **_: object) -> None:
+        self.published.append(json.loads(body))
+
+
+class UnreachableBroker:
+    """A broker outage: a publish never gets its acknowledgement."""
+
+    async def publish(self, body: bytes, **_: object) -> None:
+        await asyncio.Event().wait()
+
+
+def observed(event: dict) -> datetime:
+    return datetime.fromisoformat(event["observedDateTime"].replace("Z", "+00:00"))
+
+
+def test_next_observed_is_strictly_after_the_last_published():
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    assert status.next_observed(now, None) == now
+    assert status.next_observed(now, now - H) == now
+    assert status.next_observed(now, now + H) == now + H + timedelta(microseconds=1)
+    assert status.next_observed(now, now) == now + timedelta(microseconds=1)
+
+
+async def test_a_lagging_instance_still_publishes_a_newer_observed_time(db_pool, tenant_id):
+    # Another instance, whose clock runs an hour ahead, published last.
+    ahead = datetime.now(UTC) + H
+    await db_pool.execute(
+        """INSERT INTO response_time_tenants (tenant_id, last_key, last_published_at)
+           VALUES ($1, '{"stale": true}'::jsonb, $2)""", tenant_id, ahead)
+    broker, settings = RecordingBroker(), Settings()
+    assert await store.apply_alert_created(db_pool, created(tenant_id, "a1", datetime.now(UTC) - H))
+    assert await status.evaluate_tenant(db_pool, broker, settings, tenant_id)
+    first = observed(broker.published[-1])
+    assert first == ahead + timedelta(microseconds=1)
+    assert await db_pool.fetchval(
+        "SELECT last_published_at FROM response_time_tenants WHERE tenant_id = $1", tenant_id) == first
+    # the next change is published later still
+    assert await store.apply_alert_created(
+        db_pool, created(tenant_id, "a2", datetime.now(UTC) - H, response_at=datetime.now(UTC)))
+    assert await status.evaluate_tenant(db_pool, broker, settings, tenant_id)
+    assert observed(broker.published[-1]) > first
+
+
+async def test_a_publish_during_a_broker_outage_gives_up_and_frees_the_tenant(db_pool, tenant_id):
+    settings = Settings(response_time_publish_timeout_seconds=0.5)
+    await db_pool.execute("INSERT INTO response_time_tenants (tenant_id) VALUES ($1)", tenant_id)
+    assert await store.apply_alert_created(db_pool, created(tenant_id, "a1", datetime.now(UTC) - H))
+    with pytest.raises(TimeoutError):
+        await status.evaluate_tenant(db_pool, UnreachableBroker(), settings, tenant_id)
+    # nothing recorded, and the row lock is released (NOWAIT would fail on a held lock)
+    async with db_pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT last_key FROM response_time_tenants WHERE tenant_id = $1 FOR UPDATE NOWAIT", tenant_id)
+    assert row["last_key"] is None
+
+
+async def test_an_evaluation_records_the_tenants_next_edge(db_pool, tenant_id):
+    now = datetime.now(UTC)
+    leaving_at = now - timedelta(days=30) + timedelta(minutes=5)
+    assert await store.apply_alert_created(
+        db_pool, created(tenant_id, "a1", leaving_at - H, response_at=leaving_at))
+    await status.evaluate_tenant(db_pool, RecordingBroker(), Settings(), tenant_id)
+    edge = await db_pool.fetchval("SELECT next_edge_at FROM response_time_tenants WHERE tenant_id = $1",
+                                  tenant_id)
+    assert edge == leaving_at + timedelta(days=30)
+    assert await store.next_edge(db_pool) <= edge
+    # due once the edge is reached, not before; then evaluated without any event or mark
+    assert tenant_id not in await store.due_tenants(db_pool, edge - timedelta(microseconds=1))
+    assert tenant_id in await store.due_tenants(db_pool, edge)
