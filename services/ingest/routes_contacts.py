@@ -3,6 +3,13 @@
 A change of the contact is a ``SecurityContactChanged`` event (compacted topic, keyed by tenant:
 the notifier learns where to send mail) and a ``securityContactProvided`` status observation. The
 row changes in the same transaction and commits only after the broker acknowledged both events.
+
+The change's time is taken under the tenant's lock and is strictly later than the previous
+change's (``next_change_time``): scoring keeps the newest observation, so the last committed change
+always wins, and successive changes reach the topics in the order they were committed.
+There is no Kafka transaction across the two events: the status is published (and acknowledged)
+first, the contact event second, so a failure in between leaves at worst a status observation
+without its contact change, which the client's retry after the 503 repeats in full.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from services.ingest import signals_store as store
 from services.ingest.deps import BrokerDep, CallerDep, PoolDep, SettingsDep
 from services.ingest.routes_signals import bounded_body, publish_all
-from services.ingest.signals import SecurityContactIn, contact_status
+from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
 from shared.auth import Permission, Principal, authorize
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
 from shared.http import Problem
@@ -65,9 +72,19 @@ def _changed(tenant_id: str, caller: Principal, contact, now: datetime) -> list:
         actor=Actor(type=ActorType.user, id=caller.user_id),
     )
     return [
-        (Topic.security_contacts, changed),
         (Topic.requirement_status, contact_status(tenant_id, contact, now)),
+        (Topic.security_contacts, changed),
     ]
+
+
+async def _publish_in_order(broker, settings, events: list) -> None:
+    """One event after the other, each acknowledged before the next is sent (see the module doc)."""
+    for event in events:
+        await publish_all(broker, settings, [event])
+
+
+async def _change_time(conn, tenant_id: str) -> datetime:
+    return next_change_time(utcnow(), await store.last_contact_change(conn, tenant_id))
 
 
 @router.put(
@@ -84,13 +101,14 @@ async def put_contact(
     broker: BrokerDep,
 ) -> SecurityContactOut:
     contact = body.contact()
-    now = utcnow()
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
         previous = await store.current_contact(conn, tenant_id)
         if previous is not None and previous.contact == contact:
             return _out(previous)  # nothing changed: no event
+        now = await _change_time(conn, tenant_id)
         await store.save_contact(conn, tenant_id, contact, caller.user_id, now)
-        await publish_all(broker, settings, _changed(tenant_id, caller, contact, now))
+        await store.record_contact_change(conn, tenant_id, now)
+        await _publish_in_order(broker, settings, _changed(tenant_id, caller, contact, now))
     return _out(store.StoredContact(contact, caller.user_id, now))
 
 
@@ -115,9 +133,10 @@ async def get_contact(tenant_id: TenantId, _: ReaderDep, pool: PoolDep) -> Secur
 async def delete_contact(
     tenant_id: TenantId, caller: SetterDep, settings: SettingsDep, pool: PoolDep, broker: BrokerDep
 ) -> Response:
-    now = utcnow()
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
         # Deleting what is not there is done already (a retried DELETE): 204, no event.
         if await store.delete_contact(conn, tenant_id):
-            await publish_all(broker, settings, _changed(tenant_id, caller, None, now))
+            now = await _change_time(conn, tenant_id)
+            await store.record_contact_change(conn, tenant_id, now)
+            await _publish_in_order(broker, settings, _changed(tenant_id, caller, None, now))
     return Response(status_code=204)

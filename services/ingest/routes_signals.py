@@ -22,6 +22,7 @@ from services.ingest import signals_store as store
 from services.ingest.config import Settings
 from services.ingest.deps import BrokerDep, CallerDep, CatalogueDep, PoolDep, SettingsDep
 from services.ingest.signals import (
+    STATUS_OWNERS,
     AdminMfaReport,
     CustomerMfaReport,
     RequirementStatusIn,
@@ -209,7 +210,10 @@ async def post_spending(
     status_code=202,
     response_model=SignalAccepted,
     summary="A requirement's status observed elsewhere",
-    responses={404: {"description": "Unknown requirement type"}},
+    responses={
+        404: {"description": "Unknown requirement type"},
+        409: {"description": "The type's status is owned by its own endpoint or service"},
+    },
 )
 async def post_requirement_status(
     tenant_id: TenantId,
@@ -219,6 +223,14 @@ async def post_requirement_status(
     settings: SettingsDep,
     broker: BrokerDep,
 ) -> JSONResponse:
+    if (owner := STATUS_OWNERS.get(requirement_type)) is not None:
+        raise Problem(
+            409,
+            "Status owned by another source",
+            f"{requirement_type} is set only by {owner}; the generic status endpoint does not set it",
+            requirementType=requirement_type,
+            owner=owner,
+        )
     now = utcnow()
     refuse_future(body.observed_date_time, now)
     status = generic_status(tenant_id, requirement_type, body, now)

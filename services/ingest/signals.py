@@ -72,6 +72,10 @@ def _e164(value: str) -> str:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"not a phone number: {exc}") from None
+    if number.extension:
+        # E.164 has no extension and the contact's phone is dialled as stored: keeping a number
+        # whose extension was silently dropped would reach the switchboard, not the contact.
+        raise ValueError("extensions are not supported: give the contact's direct number")
     if not phonenumbers.is_valid_number(number):
         raise ValueError("not a valid phone number for its country code")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -368,6 +372,28 @@ class RequirementStatusIn(WireModel):
     observed_date_time: OptionalUtcDateTime = None
     source: str = Field("api", min_length=1, max_length=128)
     insights: dict[str, Any] = Field(default_factory=dict)
+
+
+# The requirement types whose status one source owns (SPEC §4): the generic status endpoint refuses
+# them, so a caller cannot contradict the owner (e.g. mark a tenant without contact compliant).
+STATUS_OWNERS: dict[str, str] = {
+    "securityContactProvided": "PUT/DELETE /v1/tenants/{tenantId}/security-contact",
+    "securityAlertsPromptlyResolved": "the response-time service (computed from the alerts)",
+    "mfaEnforcedForAdmins": "POST /v1/tenants/{tenantId}/signals/admin-mfa",
+    "mfaEnforcedForAdminsOfCustomers": "POST /v1/tenants/{tenantId}/signals/customer-mfa",
+    "spendingBudgetSetForCustomerAzureSubscriptions": "POST /v1/tenants/{tenantId}/signals/spending",
+}
+
+
+def next_change_time(now: datetime, last: datetime | None) -> datetime:
+    """The time of a contact change: ``now``, but strictly after the last change recorded.
+
+    Scoring keeps the newest observation, so each change (taken under the tenant's lock) must carry
+    a later observedDateTime than the one before it, even if the clock stepped back.
+    """
+    if last is None or now > last:
+        return now
+    return last + timedelta(microseconds=1)
 
 
 def generic_status(

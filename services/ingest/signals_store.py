@@ -76,6 +76,22 @@ async def delete_contact(conn: asyncpg.Connection, tenant_id: str) -> bool:
     return status != "DELETE 0"
 
 
+async def last_contact_change(conn: asyncpg.Connection, tenant_id: str) -> datetime | None:
+    """When the contact last changed (set or cleared); None if it never did (migration 0041)."""
+    return await conn.fetchval(
+        "SELECT changed_at FROM security_contact_changes WHERE tenant_id = $1", tenant_id
+    )
+
+
+async def record_contact_change(conn: asyncpg.Connection, tenant_id: str, changed_at: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO security_contact_changes (tenant_id, changed_at) VALUES ($1, $2)
+           ON CONFLICT (tenant_id) DO UPDATE SET changed_at = EXCLUDED.changed_at""",
+        tenant_id,
+        changed_at,
+    )
+
+
 # --- reports --------------------------------------------------------------------------------------
 
 

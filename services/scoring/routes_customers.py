@@ -7,12 +7,14 @@ that table.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from services.scoring.deps import PoolDep, ReaderDep
+from shared.http import Problem
 from shared.wire import UtcDateTime, WireModel
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["customers"])
@@ -39,6 +41,13 @@ class CustomerMfaPage(WireModel):
     count: int = Field(alias="@odata.count", description="Customers matching, over every page.")
     next_link: str | None = Field(
         None, alias="@odata.nextLink", description="The next page; absent on the last."
+    )
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (NUL included) or lone surrogate in ``text``, if any."""
+    return next(
+        (c for c in text if unicodedata.category(c) in ("Cc", "Cs")), None
     )
 
 
@@ -73,6 +82,16 @@ async def list_customer_mfa(
     top: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
     skip: Annotated[int, Query(ge=0, le=10_000_000, description="Customers to skip.")] = 0,
 ) -> CustomerMfaPage:
+    if (bad := control_character(tenant_id)) is not None:
+        raise Problem(422, "Invalid request", f"tenantId: control characters are not allowed (U+{ord(bad):04X})",
+                      errors=[{"field": "tenantId", "message": "control characters are not allowed"}])
+    if search is not None and (bad := control_character(search)) is not None:
+        raise Problem(
+            422,
+            "Invalid request",
+            f"search: control characters are not allowed (found U+{ord(bad):04X})",
+            errors=[{"field": "search", "message": "control characters are not allowed"}],
+        )
     pattern = like_pattern(search.strip()) if search and search.strip() else None
     async with pool.acquire() as conn:
         total = await conn.fetchval(
@@ -103,7 +122,9 @@ async def list_customer_mfa(
         )
         for r in rows
     ]
-    next_link = (
-        str(request.url.include_query_params(top=top, skip=skip + top)) if skip + top < total else None
-    )
+    # Relative (path and query): the Host header is the client's to write, never a link's origin.
+    next_link = None
+    if skip + top < total:
+        following = request.url.include_query_params(top=top, skip=skip + top)
+        next_link = f"{following.path}?{following.query}"
     return CustomerMfaPage(value=items, count=total, next_link=next_link)

@@ -12,6 +12,7 @@ from services.ingest.signals import (
     CONTACT_REQUIREMENT,
     CUSTOMER_MFA_REQUIREMENT,
     SPENDING_REQUIREMENT,
+    STATUS_OWNERS,
     AdminMfaReport,
     CustomerMfaReport,
     RequirementStatusIn,
@@ -22,9 +23,11 @@ from services.ingest.signals import (
     customer_mfa_status,
     future_problem,
     generic_status,
+    next_change_time,
     spending_status,
     threshold_notifications,
 )
+from services.scoring.routes_customers import control_character
 from shared.catalogue import load_catalogue
 
 NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
@@ -307,3 +310,41 @@ def test_every_requirement_a_signal_reports_is_in_the_default_catalogue():
     for requirement_type in (CONTACT_REQUIREMENT, ADMIN_MFA_REQUIREMENT, CUSTOMER_MFA_REQUIREMENT,
                              SPENDING_REQUIREMENT):
         assert catalogue.get(requirement_type) is not None, requirement_type
+
+
+# --- review fixes -----------------------------------------------------------------------------------
+
+
+def test_a_contact_change_is_stamped_strictly_after_the_previous_one():
+    later = NOW + timedelta(seconds=1)
+    assert next_change_time(NOW, None) == NOW
+    assert next_change_time(later, NOW) == later
+    # The clock read before (or stepped back, or equal): one microsecond after the last change, so
+    # the last committed change is the newest observation scoring keeps.
+    assert next_change_time(NOW, later) == later + timedelta(microseconds=1)
+    assert next_change_time(NOW, NOW) == NOW + timedelta(microseconds=1)
+
+
+def test_a_phone_with_an_extension_is_refused_not_truncated():
+    with pytest.raises(ValidationError) as caught:
+        SecurityContactIn.model_validate(
+            {"name": "SOC", "email": "soc@example.com", "phone": "+44 20 7123 4567 ext. 12"}
+        )
+    errors = caught.value.errors()
+    assert [e["loc"] for e in errors] == [("phone",)]
+    assert "extensions are not supported" in errors[0]["msg"]
+
+
+def test_every_requirement_of_the_default_catalogue_has_one_owning_source():
+    # Each status has one source; the generic endpoint sets none of the catalogue's types.
+    catalogue = {r.requirement_type for r in load_catalogue().requirements}
+    assert set(STATUS_OWNERS) == catalogue
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "tab\there", "bell\x07", "del\x7f", "lone\ud800"])
+def test_control_characters_in_a_search_are_found(text):
+    assert control_character(text) is not None
+
+
+def test_ordinary_search_text_has_no_control_character():
+    assert control_character("Contoso Ltd. 50% ünïcode _") is None
