@@ -77,7 +77,10 @@ async def redeliver(
         row = await conn.fetchrow(
             f"""UPDATE notification_deliveries
                 SET state = 'pending', attempts = 0, redeliveries = redeliveries + 1, next_attempt_at = now(),
-                    dead_at = NULL, updated_at = now()
+                    dead_at = NULL, updated_at = now(),
+                    -- The death being retried is news no more: an event still unpublished (Kafka was
+                    -- down) would otherwise go out later as stale, with the eventId of the next death.
+                    dead_letter_published = true
                 WHERE tenant_id = $1 AND delivery_id = $2 AND state = 'dead'
                 RETURNING {DELIVERY_COLUMNS}""",
             tenant_id,

@@ -53,10 +53,12 @@ def create_app() -> FastAPI:
             await broker.start()
             state["worker_task"] = asyncio.create_task(state["worker"].run(), name="delivery-worker")
             pruning = asyncio.create_task(prune_processed_events_forever(state["pool"]), name="prune-ledger")
+            pruning_log = asyncio.create_task(state["worker"].prune_forever(), name="prune-delivery-log")
             try:
                 yield
             finally:
                 pruning.cancel()
+                pruning_log.cancel()
                 state["worker_task"].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await state["worker_task"]

@@ -56,6 +56,23 @@ class Settings(CommonSettings):
     )
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often the worker looks for due work.")
     worker_batch_size: int = Field(20, ge=1, description="Deliveries sent at once by one notifier process.")
+    delivery_log_retention_days: float = Field(
+        90,
+        gt=0,
+        description="Finished delivery-log rows (delivered, dead, skipped, cancelled) and timers "
+        "(fired, cancelled) older than this are deleted.",
+    )
+    prune_every_seconds: float = Field(3600, gt=0, description="How often the finished rows are pruned.")
+
+    @property
+    def send_bound_seconds(self) -> float:
+        """The longest one whole send may take: the lease less a margin to record the outcome.
+
+        aiosmtplib's timeout applies per SMTP command and httpx's per phase, so neither bounds a
+        whole send; past the lease another worker would claim the row and send it a second time.
+        """
+        margin = min(5.0, self.delivery_lease_seconds * 0.2)
+        return self.delivery_lease_seconds - margin
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> "Settings":

@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from shared.alerts import Alert, Severity
+from shared.alerts import Alert, AlertStatus, Severity
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.responses import first_partner_response
 from shared.wire import WireModel
 
 CONTACT_EMAIL = "email:contact"
@@ -144,6 +145,23 @@ def timer_due_times(
         Kind.reminder: start + timedelta(seconds=reminder_after),
         Kind.escalation: start + timedelta(seconds=escalation_after),
     }
+
+
+def timers_for_new_alert(
+    event: AlertCreated, reminder_after: float, escalation_after: float, now: datetime
+) -> dict[Kind, datetime]:
+    """The reminder and escalation a newly seen alert gets.
+
+    None for an alert that arrives already resolved or already answered by a partner (an import of
+    old alerts must not send a storm of reminders); for one whose escalation is already due on
+    arrival, only the escalation: a reminder and an escalation at once say the same thing twice.
+    """
+    if event.alert.status is AlertStatus.resolved or first_partner_response(event.status_changes):
+        return {}
+    due = timer_due_times(event, reminder_after, escalation_after)
+    if due[Kind.escalation] <= now:
+        del due[Kind.reminder]
+    return due
 
 
 def time_left_text(deadline: datetime, now: datetime) -> str:

@@ -18,6 +18,7 @@ from services.notifier.domain import ChannelRule, Kind, Route
 from shared.db import claim_event
 from shared.events import AlertCreated, AlertUpdated, SecurityContactChanged, SpendingBudgetThresholdReached
 from shared.responses import first_partner_response
+from shared.wire import utcnow
 
 CONSUMER = "notifier"
 
@@ -74,8 +75,8 @@ async def record_alert_created(
             return False
         channels = domain.alert_channels(await channel_rules(conn, event.tenant_id), alert)
         await _insert_deliveries(conn, event.tenant_id, alert.id, alert.id, channels, Kind.alert, payload)
-        if first_partner_response(event.status_changes) is None:
-            due = domain.timer_due_times(event, reminder_after, escalation_after)
+        due = domain.timers_for_new_alert(event, reminder_after, escalation_after, utcnow())
+        if due:
             await conn.executemany(
                 """INSERT INTO notification_timers (tenant_id, alert_id, kind, due_at, payload)
                    VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (tenant_id, alert_id, kind) DO NOTHING""",
@@ -240,7 +241,7 @@ async def unpublished_dead_letters(pool: asyncpg.Pool, limit: int) -> list[async
     return await pool.fetch(
         """SELECT delivery_id, tenant_id, alert_id, channel, kind, attempts, redeliveries, last_error,
                   last_attempt_at FROM notification_deliveries
-           WHERE NOT dead_letter_published ORDER BY dead_at LIMIT $1""",
+           WHERE NOT dead_letter_published AND state = 'dead' ORDER BY dead_at LIMIT $1""",
         limit,
     )
 
@@ -284,3 +285,23 @@ def delivery_view(row: asyncpg.Record) -> dict:
         "deadLetteredDateTime": iso(row["dead_at"]),
         "createdDateTime": iso(row["created_at"]),
     }
+
+
+async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int]:
+    """Delete finished deliveries and timers untouched for ``keep_days``; (deliveries, timers) deleted.
+
+    A dead delivery whose dead-letter event is still to publish is kept until it is published.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        deliveries = await conn.execute(
+            """DELETE FROM notification_deliveries
+               WHERE state IN ('delivered', 'dead', 'skipped', 'cancelled') AND dead_letter_published
+                 AND updated_at < now() - make_interval(secs => $1)""",
+            keep_days * 86400,
+        )
+        timers = await conn.execute(
+            """DELETE FROM notification_timers
+               WHERE state IN ('fired', 'cancelled') AND updated_at < now() - make_interval(secs => $1)""",
+            keep_days * 86400,
+        )
+    return int(deliveries.split()[-1]), int(timers.split()[-1])

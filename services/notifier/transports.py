@@ -7,6 +7,7 @@ the next attempt, a deleted channel or a missing contact makes the delivery ``sk
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from email.message import EmailMessage
@@ -38,10 +39,16 @@ class Transports:
         )
 
     async def send(self, row: asyncpg.Record) -> Attempt:
+        bound = self.settings.send_bound_seconds
         try:
-            if row["channel"].startswith(domain.WEBHOOK_PREFIX):
-                return await self.send_webhook(row)
-            return await self.send_email(row)
+            # The whole send ends within the lease: a slower one is a transient failure, retried
+            # later with the same ids, rather than a second send by the worker that claims it next.
+            async with asyncio.timeout(bound):
+                if row["channel"].startswith(domain.WEBHOOK_PREFIX):
+                    return await self.send_webhook(row)
+                return await self.send_email(row)
+        except TimeoutError:
+            return Attempt("transient", f"send took longer than {bound:g} s (bounded by the lease)")
         except Exception as exc:  # a bug or an unreadable payload must not stop the worker
             log.exception("delivery %s failed unexpectedly", row["delivery_id"])
             return Attempt("transient", f"{type(exc).__name__}: {exc}"[:500])

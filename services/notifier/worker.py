@@ -114,6 +114,19 @@ class DeliveryWorker:
                 decision.state,
             )
 
+    async def prune_forever(self) -> None:
+        """Keep the delivery log and the timers from growing without bound (DELIVERY_LOG_RETENTION_DAYS)."""
+        while True:
+            try:
+                deliveries, timers = await store.prune_finished(
+                    self.pool, self.settings.delivery_log_retention_days
+                )
+                if deliveries or timers:
+                    log.info("pruned %d finished deliveries and %d finished timers", deliveries, timers)
+            except Exception as exc:  # the database being away now is no reason to stop trying later
+                log.warning("pruning the delivery log failed: %s", exc)
+            await asyncio.sleep(self.settings.prune_every_seconds)
+
     async def publish_dead_letters(self) -> None:
         # An outbox: the row is marked dead first, the event published after, so a crash between
         # the two publishes it on the next pass (same eventId, consumers dedupe).

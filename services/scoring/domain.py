@@ -51,12 +51,19 @@ class ScoreSummary:
     compliant_requirements_count: int  # among the active requirements
     total_requirements_count: int  # active requirements
 
+    @property
+    def history_fields(self) -> tuple[float, int, int]:
+        """What a history entry holds (SPEC §4): the score and the two counts."""
+        return self.current_score, self.compliant_requirements_count, self.total_requirements_count
+
     def differs_from(self, other: ScoreSummary | None) -> bool:
-        """A change of either score is a score change: it makes a history entry and an event."""
-        return other is None or (self.current_score, self.projected_score) != (
-            other.current_score,
-            other.projected_score,
-        )
+        """Whether anything stored changed (the projected score included): the tenant's state is updated."""
+        return other is None or self != other
+
+    def is_score_change(self, other: ScoreSummary | None) -> bool:
+        """A score change (a history entry and a ``score-changed`` event): ``currentScore`` or a count
+        changed. A change of ``projectedScore`` alone is stored but is no entry of the history."""
+        return other is None or self.history_fields != other.history_fields
 
 
 def score_percent(parts: Iterable[tuple[int, bool]]) -> float:

@@ -120,13 +120,14 @@ class ScoreKeeper:
         async with self._rebuild_lock:
             if await self.cache.is_ready():
                 return True
+            run_id = await self.cache.server_run_id()
             token = await self.cache.begin_rebuild()
             tenants = 0
             async for batch in store.every_tenant(self.pool):
                 for snapshot in await store.snapshots(self.pool, batch):
                     await self.cache.merge(snapshot)
                 tenants += len(batch)
-            done = await self.cache.finish_rebuild(token)
+            done = await self.cache.finish_rebuild(token, run_id)
             if done:
                 log.info("score cache rebuilt from PostgreSQL: %d tenant(s)", tenants)
             else:

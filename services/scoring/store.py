@@ -112,16 +112,23 @@ async def _record_score(
     summary = domain.summarise(catalogue, statuses, now)
     if not summary.differs_from(previous):
         return False
+    score_changed = summary.is_score_change(previous)
     await conn.execute(
         """UPDATE score_state SET current_score = $2, projected_score = $3, compliant_requirements_count = $4,
-                  total_requirements_count = $5, score_updated_at = $6 WHERE tenant_id = $1""",
+                  total_requirements_count = $5,
+                  score_updated_at = CASE WHEN $7 THEN $6 ELSE score_updated_at END
+           WHERE tenant_id = $1""",
         tenant_id,
         summary.current_score,
         summary.projected_score,
         summary.compliant_requirements_count,
         summary.total_requirements_count,
         now,
+        score_changed,
     )
+    if not score_changed:
+        # Only projectedScore moved: stored, but SPEC §4 keeps history entries for score changes only.
+        return False
     await conn.execute(
         """INSERT INTO score_history (tenant_id, event_id, created_at, score, projected_score, previous_score,
                                       compliant_requirements_count, total_requirements_count)
@@ -312,11 +319,14 @@ end
 return replaced
 """
 
-# KEYS[1] the rebuild epoch, KEYS[2] the ready marker. The marker is set only if the epoch this
-# rebuild began under still exists: a flush during the rebuild leaves the cache not ready.
+# KEYS[1] the rebuild epoch, KEYS[2] the ready marker; ARGV[1] the epoch token, ARGV[2] the Redis
+# server's run_id. The marker is set only if the epoch this rebuild began under still exists: a flush
+# during the rebuild leaves the cache not ready. The marker holds the run_id: a restart (a new run_id)
+# may have lost the last writes (AOF fsync every second) while keeping the marker, so a marker of
+# another run means "not ready" and the cache is rebuilt.
 _FINISH_REBUILD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
   return 1
 end
 return 0
@@ -390,9 +400,11 @@ class ScoreCache:
 
     async def read(self, tenant_id: str) -> CachedTenant:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self.ready_key)
+            pipe.get(self.ready_key)
+            pipe.info("server")
             pipe.hgetall(self.tenant_key(tenant_id))
-            ready, fields = await pipe.execute()
+            marker, server, fields = await pipe.execute()
+        ready = _marks_this_run(marker, server)
         statuses = {
             name[len(_STATUS_FIELD) :]: _status_from_json(name[len(_STATUS_FIELD) :], value)
             for name, value in fields.items()
@@ -406,7 +418,15 @@ class ScoreCache:
         )
 
     async def is_ready(self) -> bool:
-        return bool(await self.redis.exists(self.ready_key))
+        """Complete: rebuilt (or kept up) since this Redis server started, not merely marked once."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.ready_key)
+            pipe.info("server")
+            marker, server = await pipe.execute()
+        return _marks_this_run(marker, server)
+
+    async def server_run_id(self) -> str:
+        return str((await self.redis.info("server"))["run_id"])
 
     async def begin_rebuild(self) -> str:
         """The epoch this rebuild runs under (shared with any other instance rebuilding now)."""
@@ -415,5 +435,14 @@ class ScoreCache:
             return token
         return await self.redis.get(self.epoch_key) or token
 
-    async def finish_rebuild(self, token: str) -> bool:
-        return bool(await self._finish(keys=[self.epoch_key, self.ready_key], args=[token]))
+    async def finish_rebuild(self, token: str, run_id: str | None = None) -> bool:
+        """Mark the cache complete for ``run_id``: the server run the rebuild began under (read it
+        before ``begin_rebuild``; a restart meanwhile leaves the marker naming the old run)."""
+        run_id = run_id or await self.server_run_id()
+        return bool(await self._finish(keys=[self.epoch_key, self.ready_key], args=[token, run_id]))
+
+
+def _marks_this_run(marker: str | bytes | None, server: dict) -> bool:
+    if isinstance(marker, bytes):
+        marker = marker.decode()
+    return marker is not None and marker == str(server.get("run_id"))

@@ -227,3 +227,40 @@ def test_webhook_body_is_the_same_bytes_every_time_and_carries_alert_and_event()
     assert document["responseDeadlineDateTime"] == "2026-11-28T08:00:00Z"
     headers = sign_headers(SECRET, body, msg_id=f"msg_{delivery.hex}")
     verify([SECRET], headers, body)  # raises if the signature does not hold
+
+
+def test_an_alert_arriving_resolved_or_answered_gets_no_timers_and_an_old_one_only_the_escalation():
+    from shared.events import Actor, ActorType, StatusChange
+
+    def created(**fields) -> AlertCreated:
+        return AlertCreated(tenant_id="t1", alert=alert(**fields), ingested_date_time=NOW)
+
+    fresh = created(detectedDateTime="2026-11-27T11:30:00Z")
+    assert set(domain.timers_for_new_alert(fresh, 3600, 72000, NOW)) == {Kind.reminder, Kind.escalation}
+
+    # An import of old alerts: 40 days old and resolved → the alert e-mail only, no timer.
+    resolved = created(detectedDateTime="2026-10-18T12:00:00Z", status="resolved")
+    assert domain.timers_for_new_alert(resolved, 3600, 72000, NOW) == {}
+
+    answered = created(detectedDateTime="2026-11-27T11:00:00Z")
+    answered.status_changes.append(
+        StatusChange.model_validate(
+            {
+                "field": "status",
+                "from": "active",
+                "to": "investigating",
+                "actor": Actor(type=ActorType.user, id="alice@partner.example"),
+                "changedDateTime": "2026-11-27T11:10:00Z",
+            }
+        )
+    )
+    assert domain.timers_for_new_alert(answered, 3600, 72000, NOW) == {}
+
+    # Older than 20 h on arrival: the escalation (due at once), not also the reminder.
+    old = created(detectedDateTime="2026-11-26T14:00:00Z", status="active")
+    assert domain.timers_for_new_alert(old, 3600, 72000, NOW) == {
+        Kind.escalation: datetime(2026, 11, 27, 10, tzinfo=UTC)
+    }
+    # Between 1 h and 20 h old: the reminder (due at once) and the escalation later.
+    late = created(detectedDateTime="2026-11-27T08:00:00Z")
+    assert set(domain.timers_for_new_alert(late, 3600, 72000, NOW)) == {Kind.reminder, Kind.escalation}

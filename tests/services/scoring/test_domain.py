@@ -148,9 +148,13 @@ def test_the_newest_observation_wins_and_equal_times_go_to_the_larger_event_id()
     assert not domain.supersedes(newer, newer)  # a replay changes nothing
 
 
-def test_a_score_change_is_a_change_of_either_score():
+def test_a_score_change_is_a_change_of_the_current_score_or_the_counts_not_of_projected_alone():
     base = domain.ScoreSummary(50.0, 40.0, 2, 5)
-    assert base.differs_from(None)
-    assert not base.differs_from(domain.ScoreSummary(50.0, 40.0, 2, 5))
-    assert base.differs_from(domain.ScoreSummary(50.0, 50.0, 2, 5))
-    assert base.differs_from(domain.ScoreSummary(25.0, 40.0, 1, 5))
+    assert base.differs_from(None) and base.is_score_change(None)
+    same = domain.ScoreSummary(50.0, 40.0, 2, 5)
+    assert not base.differs_from(same) and not base.is_score_change(same)
+    projected_only = domain.ScoreSummary(50.0, 50.0, 2, 5)
+    assert base.differs_from(projected_only)  # stored in the tenant's state
+    assert not base.is_score_change(projected_only)  # but no history entry (SPEC §4)
+    assert base.is_score_change(domain.ScoreSummary(25.0, 40.0, 1, 5))
+    assert base.is_score_change(domain.ScoreSummary(50.0, 40.0, 3, 6))  # same score, other counts

@@ -193,3 +193,32 @@ async def test_several_instances_agree_on_the_newest_status(
         assert scores[-1] == (25.0 if newest_status == "compliant" else 0.0)
     finally:
         await asyncio.to_thread(twin.stop)
+
+
+async def test_after_a_redis_restart_that_kept_the_marker_but_lost_the_last_writes_the_cache_is_rebuilt(
+    make_service, send_status, tenant_id, test_env
+):
+    # Redis restarted (a new run_id) from an AOF missing its last second: the ready marker survived,
+    # the tenant's newest status did not. The marker names the old run, so it no longer counts.
+    env = isolated_env(REDIS_URL=flushable_redis_url(test_env), CACHE_CHECK_SECONDS="3600")
+    process = make_service("scoring", **env)
+    await asyncio.to_thread(process.start)
+    redis = Redis.from_url(flushable_redis_url(test_env), decode_responses=True)
+    try:
+        await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
+        await send_status(status_event(tenant_id, "securityContactProvided", "compliant", T0))
+        await wait_for_score(process, tenant_id, 50.0)
+        ready_key = f"{env['REDIS_KEY_PREFIX']}ready"
+        assert await redis.get(ready_key) == (await redis.info("server"))["run_id"]
+
+        await redis.set(ready_key, "0" * 40)  # the marker as the previous server run left it
+        await redis.hdel(f"{env['REDIS_KEY_PREFIX']}t:{tenant_id}", "s:securityContactProvided")  # lost
+        unavailable = await read_api(process, tenant_id, "")
+        assert unavailable.status_code == 503  # not the stale 25.0
+        await wait_for_score(process, tenant_id, 50.0)
+        assert await redis.get(ready_key) == (await redis.info("server"))["run_id"]
+    finally:
+        await asyncio.to_thread(process.stop)
+        async for key in redis.scan_iter(match=f"{process.env['REDIS_KEY_PREFIX']}*", count=500):
+            await redis.delete(key)
+        await redis.aclose()
