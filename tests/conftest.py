@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from shared.db import apply_migrations, create_pool
@@ -83,6 +84,20 @@ async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
     admin = await asyncpg.connect(infra.database_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    await _delete_topics(infra.kafka_bootstrap_servers, prefix)
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    """Every topic of this run (its prefix starts every test topic's name), so a developer's
+    broker does not collect thousands of partitions over many runs."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if ours:
+            await admin.delete_topics(ours)
     finally:
         await admin.close()
 

@@ -59,7 +59,9 @@ start() {
   render_config
   format_storage
   say "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_STATE/kafka.log)"
-  "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_STATE/server.properties" >>"$KAFKA_STATE/kafka.log" 2>&1 </dev/null &
+  # A session of its own (setsid execs in place, so $! is the JVM): a Ctrl-C or a timeout that
+  # signals the caller's process group must not take the broker down; `kafka.sh stop` does that.
+  setsid "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_STATE/server.properties" >>"$KAFKA_STATE/kafka.log" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   mark_started kafka
   if ! wait_for_port "$KAFKA_PORT" Kafka 120 "$PIDFILE"; then

@@ -19,8 +19,8 @@ class Ping(BaseModel):
     n: int
 
 
-async def test_poison_goes_to_dead_letters_and_the_consumer_moves_on(test_env, kafka_bootstrap):
-    settings = CommonSettings(kafka_topic_prefix=f"dlq-{uuid.uuid4().hex[:6]}-")
+async def test_poison_goes_to_dead_letters_and_the_consumer_moves_on(test_env, kafka_bootstrap, topic_prefix):
+    settings = CommonSettings(kafka_topic_prefix=f"{topic_prefix}dlq-{uuid.uuid4().hex[:6]}-")
     await ensure_topics(kafka_bootstrap, settings.kafka_topic_prefix)
     source = topic_name(settings, Topic.alerts)
     seen: list[int] = []
