@@ -18,8 +18,9 @@ import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from shared.db import apply_migrations, create_pool
+from shared.db import create_pool
 from shared.kafka import ensure_topics
+from tests.support.databases import migrated_database, with_database
 from tests.support.infra import Infra, find_infra, stop_containers
 from tests.support.peers import Receiver, Smtp, run_receiver, run_smtp_server
 from tests.support.processes import ServiceProcess
@@ -41,11 +42,6 @@ def infra() -> Iterator[Infra]:
     stop_containers()
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 @pytest_asyncio.fixture(scope="session")
 async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
     """Environment of this test run: its own database, topic prefix and Redis database.
@@ -53,40 +49,27 @@ async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
     Also applied to ``os.environ``, so settings built in-process see the same values as the
     service processes the end-to-end tests start.
     """
-    database = f"csp_test_{RUN_ID}"
-    admin = await asyncpg.connect(infra.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    database_url = _with_database(infra.database_url, database)
-    await apply_migrations(database_url)
-    prefix = f"test-{RUN_ID}-"
-    await ensure_topics(infra.kafka_bootstrap_servers, prefix)
-    redis_url = _with_database(infra.redis_url, os.environ.get("TEST_REDIS_DB", "15"))
-    env = {
-        "ENVIRONMENT": "development",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "KAFKA_TOPIC_PREFIX": prefix,
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield {**os.environ, **env}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    admin = await asyncpg.connect(infra.database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
-    await _delete_topics(infra.kafka_bootstrap_servers, prefix)
+    async with migrated_database(infra.database_url, f"csp_test_{RUN_ID}") as database_url:
+        prefix = f"test-{RUN_ID}-"
+        await ensure_topics(infra.kafka_bootstrap_servers, prefix)
+        env = {
+            "ENVIRONMENT": "development",
+            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": with_database(infra.redis_url, os.environ.get("TEST_REDIS_DB", "15")),
+            "KAFKA_TOPIC_PREFIX": prefix,
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        yield {**os.environ, **env}
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        await _delete_topics(infra.kafka_bootstrap_servers, prefix)
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:

@@ -11,9 +11,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from shared.db import apply_migrations, create_pool
+from shared.db import create_pool
 from shared.events import Event, Topic
 from tests.conftest import RUN_ID
+from tests.support.databases import migrated_database
 from tests.support.kafka import produce
 from tests.support.peers import Smtp
 from tests.support.processes import ServiceProcess
@@ -23,21 +24,8 @@ from tests.support.processes import ServiceProcess
 
 @pytest_asyncio.fixture(scope="session")
 async def notifier_db_url(test_env: dict[str, str]) -> AsyncIterator[str]:
-    base, _, _ = test_env["DATABASE_URL"].rpartition("/")
-    name = f"csp_test_{RUN_ID}_notifier"
-    admin = await asyncpg.connect(test_env["DATABASE_URL"])
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = f"{base}/{name}"
-    await apply_migrations(url)
-    yield url
-    admin = await asyncpg.connect(test_env["DATABASE_URL"])
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with migrated_database(test_env["DATABASE_URL"], f"csp_test_{RUN_ID}_notifier") as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from shared.events import EVENT_TYPE_HEADER
 from tests.conftest import AUTH
+from tests.support.databases import migrated_database
 from tests.support.kafka import produce
 from tests.support.processes import ServiceProcess
 
@@ -135,21 +136,6 @@ async def event_applied(db_pool, event: dict[str, Any]) -> None:
 async def own_database(test_env) -> AsyncIterator[str]:
     """A migrated database of one test, for a scoring process that must not share its score tables
     (one with another catalogue: instances of one deployment share one catalogue)."""
-    import asyncpg
-
-    from shared.db import apply_migrations
-
-    base, _, current = test_env["DATABASE_URL"].rpartition("/")
-    name = f"{current}_{uuid.uuid4().hex[:6]}"
-    admin = await asyncpg.connect(test_env["DATABASE_URL"])
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    await apply_migrations(f"{base}/{name}")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(test_env["DATABASE_URL"])
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    _, _, current = test_env["DATABASE_URL"].rpartition("/")
+    async with migrated_database(test_env["DATABASE_URL"], f"{current}_{uuid.uuid4().hex[:6]}") as url:
+        yield url
