@@ -126,15 +126,8 @@ def contact_status(
     tenant_id: str, contact: SecurityContact | None, now: datetime
 ) -> RequirementStatusObserved:
     """SPEC §5: a contact makes ``securityContactProvided`` compliant; none, noncompliant."""
-    return RequirementStatusObserved(
-        tenant_id=tenant_id,
-        requirement_type=CONTACT_REQUIREMENT,
-        observed_date_time=now,
-        occurred_date_time=now,
-        compliance_status=ComplianceStatus.compliant if contact else ComplianceStatus.noncompliant,
-        source="security-contact",
-        insights={"contactProvided": contact is not None},
-    )
+    return _observed(tenant_id, CONTACT_REQUIREMENT, contact is not None, now, now, "security-contact",
+                     {"contactProvided": contact is not None})
 
 
 # --- admin MFA ----------------------------------------------------------------------------------
