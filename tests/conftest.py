@@ -102,6 +102,24 @@ async def db_pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+@pytest_asyncio.fixture
+async def own_database(test_env: dict[str, str]) -> AsyncIterator[str]:
+    """URL of a migrated database of one test, dropped afterwards: for a service process whose tables
+    no other process of the run may touch (the session's database is shared with the ``system``
+    fixture's services, which would otherwise act on this test's rows too)."""
+    _, _, current = test_env["DATABASE_URL"].rpartition("/")
+    async with migrated_database(test_env["DATABASE_URL"], f"{current}_{uuid.uuid4().hex[:6]}") as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def own_pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on ``own_database``."""
+    pool = await create_pool(own_database)
+    yield pool
+    await pool.close()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def redis_client(test_env: dict[str, str]) -> AsyncIterator[Redis]:
     # Never FLUSHDB here: other test runs may share this Redis database (tests use their own tenants).

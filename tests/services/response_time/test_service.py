@@ -1,7 +1,9 @@
 """The response-time service as a real process on the real broker and PostgreSQL.
 
-Each test runs the service on topics of its own (``prefix`` fixture), so no other response-time
-process of the session (the ``system`` fixture's) sees its events; the database is the session's.
+Each test runs the service on topics, a consumer group and a database of its own (``prefix`` and
+``own_database`` fixtures), so no other response-time process of the session (the ``system``
+fixture's) sees its events or evaluates its tenants: that one would publish a tenant's figures to
+its own topics and record them as published, and this test's topic would never see them.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ async def prefix(topic_prefix: str, kafka_bootstrap: str):
         await admin.close()
 
 
-def service(make_service, prefix: str, **env: str):
-    return make_service("response-time", KAFKA_TOPIC_PREFIX=prefix, **env)
+def service(make_service, prefix: str, database_url: str, **env: str):
+    return make_service("response-time", KAFKA_TOPIC_PREFIX=prefix, DATABASE_URL=database_url, **env)
 
 
 def status_records(tenant: str):
@@ -77,14 +79,15 @@ async def wait_for(predicate, within: float = 60.0, pause: float = 0.2):
 
 
 async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
-    make_service, kafka_bootstrap, prefix, db_pool
+    make_service, kafka_bootstrap, prefix, own_database
 ):
-    rt = service(make_service, prefix, RESPONSE_TIME_REEVALUATE_SECONDS="1").start()
+    rt = service(make_service, prefix, own_database).start()
     try:
         slow, expiring = f"tenant-slow-{uuid.uuid4().hex[:8]}", f"tenant-exp-{uuid.uuid4().hex[:8]}"
         now = datetime.now(UTC)
         # 40 s of margin: on a loaded machine the first evaluation must still come before the edge.
-        leaves_at = now - timedelta(days=30) + timedelta(seconds=40)
+        edge = now + timedelta(seconds=40)
+        leaves_at = edge - domain.WINDOW  # the response time that leaves the window at the edge
         events = [
             created(slow, "s1", now - 40 * H, response_at=now - 10 * H),
             created(expiring, "e1", leaves_at - 2 * H, response_at=leaves_at),
@@ -95,7 +98,7 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
             kafka_bootstrap,
             f"{prefix}requirement-status",
             count=1,
-            timeout=60,
+            timeout=40,
             predicate=status_records(slow),
         )
         value = slow_status[0]["value"]
@@ -106,14 +109,19 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
         )
 
         # The expiring response is first counted, then leaves the window with no new event.
+        # Only the edge (no sweep comes within the test: the default interval is a minute) publishes it.
         expiring_status = await read_topic(
             kafka_bootstrap,
             f"{prefix}requirement-status",
             count=2,
-            timeout=120,
+            timeout=60,
             predicate=status_records(expiring),
         )
-        first, second = (r["value"] for r in expiring_status[:2])
+        statuses = [r["value"] for r in expiring_status]
+        assert statuses and datetime.fromisoformat(statuses[0]["observedDateTime"]) < edge, (
+            f"the first evaluation came after the edge, the test proves nothing: {statuses}")
+        assert len(statuses) == 2, f"no status when the response left the window: {statuses}"
+        first, second = statuses
         assert (
             first["insights"]["respondedCount"] == 1
             and first["insights"]["averageResponseTimeInHours"] == 2.0
@@ -123,15 +131,17 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
             and second["insights"]["averageResponseTimeInHours"] is None
         )
         assert second["complianceStatus"] == "compliant"
-        assert second["observedDateTime"] > first["observedDateTime"]
+        # Published at the edge itself, not at a later sweep: correct to the minute.
+        published_after_edge = datetime.fromisoformat(second["observedDateTime"]) - edge
+        assert timedelta(0) <= published_after_edge < timedelta(minutes=1), published_after_edge
     finally:
         rt.stop()
 
 
 async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applied(
-    make_service, kafka_bootstrap, prefix, db_pool, tenant_id
+    make_service, kafka_bootstrap, prefix, own_database, own_pool, tenant_id
 ):
-    rt = service(make_service, prefix).start()
+    rt = service(make_service, prefix, own_database).start()
     try:
         key = f"{tenant_id}:broken".encode()
         await produce(
@@ -145,7 +155,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applie
         await produce_all(kafka_bootstrap, f"{prefix}alerts", [created(tenant_id, "fine", now - H)])
 
         async def stored() -> bool:
-            return bool(await db_pool.fetchval("SELECT count(*) FROM alerts WHERE tenant_id = $1", tenant_id))
+            return bool(await own_pool.fetchval("SELECT count(*) FROM alerts WHERE tenant_id = $1", tenant_id))
 
         await wait_for(stored, within=60)
         dead = await read_topic(
@@ -212,7 +222,7 @@ def _expected(events: list[Event]) -> list[domain.AlertClock]:
 
 
 async def test_killed_mid_stream_resumes_without_double_count_or_loss(
-    make_service, kafka_bootstrap, prefix, db_pool, tenant_id
+    make_service, kafka_bootstrap, prefix, own_database, own_pool, tenant_id
 ):
     now = datetime.now(UTC).replace(microsecond=0)
     events = _stream(tenant_id, 1200, now)
@@ -220,14 +230,15 @@ async def test_killed_mid_stream_resumes_without_double_count_or_loss(
     await produce_all(kafka_bootstrap, f"{prefix}alerts", events)
 
     async def applied() -> int:
-        return await db_pool.fetchval(
+        return await own_pool.fetchval(
             "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
             store.CONSUMER,
             distinct_ids,
         )
 
     # Small batches, so the stream is far from applied when the kill lands.
-    rt = service(make_service, prefix, RESPONSE_TIME_REEVALUATE_SECONDS="2", RESPONSE_TIME_BATCH_SIZE="100")
+    rt = service(make_service, prefix, own_database, RESPONSE_TIME_REEVALUATE_SECONDS="2",
+                 RESPONSE_TIME_BATCH_SIZE="100")
     rt.start(wait=False)
     try:
         await wait_for(lambda: _at_least(applied, len(distinct_ids) // 10), within=120, pause=0.02)
@@ -241,7 +252,7 @@ async def test_killed_mid_stream_resumes_without_double_count_or_loss(
         rt.stop()
 
     expected = {c.alert_id: c for c in _expected(events)}
-    rows = await db_pool.fetch(f"SELECT {store._CLOCK_COLUMNS} FROM alerts WHERE tenant_id = $1", tenant_id)
+    rows = await own_pool.fetch(f"SELECT {store._CLOCK_COLUMNS} FROM alerts WHERE tenant_id = $1", tenant_id)
     stored = {r["alert_id"]: store._clock(r) for r in rows}
     assert set(stored) == set(expected)
     for alert_id, clock in expected.items():
@@ -253,8 +264,8 @@ async def test_killed_mid_stream_resumes_without_double_count_or_loss(
             clock.status,
             clock.created_seen,
         ), alert_id
-    assert await store.window_aggregates(db_pool, tenant_id, now) == domain.aggregate(expected.values(), now)
-    assert (await store.window_aggregates(db_pool, tenant_id, now)).responded_count > 0
+    assert await store.window_aggregates(own_pool, tenant_id, now) == domain.aggregate(expected.values(), now)
+    assert (await store.window_aggregates(own_pool, tenant_id, now)).responded_count > 0
 
 
 async def _at_least(count, target: int) -> bool:

@@ -15,7 +15,6 @@ import pytest_asyncio
 
 from shared.events import EVENT_TYPE_HEADER
 from tests.conftest import AUTH
-from tests.support.databases import migrated_database
 from tests.support.kafka import produce
 from tests.support.processes import ServiceProcess
 
@@ -130,12 +129,3 @@ async def event_applied(db_pool, event: dict[str, Any]) -> None:
         ),
         lambda n: n == 1,
     )
-
-
-@pytest_asyncio.fixture
-async def own_database(test_env) -> AsyncIterator[str]:
-    """A migrated database of one test, for a scoring process that must not share its score tables
-    (one with another catalogue: instances of one deployment share one catalogue)."""
-    _, _, current = test_env["DATABASE_URL"].rpartition("/")
-    async with migrated_database(test_env["DATABASE_URL"], f"{current}_{uuid.uuid4().hex[:6]}") as url:
-        yield url
