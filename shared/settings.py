@@ -13,7 +13,7 @@ import base64
 import binascii
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +58,14 @@ class CommonSettings(BaseSettings):
     kafka_topic_prefix: str = Field(
         "", description="Prefix for every topic name, so several deployments or test runs can share a broker."
     )
+    consumer_group: str = Field(
+        "",
+        description="Kafka consumer group of a consuming service. Empty: the topic prefix followed by the "
+        "service's name (`response-time`, `scoring`, `notifier`), so deployments sharing a broker never "
+        "share a group (and never rebalance each other).",
+    )
+    # The service's part of the default consumer group; None for a process that consumes nothing.
+    consumer_group_name: ClassVar[str | None] = None
 
     @field_validator("webhook_secret")
     @classmethod
@@ -70,6 +78,12 @@ class CommonSettings(BaseSettings):
         if not ok:
             raise ValueError("must be a Standard Webhooks secret: whsec_ then base64 of at least 16 bytes")
         return value
+
+    @model_validator(mode="after")
+    def _default_consumer_group(self) -> CommonSettings:
+        if not self.consumer_group and self.consumer_group_name:
+            self.consumer_group = f"{self.kafka_topic_prefix}{self.consumer_group_name}"
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> CommonSettings:

@@ -8,7 +8,7 @@ RESPONSE_TIME_REQUIREMENT = "securityAlertsPromptlyResolved"
 
 class Settings(CommonSettings):
     notifier_port: int = Field(8084, description="Port of the health endpoints.")
-    consumer_group: str = Field("notifier", description="Kafka consumer group of this service.")
+    consumer_group_name = "notifier"  # default group: KAFKA_TOPIC_PREFIX + this
 
     smtp_host: str = Field("127.0.0.1", description="SMTP server for e-mail to the security contact.")
     smtp_port: int = Field(1025)

@@ -5,7 +5,7 @@ from shared.settings import CommonSettings, load_settings
 
 class Settings(CommonSettings):
     response_time_port: int = Field(8083, description="Port of the health endpoints.")
-    consumer_group: str = Field("response-time", description="Kafka consumer group of this service.")
+    consumer_group_name = "response-time"  # default group: KAFKA_TOPIC_PREFIX + this
     response_time_batch_size: int = Field(
         500, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
     response_time_reevaluate_seconds: float = Field(

@@ -5,7 +5,7 @@ from shared.settings import CommonSettings, load_settings
 
 class Settings(CommonSettings):
     read_api_port: int = Field(8082, description="Port of the read API and the dashboard.")
-    consumer_group: str = Field("scoring", description="Kafka consumer group of this service.")
+    consumer_group_name = "scoring"  # default group: KAFKA_TOPIC_PREFIX + this
     redis_key_prefix: str = Field(
         "scoring:",
         min_length=1,

@@ -51,3 +51,19 @@ def test_a_short_operator_key_is_refused_outside_development(monkeypatch, capsys
     with pytest.raises(SystemExit):
         load_settings(CommonSettings)
     assert "OPERATOR_API_KEY must be at least 24 characters" in capsys.readouterr().err
+
+
+def test_the_consumer_group_defaults_to_the_topic_prefix_and_the_service(monkeypatch):
+    from services.notifier.config import Settings as NotifierSettings
+    from services.response_time.config import Settings as ResponseTimeSettings
+    from services.scoring.config import Settings as ScoringSettings
+
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.delenv("CONSUMER_GROUP", raising=False)
+    monkeypatch.delenv("KAFKA_TOPIC_PREFIX", raising=False)
+    assert load_settings(ResponseTimeSettings).consumer_group == "response-time"
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", "staging-")
+    assert [load_settings(s).consumer_group for s in (ResponseTimeSettings, ScoringSettings, NotifierSettings)] == [
+        "staging-response-time", "staging-scoring", "staging-notifier"]
+    monkeypatch.setenv("CONSUMER_GROUP", "chosen")
+    assert load_settings(ScoringSettings).consumer_group == "chosen"
