@@ -5,7 +5,8 @@ takes the marks and re-evaluates those tenants as soon as it is woken (after eac
 pause so a burst yields one evaluation), each tenant again at its next *edge* (recorded at each
 evaluation: when its earliest response leaves the 30-day window, or when its open alerts' ages make
 ``atRisk`` flip), so such a change publishes on time with no new event, and every tenant on a timer
-(a safety net). Per tenant, the
+(a safety net). That sweep goes on in short slices with the changed and due tenants evaluated
+between two of them, so a sweep over many tenants never delays a change. Per tenant, the
 evaluation holds the tenant's status row locked while it publishes and records what it published,
 so several instances never interleave, and a crash before the record only publishes again
 (at-least-once; scoring keeps the newest ``observedDateTime``).
@@ -46,6 +47,8 @@ def status_event(tenant_id: str, figures: domain.ResponseTimeFigures, now) -> Re
 
 
 MICROSECOND = timedelta(microseconds=1)
+# How long a sweep goes on before the changed and due tenants get their turn again.
+SWEEP_SLICE_SECONDS = 0.5
 
 
 def next_observed(now: datetime, last_observed: datetime | None) -> datetime:
@@ -101,13 +104,20 @@ class StatusPublisher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()  # at start, every tenant: the window may have moved while down
+        unswept: list[str] = []  # the sweep under way, last tenant first (taken with pop())
         while True:
-            sweep = loop.time() >= next_sweep
-            if sweep:
-                next_sweep = loop.time() + self.settings.response_time_reevaluate_seconds
+            if not unswept and loop.time() >= next_sweep:
+                unswept, retry = await self._all_tenants()
+                next_sweep = loop.time() + (1.0 if retry else self.settings.response_time_reevaluate_seconds)
             self._wake.clear()
-            await self._round(sweep)
-            if not await self._any_dirty():
+            await self._evaluate_changed()
+            if unswept:
+                # A sweep of many tenants takes a while: it goes on in slices, and the changed and due
+                # tenants are evaluated between two slices, so a sweep never holds back a change.
+                await self._sweep_slice(unswept)
+                if not self._wake.is_set():
+                    continue
+            elif not await self._any_dirty():
                 wake_in = min(next_sweep - loop.time(), await self._seconds_to_next_edge())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, wake_in))
@@ -115,17 +125,14 @@ class StatusPublisher:
             # and pause, not one per event.
             await asyncio.sleep(self.settings.response_time_status_pause_seconds)
 
-    async def _round(self, sweep: bool) -> None:
+    async def _evaluate_changed(self) -> None:
+        """The tenants whose alerts changed, and those whose figures reached an edge (no event needed)."""
         tenants: list[str] = []
         try:
-            if sweep:
-                tenants = await store.all_tenants(self.pool)
-            else:  # the changed tenants, and those whose figures reached an edge (no event needed)
-                tenants = sorted(set(await store.take_dirty(self.pool))
-                                 | set(await store.due_tenants(self.pool, utcnow())))
+            tenants = sorted(set(await store.take_dirty(self.pool))
+                             | set(await store.due_tenants(self.pool, utcnow())))
             while tenants:
-                if await evaluate_tenant(self.pool, self.broker, self.settings, tenants[0]):
-                    log.info("published %s status for %s", domain.REQUIREMENT_TYPE, tenants[0])
+                await self._evaluate(tenants[0])
                 tenants.pop(0)
         except Exception:
             log.exception("re-evaluating response-time figures failed")
@@ -133,6 +140,37 @@ class StatusPublisher:
             with contextlib.suppress(Exception):
                 await store.mark_dirty(self.pool, tenants)
             await asyncio.sleep(1.0)
+
+    async def _sweep_slice(self, unswept: list[str]) -> None:
+        """Evaluate swept tenants for about ``SWEEP_SLICE_SECONDS``, or until woken by a change."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SWEEP_SLICE_SECONDS
+        while unswept:
+            tenant = unswept[-1]
+            try:
+                await self._evaluate(tenant)
+            except Exception:
+                log.exception("re-evaluating the response-time figures of %s failed", tenant)
+                with contextlib.suppress(Exception):
+                    await store.mark_dirty(self.pool, [tenant])  # retried by a later round
+                unswept.pop()
+                await asyncio.sleep(1.0)
+                return
+            unswept.pop()
+            if self._wake.is_set() or loop.time() >= deadline:
+                return
+
+    async def _evaluate(self, tenant_id: str) -> None:
+        if await evaluate_tenant(self.pool, self.broker, self.settings, tenant_id):
+            log.info("published %s status for %s", domain.REQUIREMENT_TYPE, tenant_id)
+
+    async def _all_tenants(self) -> tuple[list[str], bool]:
+        """Every tenant, last first, for a sweep; and whether listing them failed (retry soon)."""
+        try:
+            return sorted(await store.all_tenants(self.pool), reverse=True), False
+        except Exception:
+            log.exception("listing the tenants to re-evaluate failed")
+            return [], True
 
     async def _seconds_to_next_edge(self) -> float:
         """Until the earliest tenant edge (a response leaving the window, atRisk flipping)."""

@@ -90,3 +90,44 @@ async def test_an_evaluation_records_the_tenants_next_edge(db_pool, tenant_id):
     # due once the edge is reached, not before; then evaluated without any event or mark
     assert tenant_id not in await store.due_tenants(db_pool, edge - timedelta(microseconds=1))
     assert tenant_id in await store.due_tenants(db_pool, edge)
+
+
+class SlowBroker(RecordingBroker):
+    """Acknowledges each publish after a few milliseconds, as a real broker does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.condition = asyncio.Condition()
+
+    async def publish(self, body: bytes, **kwargs: object) -> None:
+        await asyncio.sleep(0.01)
+        await super().publish(body, **kwargs)
+        async with self.condition:
+            self.condition.notify_all()
+
+    async def wait_published(self, tenant: str | None = None, at_least: int = 1) -> None:
+        """Until ``at_least`` statuses (of ``tenant``, or of anyone) were published."""
+        async with self.condition:
+            await self.condition.wait_for(
+                lambda: sum(tenant in (None, e["tenantId"]) for e in self.published) >= at_least)
+
+
+async def test_a_long_sweep_does_not_hold_back_a_changed_tenant(own_pool, tenant_id):
+    # 400 tenants never published: the sweep at start publishes each, 10 ms apiece (4 s at least).
+    swept = [f"swept-{i:03d}" for i in range(400)]
+    await own_pool.execute("INSERT INTO response_time_tenants (tenant_id) SELECT unnest($1::text[])", swept)
+    broker = SlowBroker()
+    publisher = status.StatusPublisher(own_pool, broker, Settings())
+    publisher.start()
+    try:
+        await asyncio.wait_for(broker.wait_published(at_least=10), 30)  # the sweep is under way
+        # An alert arrives (the consumer applies it and wakes the publisher).
+        assert await store.apply_alert_created(own_pool, created(tenant_id, "a1", datetime.now(UTC) - H))
+        publisher.wake()
+        await asyncio.wait_for(broker.wait_published(tenant_id), 60)
+        order = [e["tenantId"] for e in broker.published]
+        assert len(set(swept) - set(order)) > 100, "the change waited for (most of) the sweep"
+        await asyncio.wait_for(broker.wait_published(swept[-1]), 60)  # and the sweep still finishes
+        assert set(swept) <= {e["tenantId"] for e in broker.published}
+    finally:
+        await publisher.stop()
