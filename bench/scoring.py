@@ -96,7 +96,8 @@ async def load(redis: Redis, prefix: str) -> list[str]:
             for r in catalogue.requirements
         }
         await cache.merge(TenantSnapshot(tenant, statuses, now, now))
-    await redis.set(cache.ready_key, "bench")
+    # Complete, as a rebuild would leave it: the marker names this Redis server's run.
+    assert await cache.finish_rebuild(await cache.begin_rebuild())
     await redis.set(f"{prefix}bare", "x" * 64)
     return tenants
 
