@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.ingest import routes_alerts, routes_channels, routes_contacts, routes_deliveries, routes_signals
 from services.ingest.config import get_settings
-from services.ingest.publisher import AlertPublisher
+from services.ingest.publisher import EventPublisher
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
@@ -26,7 +26,7 @@ def create_app() -> FastAPI:
     # within seconds, not the client's 40 s default, when the broker is away.
     request_timeout_ms = max(1000, int(settings.publish_timeout_seconds * 1000))
     broker = make_broker(settings, client_id="ingest", request_timeout_ms=request_timeout_ms)
-    alert_publisher = AlertPublisher(settings)
+    event_publisher = EventPublisher(settings)
     state: dict = {}
 
     async def database_answers() -> None:
@@ -44,7 +44,7 @@ def create_app() -> FastAPI:
         app.state.settings = settings
         app.state.catalogue = catalogue
         app.state.broker = broker
-        app.state.alert_publisher = alert_publisher
+        app.state.event_publisher = event_publisher
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)
         app.state.webhook_secrets = WebhookSecrets(
             app.state.pool,
@@ -52,11 +52,11 @@ def create_app() -> FastAPI:
             ttl=settings.webhook_secret_cache_seconds,
         )
         await broker.start()
-        await alert_publisher.start()
+        await event_publisher.start()
         try:
             yield
         finally:
-            await alert_publisher.close()
+            await event_publisher.close()
             await broker.stop()
             await app.state.pool.close()
 

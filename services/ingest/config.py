@@ -27,7 +27,8 @@ class Settings(CommonSettings):
         8,
         ge=1,
         le=64,
-        description="Transactional Kafka producers of this process (alert posts publishing at once).",
+        description="Transactional Kafka producers of this process (alert posts and contact changes "
+        "publishing at once).",
     )
     ingest_instance_id: str = Field(
         "",

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from faststream.kafka import KafkaBroker
 
 from services.ingest.config import Settings
-from services.ingest.publisher import AlertPublisher
+from services.ingest.publisher import EventPublisher
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore, Principal
 from shared.catalogue import Catalogue
@@ -31,8 +31,8 @@ async def _keys(request: Request) -> KeyStore:
     return request.app.state.keys
 
 
-async def _alert_publisher(request: Request) -> AlertPublisher:
-    return request.app.state.alert_publisher
+async def _event_publisher(request: Request) -> EventPublisher:
+    return request.app.state.event_publisher
 
 
 async def _webhook_secrets(request: Request) -> WebhookSecrets:
@@ -54,6 +54,6 @@ PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 BrokerDep = Annotated[KafkaBroker, Depends(_broker)]
 CallerDep = Annotated[Principal, Depends(_principal)]
 KeysDep = Annotated[KeyStore, Depends(_keys)]
-AlertPublisherDep = Annotated[AlertPublisher, Depends(_alert_publisher)]
+EventPublisherDep = Annotated[EventPublisher, Depends(_event_publisher)]
 WebhookSecretsDep = Annotated[WebhookSecrets, Depends(_webhook_secrets)]
 CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]

@@ -1,8 +1,10 @@
-"""Publishes the alert events of each request atomically, in Kafka transactions, with group commit.
+"""Publishes the events of each request atomically, in Kafka transactions, with group commit.
 
 Every event of a request is in one Kafka transaction: all of them become visible to
-``read_committed`` consumers or none does, and the request is answered 202 only after that
-transaction committed (acks=all, idempotent producer).
+``read_committed`` consumers or none does, and the request is answered only after that
+transaction committed (acks=all, idempotent producer). Alert events go to the ``alerts`` topic; a
+security contact change puts its status observation and its contact event, on two topics, in one
+transaction (``publish_together``).
 
 A transaction costs several round trips to the broker whatever its size, so requests arriving
 together share one (group commit): a worker takes every request waiting, up to a bound, publishes
@@ -36,7 +38,7 @@ from shared.kafka import event_headers, topic_name
 
 log = logging.getLogger(__name__)
 
-Record = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
+Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 # Bounds of one shared transaction: requests in it, and records in it.
 MAX_REQUESTS_PER_TRANSACTION = 64
@@ -69,10 +71,9 @@ class _Request:
                 self.outcome.set_exception(error)
 
 
-class AlertPublisher:
+class EventPublisher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._topic = topic_name(settings, Topic.alerts)
         self._waiting: asyncio.Queue[_Request] = asyncio.Queue()
         self._producers: list[AIOKafkaProducer | None] = [None] * settings.alert_producers
         self._workers: list[asyncio.Task] = []
@@ -85,7 +86,7 @@ class AlertPublisher:
         timeout_ms = max(1000, int(self._settings.publish_timeout_seconds * 1000))
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"ingest-alerts-{index}",
+            client_id=f"ingest-events-{index}",
             transactional_id=self._transactional_id(index),
             transaction_timeout_ms=self._settings.transaction_timeout_ms,
             enable_idempotence=True,
@@ -113,16 +114,20 @@ class AlertPublisher:
                 async with asyncio.timeout(self._settings.publish_timeout_seconds):
                     self._producers[index] = await self._new_producer(index)
             except Exception as exc:
-                log.warning("alert producer %d not started yet: %s", index, exc)
+                log.warning("event producer %d not started yet: %s", index, exc)
 
         await asyncio.gather(*(start_one(i) for i in range(len(self._producers))))
         loop = asyncio.get_running_loop()
         self._workers = [
-            loop.create_task(self._work(i), name=f"alert-publisher-{i}") for i in range(len(self._producers))
+            loop.create_task(self._work(i), name=f"event-publisher-{i}") for i in range(len(self._producers))
         ]
 
     async def publish(self, events: Sequence[Event]) -> None:
-        """Publish ``events`` in one transaction; returns once the broker committed it.
+        """Publish alert ``events`` to the alerts topic in one transaction (see ``publish_together``)."""
+        await self.publish_together([(Topic.alerts, event) for event in events])
+
+    async def publish_together(self, events: Sequence[tuple[Topic, Event]]) -> None:
+        """Publish ``events``, each to its topic, in one transaction; returns once the broker committed it.
 
         Raises :class:`EventTooLarge` before publishing anything if one event cannot be a record,
         :class:`PublishFailed` if the broker did not commit within ``PUBLISH_TIMEOUT_SECONDS``
@@ -132,6 +137,7 @@ class AlertPublisher:
             return
         records: list[Record] = [
             (
+                topic_name(self._settings, topic),
                 event.kafka_key(),
                 event.model_dump_json().encode(),
                 [
@@ -139,10 +145,10 @@ class AlertPublisher:
                     for k, v in {"content-type": "application/json", **event_headers(event)}.items()
                 ],
             )
-            for event in events
+            for topic, event in events
         ]
         limit = self._settings.max_event_bytes
-        for position, (_, value, _) in enumerate(records):
+        for position, (_, _, value, _) in enumerate(records):
             if len(value) > limit:
                 raise EventTooLarge(position, len(value), limit)
         if not self._workers:
@@ -218,8 +224,8 @@ class AlertPublisher:
     async def _transaction(self, producer: AIOKafkaProducer, records: list[Record]) -> None:
         await producer.begin_transaction()
         sent = [
-            await producer.send(self._topic, value, key=key, headers=headers)
-            for key, value, headers in records
+            await producer.send(topic, value, key=key, headers=headers)
+            for topic, key, value, headers in records
         ]
         # Every record acknowledged (acks=all) before the commit marker is written. On any failure
         # the worker discards this producer, aborting what it left open.

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from services.ingest.deps import AlertPublisherDep, KeysDep, PoolDep, SettingsDep, WebhookSecretsDep
+from services.ingest.deps import EventPublisherDep, KeysDep, PoolDep, SettingsDep, WebhookSecretsDep
 from services.ingest.domain import actor_from, decide, patched
 from services.ingest.parsing import alerts_from_document, parse_json, read_body, require_json_media_type
-from services.ingest.publisher import AlertPublisher, EventTooLarge, PublishFailed
+from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
 from services.ingest.store import lock_alert_states, prune_webhook_ids
 from services.ingest.webhook_auth import (
     WriteCaller,
@@ -104,7 +104,7 @@ def _unavailable(what: str, settings) -> Problem:
 
 async def _decide_and_publish(
     pool: asyncpg.Pool,
-    publisher: AlertPublisher,
+    publisher: EventPublisher,
     settings,
     tenant_id: str,
     alerts: list[Alert],
@@ -229,7 +229,7 @@ async def post_alerts(
     pool: PoolDep,
     keys: KeysDep,
     secrets: WebhookSecretsDep,
-    publisher: AlertPublisherDep,
+    publisher: EventPublisherDep,
 ) -> JSONResponse:
     """Authenticate with `Authorization: Bearer <key>` (a role that may update alerts) or sign as a
     Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
@@ -268,7 +268,7 @@ async def patch_alert(
     pool: PoolDep,
     keys: KeysDep,
     secrets: WebhookSecretsDep,
-    publisher: AlertPublisherDep,
+    publisher: EventPublisherDep,
 ) -> JSONResponse:
     """The change is by the key's user (or the `updatedBy` a ticketing system names) at the time of
     the request; a change of status or resolvedReason by a user stops the response clock."""

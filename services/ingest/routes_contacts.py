@@ -7,26 +7,30 @@ row changes in the same transaction and commits only after the broker acknowledg
 The change's time is taken under the tenant's lock and is strictly later than the previous
 change's (``next_change_time``): scoring keeps the newest observation, so the last committed change
 always wins, and successive changes reach the topics in the order they were committed.
-There is no Kafka transaction across the two events: the status is published (and acknowledged)
-first, the contact event second, so a failure in between leaves at worst a status observation
-without its contact change, which the client's retry after the 503 repeats in full.
+The two events are published in one Kafka transaction (the ingest's transactional publisher):
+``read_committed`` consumers (scoring, notifier) see both or neither, so the score never says
+"compliant" for a contact the notifier does not know, even if the client never retries a 503.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
 from services.ingest import signals_store as store
-from services.ingest.deps import BrokerDep, CallerDep, PoolDep, SettingsDep
-from services.ingest.routes_signals import bounded_body, publish_all
+from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, SettingsDep
+from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
+from services.ingest.routes_signals import bounded_body
 from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
 from shared.auth import Permission, Principal, authorize
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
 from shared.http import Problem
 from shared.wire import UtcDateTime, WireModel, utcnow
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"],
                    dependencies=[Depends(bounded_body)])
@@ -77,10 +81,17 @@ def _changed(tenant_id: str, caller: Principal, contact, now: datetime) -> list:
     ]
 
 
-async def _publish_in_order(broker, settings, events: list) -> None:
-    """One event after the other, each acknowledged before the next is sent (see the module doc)."""
-    for event in events:
-        await publish_all(broker, settings, [event])
+async def _publish(publisher: EventPublisher, settings, tenant_id: str, events: list) -> None:
+    """Both events in one Kafka transaction; 503 (the caller's database transaction rolls back) if the
+    broker did not commit it."""
+    try:
+        await publisher.publish_together(events)
+    except EventTooLarge as exc:  # the contact's fields are bounded far below; kept a 4xx regardless
+        raise Problem(413, "Contact too large", str(exc)) from None
+    except PublishFailed as exc:
+        log.warning("broker unavailable, contact change of tenant %s not stored: %s", tenant_id, exc)
+        raise Problem(503, "Broker unavailable", "the change could not be stored; retry later",
+                      headers={"Retry-After": str(settings.retry_after_seconds)}) from None
 
 
 async def _change_time(conn, tenant_id: str) -> datetime:
@@ -98,7 +109,7 @@ async def put_contact(
     caller: SetterDep,
     settings: SettingsDep,
     pool: PoolDep,
-    broker: BrokerDep,
+    publisher: EventPublisherDep,
 ) -> SecurityContactOut:
     contact = body.contact()
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
@@ -108,7 +119,7 @@ async def put_contact(
         now = await _change_time(conn, tenant_id)
         await store.save_contact(conn, tenant_id, contact, caller.user_id, now)
         await store.record_contact_change(conn, tenant_id, now)
-        await _publish_in_order(broker, settings, _changed(tenant_id, caller, contact, now))
+        await _publish(publisher, settings, tenant_id, _changed(tenant_id, caller, contact, now))
     return _out(store.StoredContact(contact, caller.user_id, now))
 
 
@@ -131,12 +142,12 @@ async def get_contact(tenant_id: TenantId, _: ReaderDep, pool: PoolDep) -> Secur
     summary="Clear the security contact: securityContactProvided becomes noncompliant",
 )
 async def delete_contact(
-    tenant_id: TenantId, caller: SetterDep, settings: SettingsDep, pool: PoolDep, broker: BrokerDep
+    tenant_id: TenantId, caller: SetterDep, settings: SettingsDep, pool: PoolDep, publisher: EventPublisherDep
 ) -> Response:
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
         # Deleting what is not there is done already (a retried DELETE): 204, no event.
         if await store.delete_contact(conn, tenant_id):
             now = await _change_time(conn, tenant_id)
             await store.record_contact_change(conn, tenant_id, now)
-            await _publish_in_order(broker, settings, _changed(tenant_id, caller, None, now))
+            await _publish(publisher, settings, tenant_id, _changed(tenant_id, caller, None, now))
     return Response(status_code=204)

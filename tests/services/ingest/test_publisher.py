@@ -1,4 +1,4 @@
-"""The alert publisher on the real broker: a list is visible whole or not at all."""
+"""The event publisher on the real broker: a list is visible whole or not at all, across topics too."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.ingest.config import Settings
-from services.ingest.publisher import AlertPublisher, EventTooLarge, PublishFailed
+from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
 from shared.alerts import Alert
-from shared.events import AlertCreated
+from shared.events import Actor, ActorType, AlertCreated, SecurityContact, SecurityContactChanged, Topic
 from tests.services.ingest.support import alert_records
 from tests.support.kafka import read_topic
 
@@ -21,7 +21,7 @@ def created(tenant_id: str, alert_id: str, **fields) -> AlertCreated:
 
 @pytest.fixture
 async def publisher(test_env, tenant_id):
-    publisher = AlertPublisher(Settings(ingest_instance_id=f"test-{tenant_id}", alert_producers=1))
+    publisher = EventPublisher(Settings(ingest_instance_id=f"test-{tenant_id}", alert_producers=1))
     await publisher.start()
     yield publisher
     await publisher.close()
@@ -78,7 +78,7 @@ async def test_concurrent_requests_share_transactions_and_all_arrive(
 async def test_requests_past_their_deadline_fail_and_stay_invisible(
     test_env, tenant_id, kafka_bootstrap, topic_prefix, monkeypatch
 ):
-    publisher = AlertPublisher(
+    publisher = EventPublisher(
         Settings(ingest_instance_id=f"test-{tenant_id}", alert_producers=1, publish_timeout_seconds=1)
     )
     await publisher.start()
@@ -100,3 +100,32 @@ async def test_requests_past_their_deadline_fail_and_stay_invisible(
         await publisher.close()
     records = await alert_records(kafka_bootstrap, topic_prefix, tenant_id, at_least=1)
     assert [r["key"] for r in records] == [f"{tenant_id}:on-time"]
+
+
+async def test_events_for_two_topics_are_visible_together_or_not_at_all(
+    publisher, tenant_id, kafka_bootstrap, topic_prefix, monkeypatch
+):
+    def change(name: str) -> list[tuple[Topic, AlertCreated | SecurityContactChanged]]:
+        contact = SecurityContact(name=name, email=f"{name}@example.com")
+        return [(Topic.alerts, created(tenant_id, name)),
+                (Topic.security_contacts, SecurityContactChanged(tenant_id=tenant_id, contact=contact,
+                                                          actor=Actor(type=ActorType.system)))]
+
+    async def commit_fails(self):
+        raise ConnectionError("injected: the commit did not reach the broker")
+
+    monkeypatch.setattr(AIOKafkaProducer, "commit_transaction", commit_fails)
+    with pytest.raises(PublishFailed):
+        await publisher.publish_together(change("lost"))
+    monkeypatch.undo()
+    await publisher.publish_together(change("kept"))
+
+    alerts = await alert_records(kafka_bootstrap, topic_prefix, tenant_id, at_least=1)
+    contacts = await read_topic(kafka_bootstrap, f"{topic_prefix}security-contacts", count=1, timeout=20,
+                                predicate=lambda r: r["key"] == tenant_id)
+    assert [r["key"] for r in alerts] == [f"{tenant_id}:kept"]
+    assert [r["value"]["contact"]["name"] for r in contacts] == ["kept"]
+    # Nothing of the failed one was visible: the next committed records follow the aborted ones.
+    aborted = await read_topic(kafka_bootstrap, f"{topic_prefix}security-contacts", timeout=10,
+                               predicate=lambda r: r["key"] == tenant_id, isolation_level="read_uncommitted")
+    assert [r["value"]["contact"]["name"] for r in aborted] == ["lost", "kept"]

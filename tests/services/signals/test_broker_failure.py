@@ -1,7 +1,7 @@
 """A broker that does not acknowledge: 503 with Retry-After, and nothing stored, so a retry loses nothing.
 
-The write API runs in-process (real PostgreSQL and Kafka) with its broker swapped for one whose
-publications fail, then swapped back.
+The write API runs in-process (real PostgreSQL and Kafka) with its broker and its transactional
+publisher (contact changes) swapped for ones whose publications fail, then swapped back.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 
 from services.ingest.app import create_app
+from services.ingest.publisher import PublishFailed
 from tests.conftest import AUTH
 from tests.support.kafka import read_topic
 
@@ -16,6 +17,11 @@ from tests.support.kafka import read_topic
 class UnreachableBroker:
     async def publish(self, *args, **kwargs):
         raise ConnectionError("no broker answers")
+
+
+class UnreachablePublisher:
+    async def publish_together(self, *args, **kwargs):
+        raise PublishFailed("no broker answers")
 
 
 async def test_nothing_is_stored_or_notified_until_the_broker_acknowledges(
@@ -33,8 +39,8 @@ async def test_nothing_is_stored_or_notified_until_the_broker_acknowledges(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client,
     ):
-        broker = app.state.broker
-        app.state.broker = UnreachableBroker()
+        broker, publisher = app.state.broker, app.state.event_publisher
+        app.state.broker, app.state.event_publisher = UnreachableBroker(), UnreachablePublisher()
         for method, url, body in (
             ("POST", spending_url, report),
             ("PUT", contact_url, contact),
@@ -50,7 +56,7 @@ async def test_nothing_is_stored_or_notified_until_the_broker_acknowledges(
                 await db_pool.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", tenant_id) == 0
             )
 
-        app.state.broker = broker
+        app.state.broker, app.state.event_publisher = broker, publisher
         retried = await client.post(spending_url, json=report, headers=AUTH)
         assert retried.status_code == 202, retried.text
         assert retried.json()["notifications"] == [{"customerTenantId": "cust-a", "month": "2026-11"}]
