@@ -8,7 +8,7 @@ several secrets on our side) during a secret's rotation.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from standardwebhooks import Webhook
@@ -22,12 +22,22 @@ class WebhookSignatureError(Exception):
     """The request is not signed by any of the tenant's active secrets (or is outside the window)."""
 
 
-def sign_headers(secret: str, body: bytes, *, msg_id: str | None = None, now: datetime | None = None) -> dict[str, str]:
-    """Headers that sign ``body`` with ``secret``; ``msg_id`` should be stable across retries."""
+def sign_headers(
+    secrets: str | Sequence[str], body: bytes, *, msg_id: str | None = None, now: datetime | None = None
+) -> dict[str, str]:
+    """Headers that sign ``body`` with each of ``secrets`` (several during a rotation: the receiver
+    accepts the request if any signature verifies); ``msg_id`` should be stable across retries."""
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     timestamp = now or utcnow()
-    signature = Webhook(secret).sign(msg_id=msg_id, timestamp=timestamp, data=body.decode())
-    return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())), "webhook-signature": signature}
+    signatures = [
+        Webhook(secret).sign(msg_id=msg_id, timestamp=timestamp, data=body.decode())
+        for secret in ([secrets] if isinstance(secrets, str) else secrets)
+    ]
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": " ".join(signatures),
+    }
 
 
 def has_signature(headers: Mapping[str, str]) -> bool:

@@ -18,9 +18,11 @@ async def put_channel(
     secret: str | None,
     routes: list[dict],
     escalation: bool,
+    secret_overlap_seconds: float = 86_400.0,
 ) -> tuple[asyncpg.Record | None, bool]:
     """Create or replace a channel; a missing secret keeps the current one. (row, created); row None if a
-    new channel came without a secret."""
+    new channel came without a secret. A new secret replacing another leaves the old one signing beside
+    it for ``secret_overlap_seconds`` (rotation)."""
     async with pool.acquire() as conn, conn.transaction():
         if secret is None:
             row = await conn.fetchrow(
@@ -38,7 +40,12 @@ async def put_channel(
             """INSERT INTO notification_channels (tenant_id, name, url, secret, routes, escalation)
                VALUES ($1, $2, $3, $4, $5::jsonb, $6)
                ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
-                   routes = excluded.routes, escalation = excluded.escalation, updated_at = now()
+                   routes = excluded.routes, escalation = excluded.escalation, updated_at = now(),
+                   previous_secret = CASE WHEN notification_channels.secret = excluded.secret
+                       THEN notification_channels.previous_secret ELSE notification_channels.secret END,
+                   previous_secret_until = CASE WHEN notification_channels.secret = excluded.secret
+                       THEN notification_channels.previous_secret_until
+                       ELSE now() + make_interval(secs => $7) END
                RETURNING *, (xmax = 0) AS created""",
             tenant_id,
             name,
@@ -46,6 +53,7 @@ async def put_channel(
             secret,
             json.dumps(routes),
             escalation,
+            secret_overlap_seconds,
         )
         return row, row["created"]
 

@@ -40,6 +40,13 @@ class Settings(CommonSettings):
         ge=1000,
         description="The broker aborts a transaction left open this long (a crashed instance).",
     )
+    channel_secret_overlap_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 90,
+        description="After a channel's secret is replaced, how long the previous one still signs beside "
+        "it (outbound rotation: the receiver switches without rejecting a delivery).",
+    )
     webhook_secret_cache_seconds: float = Field(
         10.0,
         ge=0,

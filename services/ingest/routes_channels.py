@@ -1,7 +1,10 @@
 """``PUT | GET | DELETE /channels/{name}`` of the write API: the tenant's ticketing webhooks (SPEC §5).
 
 A channel is ``{url, secret, routes, escalation}``. The secret (Standard Webhooks ``whsec_<base64>``)
-signs every delivery and is never returned; a PUT without a secret keeps the current one.
+signs every delivery and is never returned; a PUT without a secret keeps the current one. A PUT
+with a new secret rotates it: the previous secret goes on signing beside the new one (two
+signatures in ``webhook-signature``) for ``CHANNEL_SECRET_OVERLAP_HOURS``, so the receiver can
+switch without rejecting a delivery.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import Field, field_validator
 
 from services.ingest import channels_store
-from services.ingest.deps import CallerDep, PoolDep
+from services.ingest.deps import CallerDep, PoolDep, SettingsDep
 from services.notifier.domain import Route
 from shared.auth import Permission, authorize
 from shared.http import Problem
@@ -83,6 +86,10 @@ def _view(row) -> dict[str, Any]:
         "routes": json.loads(row["routes"]),
         "escalation": row["escalation"],
         "secretConfigured": True,
+        "previousSecretValidUntil": (
+            row["previous_secret_until"].isoformat().replace("+00:00", "Z")
+            if row["previous_secret"] and row["previous_secret_until"] else None
+        ),
         "createdDateTime": row["created_at"].isoformat().replace("+00:00", "Z"),
         "updatedDateTime": row["updated_at"].isoformat().replace("+00:00", "Z"),
     }
@@ -99,12 +106,14 @@ async def put_channel(
     body: ChannelIn,
     caller: CallerDep,
     pool: PoolDep,
+    settings: SettingsDep,
     response: Response,
 ) -> dict[str, Any]:
     authorize(caller, Permission.manage, tenant_id)
     routes = [r.model_dump(mode="json") for r in body.routes]
     row, created = await channels_store.put_channel(
-        pool, tenant_id, name, body.url, body.secret, routes, body.escalation
+        pool, tenant_id, name, body.url, body.secret, routes, body.escalation,
+        secret_overlap_seconds=settings.channel_secret_overlap_hours * 3600,
     )
     if row is None:
         raise Problem(

@@ -148,11 +148,16 @@ async def contact_email(pool: asyncpg.Pool, tenant_id: str) -> str | None:
     return await pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id)
 
 
-async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> tuple[str, str] | None:
+async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> tuple[str, list[str]] | None:
+    """The channel's URL and the secrets that sign for it: the current one, and the one it replaced
+    while their overlap lasts (rotation)."""
     row = await pool.fetchrow(
-        "SELECT url, secret FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
+        """SELECT url, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END AS previous
+           FROM notification_channels WHERE tenant_id = $1 AND name = $2""", tenant_id, name
     )
-    return (row["url"], row["secret"]) if row else None
+    if row is None:
+        return None
+    return row["url"], [row["secret"], *([row["previous"]] if row["previous"] else [])]
 
 
 # --- the worker's side ------------------------------------------------------------------------------

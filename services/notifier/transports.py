@@ -60,7 +60,7 @@ class Transports:
         target = await store.channel_target(self.pool, row["tenant_id"], name)
         if target is None:
             return Attempt("skipped", f"channel {name} no longer exists")
-        url, secret = target
+        url, secrets = target
         event = AlertCreated.model_validate_json(row["payload"])
         delivery = row["delivery_id"]
         body = domain.webhook_body(
@@ -72,7 +72,7 @@ class Transports:
         )
         # webhook-id and Idempotency-Key stay the same on every attempt: receivers dedupe by them.
         headers = {
-            **sign_headers(secret, body, msg_id=f"msg_{delivery.hex}"),
+            **sign_headers(secrets, body, msg_id=f"msg_{delivery.hex}"),
             "Idempotency-Key": str(delivery),
             "Content-Type": "application/json",
             "User-Agent": "csp-triage-notifier/1",

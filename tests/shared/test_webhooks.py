@@ -49,6 +49,15 @@ def test_several_signatures_in_one_header_are_accepted():
     verify([OLD], both, BODY)
 
 
+def test_signing_with_two_secrets_verifies_with_either_and_only_those():
+    both = sign_headers([NEW, OLD], BODY, msg_id="m")
+    assert len(both["webhook-signature"].split(" ")) == 2
+    verify([NEW], both, BODY)
+    verify([OLD], both, BODY)
+    with pytest.raises(WebhookSignatureError):
+        verify(["whsec_" + "b3RoZXItc2VjcmV0LW9mLXNvbWVvbmU="], both, BODY)
+
+
 def test_malformed_headers_fail_cleanly():
     with pytest.raises(WebhookSignatureError):
         verify([NEW], {"webhook-id": "x", "webhook-timestamp": "soon", "webhook-signature": "garbage"}, BODY)

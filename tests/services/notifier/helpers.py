@@ -40,6 +40,7 @@ async def eventually(check: Callable[[], Any], *, within: float = 45, what: str 
 
 
 SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cy0xMjM0NQ=="
+OTHER_SECRET = "whsec_YW5vdGhlci1zZWNyZXQtZm9yLXRlc3Rz"  # the one a rotation brings in
 
 
 def alert_created(tenant_id: str, alert_id: str, **fields: Any) -> AlertCreated:
@@ -102,8 +103,11 @@ async def set_channel(
     url: str,
     routes: list | None = None,
     escalation: bool = False,
+    secret: str = SECRET,
+    secret_overlap_seconds: float = 86_400.0,
 ) -> None:
-    await channels_store.put_channel(pool, tenant_id, name, url, SECRET, routes or [], escalation)
+    await channels_store.put_channel(pool, tenant_id, name, url, secret, routes or [], escalation,
+                                     secret_overlap_seconds)
 
 
 async def deliveries(pool: asyncpg.Pool, tenant_id: str, **where: str) -> list[asyncpg.Record]:

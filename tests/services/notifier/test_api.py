@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from shared.auth import Role, create_key
 from shared.events import Topic
 from tests.conftest import AUTH
-from tests.services.notifier.helpers import SECRET, alert_created, deliveries, eventually, settled
+from tests.services.notifier.helpers import OTHER_SECRET, SECRET, alert_created, deliveries, eventually, settled
 from tests.support.processes import ServiceProcess
 
 
@@ -47,6 +48,9 @@ async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, h
         {"severities": ["high"], "alertTypes": [], "customerTenantIds": ["cust-1"], "includeTest": False}
     ]
     assert "secret" not in created.json() and created.json()["secretConfigured"] is True
+    assert created.json()["previousSecretValidUntil"] is None
+    # The same secret again is no rotation.
+    assert (await http.put(url, json=body, headers=AUTH)).json()["previousSecretValidUntil"] is None
 
     # Without a secret, a PUT keeps the current one.
     replaced = await http.put(
@@ -57,6 +61,11 @@ async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, h
     assert (read["url"], read["routes"], read["escalation"]) == ("https://tickets.example/v2", [], True)
     listed = (await http.get(f"{apis['ingest'].url}/v1/tenants/{tenant_id}/channels", headers=AUTH)).json()
     assert [c["name"] for c in listed["value"]] == ["jira"]
+
+    # A new secret rotates: the previous one signs beside it for a day (CHANNEL_SECRET_OVERLAP_HOURS).
+    rotated = await http.put(url, json={"url": "https://tickets.example/v2", "secret": OTHER_SECRET}, headers=AUTH)
+    until = datetime.fromisoformat(rotated.json()["previousSecretValidUntil"])
+    assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
 
     assert (await http.delete(url, headers=AUTH)).status_code == 204
     assert (await http.get(url, headers=AUTH)).status_code == 404

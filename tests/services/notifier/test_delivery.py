@@ -10,8 +10,9 @@ import pytest
 from services.ingest import channels_store
 from services.notifier import domain
 from shared.events import Actor, ActorType, SecurityContactChanged, SpendingBudgetThresholdReached, Topic
-from shared.webhooks import verify
+from shared.webhooks import WebhookSignatureError, verify
 from tests.services.notifier.helpers import (
+    OTHER_SECRET,
     SECRET,
     alert_created,
     deliveries,
@@ -75,6 +76,33 @@ async def test_one_email_and_one_webhook_per_alert_when_events_are_redelivered(
         ("email:contact", "alert"): ("delivered", 1),
         ("webhook:jira", "alert"): ("delivered", 1),
     }
+
+
+async def test_a_rotated_channel_secret_signs_beside_the_new_one_until_the_overlap_ends(
+    tenant_id, start_notifier, publish, notifier_pool, receiver
+):
+    path = f"/{tenant_id}/rotating"
+    await set_channel(notifier_pool, tenant_id, "jira", receiver.url(path))
+    await set_channel(notifier_pool, tenant_id, "jira", receiver.url(path), secret=OTHER_SECRET)
+    start_notifier()
+    during = alert_created(tenant_id, "during-overlap")
+    await publish(Topic.alerts, during)
+    await eventually(lambda: settled(notifier_pool, tenant_id, during.event_id), what="the delivery")
+    [call] = receiver.calls(path)
+    assert len(call.headers["webhook-signature"].split(" ")) == 2
+    verify([SECRET], call.headers, call.body)  # a receiver still on the old secret accepts it
+    verify([OTHER_SECRET], call.headers, call.body)  # and one already switched
+
+    # The overlap over (here: set to end now), only the new secret signs.
+    await notifier_pool.execute(
+        "UPDATE notification_channels SET previous_secret_until = now() WHERE tenant_id = $1", tenant_id)
+    after = alert_created(tenant_id, "after-overlap")
+    await publish(Topic.alerts, after)
+    await eventually(lambda: settled(notifier_pool, tenant_id, after.event_id), what="the delivery")
+    call = receiver.calls(path)[-1]
+    verify([OTHER_SECRET], call.headers, call.body)
+    with pytest.raises(WebhookSignatureError):
+        verify([SECRET], call.headers, call.body)
 
 
 async def test_routing_rules_choose_the_channels(tenant_id, start_notifier, publish, notifier_pool, receiver):
