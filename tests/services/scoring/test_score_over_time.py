@@ -59,6 +59,8 @@ requirements:
             "effectiveDateTime"
         ] == effective.isoformat().replace("+00:00", "Z")
 
+        # Nothing is sent from here on: the date alone must change the score, within 30 s of it.
+        await asyncio.sleep(max(0.0, (effective - utcnow()).total_seconds()))
         after = await wait_for_score(process, tenant_id, 66.67, projectedScore=66.67)
         assert utcnow() >= effective and after["updatedDateTime"] >= before["updatedDateTime"]
         requirements = (await read_api(process, tenant_id, "/requirements")).json()["value"]
