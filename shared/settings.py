@@ -58,6 +58,11 @@ class CommonSettings(BaseSettings):
     kafka_topic_prefix: str = Field(
         "", description="Prefix for every topic name, so several deployments or test runs can share a broker."
     )
+    webhook_allow_private_addresses: bool = Field(
+        False,
+        description="Allow ticketing channels on loopback, private or link-local addresses (a ticketing "
+        "system on your own network; local development). Off: only public addresses, against SSRF.",
+    )
     consumer_group: str = Field(
         "",
         description="Kafka consumer group of a consuming service. Empty: the topic prefix followed by the "

@@ -58,6 +58,8 @@ async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
             "DATABASE_URL": database_url,
             "REDIS_URL": with_database(infra.redis_url, os.environ.get("TEST_REDIS_DB", "15")),
             "KAFKA_TOPIC_PREFIX": prefix,
+            # The tests' HTTP receivers listen on 127.0.0.1 (test_egress.py tests the guard itself).
+            "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }

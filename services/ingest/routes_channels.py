@@ -4,7 +4,9 @@ A channel is ``{url, secret, routes, escalation}``. The secret (Standard Webhook
 signs every delivery and is never returned; a PUT without a secret keeps the current one. A PUT
 with a new secret rotates it: the previous secret goes on signing beside the new one (two
 signatures in ``webhook-signature``) for ``CHANNEL_SECRET_OVERLAP_HOURS``, so the receiver can
-switch without rejecting a delivery.
+switch without rejecting a delivery. Unless ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES``, a URL naming a
+loopback, private or link-local address is refused (``shared/egress.py``; the notifier checks names
+when it connects).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from services.ingest import channels_store
 from services.ingest.deps import CallerDep, PoolDep, SettingsDep
 from services.notifier.domain import Route
 from shared.auth import Permission, authorize
+from shared.egress import refusal_for_url
 from shared.http import Problem
 from shared.wire import WireModel
 
@@ -110,6 +113,9 @@ async def put_channel(
     response: Response,
 ) -> dict[str, Any]:
     authorize(caller, Permission.manage, tenant_id)
+    if not settings.webhook_allow_private_addresses and (reason := refusal_for_url(body.url)):
+        message = f"{reason}: a channel must be on a public address (WEBHOOK_ALLOW_PRIVATE_ADDRESSES)"
+        raise Problem(422, "Invalid request", f"url: {message}", errors=[{"field": "url", "message": message}])
     routes = [r.model_dump(mode="json") for r in body.routes]
     row, created = await channels_store.put_channel(
         pool, tenant_id, name, body.url, body.secret, routes, body.escalation,

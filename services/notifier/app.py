@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from services.notifier.config import get_settings
@@ -15,6 +14,7 @@ from services.notifier.handlers import build_router
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
 from shared.db import create_pool, prune_processed_events_forever
+from shared.egress import webhook_client
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
@@ -46,7 +46,7 @@ def create_app() -> FastAPI:
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
         # Redirects are not followed: a ticketing URL that redirects is misconfigured (a 3xx is permanent).
-        async with httpx.AsyncClient(follow_redirects=False) as http:
+        async with webhook_client(settings.webhook_allow_private_addresses, follow_redirects=False) as http:
             state["worker"] = DeliveryWorker(
                 settings, state["pool"], broker, Transports(settings, state["pool"], http)
             )

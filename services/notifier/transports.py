@@ -20,6 +20,7 @@ import httpx
 from services.notifier import domain, store
 from services.notifier.config import Settings
 from services.notifier.domain import Attempt, Kind
+from shared.egress import EgressRefused
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
 from shared.webhooks import sign_headers
 from shared.wire import utcnow
@@ -81,6 +82,8 @@ class Transports:
             response = await self.http.post(
                 url, content=body, headers=headers, timeout=self.settings.webhook_timeout_seconds
             )
+        except EgressRefused as exc:  # a private address: retrying cannot help (shared/egress.py)
+            return Attempt("permanent", str(exc), recipient=url)
         except httpx.TimeoutException as exc:
             return Attempt("transient", f"timeout: {type(exc).__name__}", recipient=url)
         except httpx.TransportError as exc:

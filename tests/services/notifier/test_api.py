@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from services.ingest.app import create_app
 from shared.auth import Role, create_key
 from shared.events import Topic
 from tests.conftest import AUTH
@@ -206,3 +207,26 @@ async def test_through_the_write_api_contact_channel_alert_and_response(
         what="the response to cancel both timers",
     )
     assert len(receiver.calls(path)) == 1 and len(smtp_server.mail.for_tenant(tenant_id)) == 1
+
+
+async def test_a_channel_on_a_private_address_is_refused_unless_allowed(
+    test_env, notifier_db_url, tenant_id, monkeypatch
+):
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "false")
+    monkeypatch.setenv("DATABASE_URL", notifier_db_url)
+    app = create_app()
+    url = f"/v1/tenants/{tenant_id}/channels/jira"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client,
+    ):
+        for target in ("http://127.0.0.1:9000/hook", "http://169.254.169.254/latest/meta-data",
+                       "http://localhost/hook", "http://[::1]/hook", "https://10.0.0.7/hook"):
+            refused = await client.put(url, json={"url": target, "secret": SECRET}, headers=AUTH)
+            assert refused.status_code == 422, (target, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["errors"][0]["field"] == "url"
+            assert "public address" in refused.json()["detail"]
+        accepted = await client.put(url, json={"url": "https://tickets.example/hook", "secret": SECRET},
+                                    headers=AUTH)
+        assert accepted.status_code == 201, accepted.text

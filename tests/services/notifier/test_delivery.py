@@ -105,6 +105,22 @@ async def test_a_rotated_channel_secret_signs_beside_the_new_one_until_the_overl
         verify([SECRET], call.headers, call.body)
 
 
+async def test_a_channel_resolving_to_a_private_address_is_dead_at_once_when_not_allowed(
+    tenant_id, start_notifier, publish, notifier_pool, receiver
+):
+    # Stored directly (the write API refuses such a literal URL; a name may still resolve to one).
+    path = f"/{tenant_id}/internal"
+    await set_channel(notifier_pool, tenant_id, "internal", receiver.url(path).replace("127.0.0.1", "localhost"))
+    start_notifier(WEBHOOK_ALLOW_PRIVATE_ADDRESSES="false")
+    created = alert_created(tenant_id, "ssrf")
+    await publish(Topic.alerts, created)
+    await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="the delivery")
+    [row] = await deliveries(notifier_pool, tenant_id, channel="webhook:internal")
+    assert (row["state"], row["attempts"]) == ("dead", 1)
+    assert "loopback address; not a permitted webhook target" in row["last_error"]
+    assert receiver.calls(path) == []
+
+
 async def test_routing_rules_choose_the_channels(tenant_id, start_notifier, publish, notifier_pool, receiver):
     high, low, tests = f"/{tenant_id}/high", f"/{tenant_id}/low", f"/{tenant_id}/tests"
     await set_channel(notifier_pool, tenant_id, "high", receiver.url(high), [{"severities": ["high"]}])
