@@ -49,6 +49,8 @@ def status_event(tenant_id: str, figures: domain.ResponseTimeFigures, now) -> Re
 MICROSECOND = timedelta(microseconds=1)
 # How long a sweep goes on before the changed and due tenants get their turn again.
 SWEEP_SLICE_SECONDS = 0.5
+# Evaluations failing one after the other that mean an outage rather than one bad tenant.
+OUTAGE_AFTER_FAILURES = 3
 
 
 def next_observed(now: datetime, last_observed: datetime | None) -> datetime:
@@ -126,38 +128,57 @@ class StatusPublisher:
             await asyncio.sleep(self.settings.response_time_status_pause_seconds)
 
     async def _evaluate_changed(self) -> None:
-        """The tenants whose alerts changed, and those whose figures reached an edge (no event needed)."""
+        """The tenants whose alerts changed, and those whose figures reached an edge (no event needed).
+
+        One tenant failing does not hold back the others; it is marked again and retried in a later
+        round. Several failing in a row is an outage (database or broker): the rest are marked again
+        at once rather than each waiting for its own timeout.
+        """
         tenants: list[str] = []
         try:
-            tenants = sorted(set(await store.take_dirty(self.pool))
-                             | set(await store.due_tenants(self.pool, utcnow())))
-            while tenants:
-                await self._evaluate(tenants[0])
-                tenants.pop(0)
+            tenants = await store.take_dirty(self.pool)  # taken: ours to evaluate or to mark again
+            tenants = sorted(set(tenants) | set(await store.due_tenants(self.pool, utcnow())))
         except Exception:
-            log.exception("re-evaluating response-time figures failed")
-            # Those not done are marked again; a later round (at the latest the sweep) retries them.
-            with contextlib.suppress(Exception):
-                await store.mark_dirty(self.pool, tenants)
-            await asyncio.sleep(1.0)
+            log.exception("listing the response-time tenants to re-evaluate failed")
+            await self._mark_again(tenants)
+            return
+        failed: list[str] = []
+        failures_in_a_row = 0
+        for position, tenant in enumerate(tenants):
+            try:
+                await self._evaluate(tenant)
+                failures_in_a_row = 0
+            except Exception:
+                log.exception("re-evaluating the response-time figures of %s failed", tenant)
+                failed.append(tenant)
+                failures_in_a_row += 1
+                if failures_in_a_row >= OUTAGE_AFTER_FAILURES:
+                    failed += tenants[position + 1:]
+                    break
+        if failed:
+            await self._mark_again(failed)
+
+    async def _mark_again(self, tenants: list[str]) -> None:
+        """Mark ``tenants`` for a later round (at the latest the sweep retries them) and back off."""
+        with contextlib.suppress(Exception):
+            await store.mark_dirty(self.pool, tenants)
+        await asyncio.sleep(1.0)
 
     async def _sweep_slice(self, unswept: list[str]) -> None:
-        """Evaluate swept tenants for about ``SWEEP_SLICE_SECONDS``, or until woken by a change."""
+        """Evaluate swept tenants for about ``SWEEP_SLICE_SECONDS``.
+
+        Only the time ends a slice (not a wake-up): under steady traffic the sweep still advances at
+        its own pace, and a change waits at most one slice.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SWEEP_SLICE_SECONDS
-        while unswept:
-            tenant = unswept[-1]
+        while unswept and loop.time() < deadline:
+            tenant = unswept.pop()
             try:
                 await self._evaluate(tenant)
             except Exception:
                 log.exception("re-evaluating the response-time figures of %s failed", tenant)
-                with contextlib.suppress(Exception):
-                    await store.mark_dirty(self.pool, [tenant])  # retried by a later round
-                unswept.pop()
-                await asyncio.sleep(1.0)
-                return
-            unswept.pop()
-            if self._wake.is_set() or loop.time() >= deadline:
+                await self._mark_again([tenant])
                 return
 
     async def _evaluate(self, tenant_id: str) -> None:

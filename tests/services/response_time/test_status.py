@@ -131,3 +131,63 @@ async def test_a_long_sweep_does_not_hold_back_a_changed_tenant(own_pool, tenant
         assert set(swept) <= {e["tenantId"] for e in broker.published}
     finally:
         await publisher.stop()
+
+
+async def test_steady_changes_do_not_stall_the_sweep(own_pool):
+    # A consumer waking the publisher every 20 ms (steady traffic) while 400 tenants are swept: the
+    # sweep still advances in whole slices (it took 80 s and more when each wake-up ended a slice).
+    swept = [f"swept-{i:03d}" for i in range(400)]
+    await own_pool.execute("INSERT INTO response_time_tenants (tenant_id) SELECT unnest($1::text[])", swept)
+    broker = SlowBroker()
+    publisher = status.StatusPublisher(own_pool, broker, Settings())
+
+    async def steady_traffic() -> None:
+        while True:
+            publisher.wake()
+            await asyncio.sleep(0.02)
+
+    publisher.start()
+    traffic = asyncio.create_task(steady_traffic())
+    try:
+        await asyncio.wait_for(broker.wait_published(at_least=len(swept)), 40)
+    finally:
+        traffic.cancel()
+        await publisher.stop()
+    assert set(swept) <= {e["tenantId"] for e in broker.published}
+
+
+class BrokerFailingFor(SlowBroker):
+    """Refuses the statuses of one tenant (a tenant whose evaluation always fails)."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__()
+        self.tenant_id = tenant_id
+
+    async def publish(self, body: bytes, **kwargs: object) -> None:
+        if json.loads(body)["tenantId"] == self.tenant_id:
+            raise ConnectionError("injected failure")
+        await super().publish(body, **kwargs)
+
+
+async def test_a_tenant_that_keeps_failing_does_not_hold_back_the_others(own_pool):
+    now = datetime.now(UTC)
+    bad, good = "a-always-fails", "b-fine"  # the failing one sorts first
+    broker = BrokerFailingFor(bad)
+    publisher = status.StatusPublisher(own_pool, broker, Settings())
+    publisher.start()
+    try:
+        await asyncio.sleep(1)  # the sweep at start is over (no tenants yet): only the marks count now
+        for tenant in (bad, good):
+            assert await store.apply_alert_created(own_pool, created(tenant, "x", now - H))
+        publisher.wake()
+        await asyncio.wait_for(broker.wait_published(good), 30)
+        # The failing tenant is marked again for a later round, not dropped.
+        for _ in range(200):
+            if await own_pool.fetchval("SELECT count(*) FROM response_time_dirty WHERE tenant_id = $1", bad):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the failing tenant was not marked again")
+    finally:
+        await publisher.stop()
+    assert bad not in {e["tenantId"] for e in broker.published}
