@@ -97,7 +97,8 @@ async def load(redis: Redis, prefix: str) -> list[str]:
         }
         await cache.merge(TenantSnapshot(tenant, statuses, now, now))
     # Complete, as a rebuild would leave it: the marker names this Redis server's run.
-    assert await cache.finish_rebuild(await cache.begin_rebuild())
+    if not await cache.finish_rebuild(await cache.begin_rebuild()):
+        raise RuntimeError("could not mark the benchmark's score cache complete")
     await redis.set(f"{prefix}bare", "x" * 64)
     return tenants
 

@@ -38,8 +38,13 @@ class EgressRefused(Exception):
 
 def why_not_public(address: IPAddress) -> str | None:
     """None for a globally routable address; otherwise what it is (for the message)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv4 carried inside IPv6 (mapped, 6to4, Teredo) is judged by the IPv4 address it carries.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if embedded is not None and (reason := why_not_public(embedded)) is not None:
+            return reason
+        if address.ipv4_mapped is not None:
+            return None
     for kind, flag in (
         ("a loopback", address.is_loopback),
         ("an unspecified", address.is_unspecified),
@@ -61,17 +66,25 @@ def refusal_for_url(url: str) -> str | None:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return None  # a name: checked when the notifier connects
+        try:  # the shorthand forms the resolver also accepts: 127.1, 2130706433, 0x7f000001
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None  # a name: checked when the notifier connects
     reason = why_not_public(address)
     return None if reason is None else f"{host} is {reason}"
 
 
-async def public_addresses(host: str, port: int) -> list[str]:
+async def public_addresses(host: str, port: int, timeout: float | None = None) -> list[str]:
     """The addresses ``host`` resolves to, all of them public; raises :class:`EgressRefused` otherwise."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(timeout):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout} s") from exc
     except socket.gaierror as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    if not infos:
+        raise httpcore.ConnectError(f"{host} resolves to no address")
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for text in addresses:
         reason = why_not_public(ipaddress.ip_address(text.split("%", 1)[0]))
@@ -94,10 +107,15 @@ class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        # One connect timeout for the lookup and every attempt together, as for a plain connect.
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         last: Exception | None = None
-        for address in await public_addresses(host, port):
+        for address in await public_addresses(host, port, timeout):
+            remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                raise httpcore.ConnectTimeout(f"connecting to {host} took longer than {timeout} s")
             try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                return await self._inner.connect_tcp(address, port, remaining, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         raise last or httpcore.ConnectError(f"no address for {host}")
@@ -117,7 +135,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     an equal one with the guarded backend (``test_egress.py`` fails loudly should httpx change this).
     """
 
-    def __init__(self, *, verify: bool = True, limits: httpx.Limits = httpx.Limits()) -> None:
+    def __init__(
+        self, *, verify: bool = True,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # httpx's
+    ) -> None:
         super().__init__(verify=verify, limits=limits)
         pool = self._pool
         if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - httpx changed

@@ -26,7 +26,7 @@ from services.notifier.domain import Route
 from shared.auth import Permission, authorize
 from shared.egress import refusal_for_url
 from shared.http import Problem
-from shared.wire import WireModel
+from shared.wire import WireModel, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["channels"])
 
@@ -89,9 +89,10 @@ def _view(row) -> dict[str, Any]:
         "routes": json.loads(row["routes"]),
         "escalation": row["escalation"],
         "secretConfigured": True,
-        "previousSecretValidUntil": (
+        "previousSecretValidUntil": (  # null once the overlap is over
             row["previous_secret_until"].isoformat().replace("+00:00", "Z")
-            if row["previous_secret"] and row["previous_secret_until"] else None
+            if row["previous_secret"] and row["previous_secret_until"]
+            and row["previous_secret_until"] > utcnow() else None
         ),
         "createdDateTime": row["created_at"].isoformat().replace("+00:00", "Z"),
         "updatedDateTime": row["updated_at"].isoformat().replace("+00:00", "Z"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
+import httpx
 import pytest
 
 from shared import egress
@@ -23,13 +25,15 @@ from shared.egress import EgressRefused, refusal_for_url, webhook_client, why_no
         ("0.0.0.0", "an unspecified address"),
         ("100.64.0.1", "a non-public address"),  # carrier-grade NAT
         ("224.0.0.1", "a multicast address"),
+        ("2002:7f00:1::", "a loopback address"),  # 6to4 carrying 127.0.0.1
+        ("2002:a00:7::", "a private address"),  # 6to4 carrying 10.0.0.7
     ],
 )
 def test_non_public_addresses_are_named(address, kind):
     assert why_not_public(ipaddress.ip_address(address)) == kind
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111", "20.190.128.1"])
+@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111", "20.190.128.1", "::ffff:8.8.8.8"])
 def test_public_addresses_pass(address):
     assert why_not_public(ipaddress.ip_address(address)) is None
 
@@ -40,6 +44,9 @@ def test_urls_are_judged_by_their_literal_host_without_dns():
     assert refusal_for_url("https://10.0.0.7/hook") == "10.0.0.7 is a private address"
     assert refusal_for_url("https://tickets.example/hook") is None  # a name: judged when connecting
     assert refusal_for_url("https://8.8.8.8/hook") is None
+    # The shorthand IPv4 forms a resolver accepts are literals too.
+    for shorthand in ("127.1", "2130706433", "0x7f000001"):
+        assert refusal_for_url(f"http://{shorthand}/hook") == f"{shorthand} is a loopback address"
 
 
 async def test_the_guarded_client_refuses_a_private_receiver_that_the_open_one_reaches(receiver):
@@ -66,3 +73,13 @@ async def test_the_guarded_client_connects_to_the_address_it_checked(receiver, m
     assert response.status_code == 200
     [call] = receiver.calls("/pinned")
     assert call.body == b'{"x": 1}' and call.headers["host"].startswith("localhost:")
+
+
+async def test_a_lookup_slower_than_the_connect_timeout_is_a_connect_timeout(monkeypatch):
+    async def never_answers(*args, **kwargs):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", never_answers)
+    async with webhook_client(allow_private=False, timeout=httpx.Timeout(10, connect=0.3)) as guarded:
+        with pytest.raises(httpx.ConnectTimeout):
+            await guarded.post("https://tickets.example/hook", content=b"{}")

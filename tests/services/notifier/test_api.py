@@ -36,7 +36,7 @@ async def http() -> httpx.AsyncClient:
         yield client
 
 
-async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, http):
+async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, http, notifier_pool):
     url = f"{apis['ingest'].url}/v1/tenants/{tenant_id}/channels/jira"
     body = {
         "url": "https://tickets.example/hook",
@@ -67,6 +67,9 @@ async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, h
     rotated = await http.put(url, json={"url": "https://tickets.example/v2", "secret": OTHER_SECRET}, headers=AUTH)
     until = datetime.fromisoformat(rotated.json()["previousSecretValidUntil"])
     assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
+    await notifier_pool.execute(
+        "UPDATE notification_channels SET previous_secret_until = now() WHERE tenant_id = $1", tenant_id)
+    assert (await http.get(url, headers=AUTH)).json()["previousSecretValidUntil"] is None  # overlap over
 
     assert (await http.delete(url, headers=AUTH)).status_code == 204
     assert (await http.get(url, headers=AUTH)).status_code == 404
