@@ -9,7 +9,8 @@ The baseline is timed from its first fetch (partitions assigned directly), the s
 applied record to its last, so group joins count for neither.
 Then the read: the figures of one tenant with a long history (``BENCH_RESPONSE_TIME_HISTORY`` alerts
 answered long ago, default a million) through the partial indexes, beside the naive scan of all the
-tenant's alerts (baseline). The bench database and topics are removed at the end.
+tenant's alerts (baseline); and a page of ``GET /alerts`` 90% down that tenant's list, by position
+(skiptoken) beside by offset (skip, baseline). The bench database and topics are removed at the end.
 """
 
 from __future__ import annotations
@@ -189,8 +190,28 @@ async def read_figures(database_url: str) -> None:
         print(naive.line())
         print(indexed.line())
         print(ratio_line(indexed, naive))
+        await deep_page(pool, tenant_id)
     finally:
         await pool.close()
+
+
+async def deep_page(pool: asyncpg.Pool, tenant_id: str) -> None:
+    """GET /alerts far down the list: a page of 100 after 90% of the tenant's alerts, by position
+    (skiptoken, the subject) beside by offset (skip, the baseline)."""
+    depth = (HISTORY + 5200) * 9 // 10
+    [last] = await store.list_alerts(pool, tenant_id, status=None, responded=None, top=1, skip=depth - 1)
+    after = (last["clock_started_at"], last["alert_id"])
+
+    def page(**where):
+        return store.list_alerts(pool, tenant_id, status=None, responded=None, top=100, **where)
+
+    by_offset, by_position = await page(skip=depth), await page(after=after)
+    assert [r["alert_id"] for r in by_offset] == [r["alert_id"] for r in by_position]
+    offset = await timed_reads(f"GET /alerts page at {depth} by skip (baseline)", 5, lambda: page(skip=depth))
+    position = await timed_reads(f"GET /alerts page at {depth} by skiptoken", READS, lambda: page(after=after))
+    print(offset.line())
+    print(position.line())
+    print(ratio_line(position, offset))
 
 
 async def main() -> None:

@@ -214,14 +214,20 @@ ALERT_VIEW_COLUMNS = ("alert_id, alert, status, clock_started_at, responded_at, 
 
 
 async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
-                      top: int, skip: int) -> list[asyncpg.Record]:
-    """Newest first (by clock start), through ``alerts_newest_first``."""
+                      top: int, skip: int = 0, after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
+    """Newest first (clock start, then alert id, both descending), through ``alerts_newest_first``.
+
+    ``after``: the (clock start, alert id) of the last alert of the previous page; the page starts
+    right after it (keyset paging: an index range scan however deep, and stable while alerts arrive).
+    """
+    # Two statements rather than "$6 IS NULL OR …": a prepared plan must see the bound to use the index.
+    position = "AND (clock_started_at, alert_id) < ($6, $7)" if after else ""
     return await pool.fetch(
         f"""SELECT {ALERT_VIEW_COLUMNS} FROM alerts
             WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
-              AND ($3::boolean IS NULL OR (responded_at IS NOT NULL) = $3)
-            ORDER BY clock_started_at DESC, alert_id LIMIT $4 OFFSET $5""",
-        tenant_id, status, responded, top, skip)
+              AND ($3::boolean IS NULL OR (responded_at IS NOT NULL) = $3) {position}
+            ORDER BY clock_started_at DESC, alert_id DESC LIMIT $4 OFFSET $5""",
+        tenant_id, status, responded, top, skip, *(after or ()))
 
 
 async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:

@@ -6,6 +6,8 @@ started, its first partner response (time and actor) and latency, or its age whi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import datetime
 from typing import Annotated, Any
@@ -48,20 +50,47 @@ def _view(row, now: datetime) -> dict[str, Any]:
     }
 
 
+def skip_token(row) -> str:
+    """The opaque position after ``row``: its clock start and id (``list_alerts``'s ``after``)."""
+    position = json.dumps([row["clock_started_at"].isoformat(), row["alert_id"]]).encode()
+    return base64.urlsafe_b64encode(position).decode().rstrip("=")
+
+
+def position_of(token: str) -> tuple[datetime, str]:
+    """The position a ``skiptoken`` names; 422 naming the parameter if it is not one of ours."""
+    try:
+        started, alert_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = datetime.fromisoformat(started), alert_id
+        if position[0].tzinfo is None or not isinstance(alert_id, str):
+            raise ValueError("not a position")
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise Problem(422, "Invalid request", "skiptoken: not a token of this API; follow @odata.nextLink",
+                      errors=[{"field": "query.skiptoken", "message": "not a token of this API"}]) from None
+    return position
+
+
 @router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time")
 async def list_alerts(
     tenant_id: str, caller: ReaderDep, pool: PoolDep, request: Request,
     status: Annotated[AlertStatus | None, Query(description="active | investigating | resolved")] = None,
     responded: Annotated[bool | None, Query(description="true: answered by a partner; false: not answered")] = None,
     top: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
-    skip: Annotated[int, Query(ge=0, le=1_000_000, description="Alerts to skip (paging).")] = 0,
+    skip: Annotated[int, Query(ge=0, le=1_000_000, description="Alerts to skip (counted from the "
+                               "skiptoken's position if there is one).")] = 0,
+    skiptoken: Annotated[str | None, Query(max_length=512, description="Where the page starts; from "
+                                           "`@odata.nextLink`, opaque.")] = None,
 ) -> dict[str, Any]:
     rows = await store.list_alerts(pool, tenant_id, status=status.value if status else None,
-                                   responded=responded, top=top + 1, skip=skip)
+                                   responded=responded, top=top + 1, skip=skip,
+                                   after=position_of(skiptoken) if skiptoken else None)
     now = utcnow()
     body: dict[str, Any] = {"value": [_view(r, now) for r in rows[:top]]}
     if len(rows) > top:
-        body["@odata.nextLink"] = str(request.url.include_query_params(top=top, skip=skip + top))
+        # The next page starts after this page's last alert, not at an offset: alerts arriving in
+        # between do not shift it, and a deep page costs no more than the first.
+        following = request.url.remove_query_params("skip").include_query_params(
+            top=top, skiptoken=skip_token(rows[top - 1]))
+        body["@odata.nextLink"] = str(following)
     return body
 
 

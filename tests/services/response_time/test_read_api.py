@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
@@ -110,6 +111,33 @@ async def test_alerts_list_latency_filter_and_paging(read_api, db_pool, tenant_i
     assert [a["id"] for a in next_page["value"]] == ["a2", "a1"]
     last = (await read_api.get(next_page["@odata.nextLink"], headers=AUTH)).json()
     assert [a["id"] for a in last["value"]] == ["a0"] and "@odata.nextLink" not in last
+
+
+async def test_pages_follow_positions_so_new_alerts_and_ties_never_shift_them(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC).replace(microsecond=0)
+    for alert_id, hours_ago in (("b", 3), ("c", 3), ("a", 5), ("d", 1)):  # b and c start together
+        await store.apply_alert_created(db_pool, created(tenant_id, alert_id, now - hours_ago * H))
+    url = f"/v1/tenants/{tenant_id}/alerts?top=2"
+    first = (await read_api.get(url, headers=AUTH)).json()
+    assert [a["id"] for a in first["value"]] == ["d", "c"]  # ties: by id, descending
+    assert "skip=" not in first["@odata.nextLink"] and "skiptoken=" in first["@odata.nextLink"]
+    # A newer alert arrives between two pages: an offset would show "c" again; a position does not.
+    await store.apply_alert_created(db_pool, created(tenant_id, "e", now))
+    second = (await read_api.get(first["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in second["value"]] == ["b", "a"] and "@odata.nextLink" not in second
+    # An offset still works, and counts from the position when both are given.
+    assert [a["id"] for a in (await read_api.get(f"{url}&skip=1", headers=AUTH)).json()["value"]] == ["d", "c"]
+    token = first["@odata.nextLink"].split("skiptoken=")[1]
+    after_b = await read_api.get(f"{url}&skiptoken={token}&skip=1", headers=AUTH)
+    assert [a["id"] for a in after_b.json()["value"]] == ["a"]
+
+
+@pytest.mark.parametrize("token", ["nonsense", "bm90LWpzb24", "WzEsMl0", "WyIyMDI2LTExLTI3VDEwOjAwOjAwIiwgImEiXQ"])
+async def test_a_skiptoken_not_from_this_api_is_a_422_naming_it(read_api, tenant_id, token):
+    # garbage, base64 of non-JSON, [1, 2], and a position without a time zone
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?skiptoken={token}", headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "query.skiptoken"
 
 
 async def test_bad_status_filter_is_a_422_naming_the_field(read_api, tenant_id):
