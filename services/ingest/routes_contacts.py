@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from services.ingest import signals_store as store
 from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, SettingsDep
 from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
-from services.ingest.routes_signals import bounded_body
+from services.ingest.routes_signals import bounded_body, broker_unavailable
 from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
 from shared.auth import Permission, Principal, authorize
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
@@ -90,8 +90,7 @@ async def _publish(publisher: EventPublisher, settings, tenant_id: str, events: 
         raise Problem(413, "Contact too large", str(exc)) from None
     except PublishFailed as exc:
         log.warning("broker unavailable, contact change of tenant %s not stored: %s", tenant_id, exc)
-        raise Problem(503, "Broker unavailable", "the change could not be stored; retry later",
-                      headers={"Retry-After": str(settings.retry_after_seconds)}) from None
+        raise broker_unavailable(settings, "the change") from None
 
 
 async def _change_time(conn, tenant_id: str) -> datetime:

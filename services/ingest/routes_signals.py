@@ -89,8 +89,13 @@ async def publish_all(broker: KafkaBroker, settings: Settings, events: list[tupl
             await asyncio.gather(*(publish_event(broker, settings, topic, event) for topic, event in events))
     except Exception as exc:
         log.warning("broker unavailable, %d events not accepted: %s", len(events), exc or type(exc).__name__)
-        raise Problem(503, "Broker unavailable", "the events could not be stored; retry later",
-                      headers={"Retry-After": str(settings.retry_after_seconds)}) from None
+        raise broker_unavailable(settings, "the events") from None
+
+
+def broker_unavailable(settings: Settings, what: str) -> Problem:
+    """503 with Retry-After: the broker did not take ``what``; the caller's transaction rolls back."""
+    return Problem(503, "Broker unavailable", f"{what} could not be stored; retry later",
+                   headers={"Retry-After": str(settings.retry_after_seconds)})
 
 
 async def bounded_body(request: Request, settings: SettingsDep) -> None:
