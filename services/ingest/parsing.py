@@ -17,7 +17,9 @@ from shared.alerts import FRAUD_FIELD_NAMES, Alert, alert_document_from_fraud_ev
 from shared.http import Problem
 from shared.wire import utcnow
 
-# How far ahead of our clock a posted activity-log time may be (clock skew; as for signals).
+# How far ahead of our clock a posted detection or activity-log time may be (clock skew; as for
+# signals). Either would move the response clock: a future detection starts it late, a future
+# activity-log entry stops it late.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -111,15 +113,19 @@ def _invalid(errors: list[dict[str, str]]) -> Problem:
     return Problem(422, "Invalid alert", detail, errors=errors)
 
 
-def _future_log_errors(alert: Alert, item_prefix: str, latest: datetime) -> list[dict[str, str]]:
-    """An activity-log time past ``latest`` would become the response time of the alert: refused."""
-    return [
-        {
-            "field": _path(item_prefix, ("activityLogs", index, "updatedDateTime")),
-            "message": f"{log.updated_date_time.isoformat()} is in the future",
-        }
+def _future_time_errors(
+    alert: Alert, item_prefix: str, latest: datetime, *, fraud: bool
+) -> list[dict[str, str]]:
+    """Times past ``latest`` that would start or stop the alert's response clock: refused."""
+    times = [(("eventTime",) if fraud else ("detectedDateTime",), alert.detected_date_time)]
+    times += [
+        (("activityLogs", index, "updatedDateTime"), log.updated_date_time)
         for index, log in enumerate(alert.activity_logs)
-        if log.updated_date_time is not None and log.updated_date_time > latest
+    ]
+    return [
+        {"field": _path(item_prefix, loc), "message": f"{when.isoformat()} is in the future"}
+        for loc, when in times
+        if when is not None and when > latest
     ]
 
 
@@ -157,7 +163,7 @@ def alerts_from_document(document: Any, max_alerts: int, *, now: datetime | None
                     loc = (FRAUD_FIELD_NAMES[loc[0]], *loc[1:])  # name the field as it was posted
                 errors.append({"field": _path(item_prefix, loc), "message": error.get("msg", "invalid")})
             continue
-        if future := _future_log_errors(alert, item_prefix, latest):
+        if future := _future_time_errors(alert, item_prefix, latest, fraud=fraud):
             errors.extend(future)
             continue
         if alert.id in first_index:

@@ -138,3 +138,22 @@ def test_activity_log_times_more_than_five_minutes_ahead_are_422():
     assert [e["field"] for e in caught.value.extra["errors"]] == ["value[0].activityLogs[1].updatedDateTime"]
     assert alerts_from_document({"id": "a", "activityLogs": logs[:1]}, 10, now=now)[0].activity_logs
 
+
+
+def test_detection_times_more_than_five_minutes_ahead_are_422():
+    # A detection in the future would start the response clock late: after a response the 30-day
+    # average would read 0.0 h. Only clock skew is tolerated, as for activity-log times.
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    in_ten_days = (now + timedelta(days=10)).isoformat()
+    with pytest.raises(Problem) as caught:
+        alerts_from_document({"value": [{"id": "a"}, {"id": "b", "detectedDateTime": in_ten_days}]}, 10, now=now)
+    assert caught.value.status == 422
+    assert caught.value.extra["errors"] == [
+        {"field": "value[1].detectedDateTime", "message": f"{in_ten_days} is in the future"}
+    ]
+    skewed = (now + timedelta(minutes=4)).isoformat()
+    assert alerts_from_document({"id": "a", "detectedDateTime": skewed}, 10, now=now)[0].detected_date_time
+    fraud = {"eventId": "f1", "eventStatus": "Active", "eventTime": in_ten_days}
+    with pytest.raises(Problem) as caught:
+        alerts_from_document(fraud, 10, now=now)
+    assert caught.value.extra["errors"][0]["field"] == "eventTime"
