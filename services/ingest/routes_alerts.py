@@ -109,24 +109,27 @@ async def _decide_and_publish(
     tenant_id: str,
     alerts: list[Alert],
     *,
-    now: datetime,
     api_actor: Actor | None = None,
-    patch: Callable[[Alert], Alert] | None = None,
+    patch: Callable[[Alert, datetime], Alert] | None = None,
     webhook_id: str | None = None,
 ) -> list[AlertCreated | AlertUpdated]:
     """Lock, decide, publish, record. With ``patch``, the alerts must exist and each is posted as
-    ``patch(its last known state)``. A signed post (``webhook_id``) already accepted yields no event."""
+    ``patch(its last known state, now)``. A signed post (``webhook_id``) already accepted yields no event."""
     try:
         async with lock_alert_states(
             pool, tenant_id, alerts, insert_new=patch is None, webhook_id=webhook_id
         ) as states:
+            # The time of the events is read once the locks are held: a request that waited behind
+            # another one must not publish a newer state with an older time (consumers keep the
+            # state of the newest time and would drop it).
+            now = utcnow()
             if states.replayed:
                 log.info("webhook %r of tenant %s already accepted: a duplicate", webhook_id, tenant_id)
                 return []
             if patch is not None:
                 if missing := [a.id for a in alerts if states.previous(a.id) is None]:
                     raise Problem(404, "Not found", f"no alert {missing[0]!r} for tenant {tenant_id}")
-                alerts = [patch(states.previous(a.id)) for a in alerts]
+                alerts = [patch(states.previous(a.id), now) for a in alerts]
             events: list[AlertCreated | AlertUpdated] = []
             for alert in alerts:
                 previous, version = states.previous(alert.id), states.version(alert.id)
@@ -235,12 +238,9 @@ async def post_alerts(
     Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
     with no new activity-log entry is the system's."""
     caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
-    now = utcnow()
-    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=now)
+    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=utcnow())
     events = (
-        await _decide_and_publish(
-            pool, publisher, settings, tenant_id, alerts, now=now, webhook_id=caller.webhook_id
-        )
+        await _decide_and_publish(pool, publisher, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
         if alerts
         else []
     )
@@ -299,7 +299,7 @@ async def patch_alert(
     else:
         actor = actor_from(None)  # a signed webhook naming nobody: the system
 
-    def apply_patch(previous: Alert) -> Alert:
+    def apply_patch(previous: Alert, now: datetime) -> Alert:
         return patched(
             previous,
             status=AlertStatus(change.status) if change.status else None,
@@ -309,14 +309,12 @@ async def patch_alert(
             now=now,
         )
 
-    now = utcnow()
     events = await _decide_and_publish(
         pool,
         publisher,
         settings,
         tenant_id,
         [Alert(id=alert_id)],
-        now=now,
         api_actor=actor,
         patch=apply_patch,
         webhook_id=caller.webhook_id,

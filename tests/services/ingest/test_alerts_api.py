@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -339,3 +340,30 @@ async def test_thin_path_still_reads_uncommitted_records(
         predicate=lambda r: r["key"] == f"{tenant_id}:plain",
     )
     assert [r["value"]["eventType"] for r in records] == ["alert-created"]
+
+
+async def test_a_change_that_waited_for_the_alert_is_stamped_after_the_wait(
+    ingest, http, tenant_id, db_pool, kafka_bootstrap, topic_prefix
+):
+    # Consumers keep the state with the newest time: a request that waited behind another one must
+    # not publish its newer state with the older time it arrived at.
+    created = await http.post(alerts_url(ingest, tenant_id), json={"id": "w1"}, headers=AUTH)
+    assert created.status_code == 202, created.text
+    async with db_pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT 1 FROM ingest_alert_state WHERE tenant_id = $1 AND alert_id = 'w1' FOR UPDATE", tenant_id
+        )
+        waiting = asyncio.create_task(
+            http.patch(alerts_url(ingest, tenant_id, "w1"), json={"status": "investigating"}, headers=AUTH)
+        )
+        await asyncio.sleep(1.5)
+        assert not waiting.done(), "the change should wait for the alert's lock"
+        released = datetime.now(UTC)
+    patched = await waiting
+    assert patched.status_code == 202, patched.text
+    records = await alert_records(kafka_bootstrap, topic_prefix, tenant_id, at_least=2)
+    update = max(records, key=lambda r: r["offset"])["value"]
+    assert update["eventType"] == "alert-updated"
+    occurred = datetime.fromisoformat(update["occurredDateTime"])
+    assert occurred >= released, f"stamped {occurred}, before the lock was released at {released}"
+    assert update["statusChanges"][0]["changedDateTime"] == update["occurredDateTime"]
