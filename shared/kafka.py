@@ -11,6 +11,8 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from fast_depends.exceptions import ValidationError as MessageValidationError
+from fast_depends.pydantic import PydanticSerializer
 from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import BaseMiddleware
@@ -85,8 +87,25 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
         enable_idempotence=True,
         acks="all",
         middlewares=(DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter)),),
+        # The one place a message becomes its model: FastDepends validates the handler's arguments
+        # and, with its own errors on, reports a message that does not fit as its ValidationError,
+        # which pydantic's ValidationError raised by the handler's own code is not (see is_poison).
+        serializer=PydanticSerializer(use_fastdepends_errors=True),
+        decoder=decode_or_poison,
         **kwargs,
     )
+
+
+async def decode_or_poison(message: Any, default_decoder: Any) -> Any:
+    """FastStream's decoding of a record's bytes, with bytes that cannot be decoded made poison.
+
+    (A record without a content type that is not JSON is passed on as bytes: the model's
+    validation then refuses it.) A subscriber with a decoder of its own bypasses this one.
+    """
+    try:
+        return await default_decoder(message)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PoisonEvent(f"undecodable message: {_one_line(exc)}") from exc
 
 
 def event_headers(event: Event) -> dict[str, str]:
@@ -117,17 +136,35 @@ class PoisonEvent(Exception):
     """An event that can never be applied (malformed, or contradicting its own contract)."""
 
 
-# Errors that retrying cannot fix: the record goes to the dead-letter topic and the consumer moves on.
-# SubscriberNotFound: no handler's filter matched the record's eventType (unknown or missing type).
+# Errors of parsing a record's bytes into an event by hand (a batch handler that parses each
+# record itself, as response_time does): caught around that parse only, they mark the record poison.
+# Never catch them around a handler's own work: a pydantic error there (a bad stored row) is a
+# fault to retry, not a bad message.
 POISON_ERRORS: tuple[type[BaseException], ...] = (
-    ValidationError, json.JSONDecodeError, UnicodeDecodeError, PoisonEvent, SubscriberNotFound)
+    ValidationError, json.JSONDecodeError, UnicodeDecodeError, PoisonEvent)
+
+
+def is_poison(exc: BaseException) -> bool:
+    """Whether the record itself is bad, so retrying cannot help.
+
+    Poison: a message that does not decode or does not validate as the handler's event model
+    (FastDepends' error, raised before the handler runs), a :class:`PoisonEvent` a handler raises
+    about the event, and a record no handler's filter takes (SubscriberNotFound: unknown or missing
+    eventType). Anything the handler's own code raises, pydantic's ValidationError included, is not.
+    """
+    if isinstance(exc, MessageValidationError):
+        # FastDepends also validates a handler's return value; a bad one is the handler's fault.
+        return not any(option.field_name == "return" for option in exc.error_fields)
+    return isinstance(exc, (PoisonEvent, SubscriberNotFound))
 
 
 class DeadLetterMiddleware(BaseMiddleware):
-    """Sends a poison record to the dead-letter topic with the reason, then lets it be committed.
+    """Sends a poison record (:func:`is_poison`) to the dead-letter topic with the reason, then lets
+    it be committed.
 
     Any other error propagates, so FastStream does not commit the record and it is consumed again
-    after a short pause (the database or Redis being briefly unreachable must not lose events).
+    after a short pause (the database or Redis being briefly unreachable, or a bad row of the
+    service's own, must not lose events).
     """
 
     dead_letter_topic: str = "dead-letter"
@@ -140,21 +177,23 @@ class DeadLetterMiddleware(BaseMiddleware):
     async def consume_scope(self, call_next, msg):
         try:
             return await call_next(msg)
-        except POISON_ERRORS as exc:
+        except Exception as exc:
+            if not is_poison(exc):
+                log.exception("handler failed; the record is not committed and will be retried")
+                await asyncio.sleep(self.retry_pause_seconds)
+                raise
+            # FastDepends' message error wraps pydantic's, whose text names the fields at fault.
+            reason = _one_line(getattr(exc, "original_error", None) or exc)
             raw = getattr(msg, "raw_message", None)
             source = f"{getattr(raw, 'topic', '?')}[{getattr(raw, 'partition', '?')}]@{getattr(raw, 'offset', '?')}"
-            log.error("poison event at %s sent to %s: %s", source, self.dead_letter_topic, _one_line(exc))
+            log.error("poison event at %s sent to %s: %s", source, self.dead_letter_topic, reason)
             broker = self.context.get("broker")
             headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
-            headers.update({"dlq.reason": _one_line(exc)[:1000], "dlq.source": source,
+            headers.update({"dlq.reason": reason[:1000], "dlq.source": source,
                             "dlq.error": type(exc).__name__})
             await broker.publish(msg.body, topic=self.dead_letter_topic, key=getattr(raw, "key", None),
                                  headers=headers)
             return None
-        except Exception:
-            log.exception("handler failed; the record is not committed and will be retried")
-            await asyncio.sleep(self.retry_pause_seconds)
-            raise
 
 
 def _one_line(exc: BaseException) -> str:
