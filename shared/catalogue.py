@@ -16,6 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import Field, StrictInt, ValidationError, model_validator
 
+from shared.events import ComplianceStatus
 from shared.wire import OptionalUtcDateTime, WireModel
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
@@ -42,6 +43,10 @@ class Requirement(WireModel):
     state: State = State.active
     effective_date_time: OptionalUtcDateTime = Field(
         None, description="When a preview requirement takes effect (then it counts as active)."
+    )
+    unobserved_compliance_status: ComplianceStatus = Field(
+        ComplianceStatus.noncompliant,
+        description="The status a tenant has while no status of this requirement was received.",
     )
     display_name: str = ""
     description: str = ""

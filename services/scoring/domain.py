@@ -1,6 +1,8 @@
 """Pure scoring rules of SPEC §4: no I/O here.
 
-- A requirement scores its ``maxScore`` when compliant, else 0; no status received yet is noncompliant.
+- A requirement scores its ``maxScore`` when compliant, else 0. With no status received yet, a
+  requirement has the status its catalogue entry assumes (``unobservedComplianceStatus``):
+  noncompliant, except ``securityAlertsPromptlyResolved`` (no responded alert is compliant, SPEC §3).
 - ``currentScore = 100 × Σ score / Σ maxScore`` over the requirements active now (0.0 when none is);
   ``projectedScore`` is the same over active and preview requirements.
 - Per tenant and requirement the newest ``observedDateTime`` wins; equal times are ordered by event
@@ -76,22 +78,23 @@ def score_percent(parts: Iterable[tuple[int, bool]]) -> float:
     return round(100.0 * earned / possible, SCORE_DECIMALS)
 
 
-def is_compliant(statuses: Mapping[str, Observation], requirement_type: str) -> bool:
-    found = statuses.get(requirement_type)
-    return found is not None and found.compliance_status is ComplianceStatus.compliant
+def compliance_of(requirement: Requirement, statuses: Mapping[str, Observation]) -> ComplianceStatus:
+    """The received status of ``requirement``, else the one its catalogue entry assumes."""
+    found = statuses.get(requirement.requirement_type)
+    return found.compliance_status if found is not None else requirement.unobserved_compliance_status
+
+
+def is_compliant(requirement: Requirement, statuses: Mapping[str, Observation]) -> bool:
+    return compliance_of(requirement, statuses) is ComplianceStatus.compliant
 
 
 def summarise(catalogue: Catalogue, statuses: Mapping[str, Observation], now: datetime) -> ScoreSummary:
     active = [r for r in catalogue.requirements if r.state_at(now) is State.active]
     every = list(catalogue.requirements)
     return ScoreSummary(
-        current_score=score_percent(
-            (r.max_score, is_compliant(statuses, r.requirement_type)) for r in active
-        ),
-        projected_score=score_percent(
-            (r.max_score, is_compliant(statuses, r.requirement_type)) for r in every
-        ),
-        compliant_requirements_count=sum(1 for r in active if is_compliant(statuses, r.requirement_type)),
+        current_score=score_percent((r.max_score, is_compliant(r, statuses)) for r in active),
+        projected_score=score_percent((r.max_score, is_compliant(r, statuses)) for r in every),
+        compliant_requirements_count=sum(1 for r in active if is_compliant(r, statuses)),
         total_requirements_count=len(active),
     )
 
@@ -102,11 +105,13 @@ class RequirementView:
 
     requirement: Requirement
     state: State
-    status: Observation | None
+    status: Observation | None  # None: no status received yet (the catalogue's assumed one applies)
 
     @property
     def compliance_status(self) -> ComplianceStatus:
-        return self.status.compliance_status if self.status else ComplianceStatus.noncompliant
+        if self.status is None:
+            return self.requirement.unobserved_compliance_status
+        return self.status.compliance_status
 
     @property
     def score(self) -> int:

@@ -1,5 +1,6 @@
 """Keeps the score live: applies status events, keeps the Redis cache in step, rebuilds it when lost,
-and records preview requirements becoming active on their date.
+records preview requirements becoming active on their date, and on start records what a changed
+catalogue changed in the stored scores.
 
 Every write goes to PostgreSQL first (the durable source), then the tenant's whole state is merged
 into Redis and pending ``score-changed`` events are published. Merges keep the newest observation, so
@@ -85,12 +86,15 @@ class ScoreKeeper:
         # Scores read from the cache already count a preview requirement from its date on; this
         # records the change (history entry, score-changed event) when the date passes.
         last_check = self.clock()
-        if any(d <= last_check for d in self.catalogue.preview_dates()):
-            # A date may have passed while no instance ran; a rescore that changes nothing writes nothing.
-            try:
-                await self.rescore_everyone()
-            except Exception:
-                log.exception("recording past preview activations failed")
+        # On start, once: the stored scores may predate this catalogue (a weight, an assumed status or
+        # a requirement changed, a preview date passed while no instance ran). A rescore that changes
+        # nothing writes nothing.
+        try:
+            changed = await self.rescore_everyone()
+            if changed:
+                log.info("the catalogue changed %d stored score(s) since they were recorded", changed)
+        except Exception:
+            log.exception("recording the catalogue's changes to the stored scores failed")
         while True:
             due = domain.next_activation(self.catalogue, last_check)
             now = self.clock()

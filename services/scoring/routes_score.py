@@ -48,7 +48,10 @@ class SecurityRequirement(WireModel):
     kind: Kind
     state: State
     effective_date_time: OptionalUtcDateTime = None
-    compliance_status: ComplianceStatus = Field(description="No status received yet is noncompliant.")
+    compliance_status: ComplianceStatus = Field(
+        description="With no status received yet, the catalogue's `unobservedComplianceStatus`: "
+        "noncompliant, except `securityAlertsPromptlyResolved` (no responded alert is compliant)."
+    )
     score: int
     max_score: int
     action_url: str | None = None

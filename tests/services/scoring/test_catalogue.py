@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.catalogue import CatalogueError, load_catalogue
+from shared.events import ComplianceStatus
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -34,6 +35,29 @@ requirements:
     )
     preview = catalogue.get("allUsersMfaRegistered")
     assert preview is not None and preview.effective_date_time.isoformat() == "2026-12-31T23:00:00+00:00"
+
+
+def test_the_status_assumed_with_no_observation_is_noncompliant_unless_the_file_says_otherwise(tmp_path):
+    catalogue = load_catalogue(
+        write(
+            tmp_path,
+            """
+requirements:
+  - {requirementType: a, kind: mandatory, maxScore: 10}
+  - {requirementType: b, kind: mandatory, maxScore: 10, unobservedComplianceStatus: compliant}
+""",
+        )
+    )
+    assert catalogue.get("a").unobserved_compliance_status is ComplianceStatus.noncompliant
+    assert catalogue.get("b").unobserved_compliance_status is ComplianceStatus.compliant
+
+
+def test_the_default_file_assumes_compliant_only_for_the_response_time_requirement():
+    # SPEC §3: no responded alert in the window is compliant; with no status, none was ever answered.
+    assumed = {r.requirement_type: r.unobserved_compliance_status for r in load_catalogue().requirements}
+    assert {t for t, s in assumed.items() if s is ComplianceStatus.compliant} == {
+        "securityAlertsPromptlyResolved"
+    }
 
 
 @pytest.mark.parametrize(
@@ -76,6 +100,11 @@ requirements:
         (
             "requirements:\n  - {requirementType: a, kind: mandatory, maxScore: 10, weight: 3}\n",
             "requirements[0](a).weight: Extra inputs are not permitted",
+        ),
+        (
+            "requirements:\n  - {requirementType: a, kind: mandatory, maxScore: 10,"
+            " unobservedComplianceStatus: maybe}\n",
+            "requirements[0](a).unobservedComplianceStatus: Input should be 'compliant' or 'noncompliant'",
         ),
         ("requirements: [\n", "is not valid YAML"),
     ],

@@ -57,17 +57,50 @@ def test_only_the_two_mfa_requirements_compliant_scores_50():
         status("mfaEnforcedForAdmins"),
         status("mfaEnforcedForAdminsOfCustomers"),
         status("securityContactProvided", compliant=False),
+        status("securityAlertsPromptlyResolved", compliant=False),
     )
     summary = domain.summarise(DEFAULT, only_mfa, NOW)
     assert summary.current_score == 50.0  # 40 of 80
     assert (summary.compliant_requirements_count, summary.total_requirements_count) == (2, 5)
 
 
-def test_no_status_received_yet_is_noncompliant():
-    assert domain.summarise(DEFAULT, {}, NOW) == domain.ScoreSummary(0.0, 0.0, 0, 5)
-    views = domain.requirement_views(DEFAULT, {}, NOW)
-    assert {v.compliance_status for v in views} == {ComplianceStatus.noncompliant}
-    assert {v.score for v in views} == {0}
+def test_no_status_received_yet_is_the_status_the_catalogue_assumes():
+    # Noncompliant, except securityAlertsPromptlyResolved: with no status, no alert was ever answered,
+    # and no responded alert in the window is compliant (SPEC §3).
+    assert domain.summarise(DEFAULT, {}, NOW) == domain.ScoreSummary(12.5, 12.5, 1, 5)
+    views = {v.requirement.requirement_type: v for v in domain.requirement_views(DEFAULT, {}, NOW)}
+    assert {t: (v.compliance_status, v.score) for t, v in views.items()} == {
+        "mfaEnforcedForAdmins": (ComplianceStatus.noncompliant, 0),
+        "securityAlertsPromptlyResolved": (ComplianceStatus.compliant, 10),
+        "securityContactProvided": (ComplianceStatus.noncompliant, 0),
+        "spendingBudgetSetForCustomerAzureSubscriptions": (ComplianceStatus.noncompliant, 0),
+        "mfaEnforcedForAdminsOfCustomers": (ComplianceStatus.noncompliant, 0),
+    }
+    assert views["securityAlertsPromptlyResolved"].status is None
+
+
+def test_a_received_status_replaces_the_assumed_one():
+    late = statuses(status("securityAlertsPromptlyResolved", compliant=False))
+    assert domain.summarise(DEFAULT, late, NOW) == domain.ScoreSummary(0.0, 0.0, 0, 5)
+    views = {v.requirement.requirement_type: v for v in domain.requirement_views(DEFAULT, late, NOW)}
+    assert views["securityAlertsPromptlyResolved"].compliance_status is ComplianceStatus.noncompliant
+
+
+def test_an_unobserved_preview_requirement_counts_its_assumed_status_in_projected_only():
+    catalogue = Catalogue(
+        requirements=(
+            Requirement(requirement_type="a", kind=Kind.mandatory, max_score=20),
+            Requirement(
+                requirement_type="b",
+                kind=Kind.mandatory,
+                max_score=20,
+                state=State.preview,
+                effective_date_time=NOW + timedelta(days=1),
+                unobserved_compliance_status=ComplianceStatus.compliant,
+            ),
+        )
+    )
+    assert domain.summarise(catalogue, {}, NOW) == domain.ScoreSummary(0.0, 50.0, 0, 1)
 
 
 def test_no_active_requirement_scores_0():
@@ -123,7 +156,7 @@ def test_preview_is_left_out_of_current_and_counted_in_projected_until_its_date(
 
 def test_a_status_the_catalogue_does_not_list_counts_toward_nothing():
     summary = domain.summarise(DEFAULT, statuses(status("somethingNew"), status("mfaEnforcedForAdmins")), NOW)
-    assert summary.current_score == 25.0  # 20 of 80
+    assert summary.current_score == 37.5  # 20 + 10 (no responded alert) of 80
 
 
 def test_scores_have_two_decimals():

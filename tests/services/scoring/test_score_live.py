@@ -35,8 +35,8 @@ async def test_a_status_event_moves_score_requirements_and_history(
             insights={"admins": 3, "adminsWithMfa": 3},
         )
     )
-    score = await wait_for_score(scoring, tenant_id, 25.0)  # 20 of 80
-    assert score["maxScore"] == 100 and score["projectedScore"] == 25.0
+    score = await wait_for_score(scoring, tenant_id, 37.5)  # 20 + 10 (no responded alert) of 80
+    assert score["maxScore"] == 100 and score["projectedScore"] == 37.5
     assert score["lastRefreshDateTime"].endswith("Z") and score["updatedDateTime"].endswith("Z")
 
     requirements = (await read_api(scoring, tenant_id, "/requirements")).json()["value"]
@@ -55,19 +55,23 @@ async def test_a_status_event_moves_score_requirements_and_history(
         "updatedDateTime": None,
     }
     assert mfa["helpUrl"].startswith("https://learn.microsoft.com/")
-    others = [r for r in requirements if r["requirementType"] != "mfaEnforcedForAdmins"]
+    others = [
+        r
+        for r in requirements
+        if r["requirementType"] not in ("mfaEnforcedForAdmins", "securityAlertsPromptlyResolved")
+    ]
     assert {(r["complianceStatus"], r["score"]) for r in others} == {("noncompliant", 0)}
 
     history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
     assert [(h["score"], h["compliantRequirementsCount"], h["totalRequirementsCount"]) for h in history] == [
-        (25.0, 1, 5)
+        (37.5, 2, 5)
     ]
 
     changes = await read_topic(
         kafka_bootstrap, f"{topic_prefix}score-changes", count=1, predicate=lambda r: r["key"] == tenant_id
     )
     assert changes[0]["headers"]["eventType"] == "score-changed"
-    assert changes[0]["value"]["currentScore"] == 25.0 and changes[0]["value"]["previousScore"] is None
+    assert changes[0]["value"]["currentScore"] == 37.5 and changes[0]["value"]["previousScore"] is None
 
 
 async def test_a_late_older_observation_never_overwrites_a_newer_one(
@@ -101,54 +105,79 @@ async def test_a_late_older_observation_never_overwrites_a_newer_one(
         r for r in requirements.json()["value"] if r["requirementType"] == "securityContactProvided"
     )
     assert contact["complianceStatus"] == "noncompliant"
-    assert (await score_of(scoring, tenant_id))["currentScore"] == 0.0
+    assert (await score_of(scoring, tenant_id))["currentScore"] == 12.5
     history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
-    assert [h["score"] for h in history] == [0.0]  # the late compliant status never counted
+    assert [h["score"] for h in history] == [12.5]  # the late compliant status never counted
 
 
 async def test_graphs_noncomplaint_spelling_is_noncompliant(scoring, send_status, tenant_id):
     await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
-    await wait_for_score(scoring, tenant_id, 25.0)
+    await wait_for_score(scoring, tenant_id, 37.5)
     await send_status(
         status_event(tenant_id, "mfaEnforcedForAdmins", "noncomplaint", T0 + timedelta(minutes=5))
     )
-    await wait_for_score(scoring, tenant_id, 0.0)
+    await wait_for_score(scoring, tenant_id, 12.5)
     requirements = (await read_api(scoring, tenant_id, "/requirements")).json()["value"]
     assert (
         next(r for r in requirements if r["id"] == "mfaEnforcedForAdmins")["complianceStatus"]
         == "noncompliant"
     )
     history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
-    assert [h["score"] for h in history] == [0.0, 25.0]  # newest first
+    assert [h["score"] for h in history] == [12.5, 37.5]  # newest first
 
 
 async def test_tenants_are_kept_apart(scoring, send_status):
     first, second = f"tenant-{uuid.uuid4().hex[:10]}", f"tenant-{uuid.uuid4().hex[:10]}"
     await send_status(status_event(first, "mfaEnforcedForAdmins", "compliant", T0))
     await send_status(status_event(first, "mfaEnforcedForAdminsOfCustomers", "compliant", T0))
-    await send_status(status_event(second, "securityAlertsPromptlyResolved", "compliant", T0))
-    await wait_for_score(scoring, first, 50.0)  # the two MFA requirements: 40 of 80
-    await wait_for_score(scoring, second, 12.5)  # 10 of 80
+    await send_status(status_event(second, "securityAlertsPromptlyResolved", "noncompliant", T0))
+    await wait_for_score(scoring, first, 62.5)  # the two MFA requirements and no responded alert: 50 of 80
+    await wait_for_score(scoring, second, 0.0)
     first_requirements = (await read_api(scoring, first, "/requirements")).json()["value"]
     assert {r["id"] for r in first_requirements if r["complianceStatus"] == "compliant"} == {
         "mfaEnforcedForAdmins",
         "mfaEnforcedForAdminsOfCustomers",
+        "securityAlertsPromptlyResolved",  # the second tenant's noncompliant status is not the first's
     }
     assert len((await read_api(scoring, second, "/history")).json()["value"]) == 1
 
 
-async def test_a_tenant_never_heard_of_has_every_requirement_noncompliant(scoring, tenant_id):
+async def test_a_tenant_never_heard_of_agrees_with_its_response_time_figures(scoring, tenant_id):
+    # No alert ever: /response-time says compliant (SPEC §3), so the score counts that requirement's
+    # 10 points too; every other requirement has no status yet and is noncompliant (SPEC §4).
+    async with httpx.AsyncClient(timeout=10) as http:
+        figures = await http.get(f"{scoring.url}/v1/tenants/{tenant_id}/response-time", headers=AUTH)
+    assert figures.status_code == 200 and figures.json()["compliant"] is True
     score = (await read_api(scoring, tenant_id)).json()
     assert score == {
-        "currentScore": 0.0,
+        "currentScore": 12.5,  # 10 of 80
         "maxScore": 100,
-        "projectedScore": 0.0,
+        "projectedScore": 12.5,
         "lastRefreshDateTime": None,
         "updatedDateTime": None,
     }
     requirements = (await read_api(scoring, tenant_id, "/requirements")).json()["value"]
-    assert {(r["complianceStatus"], r["score"]) for r in requirements} == {("noncompliant", 0)}
+    assert {r["id"]: (r["complianceStatus"], r["score"]) for r in requirements} == {
+        "mfaEnforcedForAdmins": ("noncompliant", 0),
+        "securityAlertsPromptlyResolved": ("compliant", 10),
+        "securityContactProvided": ("noncompliant", 0),
+        "spendingBudgetSetForCustomerAzureSubscriptions": ("noncompliant", 0),
+        "mfaEnforcedForAdminsOfCustomers": ("noncompliant", 0),
+    }
+    unobserved = next(r for r in requirements if r["id"] == "securityAlertsPromptlyResolved")
+    assert unobserved["observedDateTime"] is None and unobserved["source"] is None
     assert (await read_api(scoring, tenant_id, "/history")).json() == {"value": []}
+
+
+async def test_the_first_history_entry_counts_the_unobserved_response_time_requirement(
+    scoring, send_status, tenant_id
+):
+    await send_status(status_event(tenant_id, "securityContactProvided", "compliant", T0))
+    await wait_for_score(scoring, tenant_id, 37.5)  # 20 + 10 (no responded alert) of 80
+    history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
+    assert [(h["score"], h["compliantRequirementsCount"], h["totalRequirementsCount"]) for h in history] == [
+        (37.5, 2, 5)
+    ]
 
 
 async def test_a_requirement_the_catalogue_does_not_list_is_kept_but_not_scored(
@@ -157,7 +186,7 @@ async def test_a_requirement_the_catalogue_does_not_list_is_kept_but_not_scored(
     unknown = await send_status(status_event(tenant_id, "allUsersMfaRegistered", "compliant", T0))
     await event_applied(db_pool, unknown)
     await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
-    await wait_for_score(scoring, tenant_id, 25.0, projectedScore=25.0)
+    await wait_for_score(scoring, tenant_id, 37.5, projectedScore=37.5)
     requirements = (await read_api(scoring, tenant_id, "/requirements")).json()["value"]
     assert "allUsersMfaRegistered" not in {r["id"] for r in requirements}
     stored = await db_pool.fetchval(
@@ -174,9 +203,9 @@ async def test_a_redelivered_event_takes_effect_once(scoring, send_status, tenan
     await send_status(event)
     later = await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
     await event_applied(db_pool, later)
-    await wait_for_score(scoring, tenant_id, 50.0)
+    await wait_for_score(scoring, tenant_id, 62.5)
     history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
-    assert [h["score"] for h in history] == [50.0, 25.0]
+    assert [h["score"] for h in history] == [62.5, 37.5]
 
 
 async def test_the_read_api_wants_a_key_of_the_tenant(scoring, tenant_id):
@@ -195,7 +224,7 @@ async def test_a_malformed_status_goes_to_the_dead_letter_topic_and_blocks_nothi
 ):
     poison = await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "sortOfCompliant", T0))
     await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
-    await wait_for_score(scoring, tenant_id, 25.0)
+    await wait_for_score(scoring, tenant_id, 37.5)
     dead = await read_topic(
         kafka_bootstrap,
         f"{topic_prefix}dead-letter",
@@ -214,7 +243,7 @@ async def test_a_record_of_another_event_type_is_dead_lettered_and_blocks_nothin
         status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0, eventType="requirement-retired")
     )
     await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
-    await wait_for_score(scoring, tenant_id, 25.0)
+    await wait_for_score(scoring, tenant_id, 37.5)
     dead = await read_topic(
         kafka_bootstrap,
         f"{topic_prefix}dead-letter",

@@ -96,7 +96,7 @@ async def test_after_redis_loses_everything_the_api_answers_503_then_the_rebuilt
     try:
         await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
         await send_status(status_event(tenant_id, "securityContactProvided", "compliant", T0))
-        await wait_for_score(process, tenant_id, 50.0)
+        await wait_for_score(process, tenant_id, 62.5)  # 20 + 20 + 10 (no responded alert) of 80
         # The first read after each loss is refused, whichever endpoint it is; it starts the rebuild.
         for path in ("", "/requirements"):
             await redis.flushdb()  # only this test's own database
@@ -104,19 +104,20 @@ async def test_after_redis_loses_everything_the_api_answers_503_then_the_rebuilt
             assert unavailable.status_code == 503
             assert unavailable.headers["retry-after"] == "1"
             assert unavailable.headers["content-type"].startswith("application/problem+json")
-            await wait_for_score(process, tenant_id, 50.0)
+            await wait_for_score(process, tenant_id, 62.5)
 
-        rebuilt = await wait_for_score(process, tenant_id, 50.0)
+        rebuilt = await wait_for_score(process, tenant_id, 62.5)
         assert rebuilt["lastRefreshDateTime"] is not None
         requirements = (await read_api(process, tenant_id, "/requirements")).json()["value"]
         assert {r["id"] for r in requirements if r["complianceStatus"] == "compliant"} == {
             "mfaEnforcedForAdmins",
+            "securityAlertsPromptlyResolved",
             "securityContactProvided",
         }
         # History is durable (PostgreSQL): the loss of Redis cost none of it.
         assert [h["score"] for h in (await read_api(process, tenant_id, "/history")).json()["value"]] == [
-            50.0,
-            25.0,
+            62.5,
+            37.5,
         ]
     finally:
         await asyncio.to_thread(process.stop)
@@ -133,14 +134,15 @@ async def test_a_periodic_check_rebuilds_the_cache_with_no_read(
     await asyncio.to_thread(process.start)
     redis = Redis.from_url(flushable_redis_url(test_env), decode_responses=True)
     try:
-        await send_status(status_event(tenant_id, "securityAlertsPromptlyResolved", "compliant", T0))
-        await wait_for_score(process, tenant_id, 12.5)
+        # Noncompliant: a score of its own (with no status this requirement is compliant, 12.5).
+        await send_status(status_event(tenant_id, "securityAlertsPromptlyResolved", "noncompliant", T0))
+        await wait_for_score(process, tenant_id, 0.0)
         await redis.flushdb()
         tenant_key = f"{env['REDIS_KEY_PREFIX']}t:{tenant_id}"
         await eventually(
             lambda: redis.exists(f"{env['REDIS_KEY_PREFIX']}ready", tenant_key), lambda n: n == 2
         )
-        assert (await score_of(process, tenant_id))["currentScore"] == 12.5
+        assert (await score_of(process, tenant_id))["currentScore"] == 0.0
     finally:
         await asyncio.to_thread(process.stop)
         async for key in redis.scan_iter(match=f"{process.env['REDIS_KEY_PREFIX']}*", count=500):
@@ -193,7 +195,7 @@ async def test_several_instances_agree_on_the_newest_status(
         history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
         scores = [h["score"] for h in reversed(history)]
         assert all(a != b for a, b in zip(scores, scores[1:], strict=False))  # every entry is a change
-        assert scores[-1] == (25.0 if newest_status == "compliant" else 0.0)
+        assert scores[-1] == (37.5 if newest_status == "compliant" else 12.5)
     finally:
         await asyncio.to_thread(twin.stop)
 
@@ -210,15 +212,15 @@ async def test_after_a_redis_restart_that_kept_the_marker_but_lost_the_last_writ
     try:
         await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
         await send_status(status_event(tenant_id, "securityContactProvided", "compliant", T0))
-        await wait_for_score(process, tenant_id, 50.0)
+        await wait_for_score(process, tenant_id, 62.5)
         ready_key = f"{env['REDIS_KEY_PREFIX']}ready"
         assert await redis.get(ready_key) == (await redis.info("server"))["run_id"]
 
         await redis.set(ready_key, "0" * 40)  # the marker as the previous server run left it
         await redis.hdel(f"{env['REDIS_KEY_PREFIX']}t:{tenant_id}", "s:securityContactProvided")  # lost
         unavailable = await read_api(process, tenant_id, "")
-        assert unavailable.status_code == 503  # not the stale 25.0
-        await wait_for_score(process, tenant_id, 50.0)
+        assert unavailable.status_code == 503  # not the stale 37.5
+        await wait_for_score(process, tenant_id, 62.5)
         assert await redis.get(ready_key) == (await redis.info("server"))["run_id"]
     finally:
         await asyncio.to_thread(process.stop)
