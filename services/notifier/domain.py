@@ -13,6 +13,7 @@ import html
 import json
 import math
 import random
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -279,9 +280,21 @@ _KIND_LEADS = {
 
 @dataclass(frozen=True)
 class Email:
-    subject: str
+    subject: str  # one line (header_text)
     text: str
     html: str
+
+
+# C0 controls (CR and LF among them), DEL, C1 controls (NEL among them), Unicode line/paragraph separators.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def header_text(value: str) -> str:
+    """A header value on one line: every control character becomes a space and runs of white space
+    one space. Alert fields come from outside: a line break kept in a header would either make the
+    message impossible to build or, in a laxer library, start a header of the sender's choosing.
+    (Long values are still folded by the e-mail library, which receivers unfold.)"""
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", value).split())
 
 
 def alert_email(kind: Kind, event: AlertCreated, links: Links, now: datetime, limit_seconds: float) -> Email:
@@ -290,6 +303,7 @@ def alert_email(kind: Kind, event: AlertCreated, links: Links, now: datetime, li
     title = alert.display_name or alert.alert_type or alert.id
     detected = detection_time(event)
     rows = [
+        ("Alert", title),  # in full here: the subject has it on one line
         ("Customer", alert.customer_tenant_id or "unknown"),
         ("Alert type", alert.alert_type or "unknown"),
         ("Severity", severity),
@@ -323,7 +337,8 @@ def alert_email(kind: Kind, event: AlertCreated, links: Links, now: datetime, li
         f'<a href="{html.escape(links.help)}">What the requirement asks</a></p>'
         "<p>Changing the alert's status stops the response clock.</p>"
     )
-    return Email(f"[{severity}] {_KIND_TITLES[kind]}{title}", text, f"<html><body>{body_html}</body></html>")
+    subject = header_text(f"[{severity}] {_KIND_TITLES[kind]}{title}")
+    return Email(subject, text, f"<html><body>{body_html}</body></html>")
 
 
 def spending_email(event: SpendingBudgetThresholdReached, dashboard: str) -> Email:
@@ -342,7 +357,7 @@ def spending_email(event: SpendingBudgetThresholdReached, dashboard: str) -> Ema
         f'<tr><th align="left">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in rows
     )
     return Email(
-        f"[budget] {customer} reached {event.threshold_percent}% of its {event.month} budget",
+        header_text(f"[budget] {customer} reached {event.threshold_percent}% of its {event.month} budget"),
         text,
         f"<html><body><p>{html.escape(lead)}</p><table>{cells}</table>"
         f'<p><a href="{html.escape(dashboard)}">Dashboard</a></p></body></html>',

@@ -136,9 +136,11 @@ class Transports:
         return Attempt("delivered", recipient=recipient)
 
     def compose(self, row: asyncpg.Record, recipient: str) -> EmailMessage:
+        """The e-mail of one delivery. Every header value goes through ``domain.header_text``:
+        alert fields may hold line breaks, which belong in the body only."""
         kind = Kind(row["kind"])
         now = utcnow()
-        message = EmailMessage()
+        headers: dict[str, str] = {}
         if kind is Kind.spending:
             event = SpendingBudgetThresholdReached.model_validate_json(row["payload"])
             content = domain.spending_email(event, self.settings.public_base_url)
@@ -151,21 +153,26 @@ class Transports:
                 now,
                 self.settings.response_limit_seconds,
             )
-            message["X-CSP-Alert-Id"] = alert_event.alert.id
+            headers["X-CSP-Alert-Id"] = alert_event.alert.id
             if kind is not Kind.alert:
                 # Threads the reminder or escalation under the first e-mail about the alert.
                 first = domain.delivery_id(
                     row["tenant_id"], row["subject_id"], domain.CONTACT_EMAIL, Kind.alert
                 )
-                message["In-Reply-To"] = message["References"] = self.message_id(first)
-        message["From"] = self.settings.smtp_from
-        message["To"] = recipient
-        message["Subject"] = content.subject
-        message["Date"] = format_datetime(now)
-        # Stable per delivery: if a crash makes us send twice, mail clients show it once.
-        message["Message-ID"] = self.message_id(row["delivery_id"])
-        message["X-CSP-Tenant"] = row["tenant_id"]
-        message["X-CSP-Delivery-Kind"] = kind.value
+                headers["In-Reply-To"] = headers["References"] = self.message_id(first)
+        headers |= {
+            "From": self.settings.smtp_from,
+            "To": recipient,
+            "Subject": content.subject,
+            "Date": format_datetime(now),
+            # Stable per delivery: if a crash makes us send twice, mail clients show it once.
+            "Message-ID": self.message_id(row["delivery_id"]),
+            "X-CSP-Tenant": row["tenant_id"],
+            "X-CSP-Delivery-Kind": kind.value,
+        }
+        message = EmailMessage()
+        for name, value in headers.items():
+            message[name] = domain.header_text(value)
         message.set_content(content.text)
         message.add_alternative(content.html, subtype="html")
         return message

@@ -78,6 +78,37 @@ async def test_one_email_and_one_webhook_per_alert_when_events_are_redelivered(
     }
 
 
+async def test_line_breaks_in_alert_fields_stay_out_of_the_headers_and_in_the_body(
+    tenant_id, start_notifier, publish, notifier_pool, smtp_server
+):
+    start_notifier()
+    await set_contact(publish, notifier_pool, tenant_id, "soc@partner.example")
+    created = alert_created(
+        tenant_id,
+        "a1\r\nX-Injected: by the id",
+        displayName="Impossible travel\r\nBcc: attacker@evil.example\n\nbody?",
+        alertType="unusual\x0bActivity\u2028Subject: forged",
+    )
+    await publish(Topic.alerts, created)
+    await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="the delivery")
+
+    [row] = await deliveries(notifier_pool, tenant_id, channel="email:contact")
+    assert (row["state"], row["attempts"]) == ("delivered", 1), row["last_error"]
+    [mail] = smtp_server.mail.for_tenant(tenant_id, "alert")
+    # One line each: control characters become spaces, nothing starts a header of its own.
+    assert mail["Subject"] == "[high] Impossible travel Bcc: attacker@evil.example body?"
+    assert mail["X-CSP-Alert-Id"] == "a1 X-Injected: by the id"
+    for forged in ("Bcc", "X-Injected", "Cc"):
+        assert mail[forged] is None
+    assert mail.get_all("Subject") == [mail["Subject"]]
+    assert mail["To"] == "soc@partner.example"
+    # The body keeps the text as it came (its line breaks travel as CRLF, as SMTP has them).
+    text = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Alert: Impossible travel\nBcc: attacker@evil.example\n\nbody?\n" in text
+    assert "Alert id: a1\nX-Injected: by the id\n" in text
+    assert "Alert type: unusual\x0bActivity\u2028Subject: forged\n" in text
+
+
 async def test_a_rotated_channel_secret_signs_beside_the_new_one_until_the_overlap_ends(
     tenant_id, start_notifier, publish, notifier_pool, receiver
 ):

@@ -197,6 +197,21 @@ def test_alert_email_names_severity_title_customer_type_detection_time_left_and_
     )
 
 
+def test_header_text_makes_one_line_of_any_control_characters():
+    assert domain.header_text("a\r\nBcc: x@evil.example") == "a Bcc: x@evil.example"
+    assert domain.header_text(" tab\there\x0bvt\x1b\x7f\x85nel\u2028ls\u2029ps\n ") == (
+        "tab here vt nel ls ps"
+    )
+    assert domain.header_text("Café — ok") == "Café — ok"
+
+
+def test_the_subject_is_one_line_and_the_body_keeps_the_text():
+    event = AlertCreated(tenant_id="t1", alert=alert(displayName="Line one\nBcc: x@evil.example"))
+    email = domain.alert_email(Kind.alert, event, LINKS, NOW, 86400)
+    assert email.subject == "[high] Line one Bcc: x@evil.example"
+    assert "Line one\nBcc: x@evil.example" in email.text
+
+
 def test_html_is_escaped():
     event = AlertCreated(tenant_id="t1", alert=alert(customerTenantId="<script>"))
     assert "<script>" not in domain.alert_email(Kind.alert, event, LINKS, NOW, 86400).html
