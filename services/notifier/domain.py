@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from shared.alerts import Alert, AlertStatus, Severity
-from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.events import AlertCreated, AlertUpdated, SpendingBudgetThresholdReached
 from shared.responses import first_partner_response
 from shared.wire import WireModel
 
@@ -148,16 +148,41 @@ def timer_due_times(
     }
 
 
+def needs_timers(event: AlertCreated) -> bool:
+    """Whether a reminder and an escalation may follow this alert.
+
+    Not for a test alert (it needs no response: SPEC §3 leaves it out of the response time), nor
+    for one that arrives already resolved or already answered by a partner (an import of old
+    alerts must not send a storm of reminders).
+    """
+    return not (
+        event.alert.is_test
+        or event.alert.status is AlertStatus.resolved
+        or first_partner_response(event.status_changes)
+    )
+
+
+def why_timers_end(event: AlertUpdated) -> str | None:
+    """Why this change ends the need for a reminder and an escalation; None if it does not.
+
+    A partner response stops the clock; a resolution by anyone, the system included, closes the
+    alert: nobody is left to remind (a later reopening does not bring the timers back).
+    """
+    if first_partner_response(event.status_changes):
+        return "a partner response"
+    if event.alert.status is AlertStatus.resolved:
+        return "the alert was resolved"
+    return None
+
+
 def timers_for_new_alert(
     event: AlertCreated, reminder_after: float, escalation_after: float, now: datetime
 ) -> dict[Kind, datetime]:
-    """The reminder and escalation a newly seen alert gets.
-
-    None for an alert that arrives already resolved or already answered by a partner (an import of
-    old alerts must not send a storm of reminders); for one whose escalation is already due on
-    arrival, only the escalation: a reminder and an escalation at once say the same thing twice.
+    """The reminder and escalation a newly seen alert gets (none unless ``needs_timers``); for one
+    whose escalation is already due on arrival, only the escalation: a reminder and an escalation
+    at once say the same thing twice.
     """
-    if event.alert.status is AlertStatus.resolved or first_partner_response(event.status_changes):
+    if not needs_timers(event):
         return {}
     due = timer_due_times(event, reminder_after, escalation_after)
     if due[Kind.escalation] <= now:

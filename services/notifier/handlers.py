@@ -62,7 +62,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         cancelled = await store.record_alert_updated(pool, event)
         if cancelled:
             log.info(
-                "partner response to %s/%s: %d timers cancelled", event.tenant_id, event.alert_id, cancelled
+                "%s/%s answered or resolved: %d timers cancelled", event.tenant_id, event.alert_id, cancelled
             )
 
     @contacts(filter=event_type_is("security-contact-changed"))

@@ -81,6 +81,23 @@ def partner_response(created: AlertCreated, user: str = "alice@partner.example")
     )
 
 
+def system_resolution(created: AlertCreated) -> AlertUpdated:
+    """The alert resolved by the system (Partner Center closed it): no partner response (SPEC §3)."""
+    now = utcnow()
+    actor = Actor(type=ActorType.system)
+    alert = created.alert.model_copy(update={"status": AlertStatus.resolved})
+    change = {"field": "status", "from": "active", "to": "resolved"}
+    return AlertUpdated(
+        tenant_id=created.tenant_id,
+        alert_id=created.alert.id,
+        actor=actor,
+        changed_date_time=now,
+        alert=alert,
+        changes=[FieldChange.model_validate(change)],
+        status_changes=[StatusChange.model_validate({**change, "actor": actor, "changedDateTime": now})],
+    )
+
+
 async def set_contact(publish, pool: asyncpg.Pool, tenant_id: str, address: str) -> None:
     await publish(
         Topic.security_contacts,

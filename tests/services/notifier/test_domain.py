@@ -279,3 +279,25 @@ def test_an_alert_arriving_resolved_or_answered_gets_no_timers_and_an_old_one_on
     # Between 1 h and 20 h old: the reminder (due at once) and the escalation later.
     late = created(detectedDateTime="2026-11-27T08:00:00Z")
     assert set(domain.timers_for_new_alert(late, 3600, 72000, NOW)) == {Kind.reminder, Kind.escalation}
+
+
+def test_a_test_alert_gets_no_timers():
+    event = AlertCreated(tenant_id="t1", alert=alert(isTest=True, detectedDateTime="2026-11-27T11:30:00Z"))
+    assert domain.timers_for_new_alert(event, 3600, 72000, NOW) == {}
+
+
+def test_timers_end_with_a_partner_response_or_when_the_alert_is_resolved_by_anyone():
+    from shared.events import Actor, ActorType, AlertUpdated, StatusChange
+
+    def updated(to: str, actor: Actor) -> AlertUpdated:
+        change = {"field": "status", "from": "active", "to": to}
+        return AlertUpdated(
+            tenant_id="t1", alert_id="a1", actor=actor, changed_date_time=NOW, alert=alert(status=to),
+            changes=[change],
+            status_changes=[StatusChange.model_validate({**change, "actor": actor, "changedDateTime": NOW})],
+        )
+
+    system, user = Actor(type=ActorType.system), Actor(type=ActorType.user, id="alice@partner.example")
+    assert domain.why_timers_end(updated("resolved", system)) == "the alert was resolved"
+    assert domain.why_timers_end(updated("investigating", user)) == "a partner response"
+    assert domain.why_timers_end(updated("investigating", system)) is None  # still open, unanswered

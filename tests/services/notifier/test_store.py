@@ -8,6 +8,7 @@ import asyncpg
 
 from services.ingest import channels_store
 from services.notifier import domain, store
+from tests.services.notifier.helpers import alert_created
 
 
 async def insert_delivery(
@@ -84,3 +85,26 @@ async def test_finished_deliveries_and_timers_older_than_the_retention_are_prune
         "SELECT alert_id FROM notification_timers WHERE tenant_id = $1 ORDER BY alert_id", tenant_id
     )
     assert [t["alert_id"] for t in timers] == ["t-recent", "t-scheduled"]
+
+
+async def test_a_due_timer_of_a_test_alert_or_with_an_unreadable_payload_is_cancelled_not_fired(
+    notifier_pool, tenant_id
+):
+    # Timers scheduled before test alerts stopped getting them, and a row no version can read: each
+    # ends as cancelled, sends nothing, and does not stop the timers due beside it.
+    test_alert = alert_created(tenant_id, "test", isTest=True).model_dump_json()
+    ordinary = alert_created(tenant_id, "ordinary").model_dump_json()
+    for alert_id, payload in (("test", test_alert), ("unreadable", "{}"), ("ordinary", ordinary)):
+        await notifier_pool.execute(
+            """INSERT INTO notification_timers (tenant_id, alert_id, kind, due_at, payload)
+               VALUES ($1, $2, 'reminder', now() - interval '1 second', $3::jsonb)""",
+            tenant_id, alert_id, payload,
+        )
+    while await store.fire_due_timers(notifier_pool, escalation_email=False, limit=100):
+        pass
+    states = dict(await notifier_pool.fetch(
+        "SELECT alert_id, state FROM notification_timers WHERE tenant_id = $1", tenant_id))
+    assert states == {"test": "cancelled", "unreadable": "cancelled", "ordinary": "fired"}
+    reminders = await notifier_pool.fetch(
+        "SELECT subject_id FROM notification_deliveries WHERE tenant_id = $1 AND kind = 'reminder'", tenant_id)
+    assert [r["subject_id"] for r in reminders] == ["ordinary"]

@@ -17,6 +17,7 @@ from tests.services.notifier.helpers import (
     set_channel,
     set_contact,
     settled,
+    system_resolution,
 )
 
 
@@ -139,3 +140,41 @@ async def test_timers_survive_a_restart(tenant_id, start_notifier, publish, noti
     )
     await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="deliveries")
     assert len(smtp_server.mail.for_tenant(tenant_id, "reminder")) == 1
+
+
+@pytest.mark.timeout(180)
+async def test_test_alerts_and_alerts_resolved_by_the_system_get_no_reminder_nor_escalation(
+    tenant_id, start_notifier, publish, notifier_pool, smtp_server
+):
+    start_notifier(
+        REMINDER_AFTER_SECONDS="4", ESCALATION_AFTER_SECONDS="8", ESCALATION_EMAIL="oncall@partner.example"
+    )
+    await set_contact(publish, notifier_pool, tenant_id, "soc@partner.example")
+    warm_up = alert_created(tenant_id, "warm-up", status="resolved")  # no timers of its own
+    await publish(Topic.alerts, warm_up)
+    await eventually(lambda: settled(notifier_pool, tenant_id, warm_up.event_id), what="the first alert")
+
+    # Same detection time for all three; "open" shows when the others' timers would have fired.
+    detected = utcnow().isoformat()
+    test_alert = alert_created(tenant_id, "test", isTest=True, detectedDateTime=detected)
+    closed = alert_created(tenant_id, "closed-by-system", detectedDateTime=detected)
+    still_open = alert_created(tenant_id, "open", detectedDateTime=detected)
+    for event in (test_alert, closed, system_resolution(closed), still_open):
+        await publish(Topic.alerts, event)
+
+    await eventually(
+        lambda: smtp_server.mail.times(tenant_id, "open", "escalation"), within=60, what="the control's escalation"
+    )
+    await eventually(
+        lambda: settled(notifier_pool, tenant_id, test_alert.event_id, closed.event_id), what="deliveries"
+    )
+    assert len(smtp_server.mail.times(tenant_id, "open", "reminder")) == 1
+    for alert_id in ("test", "closed-by-system"):
+        assert len(smtp_server.mail.times(tenant_id, alert_id, "alert")) == 1  # the new alert itself, yes
+        assert smtp_server.mail.times(tenant_id, alert_id, "reminder") == []
+        assert smtp_server.mail.times(tenant_id, alert_id, "escalation") == []
+    assert await timers(notifier_pool, tenant_id, "test") == {}
+    assert await timers(notifier_pool, tenant_id, "closed-by-system") == {
+        "reminder": "cancelled",
+        "escalation": "cancelled",
+    }
