@@ -33,8 +33,9 @@ async def apply_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | Alert
 
     Each event id is claimed in the dedupe ledger (``processed_events``) in the transaction that
     applies it, so an event already applied (a redelivery, or a replay after a crash mid-batch) is
-    dropped, and a crash before the commit leaves neither the claims nor the effects. Four round
-    trips per batch, whatever its size: claim, lock the alerts' rows, upsert them, mark the tenants.
+    dropped, and a crash before the commit leaves neither the claims nor the effects. Five round
+    trips per batch, whatever its size: claim, lock the alerts, read their rows, upsert them, mark
+    the tenants.
     """
     unique, seen = [], set()
     for event in events:  # an id twice in one batch: its first occurrence only
@@ -51,6 +52,7 @@ async def apply_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | Alert
         if not todo:
             return []
         keys = sorted({domain.alert_key(e) for e in todo})
+        await _lock_alerts(conn, keys)
         rows = await conn.fetch(
             f"""SELECT {_CLOCK_COLUMNS} FROM alerts
                 WHERE (tenant_id, alert_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
@@ -64,6 +66,22 @@ async def apply_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | Alert
         tenants = sorted({k[0] for k in keys})
         await mark_dirty(conn, tenants)
         return tenants
+
+
+async def _lock_alerts(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> None:
+    """Hold each alert's advisory lock until the transaction ends, whether or not its row exists yet.
+
+    A row lock alone cannot serialise two events of a new alert (two consumers briefly holding one
+    partition during a rebalance): neither finds a row to lock, both fold their event into "no
+    state", and the last write wins. The locks are taken in the order of their keys, so two batches
+    never wait for each other crosswise; two alerts sharing a hash only wait for each other.
+    """
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(lock_key)
+           FROM (SELECT DISTINCT hashtextextended('response-time-alert:' || t || ':' || a, 0) AS lock_key
+                 FROM unnest($1::text[], $2::text[]) AS alert(t, a)
+                 ORDER BY lock_key) AS locks""",
+        [k[0] for k in keys], [k[1] for k in keys])
 
 
 async def apply_alert_created(pool: asyncpg.Pool, event: AlertCreated) -> bool:

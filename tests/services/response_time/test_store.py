@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
 from services.response_time import domain, store
+from shared.db import create_pool
 from shared.events import Actor, ActorType
 from tests.services.response_time.events import created, updated
 
@@ -137,3 +143,52 @@ async def test_closed_unanswered_alerts_in_sql_equal_the_reference(db_pool, tena
     figures = await store.current_figures(db_pool, tenant_id, NOW)
     assert (figures.open_count, figures.oldest_open_age_hours) == (2, 50.0)
     assert (figures.responded_count, figures.average_response_time_in_hours) == (1, 10.0)
+
+
+async def test_two_events_of_a_new_alert_applied_concurrently_equal_them_applied_in_order(own_database, tenant_id):
+    # Two consumers briefly hold one partition during a rebalance: each applies one event of an alert
+    # that has no row yet, so there is no row for either to lock. Both transactions are held just
+    # before their insert (a SHARE lock on the table, taken by a third session) until both are there.
+    creation = created(tenant_id, "new", NOW - 5 * H)
+    response = updated(tenant_id, "new", NOW - 2 * H, NOW - 5 * H)
+    in_order = f"{tenant_id}-in-order"
+    # One connection each, so each pool's session (its pid) is known.
+    reference_pool, first, second = [await create_pool(own_database, max_size=1) for _ in range(3)]
+    first_pid, second_pid = [await pool.fetchval("SELECT pg_backend_pid()") for pool in (first, second)]
+    blocker = await asyncpg.connect(own_database)
+    try:
+        await store.apply_events(reference_pool, [_for(creation, in_order)])
+        await store.apply_events(reference_pool, [_for(response, in_order)])
+
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE alerts IN SHARE MODE")
+            applying_response = asyncio.create_task(store.apply_events(first, [response]))
+            await _waits_for_a_lock(blocker, first_pid)
+            applying_creation = asyncio.create_task(store.apply_events(second, [creation]))
+            await _waits_for_a_lock(blocker, second_pid)
+        assert await asyncio.wait_for(asyncio.gather(applying_response, applying_creation), 30) == [
+            [tenant_id],
+            [tenant_id],
+        ]
+
+        (concurrent,) = await clocks(reference_pool, tenant_id)
+        (reference,) = await clocks(reference_pool, in_order)
+        assert dataclasses.replace(concurrent, tenant_id=in_order) == reference
+        assert concurrent.response == domain.Response(NOW - 2 * H, "ana@partner.example")
+    finally:
+        await blocker.close()
+        for pool in (reference_pool, first, second):
+            await pool.close()
+
+
+def _for(event, tenant: str):
+    """The same event for another tenant, under an id of its own."""
+    return event.model_copy(update={"tenant_id": tenant, "event_id": uuid.uuid4()})
+
+
+async def _waits_for_a_lock(observer: asyncpg.Connection, pid: int) -> None:
+    """Until the session ``pid`` waits for a lock (a row, a table or an advisory lock)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while await observer.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) != "Lock":
+        assert asyncio.get_running_loop().time() < deadline, "the transaction never reached its lock"
+        await asyncio.sleep(0.02)
