@@ -1,27 +1,58 @@
-"""Who is calling, and what they may do (SPEC §6).
+"""Who is calling, what they may do, and the record of what they changed (SPEC §6).
 
 ``Authorization: Bearer <key>``. A key belongs to one tenant, or to every tenant for an operator,
 with a role: adminAgent (everything), securityAdministrator (read, update alerts, set the contact),
 securityReader (read only). The operator key comes from ``OPERATOR_API_KEY``; other keys live in
-PostgreSQL (``api_keys``, only a SHA-256 of each key is stored) and are made with
-``python -m shared.auth create-key``.
+PostgreSQL (``api_keys``: only a SHA-256 of each key is stored, beside a public key id) and are made,
+listed and revoked with ``POST | GET | DELETE /v1/keys`` (write API, operators) or
+``python -m shared.auth create-key | list-keys | revoke-key``.
+
+A key may expire (401 "expired key" after), records when it was last used (written at most once per
+``API_KEY_LAST_USED_INTERVAL_SECONDS`` per key and process) and is rate limited per process (a token
+bucket per key: 429 with ``Retry-After``). A process caches a key for ``API_KEY_CACHE_SECONDS``, so a
+key revoked elsewhere stops within that time.
+
+Every configuration change is written to the audit log (``record_audit``) in the transaction that
+makes it, naming the user and the key (its id, ``operator`` or ``cli``) that made it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import getpass
 import hashlib
 import hmac
+import json
+import logging
+import math
 import os
 import secrets
+import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
 
 from shared.http import Problem
+from shared.settings import ApiKeySettings
+
+log = logging.getLogger(__name__)
+
+OPERATOR_KEY_ID = "operator"  # the key id the operator key (OPERATOR_API_KEY) acts with
+CLI_KEY_ID = "cli"  # the key id of changes made with the command-line tools
+MIN_RATE_PER_SECOND = 0.01  # a slower key would be told to retry after more than 100 s
+# Database keys: the digest is looked up for every request not in the cache, and the id is public.
+DB_KEY_COLUMNS = ("key_id, tenant_id, role, user_id, created_at, created_by, expires_at, last_used_at, "
+                  "revoked_at, rate_per_second, rate_burst")
 
 
 class Role(StrEnum):
@@ -49,50 +80,191 @@ class Principal:
     user_id: str
     role: Role
     tenant_id: str | None  # None: every tenant (operator)
+    key_id: str | None = None  # the key's public id; OPERATOR_KEY_ID for the operator key
 
     def can(self, permission: Permission, tenant_id: str) -> bool:
         return (self.tenant_id is None or self.tenant_id == tenant_id) and permission in ROLE_PERMISSIONS[self.role]
+
+    @property
+    def is_operator(self) -> bool:
+        """adminAgent of every tenant: may manage the deployment itself (API keys, its audit log)."""
+        return self.tenant_id is None and self.role is Role.admin_agent
 
 
 def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class KeyStore:
-    """Resolves bearer keys, caching database look-ups briefly (a revoked key stops within ``ttl``)."""
+# --- rate limit ------------------------------------------------------------------------------------
 
-    def __init__(self, operator_key: str, pool: asyncpg.Pool | None, ttl: float = 30.0) -> None:
+
+class TokenBucket:
+    """``burst`` requests at once, then ``rate`` per second: pure, given monotonic times."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate} and {burst}")
+        self.rate, self.burst = float(rate), burst
+        self._tokens = float(burst)
+        self._at: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self._at is not None and now > self._at:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        # A clock going back adds nothing (and the time is not moved back, so it cannot add later).
+        self._at = now if self._at is None else max(self._at, now)
+
+    def take(self, now: float) -> float:
+        """Take a token: 0.0 if there was one, else the seconds until there is (nothing is taken then)."""
+        self._refill(now)
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+    def idle(self, now: float) -> bool:
+        """Full again: forgetting it changes nothing."""
+        self._refill(now)
+        return self._tokens >= self.burst
+
+
+def retry_after_seconds(wait: float) -> int:
+    """``Retry-After`` holds whole seconds: round up (a client retrying early is refused again), at least 1."""
+    return max(1, math.ceil(wait - 1e-9))
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _KnownKey:
+    """A key of the database as a process caches it."""
+
+    principal: Principal
+    expires_at: datetime | None
+    rate_per_second: float | None
+    rate_burst: int | None
+
+
+class KeyStore:
+    """Resolves bearer keys, caching database look-ups for ``ttl`` seconds (a revoked key stops within it),
+    and limits each key's requests to this process.
+
+    Settings not given come from the environment (``ApiKeySettings``: every process's settings).
+    """
+
+    MAX_CACHED = 10_000
+
+    def __init__(
+        self,
+        operator_key: str,
+        pool: asyncpg.Pool | None,
+        ttl: float | None = None,
+        *,
+        settings: ApiKeySettings | None = None,
+        clock=time.monotonic,
+    ) -> None:
+        settings = settings or ApiKeySettings()
         self._operator_digest = key_digest(operator_key)
         self._pool = pool
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._ttl = settings.api_key_cache_seconds if ttl is None else ttl
+        self._rate, self._burst = settings.api_key_rate_per_second, settings.api_key_rate_burst
+        self._last_used_interval = settings.api_key_last_used_interval_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, _KnownKey | None]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._last_used_written: dict[str, float] = {}
 
-    async def principal(self, key: str) -> Principal | None:
-        digest = key_digest(key)
-        if hmac.compare_digest(digest, self._operator_digest):
-            return Principal(user_id="operator", role=Role.admin_agent, tenant_id=None)
-        if self._pool is None:
-            return None
+    async def _known(self, digest: str) -> _KnownKey | None:
+        now = self._clock()
         cached = self._cache.get(digest)
-        now = time.monotonic()
         if cached and cached[0] > now:
             return cached[1]
+        assert self._pool is not None
         row = await self._pool.fetchrow(
-            "SELECT tenant_id, role, user_id FROM api_keys WHERE key_digest = $1 AND revoked_at IS NULL", digest)
-        found = Principal(user_id=row["user_id"], role=Role(row["role"]), tenant_id=row["tenant_id"]) if row else None
-        if len(self._cache) > 10_000:
+            f"SELECT {DB_KEY_COLUMNS} FROM api_keys WHERE key_digest = $1 AND revoked_at IS NULL", digest)
+        found = None if row is None else _KnownKey(
+            Principal(user_id=row["user_id"], role=Role(row["role"]), tenant_id=row["tenant_id"],
+                      key_id=str(row["key_id"])),
+            row["expires_at"], row["rate_per_second"], row["rate_burst"])
+        if len(self._cache) > self.MAX_CACHED:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl, found)
         return found
 
+    async def principal(self, key: str) -> Principal | None:
+        """Whose key this is; None if unknown, revoked or expired. No rate limit, no last-used time."""
+        digest = key_digest(key)
+        if hmac.compare_digest(digest, self._operator_digest):
+            return Principal(user_id="operator", role=Role.admin_agent, tenant_id=None, key_id=OPERATOR_KEY_ID)
+        if self._pool is None:
+            return None
+        known = await self._known(digest)
+        if known is None or (known.expires_at is not None and known.expires_at <= datetime.now(UTC)):
+            return None
+        return known.principal
+
     async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller of one request: 401 without a valid key, 429 (``Retry-After``) over the key's rate."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Problem(401, "Unauthorized", "send Authorization: Bearer <key>",
                           headers={"WWW-Authenticate": "Bearer"})
-        found = await self.principal(authorization[7:].strip())
-        if found is None:
+        digest = key_digest(authorization[7:].strip())
+        if hmac.compare_digest(digest, self._operator_digest):
+            # The deployment's own key: not limited (it is not handed to tenants).
+            return Principal(user_id="operator", role=Role.admin_agent, tenant_id=None, key_id=OPERATOR_KEY_ID)
+        known = None if self._pool is None else await self._known(digest)
+        if known is None:
             raise Problem(401, "Unauthorized", "unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
-        return found
+        if known.expires_at is not None and known.expires_at <= datetime.now(UTC):
+            raise Problem(401, "Unauthorized", f"expired key (since {_wire_time(known.expires_at)})",
+                          headers={"WWW-Authenticate": "Bearer"})
+        self._limit(known)
+        await self._note_use(known.principal.key_id)
+        return known.principal
+
+    def _limit(self, known: _KnownKey) -> None:
+        key_id = known.principal.key_id
+        assert key_id is not None
+        now = self._clock()
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_CACHED:  # forget the idle ones (full buckets: nothing lost)
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.idle(now)}
+            bucket = self._buckets[key_id] = TokenBucket(
+                known.rate_per_second or self._rate, known.rate_burst or self._burst)
+        wait = bucket.take(now)
+        if wait > 0:
+            retry = retry_after_seconds(wait)
+            raise Problem(429, "Too many requests",
+                          f"key {key_id} exceeds its rate of {bucket.rate:g} requests per second (burst "
+                          f"{bucket.burst}) on this server; retry after {retry} s",
+                          headers={"Retry-After": str(retry)})
+
+    async def _note_use(self, key_id: str | None) -> None:
+        """Record the key's last use, at most once per interval per key in this process (not per request).
+
+        A failure is logged, not the request's: the time is informative, the request is not about it.
+        """
+        if key_id is None or self._pool is None:
+            return
+        now = self._clock()
+        written = self._last_used_written.get(key_id)
+        if written is not None and now - written < self._last_used_interval:
+            return
+        if len(self._last_used_written) >= self.MAX_CACHED:
+            self._last_used_written.clear()
+        self._last_used_written[key_id] = now  # before the write: concurrent requests do not write too
+        try:
+            await asyncio.wait_for(self._pool.execute(
+                """UPDATE api_keys SET last_used_at = greatest(last_used_at, now()) WHERE key_id = $1""",
+                uuid.UUID(key_id)), timeout=2)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("last use of key %s not recorded: %s: %s", key_id, type(exc).__name__, exc)
+
+    def forget(self, digest: str) -> None:
+        """Drop a key from this process's cache (it was revoked here: it stops at once)."""
+        self._cache.pop(digest, None)
 
 
 def authorize(principal: Principal, permission: Permission, tenant_id: str) -> Principal:
@@ -103,27 +275,316 @@ def authorize(principal: Principal, permission: Permission, tenant_id: str) -> P
     return principal
 
 
-async def create_key(dsn: str, tenant_id: str | None, role: Role, user_id: str) -> str:
+def authorize_operator(principal: Principal, what: str) -> Principal:
+    """403 unless the caller is an operator (adminAgent of every tenant)."""
+    if not principal.is_operator:
+        raise Problem(403, "Forbidden", f"only an operator key (adminAgent of every tenant) may {what}; "
+                      f"this key is {principal.role.value} of "
+                      f"{'every tenant' if principal.tenant_id is None else 'tenant ' + principal.tenant_id}")
+    return principal
+
+
+# --- audit -----------------------------------------------------------------------------------------
+
+
+class AuditAction(StrEnum):
+    security_contact_set = "security-contact-set"
+    security_contact_cleared = "security-contact-cleared"
+    channel_created = "channel-created"
+    channel_replaced = "channel-replaced"
+    channel_deleted = "channel-deleted"
+    key_created = "key-created"
+    key_revoked = "key-revoked"
+    webhook_secret_added = "webhook-secret-added"
+    webhook_secret_revoked = "webhook-secret-revoked"
+
+
+@dataclass(frozen=True)
+class AuditActor:
+    """Who made a change (a user id) and with which key (its id, ``operator`` or ``cli``)."""
+
+    user_id: str
+    key_id: str
+
+    @classmethod
+    def of(cls, principal: Principal) -> AuditActor:
+        return cls(principal.user_id, principal.key_id or OPERATOR_KEY_ID)
+
+    @classmethod
+    def cli(cls, user_id: str | None = None) -> AuditActor:
+        """A command-line tool run by ``user_id`` (default: the operating-system user)."""
+        return cls(user_id or _os_user(), CLI_KEY_ID)
+
+
+# Changes made by code that did not say who (test set-up, scripts): still recorded.
+UNATTRIBUTED = AuditActor("unknown", "internal")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"uid-{os.getuid()}"
+
+
+def _wire_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _wire_time(value)
+    if isinstance(value, uuid.UUID | StrEnum):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+async def record_audit(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: str | None,
+    actor: AuditActor,
+    action: AuditAction,
+    target: str,
+    changes: dict[str, Any],
+    occurred_at: datetime | None = None,
+) -> None:
+    """One audit entry, in ``conn``'s transaction (the change's own). ``changes`` summarises the change
+    and must never hold a secret. ``tenant_id`` None: a change of the deployment (a key of every tenant)."""
+    await conn.execute(
+        """INSERT INTO audit_log (tenant_id, occurred_at, user_id, key_id, action, target, changes)
+           VALUES ($1, coalesce($2, clock_timestamp()), $3, $4, $5, $6, $7::jsonb)""",
+        tenant_id, occurred_at, actor.user_id, actor.key_id, action.value, target,
+        json.dumps(changes, default=_json_value),
+    )
+
+
+# --- managing keys (the write API's /v1/keys and the CLI) -------------------------------------------
+
+Database = asyncpg.Pool | asyncpg.Connection
+
+
+@asynccontextmanager
+async def _transaction(db: Database) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
+
+
+def _key_summary(row: asyncpg.Record) -> dict[str, Any]:
+    return {"role": row["role"], "userId": row["user_id"], "expiresDateTime": row["expires_at"],
+            "ratePerSecond": row["rate_per_second"], "rateBurst": row["rate_burst"]}
+
+
+async def add_key(
+    db: Database,
+    tenant_id: str | None,
+    role: Role,
+    user_id: str,
+    *,
+    actor: AuditActor,
+    expires_at: datetime | None = None,
+    rate_per_second: float | None = None,
+    rate_burst: int | None = None,
+) -> tuple[str, asyncpg.Record]:
+    """A new key (returned once: only its digest is kept) and its row, audited as made by ``actor``."""
     key = "csp_" + secrets.token_urlsafe(32)
+    async with _transaction(db) as conn:
+        row = await conn.fetchrow(
+            f"""INSERT INTO api_keys (key_digest, tenant_id, role, user_id, created_by, expires_at,
+                                      rate_per_second, rate_burst)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DB_KEY_COLUMNS}""",
+            key_digest(key), tenant_id, role.value, user_id, actor.user_id, expires_at, rate_per_second,
+            rate_burst)
+        await record_audit(conn, tenant_id=tenant_id, actor=actor, action=AuditAction.key_created,
+                           target=f"keys/{row['key_id']}", changes=_key_summary(row))
+    return key, row
+
+
+KeyPosition = tuple[datetime, uuid.UUID]
+
+
+async def list_keys(
+    db: Database,
+    *,
+    tenant_id: str | None = None,
+    include_revoked: bool = False,
+    limit: int = 100,
+    after: KeyPosition | None = None,
+) -> list[asyncpg.Record]:
+    """Keys newest first (of one tenant if given), from after position ``after`` (created, key id)."""
+    return await db.fetch(
+        f"""SELECT {DB_KEY_COLUMNS} FROM api_keys
+            WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2 OR revoked_at IS NULL)
+              AND ($3::timestamptz IS NULL OR (created_at, key_id) < ($3, $4::uuid))
+            ORDER BY created_at DESC, key_id DESC LIMIT $5""",
+        tenant_id, include_revoked, after[0] if after else None, after[1] if after else None, limit)
+
+
+async def get_key(db: Database, key_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow(f"SELECT {DB_KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    row: asyncpg.Record | None  # None: no such key
+    revoked_now: bool  # False: it was revoked already (nothing changed, nothing audited)
+    digest: str | None
+
+
+async def revoke_key(db: Database, key_id: uuid.UUID, *, actor: AuditActor) -> Revocation:
+    """Revoke a key, audited as done by ``actor``; revoking a revoked key changes nothing."""
+    async with _transaction(db) as conn:
+        row = await conn.fetchrow(
+            f"""UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL
+                RETURNING key_digest, {DB_KEY_COLUMNS}""", key_id)
+        if row is None:
+            return Revocation(await get_key(conn, key_id), False, None)
+        await record_audit(conn, tenant_id=row["tenant_id"], actor=actor, action=AuditAction.key_revoked,
+                           target=f"keys/{key_id}", changes={"role": row["role"], "userId": row["user_id"]})
+    return Revocation(row, True, row["key_digest"])
+
+
+def key_position_token(row: asyncpg.Record) -> str:
+    """The opaque position after ``row`` in ``list_keys``' order (a ``skiptoken``)."""
+    position = json.dumps([row["created_at"].isoformat(), str(row["key_id"])]).encode()
+    return base64.urlsafe_b64encode(position).decode().rstrip("=")
+
+
+def key_position(token: str) -> KeyPosition:
+    """The position a ``skiptoken`` names; 422 naming the parameter if it is not one of ours."""
+    try:
+        created, key_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        created = datetime.fromisoformat(created)
+        if created.tzinfo is None:
+            raise ValueError("not a position")
+        position = created.astimezone(UTC), uuid.UUID(key_id)
+    except (ValueError, TypeError, AttributeError, OverflowError, UnicodeDecodeError, binascii.Error):
+        raise Problem(422, "Invalid request", "skiptoken: not a token of this API; follow @odata.nextLink",
+                      errors=[{"field": "query.skiptoken", "message": "not a token of this API"}]) from None
+    return position
+
+
+async def create_key(
+    dsn: str,
+    tenant_id: str | None,
+    role: Role,
+    user_id: str,
+    *,
+    actor: AuditActor | None = None,
+    expires_at: datetime | None = None,
+    rate_per_second: float | None = None,
+    rate_burst: int | None = None,
+) -> str:
+    """Make a key in the database at ``dsn`` and return it (shown once); audited as the CLI's by default."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("INSERT INTO api_keys (key_digest, tenant_id, role, user_id) VALUES ($1, $2, $3, $4)",
-                           key_digest(key), tenant_id, role.value, user_id)
+        key, _ = await add_key(conn, tenant_id, role, user_id, actor=actor or AuditActor.cli(),
+                               expires_at=expires_at, rate_per_second=rate_per_second, rate_burst=rate_burst)
     finally:
         await conn.close()
     return key
 
 
+# --- command line ----------------------------------------------------------------------------------
+
+
+def _cli_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {value!r}") from None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed <= datetime.now(UTC):
+        raise argparse.ArgumentTypeError(f"{value} is not in the future")
+    return parsed
+
+
+def _cli_key_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a key id: {value!r}") from None
+
+
+def _show(value: datetime | None) -> str:
+    return "-" if value is None else _wire_time(value.replace(microsecond=0))
+
+
+async def _cli_create(dsn: str, args: argparse.Namespace) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        key, row = await add_key(conn, args.tenant, Role(args.role), args.user, actor=AuditActor.cli(args.actor),
+                                 expires_at=args.expires, rate_per_second=args.rate_per_second,
+                                 rate_burst=args.rate_burst)
+    finally:
+        await conn.close()
+    print(f"key id: {row['key_id']}", file=sys.stderr)
+    print(key)  # alone on stdout, so `KEY=$(python -m shared.auth create-key ...)` works
+
+
+async def _cli_list(dsn: str, tenant_id: str | None, include_revoked: bool) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await list_keys(conn, tenant_id=tenant_id, include_revoked=include_revoked, limit=100_000)
+    finally:
+        await conn.close()
+    print(f"{'KEY ID':36}  {'TENANT':24}  {'ROLE':21}  {'USER':28}  {'CREATED':20}  {'EXPIRES':20}  "
+          f"{'LAST USED':20}  REVOKED")
+    for r in rows:
+        print(f"{str(r['key_id']):36}  {r['tenant_id'] or '(every tenant)':24}  {r['role']:21}  "
+              f"{r['user_id']:28}  {_show(r['created_at']):20}  {_show(r['expires_at']):20}  "
+              f"{_show(r['last_used_at']):20}  {_show(r['revoked_at'])}")
+
+
+async def _cli_revoke(dsn: str, key_id: uuid.UUID, actor: AuditActor) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        done = await revoke_key(conn, key_id, actor=actor)
+    finally:
+        await conn.close()
+    if done.row is None:
+        print(f"no key {key_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {key_id}" if done.revoked_now else f"{key_id} already revoked")
+    return 0
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m shared.auth", description="Manage API keys.")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.auth",
+        description="Manage API keys (DATABASE_URL). Each change is audited as made by --actor with key id "
+        "'cli'. A revoked key stops within API_KEY_CACHE_SECONDS in every running process.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    create = sub.add_parser("create-key", help="create a key and print it (shown once)")
+    create = sub.add_parser("create-key", help="create a key and print it (shown once; its id goes to stderr)")
     create.add_argument("--tenant", help="the tenant it belongs to; omit for every tenant")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--user", required=True, help="the user the key acts as (the actor of its changes)")
+    create.add_argument("--expires", type=_cli_time, help="ISO 8601 date-time after which the key is refused")
+    create.add_argument("--rate-per-second", type=float, help="its own rate limit (default API_KEY_RATE_PER_SECOND)")
+    create.add_argument("--rate-burst", type=int, help="its own burst (default API_KEY_RATE_BURST)")
+    listing = sub.add_parser("list-keys", help="list keys newest first (never the keys themselves)")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    listing.add_argument("--include-revoked", action="store_true")
+    revoke = sub.add_parser("revoke-key", help="revoke a key by its id")
+    revoke.add_argument("key_id", type=_cli_key_id)
+    for command in (create, revoke):
+        command.add_argument("--actor", help="who is making the change, for the audit log (default: OS user)")
     args = parser.parse_args()
     dsn = os.environ.get("DATABASE_URL", "postgresql://csp:csp@127.0.0.1:5432/csp_triage")
-    print(asyncio.run(create_key(dsn, args.tenant, Role(args.role), args.user)))
+    if args.command == "list-keys":
+        asyncio.run(_cli_list(dsn, args.tenant, args.include_revoked))
+    elif args.command == "revoke-key":
+        raise SystemExit(asyncio.run(_cli_revoke(dsn, args.key_id, AuditActor.cli(args.actor))))
+    else:
+        if (args.rate_per_second is not None and args.rate_per_second < MIN_RATE_PER_SECOND) or (
+                args.rate_burst is not None and args.rate_burst < 1):
+            parser.error(f"--rate-per-second must be >= {MIN_RATE_PER_SECOND} and --rate-burst >= 1")
+        asyncio.run(_cli_create(dsn, args))
 
 
 if __name__ == "__main__":

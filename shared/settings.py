@@ -23,7 +23,35 @@ DEV_WEBHOOK_SECRET = "whsec_ZGV2LXdlYmhvb2stc2VjcmV0"
 MIN_OPERATOR_KEY_LENGTH = 24
 
 
-class CommonSettings(BaseSettings):
+class ApiKeySettings(BaseSettings):
+    """How the APIs treat bearer keys; read by ``shared.auth.KeyStore`` (part of every process's settings)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    api_key_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long a process caches a key it looked up; a key revoked elsewhere (another process, "
+        "the CLI) stops within it.",
+    )
+    api_key_rate_per_second: float = Field(
+        20.0,
+        ge=0.01,
+        description="Requests per second a key may make to one process (token bucket per key and process); "
+        "a key may have its own. The operator key is not limited.",
+    )
+    api_key_rate_burst: int = Field(
+        100, ge=1, description="Requests a key may make at once beyond its rate (the bucket's size)."
+    )
+    api_key_last_used_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="A key's `lastUsedDateTime` is written at most this often per process (not per request).",
+    )
+
+
+class CommonSettings(ApiKeySettings):
     """Settings shared by every process; a service's own ``Settings`` adds to these."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)

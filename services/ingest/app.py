@@ -7,7 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.ingest import routes_alerts, routes_channels, routes_contacts, routes_deliveries, routes_signals
+from services.ingest import (
+    routes_alerts,
+    routes_audit,
+    routes_channels,
+    routes_contacts,
+    routes_deliveries,
+    routes_keys,
+    routes_signals,
+)
 from services.ingest.config import get_settings
 from services.ingest.publisher import EventPublisher
 from services.ingest.webhook_auth import WebhookSecrets
@@ -67,7 +75,8 @@ def create_app() -> FastAPI:
         health=health,
         lifespan=lifespan,
     )
-    for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries):
+    for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
+                   routes_keys, routes_audit):
         app.include_router(module.router)
     default_openapi = app.openapi
 

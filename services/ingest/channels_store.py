@@ -1,4 +1,8 @@
-"""SQL of the write API's channel and delivery endpoints (tables of migration 0050, used by the notifier)."""
+"""SQL of the write API's channel and delivery endpoints (tables of migration 0050, used by the notifier).
+
+A channel's creation, replacement or deletion is audited in its own transaction (``shared.auth.record_audit``):
+its new URL, routes and escalation flag and whether its secret changed, never the secret.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import uuid
 import asyncpg
 
 from services.notifier.store import DELIVERY_COLUMNS
+from shared.auth import UNATTRIBUTED, AuditAction, AuditActor, record_audit
 
 
 async def put_channel(
@@ -19,11 +24,16 @@ async def put_channel(
     routes: list[dict],
     escalation: bool,
     secret_overlap_seconds: float = 86_400.0,
+    *,
+    actor: AuditActor = UNATTRIBUTED,
 ) -> tuple[asyncpg.Record | None, bool]:
-    """Create or replace a channel; a missing secret keeps the current one. (row, created); row None if a
-    new channel came without a secret. A new secret replacing another leaves the old one signing beside
-    it for ``secret_overlap_seconds`` (rotation)."""
+    """Create or replace a channel, audited as done by ``actor``; a missing secret keeps the current one.
+    (row, created); row None if a new channel came without a secret. A new secret replacing another leaves
+    the old one signing beside it for ``secret_overlap_seconds`` (rotation)."""
     async with pool.acquire() as conn, conn.transaction():
+        current_secret = await conn.fetchval(
+            "SELECT secret FROM notification_channels WHERE tenant_id = $1 AND name = $2 FOR UPDATE", tenant_id, name
+        )
         if secret is None:
             row = await conn.fetchrow(
                 """UPDATE notification_channels
@@ -35,6 +45,8 @@ async def put_channel(
                 json.dumps(routes),
                 escalation,
             )
+            if row is not None:
+                await _audit_put(conn, tenant_id, name, actor, routes, row, created=False, secret_changed=False)
             return row, False
         row = await conn.fetchrow(
             """INSERT INTO notification_channels (tenant_id, name, url, secret, routes, escalation)
@@ -55,7 +67,21 @@ async def put_channel(
             escalation,
             secret_overlap_seconds,
         )
+        await _audit_put(conn, tenant_id, name, actor, routes, row, created=row["created"],
+                         secret_changed=current_secret != secret)
         return row, row["created"]
+
+
+async def _audit_put(
+    conn: asyncpg.Connection, tenant_id: str, name: str, actor: AuditActor, routes: list[dict],
+    row: asyncpg.Record, *, created: bool, secret_changed: bool,
+) -> None:
+    await record_audit(
+        conn, tenant_id=tenant_id, actor=actor,
+        action=AuditAction.channel_created if created else AuditAction.channel_replaced,
+        target=f"channels/{name}",
+        changes={"url": row["url"], "routes": routes, "escalation": row["escalation"], "secretChanged": secret_changed},
+    )
 
 
 async def get_channel(pool: asyncpg.Pool, tenant_id: str, name: str) -> asyncpg.Record | None:
@@ -70,11 +96,19 @@ async def list_channels(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Reco
     )
 
 
-async def delete_channel(pool: asyncpg.Pool, tenant_id: str, name: str) -> bool:
-    status = await pool.execute(
-        "DELETE FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
-    )
-    return status.endswith(" 1")
+async def delete_channel(
+    pool: asyncpg.Pool, tenant_id: str, name: str, *, actor: AuditActor = UNATTRIBUTED
+) -> bool:
+    """Delete a channel, audited as done by ``actor``; False (nothing audited) if there was none."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            "DELETE FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
+        )
+        deleted = status.endswith(" 1")
+        if deleted:
+            await record_audit(conn, tenant_id=tenant_id, actor=actor, action=AuditAction.channel_deleted,
+                               target=f"channels/{name}", changes={})
+    return deleted
 
 
 async def redeliver(

@@ -6,7 +6,7 @@ with a new secret rotates it: the previous secret goes on signing beside the new
 signatures in ``webhook-signature``) for ``CHANNEL_SECRET_OVERLAP_HOURS``, so the receiver can
 switch without rejecting a delivery. Unless ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES``, a URL naming a
 loopback, private or link-local address is refused (``shared/egress.py``; the notifier checks names
-when it connects).
+when it connects). Each creation, replacement and deletion is an audit entry (``GET /audit``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 from services.ingest import channels_store
 from services.ingest.deps import CallerDep, PoolDep, SettingsDep
 from services.notifier.domain import Route
-from shared.auth import Permission, authorize
+from shared.auth import AuditActor, Permission, authorize
 from shared.egress import refusal_for_url
 from shared.http import Problem
 from shared.wire import WireModel, utcnow
@@ -120,7 +120,7 @@ async def put_channel(
     routes = [r.model_dump(mode="json") for r in body.routes]
     row, created = await channels_store.put_channel(
         pool, tenant_id, name, body.url, body.secret, routes, body.escalation,
-        secret_overlap_seconds=settings.channel_secret_overlap_hours * 3600,
+        secret_overlap_seconds=settings.channel_secret_overlap_hours * 3600, actor=AuditActor.of(caller),
     )
     if row is None:
         raise Problem(
@@ -155,6 +155,6 @@ async def delete_channel(
     tenant_id: TenantId, name: ChannelName, caller: CallerDep, pool: PoolDep
 ) -> Response:
     authorize(caller, Permission.manage, tenant_id)
-    if not await channels_store.delete_channel(pool, tenant_id, name):
+    if not await channels_store.delete_channel(pool, tenant_id, name, actor=AuditActor.of(caller)):
         raise Problem(404, "Not found", f"no channel {name} for tenant {tenant_id}")
     return Response(status_code=204)

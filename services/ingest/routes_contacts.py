@@ -2,7 +2,8 @@
 
 A change of the contact is a ``SecurityContactChanged`` event (compacted topic, keyed by tenant:
 the notifier learns where to send mail) and a ``securityContactProvided`` status observation. The
-row changes in the same transaction and commits only after the broker acknowledged both events.
+row changes in the same transaction and commits only after the broker acknowledged both events; so does
+the change's audit entry (``security-contact-set`` or ``-cleared``).
 
 The change's time is taken under the tenant's lock and is strictly later than the previous
 change's (``next_change_time``): scoring keeps the newest observation, so the last committed change
@@ -25,7 +26,7 @@ from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, Settings
 from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
 from services.ingest.routes_signals import bounded_body, broker_unavailable
 from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
-from shared.auth import Permission, Principal, authorize
+from shared.auth import AuditAction, AuditActor, Permission, Principal, authorize, record_audit
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
 from shared.http import Problem
 from shared.wire import UtcDateTime, WireModel, utcnow
@@ -93,6 +94,13 @@ async def _publish(publisher: EventPublisher, settings, tenant_id: str, events: 
         raise broker_unavailable(settings, "the change") from None
 
 
+async def _audit(conn, tenant_id: str, caller: Principal, action: AuditAction, now: datetime, changes: dict) -> None:
+    # In the change's transaction, before the broker is asked: a change the broker refuses rolls back
+    # with its entry.
+    await record_audit(conn, tenant_id=tenant_id, actor=AuditActor.of(caller), action=action,
+                       target="security-contact", changes=changes, occurred_at=now)
+
+
 async def _change_time(conn, tenant_id: str) -> datetime:
     return next_change_time(utcnow(), await store.last_contact_change(conn, tenant_id))
 
@@ -118,6 +126,8 @@ async def put_contact(
         now = await _change_time(conn, tenant_id)
         await store.save_contact(conn, tenant_id, contact, caller.user_id, now)
         await store.record_contact_change(conn, tenant_id, now)
+        await _audit(conn, tenant_id, caller, AuditAction.security_contact_set, now,
+                     {"name": contact.name, "email": contact.email, "phone": contact.phone})
         await _publish(publisher, settings, tenant_id, _changed(tenant_id, caller, contact, now))
     return _out(store.StoredContact(contact, caller.user_id, now))
 
@@ -148,5 +158,6 @@ async def delete_contact(
         if await store.delete_contact(conn, tenant_id):
             now = await _change_time(conn, tenant_id)
             await store.record_contact_change(conn, tenant_id, now)
+            await _audit(conn, tenant_id, caller, AuditAction.security_contact_cleared, now, {})
             await _publish(publisher, settings, tenant_id, _changed(tenant_id, caller, None, now))
     return Response(status_code=204)
