@@ -8,7 +8,9 @@ tenant id (``whsec_`` + base64 HMAC-SHA256 keyed with the decoded ``WEBHOOK_SECR
 id), so one tenant's default never signs for another.
 
 ``python -m services.ingest.webhook_auth rotate --tenant T`` adds a new secret for tenant T and
-prints it; the previous one stays valid until the next rotation.
+prints it; the previous one stays valid until the next rotation, or until
+``python -m services.ingest.webhook_auth revoke --tenant T`` (``--keep-newest 0``: every one, back to the
+default secret). Both are audited (``--actor``, key id ``cli``).
 ``python -m services.ingest.webhook_auth show-default --tenant T`` prints tenant T's default secret.
 """
 
@@ -26,8 +28,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.ingest import store
-from shared.auth import KeyStore, Permission, Principal, authorize
+from services.ingest import store, webhook_secrets_store
+from services.ingest.webhook_secrets_store import ACTIVE_SECRETS
+from shared.auth import AuditActor, KeyStore, Permission, Principal, authorize
 from shared.http import Problem
 from shared.webhooks import WebhookSignatureError, has_signature, verify
 
@@ -109,12 +112,20 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(token_source.token_bytes(32)).decode()
 
 
-async def _rotate(dsn: str, tenant_id: str) -> str:
+async def _rotate(dsn: str, tenant_id: str, actor: AuditActor) -> str:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
         secret = new_secret()
-        await store.add_webhook_secret(pool, tenant_id, secret)
+        await webhook_secrets_store.add_secret(pool, tenant_id, secret, actor=actor)
         return secret
+    finally:
+        await pool.close()
+
+
+async def _revoke(dsn: str, tenant_id: str, keep_newest: int, actor: AuditActor) -> list[int]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await webhook_secrets_store.revoke_secrets(pool, tenant_id, keep_newest=keep_newest, actor=actor)
     finally:
         await pool.close()
 
@@ -129,6 +140,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     rotate = sub.add_parser("rotate", help="add a new secret (printed once); the previous one stays active")
     rotate.add_argument("--tenant", required=True)
+    revoke = sub.add_parser(
+        "revoke", help="revoke the tenant's secrets but the newest N (ends a rotation; 0: back to the default)"
+    )
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("--keep-newest", type=int, choices=range(ACTIVE_SECRETS), default=1, metavar="N",
+                        help="secrets left active, newest first: 1 (default) or 0")
+    for command in (rotate, revoke):
+        command.add_argument("--actor", help="who is making the change, for the audit log (default: OS user)")
     show = sub.add_parser(
         "show-default", help="print the tenant's default secret (used while it has none of its own)"
     )
@@ -146,7 +165,11 @@ def main() -> None:
         print(derived_secret(deployment_secret, args.tenant))
         return
     dsn = os.environ.get("DATABASE_URL", "postgresql://csp:csp@127.0.0.1:5432/csp_triage")
-    print(asyncio.run(_rotate(dsn, args.tenant)))
+    if args.command == "revoke":
+        revoked = asyncio.run(_revoke(dsn, args.tenant, args.keep_newest, AuditActor.cli(args.actor)))
+        print(f"revoked {len(revoked)} secret(s) of tenant {args.tenant}" + (f": ids {revoked}" if revoked else ""))
+        return
+    print(asyncio.run(_rotate(dsn, args.tenant, AuditActor.cli(args.actor))))
 
 
 if __name__ == "__main__":
