@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Response
@@ -26,7 +26,7 @@ from services.notifier.domain import Route
 from shared.auth import AuditActor, Permission, authorize
 from shared.egress import refusal_for_url
 from shared.http import Problem
-from shared.wire import WireModel, utcnow
+from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["channels"])
 
@@ -82,27 +82,43 @@ class ChannelIn(WireModel):
         return value
 
 
-def _view(row) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "url": row["url"],
-        "routes": json.loads(row["routes"]),
-        "escalation": row["escalation"],
-        "secretConfigured": True,
-        "previousSecretValidUntil": (  # null once the overlap is over
-            row["previous_secret_until"].isoformat().replace("+00:00", "Z")
-            if row["previous_secret"] and row["previous_secret_until"]
-            and row["previous_secret_until"] > utcnow() else None
-        ),
-        "createdDateTime": row["created_at"].isoformat().replace("+00:00", "Z"),
-        "updatedDateTime": row["updated_at"].isoformat().replace("+00:00", "Z"),
-    }
+class ChannelOut(WireModel):
+    name: str = Field(description="The channel's name in its tenant.")
+    url: str = Field(description="Where the signed JSON POSTs go.")
+    routes: list[Route] = Field(description="Any matching route sends the alert; none: every non-test alert.")
+    escalation: bool = Field(description="Receives escalations (20 h without response) instead of new alerts.")
+    secret_configured: bool = Field(description="Always true: the channel signs with its secret, never returned.")
+    previous_secret_valid_until: OptionalUtcDateTime = Field(
+        description="While a replaced secret still signs beside the new one (rotation), until when; else null."
+    )
+    created_date_time: UtcDateTime
+    updated_date_time: UtcDateTime
+
+
+class ChannelList(WireModel):
+    value: list[ChannelOut] = Field(description="The tenant's channels, by name.")
+
+
+def _view(row) -> ChannelOut:
+    overlapping = (row["previous_secret"] and row["previous_secret_until"]
+                   and row["previous_secret_until"] > utcnow())
+    return ChannelOut(
+        name=row["name"],
+        url=row["url"],
+        routes=json.loads(row["routes"]),
+        escalation=row["escalation"],
+        secret_configured=True,
+        previous_secret_valid_until=row["previous_secret_until"] if overlapping else None,  # null after the overlap
+        created_date_time=row["created_at"],
+        updated_date_time=row["updated_at"],
+    )
 
 
 @router.put(
     "/channels/{name}",
     summary="Create or replace a ticketing channel",
-    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+    response_model=ChannelOut,
+    responses={201: {"description": "Created", "model": ChannelOut}, 200: {"description": "Replaced"}},
 )
 async def put_channel(
     tenant_id: TenantId,
@@ -112,7 +128,7 @@ async def put_channel(
     pool: PoolDep,
     settings: SettingsDep,
     response: Response,
-) -> dict[str, Any]:
+) -> ChannelOut:
     authorize(caller, Permission.manage, tenant_id)
     if not settings.webhook_allow_private_addresses and (reason := refusal_for_url(body.url)):
         message = f"{reason}: a channel must be on a public address (WEBHOOK_ALLOW_PRIVATE_ADDRESSES)"
@@ -133,16 +149,17 @@ async def put_channel(
     return _view(row)
 
 
-@router.get("/channels", summary="The tenant's ticketing channels")
-async def list_channels(tenant_id: TenantId, caller: CallerDep, pool: PoolDep) -> dict[str, Any]:
+@router.get("/channels", response_model=ChannelList, summary="The tenant's ticketing channels")
+async def list_channels(tenant_id: TenantId, caller: CallerDep, pool: PoolDep) -> ChannelList:
     authorize(caller, Permission.read, tenant_id)
-    return {"value": [_view(r) for r in await channels_store.list_channels(pool, tenant_id)]}
+    return ChannelList(value=[_view(r) for r in await channels_store.list_channels(pool, tenant_id)])
 
 
-@router.get("/channels/{name}", summary="One ticketing channel (its secret is never returned)")
+@router.get("/channels/{name}", response_model=ChannelOut,
+            summary="One ticketing channel (its secret is never returned)")
 async def get_channel(
     tenant_id: TenantId, name: ChannelName, caller: CallerDep, pool: PoolDep
-) -> dict[str, Any]:
+) -> ChannelOut:
     authorize(caller, Permission.read, tenant_id)
     row = await channels_store.get_channel(pool, tenant_id, name)
     if row is None:
