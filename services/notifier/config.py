@@ -42,6 +42,13 @@ class Settings(CommonSettings):
         24 * 3600, gt=0, description="The requirement's limit, shown as time left."
     )
 
+    contact_catch_up_seconds: float = Field(
+        3600,
+        ge=0,
+        description="An e-mail skipped for want of a security contact less than this long ago is sent "
+        "when a contact arrives (if its alert is still open); older ones are not.",
+    )
+
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook request.")
     max_attempts: int = Field(8, ge=1, description="Attempts of one delivery before it is dead-lettered.")
     retry_base_seconds: float = Field(

@@ -148,6 +148,11 @@ def timer_due_times(
     }
 
 
+def arrived_open(event: AlertCreated) -> bool:
+    """The alert was neither resolved nor answered by a partner when first seen."""
+    return event.alert.status is not AlertStatus.resolved and not first_partner_response(event.status_changes)
+
+
 def needs_timers(event: AlertCreated) -> bool:
     """Whether a reminder and an escalation may follow this alert.
 
@@ -155,11 +160,7 @@ def needs_timers(event: AlertCreated) -> bool:
     for one that arrives already resolved or already answered by a partner (an import of old
     alerts must not send a storm of reminders).
     """
-    return not (
-        event.alert.is_test
-        or event.alert.status is AlertStatus.resolved
-        or first_partner_response(event.status_changes)
-    )
+    return not event.alert.is_test and arrived_open(event)
 
 
 def why_timers_end(event: AlertUpdated) -> str | None:
@@ -190,6 +191,21 @@ def timers_for_new_alert(
     return due
 
 
+def worth_sending_late(kind: Kind, payload: str) -> bool:
+    """Whether an e-mail skipped for want of a contact is still worth sending now that one arrived.
+
+    A spending notification is; an e-mail about an alert only if the alert arrived open (not
+    resolved, not answered). The caller also leaves out alerts answered or resolved since, and
+    e-mails skipped longer ago than CONTACT_CATCH_UP_SECONDS.
+    """
+    if kind is Kind.spending:
+        return True
+    try:
+        return arrived_open(AlertCreated.model_validate_json(payload))
+    except ValueError:  # pydantic's ValidationError: a row no send could use either
+        return False
+
+
 def time_left_text(deadline: datetime, now: datetime) -> str:
     seconds = (deadline - now).total_seconds()
     minutes = int(abs(seconds) // 60)
@@ -209,6 +225,10 @@ class Attempt:
     status_code: int | None = None
     retry_after: float | None = None  # seconds the receiver asked us to wait
     recipient: str | None = None
+    awaits_contact: bool = False  # skipped because the tenant has no security contact (yet)
+
+
+NO_CONTACT = Attempt("skipped", "no security contact", awaits_contact=True)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,10 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
 
     @contacts(filter=event_type_is("security-contact-changed"))
     async def on_contact_changed(event: SecurityContactChanged, pool=Context("pool")) -> None:
-        await store.record_contact(pool, event)
+        due_again = await store.record_contact(pool, event, settings.contact_catch_up_seconds)
+        if due_again:
+            log.info("contact of %s set: %d e-mails that waited for it are due", event.tenant_id, due_again)
+            wake_worker()
 
     @notifications(filter=event_type_is("spending-budget-threshold-reached"))
     async def on_spending_threshold(event: SpendingBudgetThresholdReached, pool=Context("pool")) -> None:

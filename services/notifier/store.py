@@ -103,6 +103,13 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
             event.tenant_id,
             event.alert_id,
         )
+        # An e-mail about it that waited for a contact is no longer worth sending.
+        await conn.execute(
+            """UPDATE notification_deliveries SET awaiting_contact = false, updated_at = now()
+               WHERE tenant_id = $1 AND subject_id = $2 AND awaiting_contact""",
+            event.tenant_id,
+            event.alert_id,
+        )
         # A reminder already fired but still waiting for a retry is no longer wanted either.
         await conn.execute(
             """UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
@@ -116,11 +123,27 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
         return int(timers.split()[-1])
 
 
-async def record_contact(pool: asyncpg.Pool, event: SecurityContactChanged) -> bool:
+async def _lock_tenant_contact(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """Serializes a contact change with a send that found no contact (until the transaction ends).
+
+    Without it, a send could read "no contact", the contact arrive and look for skipped e-mails
+    (finding the row still pending), and only then the send record its skip: lost for good.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-contact:' || $1, 0))", tenant_id)
+
+
+async def record_contact(
+    pool: asyncpg.Pool, event: SecurityContactChanged, catch_up_seconds: float
+) -> int | None:
+    """The tenant's contact; with an address, the e-mails that waited for one are due again.
+
+    Returns how many e-mails are due again (None if the event was applied before).
+    """
     contact = event.contact
     async with pool.acquire() as conn, conn.transaction():
         if not await claim_event(conn, CONSUMER, event.event_id):
-            return False
+            return None
+        await _lock_tenant_contact(conn, event.tenant_id)
         await conn.execute(
             """INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, $2, $3, $4)
                ON CONFLICT (tenant_id) DO UPDATE SET name = excluded.name, email = excluded.email,
@@ -131,7 +154,41 @@ async def record_contact(pool: asyncpg.Pool, event: SecurityContactChanged) -> b
             contact.email if contact else None,
             event.occurred_date_time,
         )
-        return True
+        # The contact in force (an older event does not replace a newer one).
+        if not await conn.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", event.tenant_id):
+            return 0
+        return await _send_what_awaited_the_contact(conn, event.tenant_id, catch_up_seconds)
+
+
+async def _send_what_awaited_the_contact(conn: asyncpg.Connection, tenant_id: str, catch_up_seconds: float) -> int:
+    """Make due again the e-mails skipped for want of a contact that are still worth sending.
+
+    Worth sending: skipped less than ``catch_up_seconds`` ago, about an alert that arrived open and
+    was neither answered nor resolved since (its timers not cancelled; ``awaiting_contact`` is
+    cleared by the update that answers or resolves it), or a spending notification.
+    """
+    waiting = await conn.fetch(
+        """SELECT d.delivery_id, d.kind, d.payload FROM notification_deliveries d
+           WHERE d.tenant_id = $1 AND d.awaiting_contact AND d.state = 'skipped'
+             AND d.last_attempt_at > now() - make_interval(secs => $2)
+             AND NOT EXISTS (SELECT 1 FROM notification_timers t
+                             WHERE t.tenant_id = d.tenant_id AND t.alert_id = d.alert_id AND t.state = 'cancelled')
+           FOR UPDATE OF d""",
+        tenant_id,
+        catch_up_seconds,
+    )
+    due = [r["delivery_id"] for r in waiting if domain.worth_sending_late(Kind(r["kind"]), r["payload"])]
+    # Those not worth it now never will be; those outside the window stay marked, and are never picked.
+    await conn.execute(
+        """UPDATE notification_deliveries
+           SET awaiting_contact = false, updated_at = now(),
+               state = CASE WHEN delivery_id = ANY($2::uuid[]) THEN 'pending' ELSE state END,
+               next_attempt_at = CASE WHEN delivery_id = ANY($2::uuid[]) THEN now() ELSE next_attempt_at END
+           WHERE delivery_id = ANY($1::uuid[])""",
+        [r["delivery_id"] for r in waiting],
+        due,
+    )
+    return len(due)
 
 
 async def record_spending(pool: asyncpg.Pool, event: SpendingBudgetThresholdReached) -> bool:
@@ -235,26 +292,38 @@ async def claim_due_deliveries(
 
 async def record_outcome(
     pool: asyncpg.Pool, row: asyncpg.Record, decision: domain.Decision, attempt: domain.Attempt
-) -> bool:
-    """Record one attempt's outcome; False if the row moved on meanwhile (lease lost, cancelled)."""
-    status = await pool.execute(
-        """UPDATE notification_deliveries
-           SET state = $3, next_attempt_at = now() + make_interval(secs => $4), last_status_code = $5,
-               last_error = $6, recipient = coalesce($7, recipient), updated_at = now(),
-               delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-               dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END,
-               dead_letter_published = CASE WHEN $3 = 'dead' THEN false ELSE dead_letter_published END
-           WHERE delivery_id = $1 AND attempts = $2
-             AND (state = 'pending' OR (state = 'cancelled' AND $3 = 'delivered'))""",
-        row["delivery_id"],
-        row["attempts"],
-        decision.state,
-        decision.delay_seconds,
-        attempt.status_code,
-        attempt.error,
-        attempt.recipient,
-    )
-    return status.endswith(" 1")
+) -> str | None:
+    """Record one attempt's outcome; returns the state recorded, None if the row moved on meanwhile
+    (lease lost, cancelled).
+
+    A skip for want of a contact is recorded as waiting for one, unless the contact arrived while
+    the send looked for it: then the e-mail is due again at once.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if attempt.awaits_contact:
+            await _lock_tenant_contact(conn, row["tenant_id"])
+            if await conn.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", row["tenant_id"]):
+                decision = domain.Decision("pending")
+        status = await conn.execute(
+            """UPDATE notification_deliveries
+               SET state = $3, next_attempt_at = now() + make_interval(secs => $4), last_status_code = $5,
+                   last_error = $6, recipient = coalesce($7, recipient), updated_at = now(),
+                   awaiting_contact = ($3 = 'skipped' AND $8),
+                   delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+                   dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END,
+                   dead_letter_published = CASE WHEN $3 = 'dead' THEN false ELSE dead_letter_published END
+               WHERE delivery_id = $1 AND attempts = $2
+                 AND (state = 'pending' OR (state = 'cancelled' AND $3 = 'delivered'))""",
+            row["delivery_id"],
+            row["attempts"],
+            decision.state,
+            decision.delay_seconds,
+            attempt.status_code,
+            attempt.error,
+            attempt.recipient,
+            attempt.awaits_contact,
+        )
+    return decision.state if status.endswith(" 1") else None
 
 
 async def unpublished_dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:

@@ -103,7 +103,8 @@ class Transports:
             else await store.contact_email(self.pool, row["tenant_id"])
         )
         if not recipient:
-            return Attempt("skipped", "no security contact")
+            return domain.NO_CONTACT if row["channel"] == domain.CONTACT_EMAIL else Attempt(
+                "skipped", "no escalation address")
         message = self.compose(row, recipient)
         try:
             await aiosmtplib.send(

@@ -96,6 +96,8 @@ class DeliveryWorker:
             # The row stays claimed: it is sent again, with the same Idempotency-Key, after its lease.
             log.exception("outcome of delivery %s could not be recorded", row["delivery_id"])
             return
+        if recorded == "pending" and decision.state == "skipped":
+            self.wake()  # the contact arrived while this send looked for it: due again now
         log.info(
             "delivery %s %s/%s to %s, attempt %d: %s%s%s",
             row["delivery_id"],
@@ -103,8 +105,8 @@ class DeliveryWorker:
             row["subject_id"],
             row["channel"],
             row["attempts"],
-            decision.state,
-            f" in {decision.delay_seconds:.1f} s" if decision.state == "pending" else "",
+            recorded or decision.state,
+            f" in {decision.delay_seconds:.1f} s" if recorded == "pending" else "",
             f" ({attempt.error})" if attempt.error else "",
         )
         if not recorded:

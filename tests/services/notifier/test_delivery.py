@@ -9,7 +9,14 @@ import pytest
 
 from services.ingest import channels_store
 from services.notifier import domain
-from shared.events import Actor, ActorType, SecurityContactChanged, SpendingBudgetThresholdReached, Topic
+from shared.events import (
+    Actor,
+    ActorType,
+    SecurityContact,
+    SecurityContactChanged,
+    SpendingBudgetThresholdReached,
+    Topic,
+)
 from shared.webhooks import WebhookSignatureError, verify
 from tests.services.notifier.helpers import (
     OTHER_SECRET,
@@ -17,6 +24,7 @@ from tests.services.notifier.helpers import (
     alert_created,
     deliveries,
     eventually,
+    partner_response,
     set_channel,
     set_contact,
     settled,
@@ -351,3 +359,47 @@ async def test_a_cleared_contact_skips_the_email_and_a_deleted_channel_gets_noth
     [mail] = await deliveries(notifier_pool, tenant_id, channel="email:contact")
     assert (mail["state"], mail["last_error"]) == ("skipped", "no security contact")
     assert await deliveries(notifier_pool, tenant_id, channel="webhook:gone") == []
+
+
+@pytest.mark.timeout(180)
+async def test_an_email_skipped_for_want_of_a_contact_is_sent_when_the_contact_arrives(
+    tenant_id, start_notifier, publish, notifier_pool, smtp_server
+):
+    # Two topics, no order between them: the alert is consumed before the contact set just before it.
+    start_notifier()
+    fresh, answered, stale = (alert_created(tenant_id, a) for a in ("fresh", "answered", "stale"))
+    for event in (fresh, answered, stale):
+        await publish(Topic.alerts, event)
+    await eventually(
+        lambda: settled(notifier_pool, tenant_id, fresh.event_id, answered.event_id, stale.event_id),
+        what="the e-mails skipped for want of a contact",
+    )
+    assert {(r["state"], r["last_error"]) for r in await deliveries(notifier_pool, tenant_id)} == {
+        ("skipped", "no security contact")
+    }
+    # No longer worth sending when the contact comes: one answered since, one skipped long ago.
+    response = partner_response(answered)
+    await publish(Topic.alerts, response)
+    await eventually(lambda: settled(notifier_pool, tenant_id, response.event_id), what="the response")
+    await notifier_pool.execute(
+        """UPDATE notification_deliveries SET last_attempt_at = now() - interval '2 hours'
+           WHERE tenant_id = $1 AND subject_id = 'stale'""",
+        tenant_id,
+    )
+
+    await set_contact(publish, notifier_pool, tenant_id, "soc@partner.example")
+    await eventually(lambda: smtp_server.mail.for_tenant(tenant_id, "alert"), what="the e-mail sent late")
+    await eventually(lambda: settled(notifier_pool, tenant_id), what="deliveries")
+    # Another contact event later sends nothing more: one effective e-mail per alert.
+    changed = SecurityContactChanged(
+        tenant_id=tenant_id,
+        contact=SecurityContact(name="SOC", email="soc2@partner.example"),
+        actor=Actor(type=ActorType.user, id="admin"),
+    )
+    await publish(Topic.security_contacts, changed)
+    await eventually(lambda: settled(notifier_pool, tenant_id, changed.event_id), what="the second contact")
+
+    [mail] = smtp_server.mail.for_tenant(tenant_id)
+    assert (mail["X-CSP-Alert-Id"], mail["To"]) == ("fresh", "soc@partner.example")
+    states = {r["subject_id"]: r["state"] for r in await deliveries(notifier_pool, tenant_id)}
+    assert states == {"fresh": "delivered", "answered": "skipped", "stale": "skipped"}

@@ -108,3 +108,32 @@ async def test_a_due_timer_of_a_test_alert_or_with_an_unreadable_payload_is_canc
     reminders = await notifier_pool.fetch(
         "SELECT subject_id FROM notification_deliveries WHERE tenant_id = $1 AND kind = 'reminder'", tenant_id)
     assert [r["subject_id"] for r in reminders] == ["ordinary"]
+
+
+async def test_a_skip_for_want_of_a_contact_that_arrived_during_the_send_is_due_again_not_skipped(
+    notifier_pool, tenant_id
+):
+    # The send read "no contact"; the contact arrived (and found the row still pending) before the
+    # skip was recorded. Recording it as skipped would lose the e-mail for good.
+    async def claimed_email(subject: str) -> asyncpg.Record:
+        await insert_delivery(notifier_pool, tenant_id, subject, "pending")
+        await notifier_pool.execute(
+            "UPDATE notification_deliveries SET channel = 'email:contact' WHERE tenant_id = $1 AND subject_id = $2",
+            tenant_id, subject)
+        return await notifier_pool.fetchrow(
+            "SELECT delivery_id, tenant_id, attempts FROM notification_deliveries "
+            "WHERE tenant_id = $1 AND subject_id = $2", tenant_id, subject)
+
+    skip = domain.Decision("skipped")
+    before = await claimed_email("before-the-contact")
+    assert await store.record_outcome(notifier_pool, before, skip, domain.NO_CONTACT) == "skipped"
+
+    await notifier_pool.execute(
+        "INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, 'SOC', $2, now())",
+        tenant_id, "soc@partner.example")
+    during = await claimed_email("during-the-send")
+    assert await store.record_outcome(notifier_pool, during, skip, domain.NO_CONTACT) == "pending"
+
+    rows = {r["subject_id"]: (r["state"], r["awaiting_contact"]) for r in await notifier_pool.fetch(
+        "SELECT subject_id, state, awaiting_contact FROM notification_deliveries WHERE tenant_id = $1", tenant_id)}
+    assert rows == {"before-the-contact": ("skipped", True), "during-the-send": ("pending", False)}
