@@ -127,6 +127,10 @@ async def test_an_expired_key_is_401_expired_key(client, tenant_id):
         headers=AUTH,
     )
     assert past.status_code == 422 and past.json()["errors"][0]["field"] == "expiresDateTime"
+    for user_id in ("ann\nBcc: x", "ann\x85"):  # the actor of events and audit entries: one clean line
+        refused = await client.post("/v1/keys", json={"tenantId": tenant_id, "role": "securityReader",
+                                                      "userId": user_id}, headers=AUTH)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "userId"
 
     expires = datetime.now(UTC) + timedelta(seconds=2)
     key = await new_key(client, tenant_id, expiresDateTime=wire_time(expires))
