@@ -1,4 +1,5 @@
-"""The delivery loop of a notifier process: fires due timers, sends due deliveries, dead-letters.
+"""The delivery loop of a notifier process: fires due timers, sends due deliveries; beside it, the
+dead letters are published.
 
 Runs beside the Kafka consumer, outside its critical path: handlers only record what must be sent.
 Several notifier processes may run at once; ``FOR UPDATE SKIP LOCKED`` gives each row to one.
@@ -42,8 +43,13 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Keep up to WORKER_BATCH_SIZE sends in flight; claim more as soon as one finishes."""
+        """Keep up to WORKER_BATCH_SIZE sends in flight; claim more as soon as one finishes.
+
+        The dead letters are published by a task of their own beside this loop, so a broker that
+        does not answer holds back neither the timers nor the sends.
+        """
         in_flight: set[asyncio.Task] = set()
+        dead_letters = asyncio.create_task(self.publish_dead_letters_forever(), name="dead-letters")
         try:
             while True:
                 self._wake.clear()
@@ -65,6 +71,8 @@ class DeliveryWorker:
                 finally:
                     woken.cancel()
         finally:
+            dead_letters.cancel()  # what it had not published yet stays in the delivery log
+            await asyncio.wait({dead_letters}, timeout=5)
             # Sends cut short stay claimed and are taken again when their lease expires.
             if in_flight:
                 await asyncio.wait(in_flight, timeout=5)
@@ -84,7 +92,6 @@ class DeliveryWorker:
                 self.pool, limit=room, lease_seconds=s.delivery_lease_seconds
             )
             in_flight.update(asyncio.create_task(self.deliver(row)) for row in rows)
-        await self.publish_dead_letters()
         return bool(fired or rows)
 
     async def deliver(self, row: asyncpg.Record) -> None:
@@ -129,9 +136,31 @@ class DeliveryWorker:
                 log.warning("pruning the delivery log failed: %s", exc)
             await asyncio.sleep(self.settings.prune_every_seconds)
 
+    async def publish_dead_letters_forever(self) -> None:
+        """Publish the dead letters every WORKER_POLL_SECONDS; after a failure, try again later."""
+        s = self.settings
+        while True:
+            pause = s.worker_poll_seconds
+            try:
+                await self.publish_dead_letters()
+            except TimeoutError:
+                pause = max(pause, s.dead_letter_publish_timeout_seconds)
+                log.warning(
+                    "the broker did not acknowledge a dead letter within %g s; trying again in %g s",
+                    s.dead_letter_publish_timeout_seconds,
+                    pause,
+                )
+            except Exception as exc:  # the database or the broker away now is no reason to stop
+                pause = max(pause, s.dead_letter_publish_timeout_seconds)
+                log.warning("publishing dead letters failed (%s); trying again in %g s", exc, pause)
+            await asyncio.sleep(pause)
+
     async def publish_dead_letters(self) -> None:
+        """Publish what is still to publish; raises TimeoutError when the broker does not acknowledge
+        one within DEAD_LETTER_PUBLISH_TIMEOUT_SECONDS (that row and those after it stay to publish)."""
         # An outbox: the row is marked dead first, the event published after, so a crash between
-        # the two publishes it on the next pass (same eventId, consumers dedupe).
+        # the two (or a publish cut short by the timeout, which the broker may still take) publishes
+        # it on a later pass: the same eventId, consumers dedupe.
         for row in await store.unpublished_dead_letters(self.pool, self.settings.worker_batch_size):
             event = DeliveryDeadLettered(
                 event_id=uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{row['delivery_id']}:{row['redeliveries']}"),
@@ -144,5 +173,6 @@ class DeliveryWorker:
                 last_error=row["last_error"] or "unknown",
                 last_attempt_date_time=row["last_attempt_at"],
             )
-            await publish_event(self.broker, self.settings, Topic.dead_letter, event)
+            async with asyncio.timeout(self.settings.dead_letter_publish_timeout_seconds):
+                await publish_event(self.broker, self.settings, Topic.dead_letter, event)
             await store.mark_dead_letter_published(self.pool, row["delivery_id"], row["redeliveries"])
