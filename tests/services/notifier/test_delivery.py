@@ -177,15 +177,20 @@ async def test_routing_rules_choose_the_channels(tenant_id, start_notifier, publ
     assert sorted(c.json["alert"]["id"] for c in receiver.calls(tests)) == ["h1", "t1"]
 
 
-async def test_500_then_200_gives_exactly_one_success_and_no_contact_skips_the_email(
+async def test_500_then_200_gives_exactly_one_success_and_no_contact_or_a_deleted_channel_skips(
     tenant_id, start_notifier, publish, notifier_pool, receiver
 ):
-    path = f"/{tenant_id}/flaky"
+    path, gone = f"/{tenant_id}/flaky", f"/{tenant_id}/gone"
     receiver.script(path, (500, {}))
+    receiver.script(gone, (429, {"Retry-After": "5"}))
     await set_channel(notifier_pool, tenant_id, "flaky", receiver.url(path))
+    await set_channel(notifier_pool, tenant_id, "gone", receiver.url(gone))
     start_notifier()
     created = alert_created(tenant_id, "a1")
     await publish(Topic.alerts, created)
+    # The channel is deleted while its delivery waits for the retry the receiver asked for.
+    await eventually(lambda: receiver.calls(gone), what="the first attempt to the channel")
+    assert await channels_store.delete_channel(notifier_pool, tenant_id, "gone")
     await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="deliveries")
 
     calls = receiver.calls(path)
@@ -196,7 +201,11 @@ async def test_500_then_200_gives_exactly_one_success_and_no_contact_skips_the_e
     assert (webhook["state"], webhook["attempts"]) == ("delivered", 2)
     [mail] = await deliveries(notifier_pool, tenant_id, channel="email:contact")
     assert (mail["state"], mail["last_error"]) == ("skipped", "no security contact")
-    assert await deliveries(notifier_pool, tenant_id, channel="webhook:gone") == []
+    # The retry found the channel deleted: skipped, and the receiver heard nothing more.
+    [deleted] = await deliveries(notifier_pool, tenant_id, channel="webhook:gone")
+    assert (deleted["state"], deleted["attempts"], deleted["last_error"]) == (
+        "skipped", 2, "channel gone no longer exists")
+    assert [c.status for c in receiver.calls(gone)] == [429]
 
 
 async def test_429_retry_after_is_honoured(tenant_id, start_notifier, publish, notifier_pool, receiver):
