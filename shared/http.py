@@ -3,6 +3,9 @@
 Errors are RFC 9457 ``application/problem+json`` with the right 4xx; bad input never yields a 5xx.
 Every process serves ``GET /health/live`` (the process runs) and ``GET /health/ready`` (each of its
 dependencies answers), so ``make run``, Docker and orchestrators can wait for it.
+Every app made by :func:`create_app` bounds request bodies and authenticates a key before reading a
+body (``shared.http_guards``), refuses NUL in path and query parameters, and documents each
+operation's error answers in its OpenAPI document (``shared.http_openapi``).
 """
 
 from __future__ import annotations
@@ -13,50 +16,40 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis import exceptions as redis_errors
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
-DEPENDENCY_RETRY_AFTER_SECONDS = 5
-# Errors meaning PostgreSQL or Redis cannot be reached right now (not a bad request).
-DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
-    ConnectionError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
+from shared.http_guards import RequestGuard, refuse_nul_parameters
+from shared.http_openapi import document_errors
+from shared.problems import (
+    DEPENDENCY_ERRORS,
+    DEPENDENCY_RETRY_AFTER_SECONDS,
+    PROBLEM_JSON,
+    Problem,
+    dependency_unavailable,
+    problem_response,
+    response_for,
 )
 
+__all__ = [
+    "DEPENDENCY_ERRORS",
+    "DEPENDENCY_RETRY_AFTER_SECONDS",
+    "PROBLEM_JSON",
+    "Health",
+    "Problem",
+    "create_app",
+    "install_health",
+    "install_problem_handlers",
+    "no_lifespan",
+    "problem_response",
+]
 
-class Problem(Exception):
-    """Raise to answer with a problem document."""
-
-    def __init__(self, status: int, title: str, detail: str | None = None, *,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(detail or title)
-        self.status, self.title, self.detail, self.headers, self.extra = status, title, detail, headers, extra
-
-
-def problem_response(status: int, title: str, detail: str | None = None, *,
-                     headers: dict[str, str] | None = None, instance: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+log = logging.getLogger(__name__)
 
 
 def _field_path(loc: Sequence[Any]) -> str:
@@ -72,8 +65,7 @@ def _field_path(loc: Sequence[Any]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers,
-                                instance=request.url.path, **exc.extra)
+        return response_for(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,19 +78,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}.get(
-            exc.status_code, "Request failed")
+        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden",
+                 413: "Request too large"}.get(exc.status_code, "Request failed")
         return problem_response(exc.status_code, title, str(exc.detail) if exc.detail else None,
                                 headers=getattr(exc, "headers", None), instance=request.url.path)
 
     async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
-        # A database or cache that does not answer is the server's trouble, and a passing one:
-        # 503 with Retry-After, never a 500 that looks like a bug in the request.
         log.warning("%s %s: a dependency is unavailable: %s: %s", request.method, request.url.path,
                     type(exc).__name__, exc)
-        return problem_response(503, "Service unavailable", "a backing service does not answer; retry later",
-                                headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
-                                instance=request.url.path)
+        return dependency_unavailable(request.url.path)
 
     for error in DEPENDENCY_ERRORS:
         app.add_exception_handler(error, _dependency_down)
@@ -135,6 +123,15 @@ class Health:
                        "uptimeSeconds": round(time.monotonic() - self.started, 1), "checks": results}
 
 
+class Readiness(BaseModel):
+    """The readiness report, the same whether ready (200) or not (503)."""
+
+    service: str
+    status: Literal["ready", "not ready"]
+    uptimeSeconds: float
+    checks: dict[str, str] = Field(description="Each dependency: `ok`, or `failing: <error>`.")
+
+
 def install_health(app: FastAPI, health: Health) -> None:
     health.started = time.monotonic()
 
@@ -142,8 +139,8 @@ def install_health(app: FastAPI, health: Health) -> None:
     async def live() -> dict[str, str]:
         return {"service": health.service, "status": "live"}
 
-    @app.get("/health/ready", tags=["health"], summary="Every dependency answers",
-             responses={503: {"description": "A dependency is failing"}})
+    @app.get("/health/ready", tags=["health"], summary="Every dependency answers", response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "A dependency is failing (`checks` names it)"}})
     async def ready() -> JSONResponse:
         ok, body = await health.report()
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -151,9 +148,25 @@ def install_health(app: FastAPI, health: Health) -> None:
 
 def create_app(*, title: str, version: str, description: str, health: Health,
                lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
-    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan)
+    """A service's app: problem handlers, health routes, the request guards, documented errors.
+
+    The guards read ``app.state.keys`` (the key store, if the service has one) and
+    ``app.state.settings.max_body_bytes`` (if the service has that setting) at request time, as
+    the lifespan sets them.
+    """
+    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan,
+                  dependencies=[Depends(refuse_nul_parameters)])
+    app.add_middleware(RequestGuard)
     install_problem_handlers(app)
     install_health(app, health)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(app, generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -13,6 +13,7 @@ from services.ingest.publisher import EventPublisher
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore, Principal
 from shared.catalogue import Catalogue
+from shared.http_guards import authenticated_caller, authenticates
 
 
 async def _settings(request: Request) -> Settings:
@@ -27,6 +28,8 @@ async def _broker(request: Request) -> KafkaBroker:
     return request.app.state.broker
 
 
+# Routes given the key store authenticate with it (the alert routes: a key or a signed webhook).
+@authenticates
 async def _keys(request: Request) -> KeyStore:
     return request.app.state.keys
 
@@ -39,9 +42,10 @@ async def _webhook_secrets(request: Request) -> WebhookSecrets:
     return request.app.state.webhook_secrets
 
 
+@authenticates
 async def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    keys: KeyStore = request.app.state.keys
-    return await keys.authenticate(authorization)
+    # Authenticated once per request: by the request guard before a body is read, else here.
+    return await authenticated_caller(request, authorization)
 
 
 async def _catalogue(request: Request) -> Catalogue:

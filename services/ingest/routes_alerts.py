@@ -85,7 +85,8 @@ async def _authenticate(
 ) -> tuple[WriteCaller, bytes]:
     """The caller and the body: a signed webhook is checked over the raw body, a key before reading it."""
     signed = wants_signature_check(request.headers)
-    caller = None if signed else await authenticate_key(keys, request.headers.get("authorization"), tenant_id)
+    # (A key was already checked, before the body was read, by the request guard; this reuses it.)
+    caller = None if signed else await authenticate_key(keys, request, tenant_id)
     require_json_media_type(request.headers.get("content-type"))
     body = await read_body(request, settings.max_body_bytes)
     if signed:

@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
+from fastapi import Request
 
 from services.ingest import store, webhook_secrets_store
 from services.ingest.webhook_secrets_store import ACTIVE_SECRETS
 from shared.auth import AuditActor, KeyStore, Permission, Principal, authorize
 from shared.http import Problem
+from shared.http_guards import authenticated_caller
 from shared.webhooks import WebhookSignatureError, has_signature, verify
 
 
@@ -83,12 +85,13 @@ def wants_signature_check(headers: Mapping[str, str]) -> bool:
 
 async def authenticate_key(
     keys: KeyStore,
-    authorization: str | None,
+    request: Request,
     tenant_id: str,
     permission: Permission = Permission.update_alerts,
 ) -> WriteCaller:
-    """401 without a known key, 403 when its role or tenant may not write here."""
-    principal = await keys.authenticate(authorization)
+    """401 without a known key, 403 when its role or tenant may not write here. The key is looked up
+    once per request: the request guard's lookup, made before the body was read, is reused."""
+    principal = await authenticated_caller(request, request.headers.get("authorization"), keys)
     return WriteCaller(principal=authorize(principal, permission, tenant_id))
 
 

@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from services.scoring.store import ScoreCache
-from shared.auth import KeyStore, Permission, Principal, authorize
+from shared.auth import Permission, Principal, authorize
 from shared.catalogue import Catalogue
+from shared.http_guards import authenticated_caller, authenticates
 
 
 async def _settings(request: Request) -> Settings:
@@ -27,13 +28,13 @@ async def _redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
+@authenticates
 async def _reader(
     request: Request,
     tenant_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    keys: KeyStore = request.app.state.keys
-    return authorize(await keys.authenticate(authorization), Permission.read, tenant_id)
+    return authorize(await authenticated_caller(request, authorization), Permission.read, tenant_id)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

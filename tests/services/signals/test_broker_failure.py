@@ -6,6 +6,8 @@ publisher (contact changes) swapped for ones whose publications fail, then swapp
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from services.ingest.app import create_app
@@ -77,6 +79,8 @@ async def test_nothing_is_stored_or_notified_until_the_broker_acknowledges(
 
 
 async def test_a_body_larger_than_allowed_is_413_before_it_is_parsed(test_env, tenant_id, monkeypatch):
+    """A valid report over the limit: read whole and parsed, it would be accepted (202). Streamed, the
+    generator records how much of it the API took, declared length or not."""
     monkeypatch.setenv("MAX_BODY_BYTES", "2000")
     app = create_app()
     customers = [
@@ -84,9 +88,25 @@ async def test_a_body_larger_than_allowed_is_413_before_it_is_parsed(test_env, t
          "nonAdminsWithMfa": 0, "totalUsers": 1}
         for i in range(100)
     ]
+    document = json.dumps({"customers": customers}).encode()
+    chunk = 500
+    pulled = {"chunked": 0, "declared": 0}
+
+    async def streamed(kind: str):
+        for start in range(0, len(document), chunk):
+            pulled[kind] += len(document[start:start + chunk])
+            yield document[start:start + chunk]
+
+    url = f"/v1/tenants/{tenant_id}/signals/customer-mfa"
+    json_auth = {**AUTH, "Content-Type": "application/json"}
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client:
-        response = await client.post(f"/v1/tenants/{tenant_id}/signals/customer-mfa", headers=AUTH,
-                                     json={"customers": customers})
-    assert response.status_code == 413
-    assert response.headers["content-type"] == "application/problem+json"
+        chunked = await client.post(url, headers=json_auth, content=streamed("chunked"))
+        declared = await client.post(url, headers={**json_auth, "Content-Length": str(len(document))},
+                                     content=streamed("declared"))
+    for response in (chunked, declared):
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    assert len(document) > 4 * 2000
+    assert pulled["chunked"] <= 2000 + chunk, f"read {pulled['chunked']} of {len(document)} bytes"
+    assert pulled["declared"] == 0, "a declared length over the limit is refused before reading"

@@ -1,0 +1,152 @@
+"""What every service's app checks before a route runs (wired by ``shared.http.create_app``).
+
+- A request body is bounded before anything reads or parses it: a declared ``Content-Length`` over
+  the limit is 413 before a byte is read; a chunked body is counted while it is read and cut (413)
+  at the limit. The limit is the service's ``MAX_BODY_BYTES`` (``app.state.settings.max_body_bytes``)
+  or, for a service without that setting, :data:`DEFAULT_MAX_BODY_BYTES`.
+- The bearer key of a request with a body is authenticated before the body is read, so a caller
+  without a valid key never makes the service read (up to) a whole body. The principal is kept in the
+  request's state and :func:`authenticated_caller` hands it to the route: a key is looked up, and
+  its rate limit counted, once per request. A request signed as a Standard Webhook
+  (``webhook-id``/``webhook-timestamp``/``webhook-signature``) is read within the limit and left to
+  the route, which verifies the signature over that body.
+- No path or query parameter holds NUL (PostgreSQL cannot store or compare it): 422 naming it.
+  Other control characters are each parameter's to refuse (an alert id may hold a line break).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.problems import DEPENDENCY_ERRORS, Problem, dependency_unavailable, response_for
+from shared.webhooks import has_signature
+
+if TYPE_CHECKING:
+    from shared.auth import KeyStore, Principal
+
+log = logging.getLogger(__name__)
+
+# Largest body of a service with no MAX_BODY_BYTES setting (none of their routes takes a body).
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Where the authenticated principal is kept in the request's state (``request.state.caller``).
+CALLER_STATE = "caller"
+_AUTHENTICATES = "_authenticates_caller"
+
+DependencyT = TypeVar("DependencyT", bound=Callable[..., Any])
+
+
+def authenticates(dependency: DependencyT) -> DependencyT:
+    """Marks a dependency that authenticates the caller: the OpenAPI document of every route using it
+    lists the answers of authentication (401, 403, 429)."""
+    setattr(dependency, _AUTHENTICATES, True)
+    return dependency
+
+
+def is_authenticating(dependency: Callable[..., Any] | None) -> bool:
+    return bool(getattr(dependency, _AUTHENTICATES, False))
+
+
+async def authenticated_caller(request: Request, authorization: str | None, keys: KeyStore | None = None) -> Principal:
+    """The caller the guard authenticated before reading the body; else (no body) authenticated now
+    with ``keys`` (default: ``app.state.keys``), once: the principal is kept for the rest of the request."""
+    state = request.scope.setdefault("state", {})
+    caller = state.get(CALLER_STATE)
+    if caller is None:
+        keys = keys if keys is not None else request.app.state.keys
+        caller = state[CALLER_STATE] = await keys.authenticate(authorization)
+    return caller
+
+
+async def refuse_nul_parameters(request: Request) -> None:
+    """422 naming the first path or query parameter (name or value) holding NUL."""
+    for location, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+        for name, value in items:
+            if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+                field = f"{location}.{name}"
+                message = "must not contain NUL (U+0000)"
+                raise Problem(422, "Invalid request", f"{field}: {message}",
+                              errors=[{"field": field, "message": message}])
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "Request too large", f"the body may be at most {limit} bytes")
+
+
+def _declared_length(headers: Headers) -> int | None:
+    declared = headers.get("content-length", "").strip()
+    return int(declared) if declared.isdigit() else None
+
+
+async def _read_within(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, counted while read; 413 as soon as it passes ``limit``. None: the client left."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then whatever the server sends (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+class RequestGuard:
+    """Pure ASGI middleware: bound the body, authenticate before reading it (see the module's text)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = _declared_length(headers)
+        if declared == 0 or (declared is None and "transfer-encoding" not in headers):
+            await self.app(scope, receive, send)  # no body: nothing to bound or to read early
+            return
+        state = scope["app"].state
+        limit = getattr(getattr(state, "settings", None), "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        try:
+            if declared is not None and declared > limit:
+                raise _too_large(limit)
+            keys = getattr(state, "keys", None)
+            if keys is not None and not has_signature(headers):
+                principal = await keys.authenticate(headers.get("authorization"))
+                scope.setdefault("state", {})[CALLER_STATE] = principal
+            body = await _read_within(receive, limit)
+        except Problem as problem:
+            await response_for(problem, scope["path"])(scope, receive, send)
+            return
+        except DEPENDENCY_ERRORS as exc:
+            # The key store's database does not answer (the handlers inside would say the same).
+            log.warning("%s %s: the key store is unavailable: %s: %s", scope["method"], scope["path"],
+                        type(exc).__name__, exc)
+            await dependency_unavailable(scope["path"])(scope, receive, send)
+            return
+        if body is not None:
+            await self.app(scope, _replaying(body, receive), send)
