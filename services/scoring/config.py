@@ -17,6 +17,21 @@ class Settings(CommonSettings):
     retry_after_seconds: int = Field(
         1, ge=1, description="`Retry-After` of the 503 answered while the score cache is rebuilt."
     )
+    redis_connect_timeout_seconds: float = Field(
+        2.0, gt=0, description="Most seconds a connection to Redis may take before the read answers 503."
+    )
+    redis_command_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Most seconds Redis may take to answer a command before the read answers 503 "
+        "(each command is one small hash or script: milliseconds when Redis is well).",
+    )
+    score_publish_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Most seconds a `score-changed` publish may wait for the broker; the change stays in the "
+        "outbox and is published again later.",
+    )
     activation_check_max_seconds: float = Field(
         60.0,
         gt=0,

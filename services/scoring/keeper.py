@@ -37,6 +37,7 @@ class ScoreKeeper:
         *,
         check_seconds: float = 1.0,
         activation_check_max_seconds: float = 60.0,
+        publish_timeout_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.pool = pool
@@ -45,6 +46,7 @@ class ScoreKeeper:
         self.publish = publish
         self.check_seconds = check_seconds
         self.activation_check_max_seconds = activation_check_max_seconds
+        self.publish_timeout_seconds = publish_timeout_seconds
         self.clock = clock
         self._rebuild_lock = asyncio.Lock()
         self._rebuild_wanted = asyncio.Event()
@@ -67,7 +69,13 @@ class ScoreKeeper:
     async def sync_tenant(self, tenant_id: str) -> None:
         for snapshot in await store.snapshots(self.pool, [tenant_id]):
             await self.cache.merge(snapshot)
-        await store.publish_pending(self.pool, tenant_id, self.publish)
+        await store.publish_pending(self.pool, tenant_id, self._publish)
+
+    async def _publish(self, event: ScoreChanged) -> None:
+        # Bounded: the tenant's outbox rows stay locked and a pooled connection is held meanwhile. On
+        # timeout the transaction rolls back and the change stays pending: the periodic check (or the
+        # record's redelivery) publishes it later, with the same eventId.
+        await asyncio.wait_for(self.publish(event), self.publish_timeout_seconds)
 
     # --- preview requirements becoming active -----------------------------------------------------------
 
@@ -147,7 +155,7 @@ class ScoreKeeper:
                     log.warning("the score cache in Redis is missing; rebuilding it from PostgreSQL")
                     await self.rebuild()
                 for tenant_id in await store.tenants_with_pending_changes(self.pool):
-                    await store.publish_pending(self.pool, tenant_id, self.publish)
+                    await store.publish_pending(self.pool, tenant_id, self._publish)
             except Exception:
                 log.exception("checking the score cache failed; trying again")
             with contextlib.suppress(TimeoutError):

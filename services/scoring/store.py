@@ -23,6 +23,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from services.scoring import domain
+from services.scoring.config import Settings
 from shared.catalogue import Catalogue
 from shared.db import claim_event
 from shared.events import ComplianceStatus, RequirementStatusObserved, ScoreChanged
@@ -289,6 +290,22 @@ async def tenants_with_pending_changes(pool: asyncpg.Pool, limit: int = 1000) ->
 
 
 # --- Redis: the score cache ----------------------------------------------------------------------------
+
+
+def connect_redis(settings: Settings) -> Redis:
+    """The service's Redis client, every connection attempt and every command bounded.
+
+    A Redis that hangs then makes a score read answer 503 within about these timeouts (a redis
+    ``TimeoutError``), and the keeper's checks fail and try again, rather than waiting forever
+    (redis-py before 8.0 has no timeout by default).
+    """
+    return Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        socket_timeout=settings.redis_command_timeout_seconds,
+    )
+
 
 # KEYS[1] the tenant's hash. ARGV[1] refreshed (µs or ""), ARGV[2] score updated (µs or ""), then
 # groups of four: field, observed µs, event id, status JSON. Timestamps only move forward; a status
