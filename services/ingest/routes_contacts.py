@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from services.ingest import signals_store as store
 from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, SettingsDep
 from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
-from services.ingest.routes_signals import bounded_body, broker_unavailable
+from services.ingest.routes_signals import broker_unavailable
 from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
 from shared.auth import AuditAction, AuditActor, Permission, Principal, authorize, record_audit
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
@@ -33,8 +33,7 @@ from shared.wire import UtcDateTime, WireModel, utcnow
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"],
-                   dependencies=[Depends(bounded_body)])
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"])
 
 TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 

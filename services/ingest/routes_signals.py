@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, Field
@@ -98,14 +98,8 @@ def broker_unavailable(settings: Settings, what: str) -> Problem:
                    headers={"Retry-After": str(settings.retry_after_seconds)})
 
 
-async def bounded_body(request: Request, settings: SettingsDep) -> None:
-    """413 for a declared body larger than ``MAX_BODY_BYTES``, before it is read and parsed."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise Problem(413, "Request too large", f"the body may be at most {settings.max_body_bytes} bytes")
-
-
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["signals"], dependencies=[Depends(bounded_body)])
+# Bodies are bounded (and the key checked) before they are read by shared.http_guards.RequestGuard.
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["signals"])
 
 
 def refuse_future(observed: datetime | None, now: datetime) -> None:
