@@ -1,4 +1,4 @@
-"""The last known state of each alert, in PostgreSQL, shared by every ingest instance; webhook secrets."""
+"""The last known state of each alert, in PostgreSQL, shared by every ingest instance; accepted webhook-ids."""
 
 from __future__ import annotations
 
@@ -141,43 +141,5 @@ async def prune_webhook_ids(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
         WEBHOOK_ID_MEMORY,
         batch,
-    )
-    return int(status.split()[-1])
-
-
-async def webhook_secrets(pool: asyncpg.Pool, tenant_id: str) -> list[str]:
-    """The tenant's active webhook secrets, newest first (at most two)."""
-    rows = await pool.fetch(
-        """SELECT secret FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
-           ORDER BY created_at DESC, secret_id DESC LIMIT 2""",
-        tenant_id,
-    )
-    return [row["secret"] for row in rows]
-
-
-async def add_webhook_secret(pool: asyncpg.Pool, tenant_id: str, secret: str) -> None:
-    """Add a secret and revoke all but the two newest: the new one and the one it replaces."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"webhook-secrets:{tenant_id}")
-        await conn.execute(
-            "INSERT INTO ingest_webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant_id, secret
-        )
-        await conn.execute(
-            """UPDATE ingest_webhook_secrets SET revoked_at = now()
-               WHERE tenant_id = $1 AND revoked_at IS NULL AND secret_id NOT IN (
-                   SELECT secret_id FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
-                   ORDER BY created_at DESC, secret_id DESC LIMIT 2)""",
-            tenant_id,
-        )
-
-
-async def revoke_webhook_secrets(pool: asyncpg.Pool, tenant_id: str, *, keep_newest: int = 0) -> int:
-    status = await pool.execute(
-        """UPDATE ingest_webhook_secrets SET revoked_at = now()
-           WHERE tenant_id = $1 AND revoked_at IS NULL AND secret_id NOT IN (
-               SELECT secret_id FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
-               ORDER BY created_at DESC, secret_id DESC LIMIT $2)""",
-        tenant_id,
-        keep_newest,
     )
     return int(status.split()[-1])

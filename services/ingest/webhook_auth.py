@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import asyncpg
 from fastapi import Request
 
-from services.ingest import store, webhook_secrets_store
+from services.ingest import webhook_secrets_store
 from services.ingest.webhook_secrets_store import ACTIVE_SECRETS
 from shared.auth import AuditActor, KeyStore, Permission, Principal, authorize
 from shared.http import Problem
@@ -71,7 +71,8 @@ class WebhookSecrets:
         cached = self._cache.get(tenant_id)
         if cached and cached[0] > now:
             return cached[1]
-        found = await store.webhook_secrets(self._pool, tenant_id) or [derived_secret(self._default, tenant_id)]
+        found = await webhook_secrets_store.active_secrets(self._pool, tenant_id)
+        found = found or [derived_secret(self._default, tenant_id)]
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[tenant_id] = (now + self._ttl, found)

@@ -1,5 +1,5 @@
-"""A tenant's inbound webhook secrets changed from the CLI (table of migration 0010), each change audited
-in its own transaction. Entries name the secrets by id, never by value."""
+"""A tenant's inbound webhook secrets (table of migration 0010): read to verify signatures, changed from
+the CLI with each change audited in its own transaction. Entries name the secrets by id, never by value."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ import asyncpg
 from shared.auth import AuditAction, AuditActor, record_audit
 
 ACTIVE_SECRETS = 2  # the newest unrevoked ones sign: the current secret and, during a rotation, the one before
+
+
+async def active_secrets(pool: asyncpg.Pool, tenant_id: str) -> list[str]:
+    """The tenant's secrets that sign, newest first."""
+    rows = await pool.fetch(
+        """SELECT secret FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
+           ORDER BY created_at DESC, secret_id DESC LIMIT $2""",
+        tenant_id,
+        ACTIVE_SECRETS,
+    )
+    return [row["secret"] for row in rows]
 
 
 async def _lock(conn: asyncpg.Connection, tenant_id: str) -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from services.ingest.store import add_webhook_secret
 from services.ingest.webhook_auth import derived_secret, new_secret
-from shared.auth import Role, create_key
+from services.ingest.webhook_secrets_store import add_secret
+from shared.auth import AuditActor, Role, create_key
 from shared.settings import DEV_WEBHOOK_SECRET
 from shared.webhooks import sign_headers
 from tests.conftest import AUTH
@@ -230,8 +230,8 @@ async def test_signed_webhooks_default_secret_then_rotation(ingest, http, tenant
     # The tenant gets its own secrets (a fresh tenant: nothing cached); the default no longer applies.
     rotated_tenant = f"{tenant_id}-r"
     old, new = new_secret(), new_secret()
-    await add_webhook_secret(db_pool, rotated_tenant, old)
-    await add_webhook_secret(db_pool, rotated_tenant, new)
+    await add_secret(db_pool, rotated_tenant, old, actor=AuditActor.cli("test"))
+    await add_secret(db_pool, rotated_tenant, new, actor=AuditActor.cli("test"))
     url = alerts_url(ingest, rotated_tenant)
     for secret, status in ((old, 202), (new, 202), (derived_secret(DEV_WEBHOOK_SECRET, rotated_tenant), 401)):
         headers = {"content-type": "application/json", **sign_headers(secret, body)}

@@ -77,7 +77,7 @@ def test_requests_without_all_three_headers_are_not_webhooks():
 
 
 class NoOwnSecretsPool:
-    """A pool on which no tenant has secrets of its own (``store.webhook_secrets`` finds none)."""
+    """A pool on which no tenant has secrets of its own (``webhook_secrets_store.active_secrets`` finds none)."""
 
     async def fetch(self, *args):
         return []
