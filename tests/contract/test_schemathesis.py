@@ -1,0 +1,109 @@
+"""Schemathesis fuzzes both running APIs from their own ``/openapi.json``, with every check it has.
+
+Each API is one test (``[ingest]``, ``[scoring]``); each of its operations is a subtest named after it.
+A failure prints the check that failed and a ``curl`` line that reproduces it.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import schemathesis
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.parameters import ParameterLocation
+
+from tests.conftest import AUTH
+from tests.contract.conftest import API_SERVICES, Tenant
+from tests.support.processes import ServiceProcess
+
+pytestmark = pytest.mark.contract
+
+# Bounded so the contract suite stays within a few minutes on a small machine: examples per operation
+# in the fuzzing phase (the examples and coverage phases add a fixed set of cases each),
+# seconds per request, and the whole API as one test under pytest-timeout.
+MAX_EXAMPLES_PER_OPERATION = 50
+REQUEST_TIMEOUT_SECONDS = 10
+SECONDS_PER_API = 150
+
+
+def contract_config(base_url: str) -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict({
+        "base-url": base_url,
+        "headers": dict(AUTH),
+        "request-timeout": REQUEST_TIMEOUT_SECONDS,
+        "generation": {
+            "max-examples": MAX_EXAMPLES_PER_OPERATION,
+            # No example database: nothing is written into the checkout; a failure prints its reproduction.
+            "database": "none",
+        },
+        "operations": [
+            {
+                # `insights` is free-form JSON, stored as PostgreSQL jsonb, which cannot hold U+0000: the
+                # API refuses NUL anywhere in it with a 422, a rule no JSON Schema can state of every
+                # nested key and string. So valid requests carry no NUL here (invalid ones are still
+                # sent, and every other check still runs on this operation).
+                "include-method": "POST",
+                "include-path": "/v1/tenants/{tenant_id}/requirements/{requirement_type}/status",
+                "generation": {"allow-x00": False},
+            },
+        ],
+    })
+
+
+@pytest.fixture(params=API_SERVICES)
+def api_schema(request: pytest.FixtureRequest, system: dict[str, ServiceProcess]):
+    service = system[request.param]
+    return schemathesis.openapi.from_url(f"{service.url}/openapi.json", config=contract_config(service.url))
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.fixture(autouse=True)
+def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    # schemathesis 4.32 (pytest/lazy.py) reads and writes the private ``Node._nodeid``, which pytest 9.2
+    # replaced by a structured id (pytest-dev/pytest#14758); it only renames the test in reports.
+    # Drop this once schemathesis reads the public ``nodeid``.
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
+def with_issued_skiptoken(case: schemathesis.Case, issued: dict[str, str]) -> None:
+    """A valid request's ``skiptoken`` is one the API issued: it is opaque, and no schema can say
+    which strings are tokens. So a generated one in an otherwise valid query becomes an issued one
+    (or goes, if the operation had no second page to issue one for). Invalid queries keep theirs:
+    made-up tokens are still sent, and must be refused with a 4xx."""
+    if "skiptoken" not in case.query or case.meta is None or case.meta.is_negative_at(ParameterLocation.QUERY):
+        return
+    query = {name: value for name, value in case.query.items() if name != "skiptoken"}
+    if case.operation.label in issued:
+        query["skiptoken"] = issued[case.operation.label]
+    case.query = query
+
+
+def aim_at(case: schemathesis.Case, tenant: Tenant) -> None:
+    """Half of the cases address the set-up tenant and its real alerts, channel, deliveries and
+    requirements, rather than generated names that exist nowhere (answered 200 with nothing, or 404).
+
+    The half is chosen by a checksum of the generated tenant id, so a case replays the same way.
+    Only valid path parameters are replaced: a case meant to be invalid there stays invalid.
+    """
+    params = case.path_parameters
+    if "tenant_id" not in params or case.meta is None or case.meta.is_negative_at(ParameterLocation.PATH):
+        return
+    choice = zlib.crc32(str(params["tenant_id"]).encode())
+    if choice % 2:
+        return
+    real = tenant.path_values(pick=choice // 2)
+    case.path_parameters = {name: real.get(name, value) for name, value in params.items()}
+
+
+@schema.parametrize()
+@pytest.mark.timeout(SECONDS_PER_API)
+def test_api_keeps_its_contract(
+    case: schemathesis.Case, fuzzed_tenant: Tenant, issued_skiptokens: dict[str, str]
+) -> None:
+    aim_at(case, fuzzed_tenant)
+    with_issued_skiptoken(case, issued_skiptokens)
+    case.call_and_validate()
