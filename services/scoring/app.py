@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from services.scoring import (
     routes_alerts,
@@ -20,7 +19,7 @@ from services.scoring import (
 from services.scoring.config import get_settings
 from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
-from services.scoring.store import ScoreCache
+from services.scoring.store import ScoreCache, connect_redis
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
@@ -53,7 +52,7 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = app.state.pool = await create_pool(settings.database_url)
-        state["redis"] = app.state.redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        state["redis"] = app.state.redis = connect_redis(settings)
         app.state.settings = settings
         app.state.catalogue = catalogue
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)
@@ -65,6 +64,7 @@ def create_app() -> FastAPI:
             publish_score_changed,
             check_seconds=settings.cache_check_seconds,
             activation_check_max_seconds=settings.activation_check_max_seconds,
+            publish_timeout_seconds=settings.score_publish_timeout_seconds,
         )
         broker.context.set_global("pool", app.state.pool)
         broker.context.set_global("redis", app.state.redis)
