@@ -83,14 +83,14 @@ async def list_customer_mfa(
     skip: Annotated[int, Query(ge=0, le=10_000_000, description="Customers to skip.")] = 0,
 ) -> CustomerMfaPage:
     if (bad := control_character(tenant_id)) is not None:
-        raise Problem(422, "Invalid request", f"tenantId: control characters are not allowed (U+{ord(bad):04X})",
-                      errors=[{"field": "tenantId", "message": "control characters are not allowed"}])
+        raise Problem(422, "Invalid request", f"path.tenant_id: control characters are not allowed (U+{ord(bad):04X})",
+                      errors=[{"field": "path.tenant_id", "message": "control characters are not allowed"}])
     if search is not None and (bad := control_character(search)) is not None:
         raise Problem(
             422,
             "Invalid request",
-            f"search: control characters are not allowed (found U+{ord(bad):04X})",
-            errors=[{"field": "search", "message": "control characters are not allowed"}],
+            f"query.search: control characters are not allowed (found U+{ord(bad):04X})",
+            errors=[{"field": "query.search", "message": "control characters are not allowed"}],
         )
     pattern = like_pattern(search.strip()) if search and search.strip() else None
     async with pool.acquire() as conn:
