@@ -21,8 +21,10 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from shared.http_guards import RequestGuard, refuse_nul_parameters
 from shared.http_openapi import document_errors
@@ -80,8 +82,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden",
                  413: "Request too large"}.get(exc.status_code, "Request failed")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; a path served by
+            # several routes (GET, PUT and DELETE of a contact) allows all of theirs.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
         return problem_response(exc.status_code, title, str(exc.detail) if exc.detail else None,
-                                headers=getattr(exc, "headers", None), instance=request.url.path)
+                                headers=headers, instance=request.url.path)
 
     async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: a dependency is unavailable: %s: %s", request.method, request.url.path,
@@ -95,6 +102,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises after this answer, so the server logs the traceback once.
         return problem_response(500, "Internal error", "the error was logged", instance=request.url.path)
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of ``app`` serves at the path of ``scope`` (HEAD where GET is)."""
+    path = scope["path"]
+    methods: set[str] = set()
+    # Each route as included (with its router's prefix), as the OpenAPI document lists them.
+    for route in iter_route_contexts(app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(route.methods or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 ReadinessCheck = Callable[[], Awaitable[Any]]

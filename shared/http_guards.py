@@ -10,6 +10,11 @@
   its rate limit counted, once per request. A request signed as a Standard Webhook
   (``webhook-id``/``webhook-timestamp``/``webhook-signature``) is read within the limit and left to
   the route, which verifies the signature over that body.
+- Every request under ``/v1/`` that is not a signed webhook is authenticated here, with or without a
+  body, and held to its key's scope before anything else: a tenant's key acts only under
+  ``/v1/tenants/{its tenant}/``, and only an operator's key (one of every tenant) reaches the
+  deployment-wide routes (``/v1/keys``, ``/v1/audit``). So a key of another tenant gets 403 before
+  its body is parsed or its parameters judged; the role's permission is each route's to check.
 - No path or query parameter holds NUL (PostgreSQL cannot store or compare it): 422 naming it.
   Other control characters are each parameter's to refuse (an alert id may hold a line break).
 """
@@ -59,7 +64,9 @@ async def authenticated_caller(request: Request, authorization: str | None, keys
     caller = state.get(CALLER_STATE)
     if caller is None:
         keys = keys if keys is not None else request.app.state.keys
-        caller = state[CALLER_STATE] = await keys.authenticate(authorization)
+        caller = await keys.authenticate(authorization)
+        check_scope(caller, request.url.path)
+        state[CALLER_STATE] = caller
     return caller
 
 
@@ -114,6 +121,24 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+API_PREFIX = "/v1/"
+_TENANTS_PREFIX = "/v1/tenants/"
+
+
+def check_scope(principal: Principal, path: str) -> None:
+    """403 unless ``path`` lies within what the key may reach (its tenant, or everything: an operator)."""
+    if principal.tenant_id is None or not path.startswith(API_PREFIX):
+        return
+    if path.startswith(_TENANTS_PREFIX):
+        tenant_id = path[len(_TENANTS_PREFIX):].split("/", 1)[0]
+        if tenant_id == principal.tenant_id:
+            return
+        what = f"act for tenant {tenant_id}"
+    else:
+        what = "use the deployment-wide routes (an operator's key does)"
+    raise Problem(403, "Forbidden", f"a key of tenant {principal.tenant_id} may not {what}")
+
+
 class RequestGuard:
     """Pure ASGI middleware: bound the body, authenticate before reading it (see the module's text)."""
 
@@ -126,19 +151,28 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         declared = _declared_length(headers)
-        if declared == 0 or (declared is None and "transfer-encoding" not in headers):
-            await self.app(scope, receive, send)  # no body: nothing to bound or to read early
-            return
+        has_body = not (declared == 0 or (declared is None and "transfer-encoding" not in headers))
+        path: str = scope["path"]
         state = scope["app"].state
+        keys = getattr(state, "keys", None)
+        # A body is never read for an unknown caller; under /v1 every caller is known before a route runs.
+        authenticate = keys is not None and (has_body or path.startswith(API_PREFIX)) and not has_signature(headers)
+        if not has_body and not authenticate:
+            await self.app(scope, receive, send)
+            return
         limit = getattr(getattr(state, "settings", None), "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        body: bytes | None = None
         try:
-            if declared is not None and declared > limit:
+            if has_body and declared is not None and declared > limit:
                 raise _too_large(limit)
-            keys = getattr(state, "keys", None)
-            if keys is not None and not has_signature(headers):
+            if authenticate:
                 principal = await keys.authenticate(headers.get("authorization"))
+                check_scope(principal, path)
                 scope.setdefault("state", {})[CALLER_STATE] = principal
-            body = await _read_within(receive, limit)
+            if has_body:
+                body = await _read_within(receive, limit)
+                if body is None:
+                    return  # the client left
         except Problem as problem:
             await response_for(problem, scope["path"])(scope, receive, send)
             return
@@ -148,5 +182,4 @@ class RequestGuard:
                         type(exc).__name__, exc)
             await dependency_unavailable(scope["path"])(scope, receive, send)
             return
-        if body is not None:
-            await self.app(scope, _replaying(body, receive), send)
+        await self.app(scope, receive if body is None else _replaying(body, receive), send)

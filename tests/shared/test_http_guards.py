@@ -231,3 +231,53 @@ async def test_a_rate_limited_or_unreachable_key_store_answers_before_the_body_i
     assert unreachable.status_code == 503 and unreachable.headers["retry-after"] == "5"
     assert unreachable.headers["content-type"] == PROBLEM_JSON
     assert [body.pulled for body in bodies] == [0, 0]
+
+
+def make_scoped_app() -> tuple[FastAPI, CountingKeys, StreamedBody]:
+    """Routes under /v1 as the services have them: a tenant's, and a deployment-wide one."""
+    app, keys, _ = make_app()
+    router = APIRouter(prefix="/v1")
+
+    @router.put("/tenants/{tenant_id}/things/{name}")
+    async def put_thing(tenant_id: str, name: str, thing: Thing,
+                        caller: Annotated[Principal, Depends(_caller)]) -> dict:
+        return {"tenantId": tenant_id, "name": thing.name}
+
+    @router.get("/tenants/{tenant_id}/things/{name}")
+    async def get_thing(tenant_id: str, name: str, caller: Annotated[Principal, Depends(_caller)]) -> dict:
+        return {"tenantId": tenant_id, "name": name}
+
+    @router.post("/keys")
+    async def post_key(thing: Thing, caller: Annotated[Principal, Depends(_caller)]) -> dict:
+        return {}
+
+    app.include_router(router)
+    return app, keys, StreamedBody(size=1000, chunks=5, fill=b"{")
+
+
+async def test_a_key_of_another_tenant_is_403_before_its_body_is_read_or_judged():
+    # A key of tenant t1 on tenant t2: refused for its scope, not for its malformed body (400) or
+    # an unknown resource (404), and nothing of the body is read.
+    app, keys, body = make_scoped_app()
+    async with client_of(app) as client:
+        json_headers = {**KEY, "Content-Type": "application/json"}
+        foreign = await client.put("/v1/tenants/t2/things/x", content=body, headers=json_headers)
+        foreign_read = await client.get("/v1/tenants/t2/things/x", headers=KEY)
+        deployment_wide = await client.post("/v1/keys", content=b"{", headers=json_headers)
+        own = await client.put("/v1/tenants/t1/things/x", json={"name": "n"}, headers=KEY)
+        own_read = await client.get("/v1/tenants/t1/things/x", headers=KEY)
+    assert foreign.status_code == 403 and foreign.headers["content-type"] == PROBLEM_JSON, foreign.text
+    assert "tenant t1 may not act for tenant t2" in foreign.json()["detail"]
+    assert body.pulled == 0
+    assert foreign_read.status_code == 403
+    assert deployment_wide.status_code == 403 and "operator" in deployment_wide.json()["detail"]
+    assert own.status_code == 200 and own_read.status_code == 200
+    assert keys.calls == 5  # once per request
+
+
+async def test_405_allows_the_methods_of_every_route_of_the_path():
+    app, _, _ = make_scoped_app()
+    async with client_of(app) as client:
+        response = await client.delete("/v1/tenants/t1/things/x", headers=KEY)
+    assert response.status_code == 405 and response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["allow"] == "GET, HEAD, PUT"
