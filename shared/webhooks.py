@@ -41,8 +41,10 @@ def sign_headers(
 
 
 def has_signature(headers: Mapping[str, str]) -> bool:
+    """Whether the request is signed, or means to be: any one of the three headers makes it a signed
+    request, checked as one (a partial signature is refused, never passed over for a bearer key)."""
     lowered = {k.lower() for k in headers}
-    return all(h in lowered for h in SIGNATURE_HEADERS)
+    return any(h in lowered for h in SIGNATURE_HEADERS)
 
 
 def verify(secrets: Iterable[str], headers: Mapping[str, str], body: bytes) -> None:

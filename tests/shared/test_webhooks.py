@@ -21,6 +21,13 @@ def test_a_signature_verifies_with_its_secret_and_any_standard_webhooks_library(
     Webhook(NEW).verify(BODY.decode(), headers)
 
 
+def test_any_signature_header_makes_a_signed_request_that_fails_when_incomplete():
+    assert has_signature({"webhook-signature": ""}) and has_signature({"Webhook-Id": "msg_1"})
+    assert not has_signature({"authorization": "Bearer k"})
+    with pytest.raises(WebhookSignatureError):
+        verify([NEW], {"webhook-signature": ""}, BODY)
+
+
 def test_a_tampered_body_or_wrong_secret_fails():
     headers = sign_headers(NEW, BODY)
     with pytest.raises(WebhookSignatureError):

@@ -214,6 +214,12 @@ async def test_authentication_and_roles(ingest, http, tenant_id, test_env):
     assert (await http.post(url, json=alert, headers={"Authorization": f"Bearer {other}"})).status_code == 403
     admin = await create_key(test_env["DATABASE_URL"], tenant_id, Role.security_administrator, "s")
     assert (await http.post(url, json=alert, headers={"Authorization": f"Bearer {admin}"})).status_code == 202
+    # A request that carries part of a signature means to be signed: checked as such, never passed
+    # over for the key beside it.
+    partly_signed = await http.post(
+        url, json=alert, headers={"Authorization": f"Bearer {admin}", "webhook-signature": ""}
+    )
+    assert partly_signed.status_code == 401, partly_signed.text
 
 
 async def test_signed_webhooks_default_secret_then_rotation(ingest, http, tenant_id, db_pool):
