@@ -4,7 +4,8 @@ Routes declare only what is theirs alone (a 409, a specific description); the an
 from what a route has are added here, all as ``application/problem+json`` with the one ``Problem``
 schema:
 
-- a dependency that authenticates the caller (``shared.http_guards.authenticates``): 401, 403, 429;
+- a dependency that authenticates the caller (``shared.http_guards.authenticates``): 401, 403, 429,
+  and the bearer key as the operation's security requirement;
 - a request body: 400 (not JSON), 413 (over ``MAX_BODY_BYTES``), 415 (not declared JSON), 422;
 - path or query parameters: 422 (FastAPI's own ``HTTPValidationError`` schema is replaced: the real
   bodies are problems);
@@ -66,6 +67,23 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 
+BEARER_SCHEME = "bearerKey"
+WEBHOOK_SCHEME = "standardWebhook"
+SECURITY_SCHEMES: dict[str, Any] = {
+    BEARER_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`POST /v1/keys`, or `python -m shared.auth create-key`) or the operator key.",
+    },
+    WEBHOOK_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "webhook-signature",
+        "description": "Standard Webhooks signature with the tenant's secret, beside `webhook-id` and "
+        "`webhook-timestamp` (alert posts only).",
+    },
+}
+
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
@@ -122,8 +140,11 @@ def _has_own_body(route: RouteContext, status: str) -> bool:
 
 def _document(route: RouteContext, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    for status in errors_of(route, operation):
+    errors = errors_of(route, operation)
+    for status in errors:
         responses.setdefault(str(status), {"description": _DESCRIPTIONS[status]})
+    if 401 in errors and "security" not in operation:
+        operation["security"] = [{BEARER_SCHEME: []}]
     for status, response in responses.items():
         if not status.isdigit() or int(status) < 400 or _has_own_body(route, status):
             continue
@@ -139,8 +160,10 @@ def _document(route: RouteContext, operation: dict[str, Any]) -> None:
 
 def document_errors(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
     """``document`` (the app's generated OpenAPI document) with every operation's errors, in place."""
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
+    components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     # Each route as included (with its router's prefix and dependencies), as FastAPI documents it.
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:

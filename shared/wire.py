@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -140,4 +140,16 @@ OptionalUtcDateTime = Annotated[
     datetime | None,
     BeforeValidator(parse_utc),
     PlainSerializer(lambda v: None if v is None else _format_utc(v), return_type=str | None),
+    # What is accepted as input, said in the published schema (real feeds write "" or "None" for none).
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "enum": ["", "None", "null"]},
+                {"type": "null"},
+            ],
+            "description": "ISO 8601 (no offset: UTC); null, an empty string, `None` or the year 9999 mean none.",
+        },
+        mode="validation",
+    ),
 ]

@@ -69,7 +69,10 @@ class Accepted(BaseModel):
 class AlertPatch(WireModel):
     """A change of an alert's status by a person (or a ticketing system acting for one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # At least one of status and resolvedReason (the route refuses a change of neither).
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["status"]}, {"required": ["resolvedReason"]}]}
+    )
 
     status: Literal["active", "investigating", "resolved"] | None = None
     resolved_reason: Literal["legitimate", "ignore", "fraud"] | None = None
@@ -193,7 +196,10 @@ def _accepted(alert_count: int, events: list[AlertCreated | AlertUpdated]) -> JS
     return JSONResponse(body.model_dump(), status_code=202)
 
 
+# A key, or a Standard Webhooks signature with the tenant's secret (shared.http_openapi's schemes).
+_KEY_OR_SIGNATURE = [{"bearerKey": []}, {"standardWebhook": []}]
 _ALERT_BODY = {
+    "security": _KEY_OR_SIGNATURE,
     "requestBody": {
         "required": True,
         "content": {
@@ -201,15 +207,22 @@ _ALERT_BODY = {
                 "schema": {
                     "description": 'One alert, a Graph list {"value": [alert, ...]}, or older fraud events '
                     '(eventId, eventStatus, eventTime, ...; one, a list, or {"value": [...]}).',
-                    "oneOf": [
+                    "anyOf": [
                         {"$ref": "#/components/schemas/Alert"},
                         {
                             "type": "object",
+                            "required": ["value"],
                             "properties": {
                                 "value": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}
                             },
                         },
-                        {"type": "object", "description": "older fraud event", "additionalProperties": True},
+                        {
+                            "type": "object",
+                            "description": "older fraud event",
+                            "required": ["eventId"],
+                            "properties": {"eventId": {"type": "string", "minLength": 1}},
+                            "additionalProperties": True,
+                        },
                     ],
                 }
             }
@@ -254,6 +267,7 @@ async def post_alerts(
     response_model=Accepted,
     responses={**_ERRORS, 404: {"description": "No such alert for this tenant"}},
     openapi_extra={
+        "security": _KEY_OR_SIGNATURE,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertPatch"}}},

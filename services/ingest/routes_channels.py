@@ -43,7 +43,12 @@ ChannelName = Annotated[
 
 
 class ChannelIn(WireModel):
-    url: str = Field(max_length=2048, description="http(s) URL that receives the signed JSON POSTs.")
+    url: str = Field(
+        max_length=2048,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+",
+        json_schema_extra={"format": "uri"},
+        description="http(s) URL that receives the signed JSON POSTs.",
+    )
     secret: str | None = Field(
         None,
         description="`whsec_<base64>` (16 to 64 bytes); required for a new "

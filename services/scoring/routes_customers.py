@@ -74,7 +74,13 @@ async def list_customer_mfa(
     _: ReaderDep,
     pool: PoolDep,
     search: Annotated[
-        str | None, Query(max_length=200, description="Part of the customer's name, any case.")
+        str | None,
+        Query(
+            max_length=200,
+            # No control characters (C0, DEL, C1): they are in no customer's name.
+            pattern=r"^[^\x00-\x1f\x7f-\x9f]*$",
+            description="Part of the customer's name, any case; no control characters.",
+        ),
     ] = None,
     compliant: Annotated[
         bool | None, Query(description="Only customers whose admins all have MFA (or not).")
