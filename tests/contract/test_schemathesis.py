@@ -27,6 +27,24 @@ REQUEST_TIMEOUT_SECONDS = 10
 SECONDS_PER_API = 150
 
 
+# Operations whose bodies obey rules that JSON Schema cannot state, so a schema-valid body may still
+# be refused with a 422 that names the rule (every other check still runs on them, and a 422 must
+# still be a documented problem): rules across fields (MFA counts within their totals, a budget
+# above zero, no alert id twice in one list, no detection or activity-log time in the future),
+# rules of the world (a phone number that exists for its country code), and rules of the stored
+# state or the clock (a new channel needs a secret, a key's expiry lies ahead).
+RULES_NO_SCHEMA_STATES = (
+    ("POST", "/v1/tenants/{tenant_id}/alerts"),
+    ("PUT", "/v1/tenants/{tenant_id}/security-contact"),
+    ("POST", "/v1/tenants/{tenant_id}/signals/admin-mfa"),
+    ("POST", "/v1/tenants/{tenant_id}/signals/customer-mfa"),
+    ("POST", "/v1/tenants/{tenant_id}/signals/spending"),
+    ("PUT", "/v1/tenants/{tenant_id}/channels/{name}"),
+    ("POST", "/v1/keys"),
+)
+ACCEPTED_OR_RULED_OUT = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+
 def contract_config(base_url: str) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict({
         "base-url": base_url,
@@ -47,6 +65,14 @@ def contract_config(base_url: str) -> SchemathesisConfig:
                 "include-path": "/v1/tenants/{tenant_id}/requirements/{requirement_type}/status",
                 "generation": {"allow-x00": False},
             },
+            *(
+                {
+                    "include-method": method,
+                    "include-path": path,
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_OR_RULED_OUT}},
+                }
+                for method, path in RULES_NO_SCHEMA_STATES
+            ),
         ],
     })
 
