@@ -89,12 +89,14 @@ class WireModel(BaseModel):
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 # The older Partner Center feed writes this for "not resolved".
 _NEVER_YEAR = 9999
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
 
 
 def parse_utc(value: Any) -> datetime | None:
     """ISO 8601 to an aware UTC datetime: no offset means UTC; an offset is converted.
 
-    ``None``, empty strings and the year-9999 "never" placeholder become ``None``.
+    ``None``, empty strings, the year-9999 "never" placeholder and the first instant of year 1 (.NET's
+    ``DateTime.MinValue``) become ``None``.
     """
     if value is None:
         return None
@@ -115,12 +117,13 @@ def parse_utc(value: Any) -> datetime | None:
         raise ValueError(f"not an ISO 8601 date-time: {value!r}")
     if parsed.year == _NEVER_YEAR:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(UTC)
+        utc = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"date-time out of range: {value!r}") from None
+    # .NET's DateTime.MinValue, another "never"; PostgreSQL would store it as -infinity and read it
+    # back as a naive datetime that no reader can compare.
+    return None if utc == _FIRST_INSTANT else utc
 
 
 def _format_utc(value: datetime) -> str:
@@ -148,7 +151,8 @@ OptionalUtcDateTime = Annotated[
                 {"type": "string", "enum": ["", "None", "null"]},
                 {"type": "null"},
             ],
-            "description": "ISO 8601 (no offset: UTC); null, an empty string, `None` or the year 9999 mean none.",
+            "description": "ISO 8601 (no offset: UTC); null, an empty string, `None`, the year 9999 or "
+            "0001-01-01T00:00:00 (.NET's MinValue) mean none.",
         },
         mode="validation",
     ),

@@ -39,3 +39,13 @@ def test_ordinary_text_including_paired_surrogates_passes():
     note = Note.model_validate({"text": "emoji 😀 and tab\t", "details": {"k": ["é", {"n": None}]}})
     assert note.text == "emoji 😀 and tab\t"
     assert Note.model_validate(note) == note
+
+
+@pytest.mark.parametrize(
+    "placeholder", ["0001-01-01T00:00:00", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000+00:00"]
+)
+def test_the_first_instant_is_a_none_placeholder_like_the_year_9999(placeholder):
+    # .NET feeds write DateTime.MinValue for "never", as the older feed writes 9999-12-31; stored,
+    # PostgreSQL would keep it as -infinity and hand back a naive datetime that breaks every reader.
+    assert parse_utc(placeholder) is None
+    assert parse_utc("0001-01-02T00:00:00Z").year == 1
