@@ -6,7 +6,6 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Header, Request
-from faststream.kafka import KafkaBroker
 
 from services.ingest.config import Settings
 from services.ingest.publisher import EventPublisher
@@ -22,10 +21,6 @@ async def _settings(request: Request) -> Settings:
 
 async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
-
-
-async def _broker(request: Request) -> KafkaBroker:
-    return request.app.state.broker
 
 
 # Routes given the key store authenticate with it (the alert routes: a key or a signed webhook).
@@ -55,7 +50,6 @@ async def _catalogue(request: Request) -> Catalogue:
 # (async def: FastAPI would run plain `def` dependencies in a worker thread on every request.)
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
-BrokerDep = Annotated[KafkaBroker, Depends(_broker)]
 CallerDep = Annotated[Principal, Depends(_principal)]
 KeysDep = Annotated[KeyStore, Depends(_keys)]
 EventPublisherDep = Annotated[EventPublisher, Depends(_event_publisher)]

@@ -8,19 +8,18 @@ only after the broker acknowledged the events, so a broker failure loses nothing
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, Field
 
 from services.ingest import signals_store as store
 from services.ingest.config import Settings
-from services.ingest.deps import BrokerDep, CallerDep, CatalogueDep, PoolDep, SettingsDep
+from services.ingest.deps import CallerDep, CatalogueDep, EventPublisherDep, PoolDep, SettingsDep
+from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
 from services.ingest.signals import (
     STATUS_OWNERS,
     AdminMfaReport,
@@ -37,7 +36,6 @@ from services.ingest.signals import (
 from shared.auth import Permission, Principal, authorize
 from shared.events import Event, RequirementStatusObserved, Topic
 from shared.http import Problem
-from shared.kafka import publish_event
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -79,16 +77,21 @@ class SignalAccepted(BaseModel):
     )
 
 
-async def publish_all(broker: KafkaBroker, settings: Settings, events: list[tuple[Topic, Event]]) -> None:
-    """Publish every event and wait for all acknowledgements; 503 with Retry-After if the broker fails.
+async def publish_all(
+    publisher: EventPublisher, settings: Settings, events: list[tuple[Topic, Event]]
+) -> None:
+    """Publish the events in one Kafka transaction; 503 with Retry-After if the broker did not commit it.
 
-    Callers that changed state publish inside their transaction, so a 503 here rolls it back.
+    Callers that changed state publish inside their transaction, so a 503 here rolls it back. The
+    transactional publisher replaces a producer a failure left unusable: an idempotent producer
+    whose batch expired during an outage refuses every later record (OutOfOrderSequenceNumber).
     """
     try:
-        async with asyncio.timeout(settings.publish_timeout_seconds):
-            await asyncio.gather(*(publish_event(broker, settings, topic, event) for topic, event in events))
-    except Exception as exc:
-        log.warning("broker unavailable, %d events not accepted: %s", len(events), exc or type(exc).__name__)
+        await publisher.publish_together(events)
+    except EventTooLarge as exc:  # signals are bounded far below; kept a 4xx regardless
+        raise Problem(413, "Report too large", str(exc)) from None
+    except PublishFailed as exc:
+        log.warning("broker unavailable, %d events not accepted: %s", len(events), exc)
         raise broker_unavailable(settings, "the events") from None
 
 
@@ -133,12 +136,12 @@ def _accepted(
     summary="Admin MFA counts of the partner tenant: mfaEnforcedForAdmins",
 )
 async def post_admin_mfa(
-    tenant_id: TenantId, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, broker: BrokerDep
+    tenant_id: TenantId, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, publisher: EventPublisherDep
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
     status = admin_mfa_status(tenant_id, report, now)
-    await publish_all(broker, settings, [(Topic.requirement_status, status)])
+    await publish_all(publisher, settings, [(Topic.requirement_status, status)])
     return _accepted(status)
 
 
@@ -154,7 +157,7 @@ async def post_customer_mfa(
     _: ManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
-    broker: BrokerDep,
+    publisher: EventPublisherDep,
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
@@ -163,7 +166,7 @@ async def post_customer_mfa(
         if not await store.claim_report(conn, tenant_id, "customer-mfa", status.observed_date_time):
             return _accepted(status, applied=False)
         await store.replace_customer_mfa(conn, tenant_id, report.customers, status.observed_date_time)
-        await publish_all(broker, settings, [(Topic.requirement_status, status)])
+        await publish_all(publisher, settings, [(Topic.requirement_status, status)])
     return _accepted(status)
 
 
@@ -179,7 +182,7 @@ async def post_spending(
     _: ManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
-    broker: BrokerDep,
+    publisher: EventPublisherDep,
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
@@ -194,7 +197,7 @@ async def post_spending(
         # publish rolls the rows back, so the next report notifies again rather than never.
         notifications = await store.claim_notifications(conn, threshold_notifications(tenant_id, report, now))
         await publish_all(
-            broker,
+            publisher,
             settings,
             [(Topic.requirement_status, status)] + [(Topic.notifications, n) for n in notifications],
         )
@@ -220,7 +223,7 @@ async def post_requirement_status(
     body: RequirementStatusIn,
     _: ManagerDep,
     settings: SettingsDep,
-    broker: BrokerDep,
+    publisher: EventPublisherDep,
 ) -> JSONResponse:
     if (owner := STATUS_OWNERS.get(requirement_type)) is not None:
         raise Problem(
@@ -233,5 +236,5 @@ async def post_requirement_status(
     now = utcnow()
     refuse_future(body.observed_date_time, now)
     status = generic_status(tenant_id, requirement_type, body, now)
-    await publish_all(broker, settings, [(Topic.requirement_status, status)])
+    await publish_all(publisher, settings, [(Topic.requirement_status, status)])
     return _accepted(status)

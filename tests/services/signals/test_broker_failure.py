@@ -1,7 +1,7 @@
 """A broker that does not acknowledge: 503 with Retry-After, and nothing stored, so a retry loses nothing.
 
 The write API runs in-process (real PostgreSQL and Kafka) with its broker and its transactional
-publisher (contact changes) swapped for ones whose publications fail, then swapped back.
+publisher (signals and contact changes) swapped for ones whose publications fail, then swapped back.
 """
 
 from __future__ import annotations
