@@ -18,10 +18,14 @@ from faststream.kafka import KafkaBroker
 from faststream.middlewares import BaseMiddleware
 from pydantic import ValidationError
 
+from shared import kafka_backoff
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+# Every process that talks to Kafka imports this module: no aiokafka client of it spins during an outage.
+kafka_backoff.install()
 
 
 @dataclass(frozen=True)
