@@ -8,8 +8,9 @@
   without a valid key never makes the service read (up to) a whole body. The principal is kept in the
   request's state and :func:`authenticated_caller` hands it to the route: a key is looked up, and
   its rate limit counted, once per request. A request signed as a Standard Webhook
-  (``webhook-id``/``webhook-timestamp``/``webhook-signature``) is read within the limit and left to
-  the route, which verifies the signature over that body.
+  (``webhook-id``/``webhook-timestamp``/``webhook-signature``) to a route marked
+  :func:`accepts_signature` is read within the limit and left to the route, which verifies the
+  signature over that body; to any other route its webhook headers change nothing.
 - Every request under ``/v1/`` that is not a signed webhook is authenticated here, with or without a
   body, and held to its key's scope before anything else: a tenant's key acts only under
   ``/v1/tenants/{its tenant}/``, and only an operator's key (one of every tenant) reaches the
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -139,6 +141,30 @@ def check_scope(principal: Principal, path: str) -> None:
     raise Problem(403, "Forbidden", f"a key of tenant {principal.tenant_id} may not {what}")
 
 
+_ACCEPTS_SIGNATURE = "_accepts_standard_webhook_signature"
+_SIGNED_ROUTES_STATE = "signed_routes"
+
+
+def accepts_signature(endpoint: DependencyT) -> DependencyT:
+    """Marks a route that verifies a Standard Webhooks signature itself (over the raw body): a
+    request signed to it is not asked for a key by the guard."""
+    setattr(endpoint, _ACCEPTS_SIGNATURE, True)
+    return endpoint
+
+
+def _accepts_signature(app: Any, method: str, path: str) -> bool:
+    signed_routes = getattr(app.state, _SIGNED_ROUTES_STATE, None)
+    if signed_routes is None:
+        # Once per app: the routes as included (with their routers' prefixes).
+        signed_routes = [
+            (frozenset(route.methods or ()), route.path_regex)
+            for route in iter_route_contexts(app.routes)
+            if getattr(getattr(route, "endpoint", None), _ACCEPTS_SIGNATURE, False)
+        ]
+        setattr(app.state, _SIGNED_ROUTES_STATE, signed_routes)
+    return any(method in methods and regex.match(path) for methods, regex in signed_routes)
+
+
 class RequestGuard:
     """Pure ASGI middleware: bound the body, authenticate before reading it (see the module's text)."""
 
@@ -151,12 +177,16 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         declared = _declared_length(headers)
-        has_body = not (declared == 0 or (declared is None and "transfer-encoding" not in headers))
+        # (A chunked body is a body whatever Content-Length says beside it.)
+        has_body = "transfer-encoding" in headers or (declared or 0) > 0
         path: str = scope["path"]
         state = scope["app"].state
         keys = getattr(state, "keys", None)
+        # A signed post is verified by its route over the (bounded) body; only a route that accepts
+        # signatures may skip the key: elsewhere a webhook header changes nothing.
+        signed = has_signature(headers) and _accepts_signature(scope["app"], scope["method"], path)
         # A body is never read for an unknown caller; under /v1 every caller is known before a route runs.
-        authenticate = keys is not None and (has_body or path.startswith(API_PREFIX)) and not has_signature(headers)
+        authenticate = keys is not None and (has_body or path.startswith(API_PREFIX)) and not signed
         if not has_body and not authenticate:
             await self.app(scope, receive, send)
             return

@@ -33,6 +33,7 @@ from services.ingest.webhook_auth import (
 from shared.alerts import Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, AlertCreated, AlertUpdated
 from shared.http import Problem
+from shared.http_guards import accepts_signature
 from shared.wire import WireModel, utcnow
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,7 @@ _ALERT_BODY = {
     openapi_extra=_ALERT_BODY,
     summary="Ingest one alert, a Graph list {value: [...]}, or older fraud events",
 )
+@accepts_signature
 async def post_alerts(
     tenant_id: TenantId,
     request: Request,
@@ -275,6 +277,7 @@ async def post_alerts(
     },
     summary="Change an alert's status / resolvedReason as the calling user",
 )
+@accepts_signature
 async def patch_alert(
     tenant_id: TenantId,
     alert_id: AlertId,

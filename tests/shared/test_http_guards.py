@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from shared.auth import Principal, Role
 from shared.http import PROBLEM_JSON, Health, Problem, create_app
-from shared.http_guards import DEFAULT_MAX_BODY_BYTES, authenticated_caller
+from shared.http_guards import DEFAULT_MAX_BODY_BYTES, accepts_signature, authenticated_caller
 from shared.webhooks import sign_headers
 
 KEY = {"Authorization": "Bearer good"}
@@ -83,6 +83,7 @@ def make_app(*, max_body_bytes: int | None = None) -> tuple[FastAPI, CountingKey
     app.include_router(router)
 
     @app.post("/hooks")
+    @accepts_signature
     async def post_hook(request: Request) -> dict:
         # As the alert routes do for a signed post: read the raw body and check it themselves.
         seen["hook_body"] = await request.body()
@@ -281,3 +282,27 @@ async def test_405_allows_the_methods_of_every_route_of_the_path():
         response = await client.delete("/v1/tenants/t1/things/x", headers=KEY)
     assert response.status_code == 405 and response.headers["content-type"] == PROBLEM_JSON
     assert response.headers["allow"] == "GET, HEAD, PUT"
+
+
+async def test_a_webhook_header_on_a_route_that_takes_no_signature_still_needs_a_key():
+    # Only a route marked accepts_signature verifies a signature: elsewhere a webhook header must not
+    # make the guard read a body for an unknown caller, nor let a foreign key's body be judged first.
+    app, keys, _ = make_scoped_app()
+    body = StreamedBody(size=1000, chunks=5, fill=b"{")
+    headers = {"webhook-id": "msg_1", "Content-Type": "application/json"}
+    async with client_of(app) as client:
+        anonymous = await client.put("/v1/tenants/t1/things/x", content=body, headers=headers)
+        foreign = await client.put("/v1/tenants/t2/things/x", content=b"{", headers={**headers, **KEY})
+    assert anonymous.status_code == 401 and body.pulled == 0
+    assert foreign.status_code == 403
+
+
+async def test_a_chunked_body_counts_as_a_body_whatever_its_content_length_says():
+    app, keys, _ = make_app(max_body_bytes=100)
+    body = StreamedBody(size=60, chunks=3)
+    async with client_of(app) as client:
+        response = await client.post(
+            "/things", content=body, headers={"Content-Type": "application/json", "Content-Length": "0",
+                                              "Transfer-Encoding": "chunked"}
+        )
+    assert response.status_code == 401 and body.pulled == 0
