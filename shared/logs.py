@@ -52,7 +52,7 @@ class RepeatLimiter(logging.Filter):
         self.min_level = min_level
         self.clock = clock
         self.max_kinds = max_kinds
-        self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._windows: dict[tuple[str, int, str], _Window] = {}  # (logger, level, template + failure site)
         # Records may come from threads (asyncio.to_thread, libraries' own threads).
         self._lock = threading.Lock()
 
@@ -63,7 +63,7 @@ class RepeatLimiter(logging.Filter):
         if record.levelno < self.min_level:
             return True
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
-        kind = (record.name, record.levelno, template)
+        kind = (record.name, record.levelno, template + _failure_site(record))
         now = self.clock()
         with self._lock:
             window = self._windows.get(kind)
@@ -91,6 +91,20 @@ class RepeatLimiter(logging.Filter):
             del self._windows[kind]
         if len(self._windows) >= self.max_kinds:
             self._windows.clear()
+
+
+def _failure_site(record: logging.LogRecord) -> str:
+    """For a record with an exception: its type and the innermost frame that raised it. Generic
+    templates ("Exception in ASGI application", "handler failed") then keep two different failures
+    apart instead of holding back the second as a repeat of the first."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return ""
+    exc = record.exc_info[1]
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    return f"\x1f{type(exc).__qualname__}\x1f{where}"
 
 
 def configure_logging(service: str, level: str = "INFO",

@@ -171,3 +171,26 @@ class saved_logging:  # noqa: N801 (used as a context manager)
             logger.handlers[:] = handlers
             logger.setLevel(level)
             logger.propagate = propagate
+
+
+def _failure(exc_type: type[Exception]) -> logging.LogRecord:
+    # Raised from two different places, as two bugs behind one generic template would be.
+    def first() -> None:
+        raise exc_type("boom")
+
+    def second() -> None:
+        raise exc_type("boom")
+
+    raiser = first if exc_type is KeyError else second
+    try:
+        raiser()
+    except Exception:
+        info = sys.exc_info()
+    return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), info)
+
+
+def test_two_different_failures_behind_one_template_both_pass_and_a_repeat_does_not():
+    limiter = RepeatLimiter(every_seconds=10, clock=FakeClock())
+    assert limiter.filter(_failure(KeyError))
+    assert limiter.filter(_failure(ValueError))  # another bug: its traceback must not be held back
+    assert not limiter.filter(_failure(KeyError))  # the same one again is a repeat
