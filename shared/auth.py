@@ -7,10 +7,12 @@ PostgreSQL (``api_keys``: only a SHA-256 of each key is stored, beside a public 
 listed and revoked with ``POST | GET | DELETE /v1/keys`` (write API, operators) or
 ``python -m shared.auth create-key | list-keys | revoke-key``.
 
-A key may expire (401 "expired key" after), records when it was last used (written at most once per
-``API_KEY_LAST_USED_INTERVAL_SECONDS`` per key and process) and is rate limited per process (a token
-bucket per key: 429 with ``Retry-After``). A process caches a key for ``API_KEY_CACHE_SECONDS``, so a
-key revoked elsewhere stops within that time.
+A key may expire (401 "expired key" after), records when it was last used (written in the background
+at most once per ``API_KEY_LAST_USED_INTERVAL_SECONDS`` per key and process) and is rate limited per
+process (a token bucket per key: 429 with ``Retry-After``). A process caches a key for
+``API_KEY_CACHE_SECONDS``, so a key revoked elsewhere stops within that time. Everything a process
+remembers about keys is bounded (least recently used forgotten first): a flood of keys, bogus or not,
+costs it no more memory than the bounds.
 
 Every configuration change is written to the audit log (``record_audit``) in the transaction that
 makes it, naming the user and the key (its id, ``operator`` or ``cli``) that made it.
@@ -41,6 +43,7 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
+from cachetools import LRUCache, TTLCache
 
 from shared.http import Problem
 from shared.settings import ApiKeySettings
@@ -122,11 +125,6 @@ class TokenBucket:
             return 0.0
         return (1 - self._tokens) / self.rate
 
-    def idle(self, now: float) -> bool:
-        """Full again: forgetting it changes nothing."""
-        self._refill(now)
-        return self._tokens >= self.burst
-
 
 def retry_after_seconds(wait: float) -> int:
     """``Retry-After`` holds whole seconds: round up (a client retrying early is refused again), at least 1."""
@@ -148,12 +146,21 @@ class _KnownKey:
 
 class KeyStore:
     """Resolves bearer keys, caching database look-ups for ``ttl`` seconds (a revoked key stops within it),
-    and limits each key's requests to this process.
+    limits each key's requests to this process and records their last use in the background.
 
     Settings not given come from the environment (``ApiKeySettings``: every process's settings).
+    Call ``close()`` before closing the pool: it ends the last-used writes still in flight.
     """
 
-    MAX_CACHED = 10_000
+    # What one process remembers, each bounded, the least recently used forgotten first.
+    MAX_KNOWN_KEYS = 10_000  # keys found in the database
+    # Digests found in no row, kept apart so that bogus keys (anyone can send them) never evict a real
+    # one; each bogus key still costs its one look-up, as a key just made elsewhere must be found.
+    MAX_UNKNOWN_KEYS = 1_000
+    MAX_BUCKETS = 10_000
+    MAX_LAST_USED_MARKS = 10_000  # when each key's last use was last written
+    MAX_LAST_USED_WRITES = 100  # last-used writes in flight at once (one per key at most)
+    LAST_USED_WRITE_SECONDS = 2.0
 
     def __init__(
         self,
@@ -167,30 +174,38 @@ class KeyStore:
         settings = settings or ApiKeySettings()
         self._operator_digest = key_digest(operator_key)
         self._pool = pool
-        self._ttl = settings.api_key_cache_seconds if ttl is None else ttl
+        ttl = settings.api_key_cache_seconds if ttl is None else ttl
         self._rate, self._burst = settings.api_key_rate_per_second, settings.api_key_rate_burst
         self._last_used_interval = settings.api_key_last_used_interval_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[float, _KnownKey | None]] = {}
-        self._buckets: dict[str, TokenBucket] = {}
-        self._last_used_written: dict[str, float] = {}
+        # A ttl of 0 caches nothing: an entry is served only before its expiry, which is its making.
+        self._known_keys: TTLCache[str, _KnownKey] = TTLCache(self.MAX_KNOWN_KEYS, ttl, timer=clock)
+        self._unknown_keys: TTLCache[str, bool] = TTLCache(self.MAX_UNKNOWN_KEYS, ttl, timer=clock)
+        # A bucket forgotten while not full comes back full: a key among more than MAX_BUCKETS keys in
+        # use at once may get up to one burst more than its rate. Lenient, never wrong the other way.
+        self._buckets: LRUCache[str, TokenBucket] = LRUCache(self.MAX_BUCKETS)
+        # A mark forgotten costs that one key one more write, not every key's at once.
+        self._last_used_marks: LRUCache[str, float] = LRUCache(self.MAX_LAST_USED_MARKS)
+        self._last_used_writes: dict[str, asyncio.Task[None]] = {}
+        self._last_used_failing = False  # log a failure once, not once per key while the database is away
+        self._closed = False
 
     async def _known(self, digest: str) -> _KnownKey | None:
-        now = self._clock()
-        cached = self._cache.get(digest)
-        if cached and cached[0] > now:
-            return cached[1]
+        if (known := self._known_keys.get(digest)) is not None:
+            return known
+        if digest in self._unknown_keys:
+            return None
         assert self._pool is not None
         row = await self._pool.fetchrow(
             f"SELECT {DB_KEY_COLUMNS} FROM api_keys WHERE key_digest = $1 AND revoked_at IS NULL", digest)
-        found = None if row is None else _KnownKey(
+        if row is None:
+            self._unknown_keys[digest] = True
+            return None
+        known = self._known_keys[digest] = _KnownKey(
             Principal(user_id=row["user_id"], role=Role(row["role"]), tenant_id=row["tenant_id"],
                       key_id=str(row["key_id"])),
             row["expires_at"], row["rate_per_second"], row["rate_burst"])
-        if len(self._cache) > self.MAX_CACHED:
-            self._cache.clear()
-        self._cache[digest] = (now + self._ttl, found)
-        return found
+        return known
 
     async def principal(self, key: str) -> Principal | None:
         """Whose key this is; None if unknown, revoked or expired. No rate limit, no last-used time."""
@@ -220,20 +235,17 @@ class KeyStore:
             raise Problem(401, "Unauthorized", f"expired key (since {_wire_time(known.expires_at)})",
                           headers={"WWW-Authenticate": "Bearer"})
         self._limit(known)
-        await self._note_use(known.principal.key_id)
+        self._note_use(known.principal.key_id)
         return known.principal
 
     def _limit(self, known: _KnownKey) -> None:
         key_id = known.principal.key_id
         assert key_id is not None
-        now = self._clock()
         bucket = self._buckets.get(key_id)
         if bucket is None:
-            if len(self._buckets) >= self.MAX_CACHED:  # forget the idle ones (full buckets: nothing lost)
-                self._buckets = {k: b for k, b in self._buckets.items() if not b.idle(now)}
             bucket = self._buckets[key_id] = TokenBucket(
                 known.rate_per_second or self._rate, known.rate_burst or self._burst)
-        wait = bucket.take(now)
+        wait = bucket.take(self._clock())
         if wait > 0:
             retry = retry_after_seconds(wait)
             raise Problem(429, "Too many requests",
@@ -241,30 +253,56 @@ class KeyStore:
                           f"{bucket.burst}) on this server; retry after {retry} s",
                           headers={"Retry-After": str(retry)})
 
-    async def _note_use(self, key_id: str | None) -> None:
-        """Record the key's last use, at most once per interval per key in this process (not per request).
-
-        A failure is logged, not the request's: the time is informative, the request is not about it.
-        """
-        if key_id is None or self._pool is None:
+    def _note_use(self, key_id: str | None) -> None:
+        """Record the key's last use, at most once per interval per key in this process (not per request),
+        in the background: a slow database delays no request for it (the time is informative)."""
+        if key_id is None or self._pool is None or self._closed:
             return
         now = self._clock()
-        written = self._last_used_written.get(key_id)
+        written = self._last_used_marks.get(key_id)
         if written is not None and now - written < self._last_used_interval:
             return
-        if len(self._last_used_written) >= self.MAX_CACHED:
-            self._last_used_written.clear()
-        self._last_used_written[key_id] = now  # before the write: concurrent requests do not write too
+        if key_id in self._last_used_writes or len(self._last_used_writes) >= self.MAX_LAST_USED_WRITES:
+            return  # not marked: a later request writes it
+        self._last_used_marks[key_id] = now
+        task = asyncio.create_task(self._write_last_use(key_id), name=f"key-last-used-{key_id}")
+        self._last_used_writes[key_id] = task
+        task.add_done_callback(lambda _: self._last_used_writes.pop(key_id, None))
+
+    async def _write_last_use(self, key_id: str) -> None:
+        assert self._pool is not None
         try:
-            await asyncio.wait_for(self._pool.execute(
-                """UPDATE api_keys SET last_used_at = greatest(last_used_at, now()) WHERE key_id = $1""",
-                uuid.UUID(key_id)), timeout=2)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("last use of key %s not recorded: %s: %s", key_id, type(exc).__name__, exc)
+            async with asyncio.timeout(self.LAST_USED_WRITE_SECONDS):
+                await self._pool.execute(
+                    "UPDATE api_keys SET last_used_at = greatest(last_used_at, now()) WHERE key_id = $1",
+                    uuid.UUID(key_id))
+        except Exception as exc:  # a background task's: nobody else would see it
+            if not self._last_used_failing:
+                log.warning("last use of key %s not recorded: %s: %s (further failures are not logged until "
+                            "a write succeeds)", key_id, type(exc).__name__, exc,
+                            exc_info=not isinstance(exc, OSError | TimeoutError | asyncpg.PostgresError
+                                                    | asyncpg.InterfaceError))
+            self._last_used_failing = True
+            return
+        if self._last_used_failing:
+            self._last_used_failing = False
+            log.info("last uses of keys are recorded again")
+
+    async def close(self, grace_seconds: float = 1.0) -> None:
+        """Write no more last-used times; those in flight get ``grace_seconds`` to finish, then are cancelled.
+        Call before closing the pool."""
+        self._closed = True
+        writes = list(self._last_used_writes.values())
+        if not writes:
+            return
+        _, unfinished = await asyncio.wait(writes, timeout=grace_seconds)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*writes, return_exceptions=True)
 
     def forget(self, digest: str) -> None:
         """Drop a key from this process's cache (it was revoked here: it stops at once)."""
-        self._cache.pop(digest, None)
+        self._known_keys.pop(digest, None)
 
 
 def authorize(principal: Principal, permission: Permission, tenant_id: str) -> Principal:

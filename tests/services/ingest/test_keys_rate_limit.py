@@ -39,14 +39,6 @@ def test_a_clock_going_back_adds_no_tokens():
     assert bucket.take(5.0) == pytest.approx(1.0)
 
 
-def test_idle_is_full():
-    bucket = TokenBucket(rate=1.0, burst=2)
-    assert bucket.idle(0.0)
-    bucket.take(0.0)
-    assert not bucket.idle(0.5)
-    assert bucket.idle(1.0)
-
-
 @pytest.mark.parametrize(("wait", "header"), [(0.01, 1), (0.5, 1), (1.0, 1), (1.2, 2), (59.9, 60)])
 def test_retry_after_is_whole_seconds_rounded_up_and_never_zero(wait, header):
     assert retry_after_seconds(wait) == header
