@@ -1,4 +1,5 @@
-"""Fixtures of the contract tests: tenants with real resources, keys of every role, both OpenAPI documents.
+"""Fixtures of the contract tests: tenants with real resources, keys of every role (of one tenant and of
+every tenant), both OpenAPI documents.
 
 Both APIs run as the ``system`` fixture's processes; everything here talks to them over HTTP, as a
 partner would, and reads each service's own ``/openapi.json`` (nothing is listed by hand).
@@ -16,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from shared.auth import Role, create_key
+from shared.auth import Principal, Role, create_key
 from shared.catalogue import load_catalogue
 from tests.conftest import AUTH
 from tests.contract.openapi import operations_of
@@ -27,6 +28,8 @@ from tests.support.processes import ServiceProcess
 API_SERVICES = ("ingest", "scoring")
 CHANNEL_NAME = "contract-tickets"
 ALERT_IDS = ("contract-alert-1", "contract-alert-2", "contract-alert-3")
+# The roles a key of every tenant may have without being an operator's (adminAgent of every tenant is).
+EVERY_TENANT_ROLES = tuple(role for role in Role if not Principal("every-tenant", role, None).is_operator)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,13 @@ async def intruder_keys(test_env: dict[str, str]) -> dict[str, str]:
     tenant_id = f"contract-intruder-{uuid.uuid4().hex[:10]}"
     return {role.value: await create_key(test_env["DATABASE_URL"], tenant_id, role, f"intruder-{role.value}")
             for role in Role}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def every_tenant_keys(test_env: dict[str, str]) -> dict[str, str]:
+    """Keys of every tenant (tenant null) that are not an operator's: one of each such role, by role name."""
+    return {role.value: await create_key(test_env["DATABASE_URL"], None, role, f"every-tenant-{role.value}")
+            for role in EVERY_TENANT_ROLES}
 
 
 @pytest.fixture(scope="session")

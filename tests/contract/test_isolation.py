@@ -10,6 +10,11 @@ caller, one subtest per operation):
 - the operator key: neither 401 nor 403 nor 5xx. A control: the requests of the matrix reach their
   routes, so the refusals above are about the caller, not about a malformed URL.
 
+And each key of every tenant (tenant null) that is not an operator's (securityAdministrator,
+securityReader): 403 on an operation not under a tenant (operator-only); under a tenant, what its
+role allows: every read, and a write only if the role has its permission (else a 403 naming a
+permission the role lacks).
+
 Only the health probes are public, named below. Nothing else is listed: a new operation is in the
 matrix as soon as a service serves it, and one that is neither tenant-scoped, nor operator-only, nor
 named public fails here.
@@ -20,9 +25,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shared.auth import Role
+from shared.auth import ROLE_PERMISSIONS, Permission, Role
 from tests.conftest import AUTH
-from tests.contract.conftest import API_SERVICES, Tenant
+from tests.contract.conftest import API_SERVICES, EVERY_TENANT_ROLES, Tenant
 from tests.contract.openapi import Operation, minimal_instance, operations_of
 from tests.support.processes import ServiceProcess
 
@@ -75,6 +80,24 @@ def check_answer(answer: httpx.Response, operation: Operation, caller: str) -> N
     assert answer.headers.get("content-type", "").startswith(PROBLEM_JSON), seen
 
 
+def check_every_tenant_answer(answer: httpx.Response, operation: Operation, role: Role) -> None:
+    """What a key of every tenant with ``role`` (not an operator) may get: see the module's doc."""
+    kind = "tenant-scoped" if operation.tenant_scoped else "operator-only"
+    seen = f"{operation.label} ({kind}) as {role.value} of every tenant: {answer.status_code} {answer.text[:300]}"
+    assert answer.status_code != 401 and answer.status_code < 500, seen
+    if not operation.tenant_scoped:
+        assert answer.status_code == 403, f"expected 403; {seen}"
+    elif operation.method == "GET":
+        assert answer.status_code != 403, f"every role may read; {seen}"
+    elif ROLE_PERMISSIONS[role] == {Permission.read}:
+        assert answer.status_code == 403, f"a reader may not write; {seen}"
+    if answer.status_code == 403:
+        assert answer.headers.get("content-type", "").startswith(PROBLEM_JSON), seen
+        if operation.tenant_scoped:  # refused for its role, not for the tenant
+            lacking = set(Permission) - ROLE_PERMISSIONS[role]
+            assert any(f"may not {p.value} for tenant" in answer.json()["detail"] for p in lacking), seen
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("service", API_SERVICES)
 def test_only_the_tenant_and_the_operator_reach_an_operation(
@@ -107,3 +130,21 @@ def test_public_operations_exist_and_answer_without_a_key(
     for method, path in sorted(PUBLIC_OPERATIONS):
         answer = httpx.request(method, f"{system[service].url}{path}", timeout=10)
         assert answer.status_code == 200, f"{method} {path}: {answer.status_code} {answer.text[:300]}"
+
+
+@pytest.mark.parametrize("role", EVERY_TENANT_ROLES, ids=lambda role: role.value)
+@pytest.mark.parametrize("service", API_SERVICES)
+def test_keys_of_every_tenant_that_are_not_an_operators_get_what_their_role_allows(
+    service: str,
+    role: Role,
+    subtests: pytest.Subtests,
+    system: dict[str, ServiceProcess],
+    openapi_documents: dict[str, dict],
+    victim_tenant: Tenant,
+    every_tenant_keys: dict[str, str],
+) -> None:
+    with httpx.Client(base_url=system[service].url, timeout=15) as http:
+        for operation in guarded_operations(service, openapi_documents):
+            with subtests.test(msg=operation.label):
+                answer = call(http, operation, role.value, victim_tenant, every_tenant_keys)
+                check_every_tenant_answer(answer, operation, role)
