@@ -191,15 +191,17 @@ def timers_for_new_alert(
     return due
 
 
-def worth_sending_late(kind: Kind, payload: str) -> bool:
+def worth_sending_late(kind: Kind, payload: str, *, closed_since: bool) -> bool:
     """Whether an e-mail skipped for want of a contact is still worth sending now that one arrived.
 
-    A spending notification is; an e-mail about an alert only if the alert arrived open (not
-    resolved, not answered). The caller also leaves out alerts answered or resolved since, and
-    e-mails skipped longer ago than CONTACT_CATCH_UP_SECONDS.
+    A spending notification is; an e-mail about an alert only if the alert is still open: it arrived
+    neither resolved nor answered, and was not answered or resolved since (``closed_since``). The
+    caller also leaves out e-mails skipped longer ago than CONTACT_CATCH_UP_SECONDS.
     """
     if kind is Kind.spending:
         return True
+    if closed_since:
+        return False
     try:
         return arrived_open(AlertCreated.model_validate_json(payload))
     except ValueError:  # pydantic's ValidationError: a row no send could use either

@@ -89,14 +89,25 @@ async def record_alert_created(
 
 
 async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int | None:
-    """A partner response or a resolution cancels the alert's reminder and escalation; returns how
-    many timers were cancelled (None if the event was applied before)."""
+    """A partner response or a resolution closes the alert: it cancels its reminder and escalation,
+    and no e-mail about it is sent late any more; returns how many timers were cancelled (None if
+    the event was applied before)."""
     async with pool.acquire() as conn, conn.transaction():
         if not await claim_event(conn, CONSUMER, event.event_id):
             return None
         reason = domain.why_timers_end(event)
         if reason is None:
             return 0
+        # Shared: answers to a tenant's alerts do not wait for each other, only for a contact
+        # arriving or a "no contact" skip being recorded, each of which sees the mark or is undone.
+        await _lock_tenant_contact(conn, event.tenant_id, shared=True)
+        await conn.execute(
+            """INSERT INTO notifier_closed_alerts (tenant_id, alert_id, reason) VALUES ($1, $2, $3)
+               ON CONFLICT (tenant_id, alert_id) DO NOTHING""",
+            event.tenant_id,
+            event.alert_id,
+            reason,
+        )
         timers = await conn.execute(
             """UPDATE notification_timers SET state = 'cancelled', updated_at = now()
                WHERE tenant_id = $1 AND alert_id = $2 AND state = 'scheduled'""",
@@ -110,12 +121,14 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
             event.tenant_id,
             event.alert_id,
         )
-        # A reminder already fired but still waiting for a retry is no longer wanted either.
+        # Nor is a reminder already fired but still waiting for a retry, or an e-mail made due again
+        # by a contact but not sent yet. (A catch-up's last error is only the skip it caught up.)
         await conn.execute(
             """UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
-                      last_error = coalesce(last_error, 'cancelled: ' || $3)
-               WHERE tenant_id = $1 AND subject_id = $2 AND kind IN ('reminder', 'escalation')
-                 AND state = 'pending'""",
+                      last_error = CASE WHEN catch_up THEN 'cancelled: ' || $3
+                                        ELSE coalesce(last_error, 'cancelled: ' || $3) END
+               WHERE tenant_id = $1 AND subject_id = $2 AND state = 'pending'
+                 AND (kind IN ('reminder', 'escalation') OR catch_up)""",
             event.tenant_id,
             event.alert_id,
             reason,
@@ -123,13 +136,21 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
         return int(timers.split()[-1])
 
 
-async def _lock_tenant_contact(conn: asyncpg.Connection, tenant_id: str) -> None:
-    """Serializes a contact change with a send that found no contact (until the transaction ends).
+async def _lock_tenant_contact(conn: asyncpg.Connection, tenant_id: str, *, shared: bool = False) -> None:
+    """Serializes, per tenant and until the transaction ends, a contact change, the recording of a
+    send that found no contact, and (``shared``, so not with one another) the closing of an alert.
 
     Without it, a send could read "no contact", the contact arrive and look for skipped e-mails
-    (finding the row still pending), and only then the send record its skip: lost for good.
+    (finding the row still pending), and only then the send record its skip: lost for good. And a
+    catch-up could read an alert as open while its answer, not yet committed, found nothing to undo.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-contact:' || $1, 0))", tenant_id)
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await conn.execute(f"SELECT {function}(hashtextextended('notifier-contact:' || $1, 0))", tenant_id)
+
+
+# Whether the alert of a delivery was answered or resolved (record_alert_updated): read under the lock.
+_CLOSED = """EXISTS (SELECT 1 FROM notifier_closed_alerts c
+                     WHERE c.tenant_id = d.tenant_id AND c.alert_id = d.alert_id)"""
 
 
 async def record_contact(
@@ -163,25 +184,29 @@ async def record_contact(
 async def _send_what_awaited_the_contact(conn: asyncpg.Connection, tenant_id: str, catch_up_seconds: float) -> int:
     """Make due again the e-mails skipped for want of a contact that are still worth sending.
 
-    Worth sending: skipped less than ``catch_up_seconds`` ago, about an alert that arrived open and
-    was neither answered nor resolved since (its timers not cancelled; ``awaiting_contact`` is
-    cleared by the update that answers or resolves it), or a spending notification.
+    Worth sending (``domain.worth_sending_late``): skipped less than ``catch_up_seconds`` ago, about
+    an alert that arrived open and is not closed (answered or resolved) since, or a spending
+    notification. The caller holds the tenant's lock, so no answer is half-applied meanwhile; one
+    applied after this cancels what this made due (``catch_up``) if it is not sent yet.
     """
     waiting = await conn.fetch(
-        """SELECT d.delivery_id, d.kind, d.payload FROM notification_deliveries d
-           WHERE d.tenant_id = $1 AND d.awaiting_contact AND d.state = 'skipped'
-             AND d.last_attempt_at > now() - make_interval(secs => $2)
-             AND NOT EXISTS (SELECT 1 FROM notification_timers t
-                             WHERE t.tenant_id = d.tenant_id AND t.alert_id = d.alert_id AND t.state = 'cancelled')
-           FOR UPDATE OF d""",
+        f"""SELECT d.delivery_id, d.kind, d.payload, {_CLOSED} AS closed FROM notification_deliveries d
+            WHERE d.tenant_id = $1 AND d.awaiting_contact AND d.state = 'skipped'
+              AND d.last_attempt_at > now() - make_interval(secs => $2)
+            FOR UPDATE OF d""",
         tenant_id,
         catch_up_seconds,
     )
-    due = [r["delivery_id"] for r in waiting if domain.worth_sending_late(Kind(r["kind"]), r["payload"])]
+    due = [
+        r["delivery_id"]
+        for r in waiting
+        if domain.worth_sending_late(Kind(r["kind"]), r["payload"], closed_since=r["closed"])
+    ]
     # Those not worth it now never will be; those outside the window stay marked, and are never picked.
     await conn.execute(
         """UPDATE notification_deliveries
            SET awaiting_contact = false, updated_at = now(),
+               catch_up = catch_up OR delivery_id = ANY($2::uuid[]),
                state = CASE WHEN delivery_id = ANY($2::uuid[]) THEN 'pending' ELSE state END,
                next_attempt_at = CASE WHEN delivery_id = ANY($2::uuid[]) THEN now() ELSE next_attempt_at END
            WHERE delivery_id = ANY($1::uuid[])""",
@@ -296,19 +321,28 @@ async def record_outcome(
     """Record one attempt's outcome; returns the state recorded, None if the row moved on meanwhile
     (lease lost, cancelled).
 
-    A skip for want of a contact is recorded as waiting for one, unless the contact arrived while
-    the send looked for it: then the e-mail is due again at once.
+    A skip for want of a contact is recorded as waiting for one, unless its alert was answered or
+    resolved while the send looked for it (then nothing is left to wait for), or else the contact
+    arrived meanwhile (then the e-mail is due again at once, as a catch-up).
     """
+    awaits_contact = caught_up = False
     async with pool.acquire() as conn, conn.transaction():
         if attempt.awaits_contact:
             await _lock_tenant_contact(conn, row["tenant_id"])
-            if await conn.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", row["tenant_id"]):
-                decision = domain.Decision("pending")
+            closed = await conn.fetchval(
+                f"SELECT {_CLOSED} FROM notification_deliveries d WHERE d.delivery_id = $1", row["delivery_id"]
+            )
+            has_contact = await conn.fetchval(
+                "SELECT email IS NOT NULL FROM notifier_contacts WHERE tenant_id = $1", row["tenant_id"]
+            )
+            if has_contact and not closed:
+                decision, caught_up = domain.Decision("pending"), True
+            awaits_contact = not has_contact and not closed
         status = await conn.execute(
             """UPDATE notification_deliveries
                SET state = $3, next_attempt_at = now() + make_interval(secs => $4), last_status_code = $5,
                    last_error = $6, recipient = coalesce($7, recipient), updated_at = now(),
-                   awaiting_contact = ($3 = 'skipped' AND $8),
+                   awaiting_contact = ($3 = 'skipped' AND $8), catch_up = catch_up OR $9,
                    delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
                    dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END,
                    dead_letter_published = CASE WHEN $3 = 'dead' THEN false ELSE dead_letter_published END
@@ -321,7 +355,8 @@ async def record_outcome(
             attempt.status_code,
             attempt.error,
             attempt.recipient,
-            attempt.awaits_contact,
+            awaits_contact,
+            caught_up,
         )
     return decision.state if status.endswith(" 1") else None
 
@@ -376,8 +411,9 @@ def delivery_view(row: asyncpg.Record) -> dict:
     }
 
 
-async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int]:
-    """Delete finished deliveries and timers untouched for ``keep_days``; (deliveries, timers) deleted.
+async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int, int]:
+    """Delete finished deliveries and timers untouched for ``keep_days``, and the marks of alerts
+    closed as long ago that no delivery is left of; (deliveries, timers, marks) deleted.
 
     A dead delivery whose dead-letter event is still to publish is kept until it is published.
     """
@@ -393,4 +429,11 @@ async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int
                WHERE state IN ('fired', 'cancelled') AND updated_at < now() - make_interval(secs => $1)""",
             keep_days * 86400,
         )
-    return int(deliveries.split()[-1]), int(timers.split()[-1])
+        # A mark outlives every delivery of its alert: one still waiting for a contact needs it.
+        marks = await conn.execute(
+            """DELETE FROM notifier_closed_alerts c WHERE c.closed_at < now() - make_interval(secs => $1)
+                 AND NOT EXISTS (SELECT 1 FROM notification_deliveries d
+                                 WHERE d.tenant_id = c.tenant_id AND d.subject_id = c.alert_id)""",
+            keep_days * 86400,
+        )
+    return int(deliveries.split()[-1]), int(timers.split()[-1]), int(marks.split()[-1])

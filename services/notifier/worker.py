@@ -127,11 +127,12 @@ class DeliveryWorker:
         """Keep the delivery log and the timers from growing without bound (DELIVERY_LOG_RETENTION_DAYS)."""
         while True:
             try:
-                deliveries, timers = await store.prune_finished(
+                deliveries, timers, marks = await store.prune_finished(
                     self.pool, self.settings.delivery_log_retention_days
                 )
-                if deliveries or timers:
-                    log.info("pruned %d finished deliveries and %d finished timers", deliveries, timers)
+                if deliveries or timers or marks:
+                    log.info("pruned %d finished deliveries, %d finished timers and %d closed-alert marks",
+                             deliveries, timers, marks)
             except Exception as exc:  # the database being away now is no reason to stop trying later
                 log.warning("pruning the delivery log failed: %s", exc)
             await asyncio.sleep(self.settings.prune_every_seconds)

@@ -98,15 +98,16 @@ def system_resolution(created: AlertCreated) -> AlertUpdated:
     )
 
 
-async def set_contact(publish, pool: asyncpg.Pool, tenant_id: str, address: str) -> None:
-    await publish(
-        Topic.security_contacts,
-        SecurityContactChanged(
-            tenant_id=tenant_id,
-            contact=SecurityContact(name="SOC", email=address),
-            actor=Actor(type=ActorType.user, id="admin"),
-        ),
+def contact_changed(tenant_id: str, address: str) -> SecurityContactChanged:
+    return SecurityContactChanged(
+        tenant_id=tenant_id,
+        contact=SecurityContact(name="SOC", email=address),
+        actor=Actor(type=ActorType.user, id="admin"),
     )
+
+
+async def set_contact(publish, pool: asyncpg.Pool, tenant_id: str, address: str) -> None:
+    await publish(Topic.security_contacts, contact_changed(tenant_id, address))
     await eventually(
         lambda: pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id),
         what="the notifier to store the contact",
@@ -143,3 +144,11 @@ async def settled(pool: asyncpg.Pool, tenant_id: str, *event_ids) -> bool:
         "SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND state = 'pending'", tenant_id
     )
     return applied == len(set(event_ids)) and pending == 0
+
+
+async def waits_for_a_lock(observer: asyncpg.Connection, pid: int) -> None:
+    """Until the session ``pid`` waits for a lock (a row, a table or an advisory lock)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while await observer.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) != "Lock":
+        assert asyncio.get_running_loop().time() < deadline, "the transaction never reached its lock"
+        await asyncio.sleep(0.02)

@@ -303,12 +303,13 @@ def test_timers_end_with_a_partner_response_or_when_the_alert_is_resolved_by_any
     assert domain.why_timers_end(updated("investigating", system)) is None  # still open, unanswered
 
 
-def test_an_email_skipped_for_want_of_a_contact_is_worth_sending_late_only_about_an_alert_that_arrived_open():
+def test_an_email_skipped_for_want_of_a_contact_is_worth_sending_late_only_about_an_alert_still_open():
     def payload(**fields) -> str:
         return AlertCreated(tenant_id="t1", alert=alert(**fields)).model_dump_json()
 
-    assert domain.worth_sending_late(Kind.alert, payload())
-    assert domain.worth_sending_late(Kind.reminder, payload(isTest=True))
-    assert not domain.worth_sending_late(Kind.alert, payload(status="resolved"))
-    assert not domain.worth_sending_late(Kind.alert, "{}")  # unreadable: no send could use it either
-    assert domain.worth_sending_late(Kind.spending, "{}")  # not about an alert
+    assert domain.worth_sending_late(Kind.alert, payload(), closed_since=False)
+    assert domain.worth_sending_late(Kind.reminder, payload(isTest=True), closed_since=False)
+    assert not domain.worth_sending_late(Kind.alert, payload(), closed_since=True)  # answered or resolved since
+    assert not domain.worth_sending_late(Kind.alert, payload(status="resolved"), closed_since=False)
+    assert not domain.worth_sending_late(Kind.alert, "{}", closed_since=False)  # unreadable: no send could use it
+    assert domain.worth_sending_late(Kind.spending, "{}", closed_since=False)  # not about an alert

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
+import pytest
 
 from services.ingest import channels_store
 from services.notifier import domain, store
-from tests.services.notifier.helpers import alert_created
+from shared.db import create_pool
+from tests.services.notifier.helpers import alert_created, contact_changed, partner_response, waits_for_a_lock
+
+HOUR = 3600.0
+SKIP = domain.Decision("skipped")
 
 
 async def insert_delivery(
@@ -71,8 +77,16 @@ async def test_finished_deliveries_and_timers_older_than_the_retention_are_prune
             tenant_id, alert_id, state, age_days * 86400,
         )
 
-    deleted_deliveries, deleted_timers = await store.prune_finished(notifier_pool, keep_days=90)
-    assert deleted_deliveries >= 4 and deleted_timers >= 2  # other tests' rows are all recent
+    # Marks of closed alerts: an old one is kept while a delivery of its alert is left.
+    for alert_id, age_days in (("old-closed", 91), ("old-pending", 91), ("recently-closed", 10)):
+        await notifier_pool.execute(
+            """INSERT INTO notifier_closed_alerts (tenant_id, alert_id, reason, closed_at)
+               VALUES ($1, $2, 'a partner response', now() - make_interval(secs => $3))""",
+            tenant_id, alert_id, age_days * 86400,
+        )
+
+    deleted_deliveries, deleted_timers, deleted_marks = await store.prune_finished(notifier_pool, keep_days=90)
+    assert deleted_deliveries >= 4 and deleted_timers >= 2 and deleted_marks >= 1  # others' rows are recent
 
     left = {
         r["delivery_id"]
@@ -85,6 +99,10 @@ async def test_finished_deliveries_and_timers_older_than_the_retention_are_prune
         "SELECT alert_id FROM notification_timers WHERE tenant_id = $1 ORDER BY alert_id", tenant_id
     )
     assert [t["alert_id"] for t in timers] == ["t-recent", "t-scheduled"]
+    marks = await notifier_pool.fetch(
+        "SELECT alert_id FROM notifier_closed_alerts WHERE tenant_id = $1 ORDER BY alert_id", tenant_id
+    )
+    assert [m["alert_id"] for m in marks] == ["old-pending", "recently-closed"]
 
 
 async def test_a_due_timer_of_a_test_alert_or_with_an_unreadable_payload_is_cancelled_not_fired(
@@ -137,3 +155,91 @@ async def test_a_skip_for_want_of_a_contact_that_arrived_during_the_send_is_due_
     rows = {r["subject_id"]: (r["state"], r["awaiting_contact"]) for r in await notifier_pool.fetch(
         "SELECT subject_id, state, awaiting_contact FROM notification_deliveries WHERE tenant_id = $1", tenant_id)}
     assert rows == {"before-the-contact": ("skipped", True), "during-the-send": ("pending", False)}
+
+
+async def claim_contact_email(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record:
+    """The alert's e-mail to the contact taken for a send as the worker takes it (this row alone:
+    the worker's claim would take other tests' rows too)."""
+    return await pool.fetchrow(
+        """UPDATE notification_deliveries
+           SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = now() + interval '1 minute'
+           WHERE tenant_id = $1 AND subject_id = $2 AND channel = 'email:contact' AND kind = 'alert'
+           RETURNING delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, attempts, redeliveries""",
+        tenant_id, alert_id,
+    )
+
+
+async def contact_email_state(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> tuple[str, bool]:
+    row = await pool.fetchrow(
+        """SELECT state, awaiting_contact FROM notification_deliveries
+           WHERE tenant_id = $1 AND subject_id = $2 AND channel = 'email:contact' AND kind = 'alert'""",
+        tenant_id, alert_id,
+    )
+    return row["state"], row["awaiting_contact"]
+
+
+@pytest.mark.parametrize("timers", ["none (a test alert)", "all fired"])
+async def test_an_alert_answered_while_its_no_contact_send_was_in_flight_is_not_emailed_when_the_contact_comes(
+    notifier_pool, tenant_id, timers
+):
+    # The answer comes while the send looks for a contact: the row does not wait for one yet, and no
+    # timer is left to cancel. Once the skip is recorded and the contact arrives, nothing is sent.
+    if timers == "all fired":
+        created = alert_created(tenant_id, "answered")
+        # Escalation due on arrival: the alert gets that timer alone, and it fires at once.
+        await store.record_alert_created(notifier_pool, created, reminder_after=-2, escalation_after=-1)
+        while await store.fire_due_timers(notifier_pool, escalation_email=False, limit=100):
+            pass
+        assert {r["state"] for r in await notifier_pool.fetch(
+            "SELECT state FROM notification_timers WHERE tenant_id = $1", tenant_id)} == {"fired"}
+    else:
+        created = alert_created(tenant_id, "answered", isTest=True)
+        await store.record_alert_created(notifier_pool, created, HOUR, 20 * HOUR)
+    sending = await claim_contact_email(notifier_pool, tenant_id, "answered")
+
+    await store.record_alert_updated(notifier_pool, partner_response(created))
+    assert await store.record_outcome(notifier_pool, sending, SKIP, domain.NO_CONTACT) == "skipped"
+    assert await store.record_contact(notifier_pool, contact_changed(tenant_id, "soc@partner.example"), HOUR) == 0
+
+    assert await contact_email_state(notifier_pool, tenant_id, "answered") == ("skipped", False)
+
+
+async def test_a_contact_and_a_partner_response_applied_at_once_send_no_email_about_the_answered_alert(
+    notifier_db_url, notifier_pool, tenant_id
+):
+    # The alert's e-mail was skipped for want of a contact; its timers are still scheduled. The
+    # contact (catching up) and the partner response are applied at the same time, forced into the
+    # order that once sent the e-mail: the catch-up has read the row and waits to lock it, then the
+    # response is applied (a third session holds the row until both are there).
+    created = alert_created(tenant_id, "raced")
+    await store.record_alert_created(notifier_pool, created, HOUR, 20 * HOUR)
+    sending = await claim_contact_email(notifier_pool, tenant_id, "raced")
+    assert await store.record_outcome(notifier_pool, sending, SKIP, domain.NO_CONTACT) == "skipped"
+
+    # One connection each, so each pool's session (its pid) is known.
+    contact_pool, response_pool = [await create_pool(notifier_db_url, max_size=1) for _ in range(2)]
+    contact_pid, response_pid = [await p.fetchval("SELECT pg_backend_pid()") for p in (contact_pool, response_pool)]
+    blocker = await asyncpg.connect(notifier_db_url)
+    try:
+        async with blocker.transaction():
+            await blocker.execute(
+                "SELECT 1 FROM notification_deliveries WHERE delivery_id = $1 FOR UPDATE", sending["delivery_id"]
+            )
+            applying_contact = asyncio.create_task(
+                store.record_contact(contact_pool, contact_changed(tenant_id, "soc@partner.example"), HOUR)
+            )
+            await waits_for_a_lock(blocker, contact_pid)
+            applying_response = asyncio.create_task(
+                store.record_alert_updated(response_pool, partner_response(created))
+            )
+            await waits_for_a_lock(blocker, response_pid)
+        await asyncio.wait_for(asyncio.gather(applying_contact, applying_response), 30)
+    finally:
+        await blocker.close()
+        for pool in (contact_pool, response_pool):
+            await pool.close()
+
+    assert applying_contact.result() == 1  # the catch-up made the e-mail due...
+    assert applying_response.result() == 2  # ...then the response cancelled the reminder and the escalation
+    # ...and the e-mail, not sent yet: the alert is answered.
+    assert await contact_email_state(notifier_pool, tenant_id, "raced") == ("cancelled", False)
