@@ -89,6 +89,11 @@ class Principal:
         return (self.tenant_id is None or self.tenant_id == tenant_id) and permission in ROLE_PERMISSIONS[self.role]
 
     @property
+    def may_change_anything(self) -> bool:
+        """Whether the role has any permission beyond reading."""
+        return bool(ROLE_PERMISSIONS[self.role] - {Permission.read})
+
+    @property
     def is_operator(self) -> bool:
         """adminAgent of every tenant: may manage the deployment itself (API keys, its audit log)."""
         return self.tenant_id is None and self.role is Role.admin_agent

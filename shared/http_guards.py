@@ -67,7 +67,7 @@ async def authenticated_caller(request: Request, authorization: str | None, keys
     if caller is None:
         keys = keys if keys is not None else request.app.state.keys
         caller = await keys.authenticate(authorization)
-        check_scope(caller, request.url.path)
+        check_scope(caller, request.url.path, request.method)
         state[CALLER_STATE] = caller
     return caller
 
@@ -127,18 +127,25 @@ API_PREFIX = "/v1/"
 _TENANTS_PREFIX = "/v1/tenants/"
 
 
-def check_scope(principal: Principal, path: str) -> None:
-    """403 unless ``path`` lies within what the key may reach (its tenant, or everything: an operator)."""
-    if principal.tenant_id is None or not path.startswith(API_PREFIX):
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_scope(principal: Principal, path: str, method: str = "GET") -> None:
+    """403 unless ``path`` lies within what the key may reach: its tenant's routes (every tenant's,
+    for a key of every tenant), the deployment-wide ones only for an operator's key; and no change
+    at all for a read-only role. Each route still checks the permission it needs."""
+    if not path.startswith(API_PREFIX):
         return
+    whose = "every tenant" if principal.tenant_id is None else f"tenant {principal.tenant_id}"
     if path.startswith(_TENANTS_PREFIX):
         tenant_id = path[len(_TENANTS_PREFIX):].split("/", 1)[0]
-        if tenant_id == principal.tenant_id:
-            return
-        what = f"act for tenant {tenant_id}"
-    else:
-        what = "use the deployment-wide routes (an operator's key does)"
-    raise Problem(403, "Forbidden", f"a key of tenant {principal.tenant_id} may not {what}")
+        if principal.tenant_id not in (None, tenant_id):
+            raise Problem(403, "Forbidden", f"a key of {whose} may not act for tenant {tenant_id}")
+    elif not principal.is_operator:
+        raise Problem(403, "Forbidden", f"a {principal.role.value} key of {whose} may not use the "
+                      "deployment-wide routes (an operator's key does)")
+    if method not in _SAFE_METHODS and not principal.may_change_anything:
+        raise Problem(403, "Forbidden", f"role {principal.role.value} may only read")
 
 
 _ACCEPTS_SIGNATURE = "_accepts_standard_webhook_signature"
@@ -197,7 +204,7 @@ class RequestGuard:
                 raise _too_large(limit)
             if authenticate:
                 principal = await keys.authenticate(headers.get("authorization"))
-                check_scope(principal, path)
+                check_scope(principal, path, scope["method"])
                 scope.setdefault("state", {})[CALLER_STATE] = principal
             if has_body:
                 body = await _read_within(receive, limit)
