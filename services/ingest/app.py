@@ -64,6 +64,7 @@ def create_app() -> FastAPI:
         try:
             yield
         finally:
+            await app.state.keys.close()
             await event_publisher.close()
             await broker.stop()
             await app.state.pool.close()

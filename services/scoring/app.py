@@ -76,6 +76,7 @@ def create_app() -> FastAPI:
         try:
             yield
         finally:
+            await app.state.keys.close()
             pruning.cancel()
             await keeper.stop()
             await broker.stop()
