@@ -206,10 +206,11 @@ _ALERT_BODY = {
         "content": {
             "application/json": {
                 "schema": {
-                    "description": 'One alert, a Graph list {"value": [alert, ...]}, or older fraud events '
-                    '(eventId, eventStatus, eventTime, ...; one, a list, or {"value": [...]}).',
+                    "description": 'One alert, a Graph list {"value": [alert, ...]}, a bare list, or older '
+                    'fraud events (eventId, eventStatus, eventTime, ...; one, a list, or {"value": [...]}).',
                     "anyOf": [
                         {"$ref": "#/components/schemas/Alert"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
                         {
                             "type": "object",
                             "required": ["value"],

@@ -48,12 +48,13 @@ class KeyIn(WireModel):
     expires_date_time: OptionalUtcDateTime = Field(
         None, description="When the key stops working (401 `expired key` after); in the future. Null: never.",
     )
+    # Strict: a JSON true is not a number here (the schema says so; lax parsing took it for 1).
     rate_per_second: float | None = Field(
-        None, ge=auth.MIN_RATE_PER_SECOND, le=100_000,
+        None, ge=auth.MIN_RATE_PER_SECOND, le=100_000, strict=True,
         description="Requests per second the key may make to each server; null: `API_KEY_RATE_PER_SECOND`.",
     )
     rate_burst: int | None = Field(
-        None, ge=1, le=1_000_000,
+        None, ge=1, le=1_000_000, strict=True,
         description="Requests the key may make at once beyond its rate; null: `API_KEY_RATE_BURST`.",
     )
 
