@@ -6,6 +6,7 @@ A failure prints the check that failed and a ``curl`` line that reproduces it.
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import pytest
@@ -45,8 +46,14 @@ RULES_NO_SCHEMA_STATES = (
 ACCEPTED_OR_RULED_OUT = ["2xx", "401", "403", "404", "409", "422", "429"]
 
 
+# A fixed seed: every run sends the same cases, so CI passes or fails on the code alone, never on the
+# luck of the draw. Explore further with another seed: CONTRACT_SEED=$RANDOM make test PYTEST_ARGS="-m contract".
+SEED = int(os.environ.get("CONTRACT_SEED", "20261201"))
+
+
 def contract_config(base_url: str) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict({
+        "seed": SEED,
         "base-url": base_url,
         "headers": dict(AUTH),
         "request-timeout": REQUEST_TIMEOUT_SECONDS,
