@@ -48,8 +48,9 @@ test-unit: install ## only the tests that need no infrastructure
 bench: infra-up ## run the benchmarks, each beside its baseline in the same run
 	@$(PY) -m bench $(BENCH_ARGS)
 
-lint: install ## ruff
+lint: install ## ruff, then the import contracts (a service imports no other; shared/ imports none)
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports
 
 clean-data: stop ## stop, then delete local data (Kafka log, PostgreSQL cluster, Redis)
 	@rm -rf .run

@@ -22,8 +22,8 @@ from pydantic import Field, field_validator
 
 from services.ingest import channels_store
 from services.ingest.deps import CallerDep, PoolDep, SettingsDep
-from services.notifier.domain import Route
 from shared.auth import AuditActor, Permission, authorize
+from shared.channels import Route
 from shared.egress import refusal_for_url
 from shared.http import Problem
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow

@@ -22,12 +22,10 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-
-from shared.alerts import Alert, AlertStatus, Severity
+from shared.alerts import Alert, AlertStatus
+from shared.channels import Route
 from shared.events import AlertCreated, AlertUpdated, SpendingBudgetThresholdReached
 from shared.responses import first_partner_response
-from shared.wire import WireModel
 
 CONTACT_EMAIL = "email:contact"
 ESCALATION_EMAIL = "email:escalation"
@@ -59,25 +57,7 @@ def spending_subject(event: SpendingBudgetThresholdReached) -> str:
 
 
 # --- routing -----------------------------------------------------------------------------------------
-
-_SEVERITIES = {s.value for s in Severity}
-
-
-class Route(WireModel):
-    """One routing rule of a channel; every criterion given must match."""
-
-    severities: list[str] = Field(default_factory=list, description="informational | low | medium | high")
-    alert_types: list[str] = Field(default_factory=list, description="e.g. `unusualActivity`; exact match.")
-    customer_tenant_ids: list[str] = Field(default_factory=list, description="Customers whose alerts match.")
-    include_test: bool = Field(False, description="Test alerts match only routes that say so.")
-
-    @field_validator("severities")
-    @classmethod
-    def _known_severities(cls, values: list[str]) -> list[str]:
-        unknown = [v for v in values if v not in _SEVERITIES]
-        if unknown:
-            raise ValueError(f"unknown severities {unknown}; use {sorted(_SEVERITIES)}")
-        return values
+# A channel's Route (the rule a partner sets) is in shared/channels.py: ingest accepts it, this routes by it.
 
 
 @dataclass(frozen=True)

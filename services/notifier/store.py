@@ -16,7 +16,8 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.notifier import domain
-from services.notifier.domain import ChannelRule, Kind, Route
+from services.notifier.domain import ChannelRule, Kind
+from shared.channels import Route
 from shared.db import claim_event
 from shared.events import AlertCreated, AlertUpdated, SecurityContactChanged, SpendingBudgetThresholdReached
 from shared.wire import utcnow

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.notifier import domain
-from services.notifier.domain import Attempt, ChannelRule, Kind, RetryPolicy, Route
+from services.notifier.domain import Attempt, ChannelRule, Kind, RetryPolicy
 from shared.alerts import Alert
+from shared.channels import Route
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
 from shared.webhooks import sign_headers, verify
 
