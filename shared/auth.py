@@ -47,6 +47,7 @@ from cachetools import LRUCache, TTLCache
 
 from shared.http import Problem
 from shared.settings import ApiKeySettings
+from shared.wire import format_utc
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class KeyStore:
         if known is None:
             raise Problem(401, "Unauthorized", "unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
         if known.expires_at is not None and known.expires_at <= datetime.now(UTC):
-            raise Problem(401, "Unauthorized", f"expired key (since {_wire_time(known.expires_at)})",
+            raise Problem(401, "Unauthorized", f"expired key (since {format_utc(known.expires_at)})",
                           headers={"WWW-Authenticate": "Bearer"})
         self._limit(known)
         self._note_use(known.principal.key_id)
@@ -370,13 +371,9 @@ def _os_user() -> str:
         return f"uid-{os.getuid()}"
 
 
-def _wire_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return _wire_time(value)
+        return format_utc(value)
     if isinstance(value, uuid.UUID | StrEnum):
         return str(value)
     raise TypeError(f"not JSON: {type(value).__name__}")
@@ -554,7 +551,7 @@ def _cli_key_id(value: str) -> uuid.UUID:
 
 
 def _show(value: datetime | None) -> str:
-    return "-" if value is None else _wire_time(value.replace(microsecond=0))
+    return "-" if value is None else format_utc(value.replace(microsecond=0))
 
 
 async def _cli_create(dsn: str, args: argparse.Namespace) -> None:

@@ -16,9 +16,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
@@ -37,6 +37,7 @@ from shared.problems import (
     problem_response,
     response_for,
 )
+from shared.wire import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 
 __all__ = [
     "DEPENDENCY_ERRORS",
@@ -44,6 +45,7 @@ __all__ = [
     "PROBLEM_JSON",
     "Health",
     "Problem",
+    "TenantIdPath",
     "create_app",
     "install_health",
     "install_problem_handlers",
@@ -52,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The ``{tenant_id}`` of a route's path (the pattern is shared.wire's, the one for bodies too).
+TenantIdPath = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 
 
 def _field_path(loc: Sequence[Any]) -> str:

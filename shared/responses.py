@@ -10,6 +10,10 @@ from collections.abc import Iterable
 
 from shared.events import ActorType, StatusChange
 
+# The requirement's target (securityAlertsPromptlyResolved, SPEC §3): partner responses within 24 hours
+# on average. Response time judges compliance by it; the notifier shows the time left to it.
+RESPONSE_TARGET_HOURS = 24
+
 
 def first_partner_response(changes: Iterable[StatusChange]) -> StatusChange | None:
     by_user = [c for c in changes if c.actor.type is ActorType.user and c.from_ != c.to]

@@ -9,12 +9,18 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# A tenant id, in paths, queries and bodies: letters, digits, `.`, `_`, `-` (a GUID or a domain name).
+TENANT_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+TENANT_ID_MAX_LENGTH = 128
+TenantId = Annotated[str, Field(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 
 
 # NUL (PostgreSQL refuses it in text and jsonb) and lone surrogates (not encodable as UTF-8).
@@ -126,7 +132,8 @@ def parse_utc(value: Any) -> datetime | None:
     return None if utc == _FIRST_INSTANT else utc
 
 
-def _format_utc(value: datetime) -> str:
+def format_utc(value: datetime) -> str:
+    """The wire's form of a timestamp: ISO 8601 in UTC, ``Z`` for the offset (``2026-11-27T12:00:00Z``)."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -138,11 +145,11 @@ def _require_utc(value: Any) -> datetime:
 
 
 # A required UTC timestamp, and an optional one; both serialise as "...Z".
-UtcDateTime = Annotated[datetime, BeforeValidator(_require_utc), PlainSerializer(_format_utc, return_type=str)]
+UtcDateTime = Annotated[datetime, BeforeValidator(_require_utc), PlainSerializer(format_utc, return_type=str)]
 OptionalUtcDateTime = Annotated[
     datetime | None,
     BeforeValidator(parse_utc),
-    PlainSerializer(lambda v: None if v is None else _format_utc(v), return_type=str | None),
+    PlainSerializer(lambda v: None if v is None else format_utc(v), return_type=str | None),
     # What is accepted as input, said in the published schema (real feeds write "" or "None" for none).
     WithJsonSchema(
         {

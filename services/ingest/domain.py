@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.alerts import ActivityLog, Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, FieldChange, StatusChange
+
+# How far ahead of our clock a posted time may be (clock skew), for alerts and signals alike; later
+# is refused. An alert's future detection would start its response clock late, a future activity-log
+# entry stop it late; a future-dated signal observation would shadow every real one until that date
+# (the newest observation wins).
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 # Fields whose change is a change of the alert; the activity log itself is how changes are told,
 # not a change of its own.

@@ -7,20 +7,16 @@ anything is published: one bad alert refuses the request (422 naming ``value[i].
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 
+from services.ingest.domain import FUTURE_TOLERANCE
 from shared.alerts import FRAUD_FIELD_NAMES, Alert, alert_document_from_fraud_event, is_fraud_event
 from shared.http import Problem
 from shared.wire import utcnow
-
-# How far ahead of our clock a posted detection or activity-log time may be (clock skew; as for
-# signals). Either would move the response clock: a future detection starts it late, a future
-# activity-log entry stops it late.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def require_json_media_type(content_type: str | None) -> None:

@@ -32,14 +32,13 @@ from services.ingest.webhook_auth import (
 )
 from shared.alerts import Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, AlertCreated, AlertUpdated
-from shared.http import Problem
+from shared.http import Problem, TenantIdPath
 from shared.http_guards import accepts_signature
 from shared.wire import WireModel, utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
-TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 # No control characters (NUL cannot be stored at all).
 AlertId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # Share of signed requests that also forget expired webhook-ids (keeps that table small, cheaply).
@@ -243,7 +242,7 @@ _ALERT_BODY = {
 )
 @accepts_signature
 async def post_alerts(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     request: Request,
     settings: SettingsDep,
     pool: PoolDep,
@@ -280,7 +279,7 @@ async def post_alerts(
 )
 @accepts_signature
 async def patch_alert(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     alert_id: AlertId,
     request: Request,
     settings: SettingsDep,

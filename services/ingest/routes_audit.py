@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from services.ingest import audit_store
 from services.ingest.deps import CallerDep, PoolDep
 from services.ingest.paging import NextLinkPage
 from shared.auth import AuditAction, Permission, authorize, authorize_operator
+from shared.http import TenantIdPath
 from shared.wire import UtcDateTime, WireModel
 
 router = APIRouter(tags=["audit"])
 
-TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 MAX_PAGE = 1000
 
 
@@ -75,7 +75,7 @@ async def _page(pool, request: Request, tenant_id: str | None, top: int, skiptok
     summary="The tenant's configuration changes, newest first, in pages: who, with which key, what, when",
 )
 async def tenant_audit(
-    tenant_id: TenantId, caller: CallerDep, pool: PoolDep, request: Request, top: Top = 100,
+    tenant_id: TenantIdPath, caller: CallerDep, pool: PoolDep, request: Request, top: Top = 100,
     skiptoken: SkipToken = None,
 ) -> AuditPage:
     authorize(caller, Permission.read, tenant_id)

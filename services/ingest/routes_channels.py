@@ -25,12 +25,11 @@ from services.ingest.deps import CallerDep, PoolDep, SettingsDep
 from shared.auth import AuditActor, Permission, authorize
 from shared.channels import Route
 from shared.egress import refusal_for_url
-from shared.http import Problem
+from shared.http import Problem, TenantIdPath
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["channels"])
 
-TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 ChannelName = Annotated[
     str,
     Path(
@@ -126,7 +125,7 @@ def _view(row) -> ChannelOut:
     responses={201: {"description": "Created", "model": ChannelOut}, 200: {"description": "Replaced"}},
 )
 async def put_channel(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     name: ChannelName,
     body: ChannelIn,
     caller: CallerDep,
@@ -155,7 +154,7 @@ async def put_channel(
 
 
 @router.get("/channels", response_model=ChannelList, summary="The tenant's ticketing channels")
-async def list_channels(tenant_id: TenantId, caller: CallerDep, pool: PoolDep) -> ChannelList:
+async def list_channels(tenant_id: TenantIdPath, caller: CallerDep, pool: PoolDep) -> ChannelList:
     authorize(caller, Permission.read, tenant_id)
     return ChannelList(value=[_view(r) for r in await channels_store.list_channels(pool, tenant_id)])
 
@@ -163,7 +162,7 @@ async def list_channels(tenant_id: TenantId, caller: CallerDep, pool: PoolDep) -
 @router.get("/channels/{name}", response_model=ChannelOut,
             summary="One ticketing channel (its secret is never returned)")
 async def get_channel(
-    tenant_id: TenantId, name: ChannelName, caller: CallerDep, pool: PoolDep
+    tenant_id: TenantIdPath, name: ChannelName, caller: CallerDep, pool: PoolDep
 ) -> ChannelOut:
     authorize(caller, Permission.read, tenant_id)
     row = await channels_store.get_channel(pool, tenant_id, name)
@@ -174,7 +173,7 @@ async def get_channel(
 
 @router.delete("/channels/{name}", status_code=204, summary="Remove a ticketing channel")
 async def delete_channel(
-    tenant_id: TenantId, name: ChannelName, caller: CallerDep, pool: PoolDep
+    tenant_id: TenantIdPath, name: ChannelName, caller: CallerDep, pool: PoolDep
 ) -> Response:
     authorize(caller, Permission.manage, tenant_id)
     if not await channels_store.delete_channel(pool, tenant_id, name, actor=AuditActor.of(caller)):

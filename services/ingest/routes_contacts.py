@@ -19,7 +19,7 @@ import logging
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Response
 
 from services.ingest import signals_store as store
 from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, SettingsDep
@@ -28,21 +28,20 @@ from services.ingest.routes_signals import broker_unavailable
 from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
 from shared.auth import AuditAction, AuditActor, Permission, Principal, authorize, record_audit
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
-from shared.http import Problem
+from shared.http import Problem, TenantIdPath
 from shared.wire import UtcDateTime, WireModel, utcnow
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"])
 
-TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
-async def _setter(tenant_id: TenantId, caller: CallerDep) -> Principal:
+async def _setter(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
     return authorize(caller, Permission.set_contact, tenant_id)
 
 
-async def _reader(tenant_id: TenantId, caller: CallerDep) -> Principal:
+async def _reader(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
     return authorize(caller, Permission.read, tenant_id)
 
 
@@ -110,7 +109,7 @@ async def _change_time(conn, tenant_id: str) -> datetime:
     summary="Set the security contact: securityContactProvided becomes compliant",
 )
 async def put_contact(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     body: SecurityContactIn,
     caller: SetterDep,
     settings: SettingsDep,
@@ -137,7 +136,7 @@ async def put_contact(
     summary="The security contact in force",
     responses={404: {"description": "No contact set"}},
 )
-async def get_contact(tenant_id: TenantId, _: ReaderDep, pool: PoolDep) -> SecurityContactOut:
+async def get_contact(tenant_id: TenantIdPath, _: ReaderDep, pool: PoolDep) -> SecurityContactOut:
     stored = await store.current_contact(pool, tenant_id)
     if stored is None:
         raise Problem(404, "No security contact", f"tenant {tenant_id} has no security contact; PUT one")
@@ -150,7 +149,7 @@ async def get_contact(tenant_id: TenantId, _: ReaderDep, pool: PoolDep) -> Secur
     summary="Clear the security contact: securityContactProvided becomes noncompliant",
 )
 async def delete_contact(
-    tenant_id: TenantId, caller: SetterDep, settings: SettingsDep, pool: PoolDep, publisher: EventPublisherDep
+    tenant_id: TenantIdPath, caller: SetterDep, settings: SettingsDep, pool: PoolDep, publisher: EventPublisherDep
 ) -> Response:
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
         # Deleting what is not there is done already (a retried DELETE): 204, no event.

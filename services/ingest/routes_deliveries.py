@@ -12,11 +12,10 @@ from services.ingest import channels_store
 from services.ingest.deps import CallerDep, PoolDep
 from services.notifier.store import delivery_view
 from shared.auth import Permission, authorize
-from shared.http import Problem
+from shared.http import Problem, TenantIdPath
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["deliveries"])
 
-TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 @router.post(
@@ -26,7 +25,7 @@ TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
     responses={404: {"description": "No such delivery"}, 409: {"description": "The delivery is not dead"}},
 )
 async def redeliver(
-    tenant_id: TenantId, delivery_id: Annotated[uuid.UUID, Path()], caller: CallerDep, pool: PoolDep
+    tenant_id: TenantIdPath, delivery_id: Annotated[uuid.UUID, Path()], caller: CallerDep, pool: PoolDep
 ) -> Any:
     authorize(caller, Permission.manage, tenant_id)
     row, requeued = await channels_store.redeliver(pool, tenant_id, delivery_id)

@@ -22,12 +22,11 @@ from services.ingest.paging import NextLinkPage
 from shared import auth
 from shared.auth import AuditActor, Role, authorize_operator
 from shared.http import Problem
-from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
+from shared.wire import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN, OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
 
 router = APIRouter(prefix="/v1/keys", tags=["api keys"])
 
 KeyId = Annotated[uuid.UUID, Path(description="The key's public id (`keyId`).")]
-TENANT_PATTERN = r"^[A-Za-z0-9._-]+$"
 IncludeRevoked = Annotated[bool, Query(alias="includeRevoked", description="Revoked keys too (with "
                                        "`revokedDateTime`); without it a revoked key is 404 as if deleted.")]
 MAX_PAGE = 1000
@@ -35,7 +34,7 @@ MAX_PAGE = 1000
 
 class KeyIn(WireModel):
     tenant_id: str | None = Field(
-        None, min_length=1, max_length=128, pattern=TENANT_PATTERN,
+        None, min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN,
         description="The tenant the key belongs to; null: every tenant (with adminAgent, an operator's key).",
     )
     role: Role = Field(description="adminAgent (everything), securityAdministrator (read, update alerts, set the "
@@ -132,8 +131,8 @@ async def list_keys(
     caller: CallerDep,
     pool: PoolDep,
     request: Request,
-    tenant_id: Annotated[str | None, Query(alias="tenantId", min_length=1, max_length=128, pattern=TENANT_PATTERN,
-                                           description="Only this tenant's keys.")] = None,
+    tenant_id: Annotated[str | None, Query(alias="tenantId", min_length=1, max_length=TENANT_ID_MAX_LENGTH,
+                                           pattern=TENANT_ID_PATTERN, description="Only this tenant's keys.")] = None,
     include_revoked: IncludeRevoked = False,
     top: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
     skiptoken: Annotated[str | None, Query(max_length=512, description="Where the page starts; from "

@@ -35,16 +35,15 @@ from services.ingest.signals import (
 )
 from shared.auth import Permission, Principal, authorize
 from shared.events import Event, RequirementStatusObserved, Topic
-from shared.http import Problem
+from shared.http import Problem, TenantIdPath
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
 
-TenantId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 # Dependencies, so a caller who may not send signals learns that before anything about the body.
-async def _manager(tenant_id: TenantId, caller: CallerDep) -> Principal:
+async def _manager(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
     return authorize(caller, Permission.manage, tenant_id)
 
 
@@ -136,7 +135,7 @@ def _accepted(
     summary="Admin MFA counts of the partner tenant: mfaEnforcedForAdmins",
 )
 async def post_admin_mfa(
-    tenant_id: TenantId, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, publisher: EventPublisherDep
+    tenant_id: TenantIdPath, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, publisher: EventPublisherDep
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
@@ -152,7 +151,7 @@ async def post_admin_mfa(
     summary="Every customer's MFA statistics: mfaEnforcedForAdminsOfCustomers (replaces the last report)",
 )
 async def post_customer_mfa(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     report: CustomerMfaReport,
     _: ManagerDep,
     settings: SettingsDep,
@@ -177,7 +176,7 @@ async def post_customer_mfa(
     summary="Every customer's Azure budget and spend: spendingBudgetSetForCustomerAzureSubscriptions",
 )
 async def post_spending(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     report: SpendingReport,
     _: ManagerDep,
     settings: SettingsDep,
@@ -218,7 +217,7 @@ async def post_spending(
     },
 )
 async def post_requirement_status(
-    tenant_id: TenantId,
+    tenant_id: TenantIdPath,
     requirement_type: KnownRequirement,
     body: RequirementStatusIn,
     _: ManagerDep,

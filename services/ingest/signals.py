@@ -26,13 +26,14 @@ from pydantic import (
 from pydantic.alias_generators import to_snake
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from services.ingest.domain import FUTURE_TOLERANCE
 from shared.events import (
     ComplianceStatus,
     RequirementStatusObserved,
     SecurityContact,
     SpendingBudgetThresholdReached,
 )
-from shared.wire import OptionalUtcDateTime, WireModel
+from shared.wire import OptionalUtcDateTime, TenantId, WireModel
 
 CONTACT_REQUIREMENT = "securityContactProvided"
 ADMIN_MFA_REQUIREMENT = "mfaEnforcedForAdmins"
@@ -40,9 +41,6 @@ CUSTOMER_MFA_REQUIREMENT = "mfaEnforcedForAdminsOfCustomers"
 SPENDING_REQUIREMENT = "spendingBudgetSetForCustomerAzureSubscriptions"
 
 SPENDING_THRESHOLD_PERCENT = 80
-# An observation dated further ahead than this is refused: the newest observation wins, so one
-# dated in the future would shadow every real observation until that date.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_CUSTOMERS_PER_REPORT = 50_000
 MAX_NAME_LENGTH = 256
 
@@ -120,7 +118,6 @@ Money = Annotated[
         mode="validation",
     ),
 ]
-TenantRef = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
 Compliance = Annotated[ComplianceStatus, BeforeValidator(_compliance)]
 
 
@@ -223,7 +220,7 @@ def admin_mfa_status(tenant_id: str, report: AdminMfaReport, now: datetime) -> R
 
 
 class CustomerMfa(WireModel):
-    customer_tenant_id: TenantRef
+    customer_tenant_id: TenantId
     customer_name: Name
     admins: Count
     admins_with_mfa: Count
@@ -280,7 +277,7 @@ def customer_mfa_status(
 
 
 class CustomerSpending(WireModel):
-    customer_tenant_id: TenantRef
+    customer_tenant_id: TenantId
     customer_name: Name | None = None
     monthly_budget: Money | None = Field(
         None, description="The customer's monthly Azure budget; null: none set."

@@ -1,6 +1,7 @@
 from pydantic import Field, SecretStr, model_validator
 
 from shared.catalogue import CatalogueError, load_catalogue
+from shared.responses import RESPONSE_TARGET_HOURS
 from shared.settings import CommonSettings, load_settings
 
 RESPONSE_TIME_REQUIREMENT = "securityAlertsPromptlyResolved"
@@ -39,7 +40,7 @@ class Settings(CommonSettings):
         20 * 3600, ge=0, description="Escalation this long after detection."
     )
     response_limit_seconds: float = Field(
-        24 * 3600, gt=0, description="The requirement's limit, shown as time left."
+        RESPONSE_TARGET_HOURS * 3600, gt=0, description="The requirement's limit, shown as time left."
     )
 
     contact_catch_up_seconds: float = Field(

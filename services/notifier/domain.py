@@ -26,6 +26,7 @@ from shared.alerts import Alert, AlertStatus
 from shared.channels import Route
 from shared.events import AlertCreated, AlertUpdated, SpendingBudgetThresholdReached
 from shared.responses import first_partner_response
+from shared.wire import format_utc
 
 CONTACT_EMAIL = "email:contact"
 ESCALATION_EMAIL = "email:escalation"
@@ -409,12 +410,8 @@ def webhook_body(
         "tenantId": event.tenant_id,
         "alert": event.alert.model_dump(mode="json"),
         "event": event.model_dump(mode="json"),
-        "clockStartedDateTime": _iso(detected),
-        "responseDeadlineDateTime": _iso(detected + timedelta(seconds=limit_seconds)),
+        "clockStartedDateTime": format_utc(detected),
+        "responseDeadlineDateTime": format_utc(detected + timedelta(seconds=limit_seconds)),
         "links": {"dashboard": links.dashboard, "help": links.help},
     }
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

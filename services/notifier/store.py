@@ -20,7 +20,7 @@ from services.notifier.domain import ChannelRule, Kind
 from shared.channels import Route
 from shared.db import claim_event
 from shared.events import AlertCreated, AlertUpdated, SecurityContactChanged, SpendingBudgetThresholdReached
-from shared.wire import utcnow
+from shared.wire import format_utc, utcnow
 
 CONSUMER = "notifier"
 
@@ -389,7 +389,7 @@ DELIVERY_COLUMNS = """delivery_id, tenant_id, subject_id, alert_id, channel, kin
 
 def delivery_view(row: asyncpg.Record) -> dict:
     def iso(value):
-        return value.isoformat().replace("+00:00", "Z") if value else None
+        return format_utc(value) if value else None
 
     pending = row["state"] == "pending"
     return {

@@ -29,15 +29,14 @@ from pydantic import Field
 
 from shared.alerts import Alert
 from shared.events import AlertCreated, AlertUpdated, StatusChange
-from shared.responses import first_partner_response
+from shared.responses import RESPONSE_TARGET_HOURS, first_partner_response
 from shared.wire import WireModel
 
 REQUIREMENT_TYPE = "securityAlertsPromptlyResolved"
 WINDOW_DAYS = 30
 WINDOW = timedelta(days=WINDOW_DAYS)
-TARGET_HOURS = 24
 MICROSECONDS_PER_HOUR = 3_600_000_000
-TARGET_US = TARGET_HOURS * MICROSECONDS_PER_HOUR
+TARGET_US = RESPONSE_TARGET_HOURS * MICROSECONDS_PER_HOUR
 RESOLVED = "resolved"
 
 

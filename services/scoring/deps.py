@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 
 from services.scoring.config import Settings
@@ -13,6 +13,7 @@ from services.scoring.keeper import ScoreKeeper
 from services.scoring.store import ScoreCache
 from shared.auth import Permission, Principal, authorize
 from shared.catalogue import Catalogue
+from shared.http import TenantIdPath
 from shared.http_guards import authenticated_caller, authenticates
 
 
@@ -31,7 +32,7 @@ async def _redis(request: Request) -> Redis:
 @authenticates
 async def _reader(
     request: Request,
-    tenant_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")],
+    tenant_id: TenantIdPath,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     return authorize(await authenticated_caller(request, authorization), Permission.read, tenant_id)

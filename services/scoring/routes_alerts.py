@@ -18,13 +18,13 @@ from services.response_time import domain, store
 from services.scoring.deps import PoolDep, ReaderDep
 from shared.alerts import AlertStatus
 from shared.http import Problem
-from shared.wire import utcnow
+from shared.wire import format_utc, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
 
 def _utc(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+    return None if value is None else format_utc(value)
 
 
 def _hours(us: int) -> float:
