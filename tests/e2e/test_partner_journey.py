@@ -4,25 +4,12 @@ failing and the live score following it."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
 from tests.conftest import AUTH
-
-
-async def eventually(check, *, within: float = 45.0, what: str) -> Any:
-    """Polls ``check`` until it returns something truthy (the machine is shared: generous deadline)."""
-    deadline = asyncio.get_running_loop().time() + within
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {within} s: {what} (last: {last!r})")
+from tests.support.polling import eventually
 
 
 async def test_a_late_response_fails_the_requirement_and_lowers_the_score(system, tenant_id, system_mail):
@@ -40,7 +27,7 @@ async def test_a_late_response_fails_the_requirement_and_lowers_the_score(system
         assert posted.status_code == 202, posted.text
 
         # The contact gets one e-mail about it, naming severity and title.
-        mails = await eventually(lambda: _async(system_mail.mail.for_tenant(tenant_id, "alert")),
+        mails = await eventually(lambda: system_mail.mail.for_tenant(tenant_id, "alert"), interval=0.2,
                                  what="the alert e-mail to the security contact")
         assert len(mails) == 1
         assert mails[0]["To"] == "soc@partner.example"
@@ -51,7 +38,7 @@ async def test_a_late_response_fails_the_requirement_and_lowers_the_score(system
             figures = (await http.get(f"{read}{base}/response-time")).json()
             return figures if figures.get("openCount") == 1 else None
 
-        figures = await eventually(open_figures, what="the open alert in the figures")
+        figures = await eventually(open_figures, interval=0.2, what="the open alert in the figures")
         assert figures["respondedCount"] == 0 and figures["compliant"] is True and figures["atRisk"] is True
         assert 29.9 < figures["oldestOpenAgeHours"] < 30.5
 
@@ -63,7 +50,7 @@ async def test_a_late_response_fails_the_requirement_and_lowers_the_score(system
             figures = (await http.get(f"{read}{base}/response-time")).json()
             return figures if figures.get("respondedCount") == 1 else None
 
-        figures = await eventually(answered, what="the response in the figures")
+        figures = await eventually(answered, interval=0.2, what="the response in the figures")
         assert figures["compliant"] is False and figures["openCount"] == 0
         assert 29.9 < figures["averageResponseTimeInHours"] < 30.5
 
@@ -76,13 +63,9 @@ async def test_a_late_response_fails_the_requirement_and_lowers_the_score(system
             status = {r["requirementType"]: r["complianceStatus"] for r in requirements["value"]}
             return status if status.get("securityAlertsPromptlyResolved") == "noncompliant" else None
 
-        status = await eventually(scored, what="the requirement turning noncompliant on the read API")
+        status = await eventually(scored, interval=0.2, what="the requirement turning noncompliant on the read API")
         assert status["securityContactProvided"] == "compliant"
         score = (await http.get(f"{read}{base}/security-score")).json()
         assert score["currentScore"] == 25.0 and score["maxScore"] == 100
         history = (await http.get(f"{read}{base}/security-score/history")).json()
         assert history["value"], "each score change leaves a history entry"
-
-
-async def _async(value):
-    return value

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -23,21 +21,7 @@ from shared.events import (
     Topic,
 )
 from shared.wire import utcnow
-
-
-async def eventually(check: Callable[[], Any], *, within: float = 45, what: str = "condition") -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
+from tests.support.polling import eventually
 
 SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cy0xMjM0NQ=="
 OTHER_SECRET = "whsec_YW5vdGhlci1zZWNyZXQtZm9yLXRlc3Rz"  # the one a rotation brings in

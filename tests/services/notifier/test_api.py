@@ -12,7 +12,8 @@ from services.ingest.app import create_app
 from shared.auth import Role, create_key
 from shared.events import Topic
 from tests.conftest import AUTH
-from tests.services.notifier.helpers import OTHER_SECRET, SECRET, alert_created, deliveries, eventually, settled
+from tests.services.notifier.helpers import OTHER_SECRET, SECRET, alert_created, deliveries, settled
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 
 

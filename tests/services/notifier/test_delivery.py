@@ -23,13 +23,13 @@ from tests.services.notifier.helpers import (
     SECRET,
     alert_created,
     deliveries,
-    eventually,
     partner_response,
     set_channel,
     set_contact,
     settled,
 )
 from tests.support.kafka import read_topic
+from tests.support.polling import eventually
 
 
 async def test_one_email_and_one_webhook_per_alert_when_events_are_redelivered(

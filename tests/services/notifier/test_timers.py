@@ -12,13 +12,13 @@ from shared.wire import utcnow
 from tests.services.notifier.helpers import (
     alert_created,
     deliveries,
-    eventually,
     partner_response,
     set_channel,
     set_contact,
     settled,
     system_resolution,
 )
+from tests.support.polling import eventually
 
 
 async def timers(pool, tenant_id: str, alert_id: str) -> dict[str, str]:

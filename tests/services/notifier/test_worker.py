@@ -13,7 +13,8 @@ from services.notifier import domain
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
-from tests.services.notifier.helpers import alert_created, eventually
+from tests.services.notifier.helpers import alert_created
+from tests.support.polling import eventually
 
 
 class HungBroker:

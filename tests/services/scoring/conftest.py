@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -16,6 +15,7 @@ import pytest_asyncio
 from shared.events import EVENT_TYPE_HEADER
 from tests.conftest import AUTH
 from tests.support.kafka import produce
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 
 # A Redis database no other test run uses, so the flush tests may FLUSHDB it.
@@ -84,24 +84,6 @@ async def read_api(process: ServiceProcess, tenant_id: str, path: str = "") -> h
         return await http.get(f"{process.url}/v1/tenants/{tenant_id}/security-score{path}", headers=AUTH)
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[Any]],
-    until: Callable[[Any], bool],
-    *,
-    within: float = 30.0,
-    interval: float = 0.1,
-) -> Any:
-    """Poll ``probe`` until ``until(result)``; the deadline is generous because the machine is shared."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if until(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s; last result: {result!r}")
-        await asyncio.sleep(interval)
-
-
 async def score_of(process: ServiceProcess, tenant_id: str) -> dict[str, Any] | None:
     response = await read_api(process, tenant_id)
     return response.json() if response.status_code == 200 else None
@@ -117,7 +99,7 @@ async def wait_for_score(
             and all(score[k] == v for k, v in others.items())
         )
 
-    return await eventually(lambda: score_of(process, tenant_id), reached)
+    return await eventually(lambda: score_of(process, tenant_id), reached, within=30)
 
 
 async def event_applied(db_pool, event: dict[str, Any]) -> None:
@@ -128,4 +110,5 @@ async def event_applied(db_pool, event: dict[str, Any]) -> None:
             uuid.UUID(event["eventId"]),
         ),
         lambda n: n == 1,
+        within=30,
     )

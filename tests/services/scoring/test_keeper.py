@@ -14,7 +14,7 @@ from services.scoring.keeper import ScoreKeeper
 from services.scoring.store import ScoreCache
 from shared.catalogue import Catalogue, Kind, Requirement
 from shared.events import ComplianceStatus, RequirementStatusObserved, ScoreChanged
-from tests.services.scoring.conftest import eventually
+from tests.support.polling import eventually
 
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 
@@ -60,7 +60,7 @@ async def test_on_start_a_changed_catalogue_is_recorded_in_every_tenants_history
             lambda: store.history(own_pool, tenant_id, 10), lambda rows: len(rows) == 2, within=20
         )
         assert [(h["score"], h["compliant_requirements_count"]) for h in history] == [(100.0, 2), (50.0, 1)]
-        await eventually(lambda: _async(published), lambda p: [e.current_score for e in p] == [50.0, 100.0])
+        await eventually(lambda: published, lambda p: [e.current_score for e in p] == [50.0, 100.0], within=30)
     finally:
         await keeper.stop()
         async for key in redis_client.scan_iter(match=f"{cache.prefix}*", count=500):
@@ -104,7 +104,3 @@ async def test_a_publish_that_never_completes_neither_stalls_the_consumer_nor_th
         await keeper.stop()
         async for key in redis_client.scan_iter(match=f"{cache.prefix}*", count=500):
             await redis_client.delete(key)
-
-
-async def _async(value):
-    return value

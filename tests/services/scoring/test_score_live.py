@@ -10,13 +10,13 @@ import httpx
 from tests.conftest import AUTH
 from tests.services.scoring.conftest import (
     event_applied,
-    eventually,
     read_api,
     score_of,
     status_event,
     wait_for_score,
 )
 from tests.support.kafka import read_topic
+from tests.support.polling import eventually
 
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 LINKED = {"kind", "state", "complianceStatus", "score", "maxScore", "insights", "helpUrl", "actionUrl"}
@@ -81,7 +81,7 @@ async def test_a_late_older_observation_never_overwrites_a_newer_one(
         status_event(tenant_id, "securityContactProvided", "noncompliant", T0 + timedelta(hours=1))
     )
     await eventually(
-        lambda: score_of(scoring, tenant_id), lambda s: s is not None and s["lastRefreshDateTime"]
+        lambda: score_of(scoring, tenant_id), lambda s: s is not None and s["lastRefreshDateTime"], within=30
     )
     late = await send_status(status_event(tenant_id, "securityContactProvided", "compliant", T0))
     await event_applied(db_pool, late)
@@ -100,6 +100,7 @@ async def test_a_late_older_observation_never_overwrites_a_newer_one(
     requirements = await eventually(
         lambda: read_api(scoring, tenant_id, "/requirements"),
         lambda r: any(x["insights"] == {"marker": True} for x in r.json()["value"]),
+        within=30,
     )
     contact = next(
         r for r in requirements.json()["value"] if r["requirementType"] == "securityContactProvided"

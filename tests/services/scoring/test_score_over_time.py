@@ -14,7 +14,6 @@ from shared.wire import utcnow
 from tests.services.scoring.conftest import (
     FLUSHABLE_REDIS_DB,
     event_applied,
-    eventually,
     isolated_env,
     read_api,
     score_of,
@@ -22,6 +21,7 @@ from tests.services.scoring.conftest import (
     wait_for_score,
 )
 from tests.support.kafka import read_topic
+from tests.support.polling import eventually
 
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 
@@ -66,7 +66,8 @@ requirements:
         requirements = (await read_api(process, tenant_id, "/requirements")).json()["value"]
         assert next(r for r in requirements if r["id"] == "allUsersMfaRegistered")["state"] == "active"
         history = await eventually(
-            lambda: read_api(process, tenant_id, "/history"), lambda r: r.json()["value"][0]["score"] == 66.67
+            lambda: read_api(process, tenant_id, "/history"), lambda r: r.json()["value"][0]["score"] == 66.67,
+            within=30,
         )
         latest = history.json()["value"][0]
         assert (latest["compliantRequirementsCount"], latest["totalRequirementsCount"]) == (2, 3)
@@ -140,7 +141,7 @@ async def test_a_periodic_check_rebuilds_the_cache_with_no_read(
         await redis.flushdb()
         tenant_key = f"{env['REDIS_KEY_PREFIX']}t:{tenant_id}"
         await eventually(
-            lambda: redis.exists(f"{env['REDIS_KEY_PREFIX']}ready", tenant_key), lambda n: n == 2
+            lambda: redis.exists(f"{env['REDIS_KEY_PREFIX']}ready", tenant_key), lambda n: n == 2, within=30
         )
         assert (await score_of(process, tenant_id))["currentScore"] == 0.0
     finally:
@@ -189,6 +190,7 @@ async def test_several_instances_agree_on_the_newest_status(
                     ]
                     == newest_time.isoformat().replace("+00:00", "Z")
                 ),
+                within=30,
             )
             mfa = next(x for x in requirements.json()["value"] if x["id"] == "mfaEnforcedForAdmins")
             assert mfa["complianceStatus"] == newest_status
