@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 def bench_app() -> FastAPI:
     """The server side (``uvicorn bench.scoring:bench_app --factory``), configured by environment."""
     from services.scoring import routes_score
+    from services.scoring.cache import ScoreCache
     from services.scoring.config import Settings
     from services.scoring.keeper import ScoreKeeper
-    from services.scoring.store import ScoreCache
     from shared.auth import KeyStore
     from shared.catalogue import load_catalogue
     from shared.http import install_problem_handlers
@@ -74,7 +74,8 @@ def bench_app() -> FastAPI:
 
 async def load(redis: Redis, prefix: str) -> list[str]:
     from services.scoring import domain
-    from services.scoring.store import ScoreCache, TenantSnapshot
+    from services.scoring.cache import ScoreCache
+    from services.scoring.store import TenantSnapshot
     from shared.catalogue import load_catalogue
 
     cache = ScoreCache(redis, prefix)

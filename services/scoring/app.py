@@ -16,10 +16,10 @@ from services.scoring import (
     routes_response_time,
     routes_score,
 )
+from services.scoring.cache import ScoreCache, connect_redis
 from services.scoring.config import get_settings
 from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
-from services.scoring.store import ScoreCache, connect_redis
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever

@@ -8,9 +8,9 @@ import asyncpg
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 
+from services.scoring.cache import ScoreCache
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
-from services.scoring.store import ScoreCache
 from shared.auth import Permission, Principal, authorize
 from shared.catalogue import Catalogue
 from shared.http import TenantIdPath

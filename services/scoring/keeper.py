@@ -17,7 +17,8 @@ from datetime import datetime
 
 import asyncpg
 
-from services.scoring import domain, store
+from services.scoring import domain, outbox, store
+from services.scoring.cache import ScoreCache
 from shared.catalogue import Catalogue
 from shared.events import RequirementStatusObserved, ScoreChanged
 from shared.wire import utcnow
@@ -31,7 +32,7 @@ class ScoreKeeper:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        cache: store.ScoreCache,
+        cache: ScoreCache,
         catalogue: Catalogue,
         publish: Publish,
         *,
@@ -69,7 +70,7 @@ class ScoreKeeper:
     async def sync_tenant(self, tenant_id: str) -> None:
         for snapshot in await store.snapshots(self.pool, [tenant_id]):
             await self.cache.merge(snapshot)
-        await store.publish_pending(self.pool, tenant_id, self._publish)
+        await outbox.publish_pending(self.pool, tenant_id, self._publish)
 
     async def _publish(self, event: ScoreChanged) -> None:
         # Bounded: the tenant's outbox rows stay locked and a pooled connection is held meanwhile. On
@@ -154,8 +155,8 @@ class ScoreKeeper:
                 if not await self.cache.is_ready():
                     log.warning("the score cache in Redis is missing; rebuilding it from PostgreSQL")
                     await self.rebuild()
-                for tenant_id in await store.tenants_with_pending_changes(self.pool):
-                    await store.publish_pending(self.pool, tenant_id, self._publish)
+                for tenant_id in await outbox.tenants_with_pending_changes(self.pool):
+                    await outbox.publish_pending(self.pool, tenant_id, self._publish)
             except Exception:
                 log.exception("checking the score cache failed; trying again")
             with contextlib.suppress(TimeoutError):

@@ -16,8 +16,8 @@ from pydantic import Field
 from redis.exceptions import RedisError
 
 from services.scoring import domain, store
+from services.scoring.cache import CachedTenant, ScoreCache
 from services.scoring.deps import CacheDep, CatalogueDep, KeeperDep, PoolDep, ReaderDep, SettingsDep
-from services.scoring.store import CachedTenant, ScoreCache
 from shared.catalogue import Kind, State
 from shared.events import ComplianceStatus
 from shared.http import Problem

@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from services.scoring import domain
+from services.scoring.cache import ScoreCache
 from services.scoring.routes_score import _cached
-from services.scoring.store import ScoreCache, TenantSnapshot
+from services.scoring.store import TenantSnapshot
 from shared.events import ComplianceStatus
 from shared.http import Problem
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.scoring import store
+from services.scoring.cache import ScoreCache
 from services.scoring.keeper import ScoreKeeper
-from services.scoring.store import ScoreCache
 from shared.catalogue import Catalogue, Kind, Requirement
 from shared.events import ComplianceStatus, RequirementStatusObserved, ScoreChanged
 from tests.support.polling import eventually

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 import pytest_asyncio
 
+from services.scoring.cache import ScoreCache, connect_redis
 from services.scoring.config import Settings
 from services.scoring.routes_score import _cached
-from services.scoring.store import ScoreCache, connect_redis
 from shared.http import Problem
 
 
