@@ -22,10 +22,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from services.ingest import signals_store as store
+from services.ingest.contact import SecurityContactIn, contact_status, next_change_time
 from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, SettingsDep
 from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
 from services.ingest.routes_signals import broker_unavailable
-from services.ingest.signals import SecurityContactIn, contact_status, next_change_time
 from shared.auth import AuditAction, AuditActor, Permission, Principal, authorize, record_audit
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
 from shared.http import Problem, TenantIdPath

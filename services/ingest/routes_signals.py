@@ -20,12 +20,14 @@ from services.ingest import signals_store as store
 from services.ingest.config import Settings
 from services.ingest.deps import CallerDep, CatalogueDep, EventPublisherDep, PoolDep, SettingsDep
 from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
-from services.ingest.signals import (
-    STATUS_OWNERS,
+from services.ingest.signals_models import (
     AdminMfaReport,
     CustomerMfaReport,
     RequirementStatusIn,
     SpendingReport,
+)
+from services.ingest.signals_rules import (
+    STATUS_OWNERS,
     admin_mfa_status,
     customer_mfa_status,
     future_problem,

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.ingest.signals import CustomerMfa, CustomerSpending
+from services.ingest.signals_models import CustomerMfa, CustomerSpending
 from shared.events import SecurityContact, SpendingBudgetThresholdReached
 
 

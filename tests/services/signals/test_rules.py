@@ -1,4 +1,5 @@
-"""The pure rules of services/ingest/signals.py: validation, compliance, notifications. No I/O."""
+"""The pure rules of the signals (services/ingest/signals_models.py, signals_rules.py, contact.py):
+validation, compliance, notifications. No I/O."""
 
 from __future__ import annotations
 
@@ -7,23 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.signals import (
+from services.ingest.contact import SecurityContactIn, contact_status, next_change_time
+from services.ingest.signals_models import AdminMfaReport, CustomerMfaReport, RequirementStatusIn, SpendingReport
+from services.ingest.signals_rules import (
     ADMIN_MFA_REQUIREMENT,
     CONTACT_REQUIREMENT,
     CUSTOMER_MFA_REQUIREMENT,
     SPENDING_REQUIREMENT,
     STATUS_OWNERS,
-    AdminMfaReport,
-    CustomerMfaReport,
-    RequirementStatusIn,
-    SecurityContactIn,
-    SpendingReport,
     admin_mfa_status,
-    contact_status,
     customer_mfa_status,
     future_problem,
     generic_status,
-    next_change_time,
     spending_status,
     threshold_notifications,
 )
