@@ -19,6 +19,7 @@ from faststream.middlewares import BaseMiddleware
 from pydantic import ValidationError
 
 from shared import kafka_backoff
+from shared.dead_letters import DEAD_LETTER_PUBLISH_TIMEOUT_SECONDS, one_line, poison_record, publish_dead_letter
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.settings import CommonSettings
 
@@ -90,7 +91,7 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
-        middlewares=(DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter)),),
+        middlewares=(DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter), consumer=client_id),),
         # The one place a message becomes its model: FastDepends validates the handler's arguments
         # and, with its own errors on, reports a message that does not fit as its ValidationError,
         # which pydantic's ValidationError raised by the handler's own code is not (see is_poison).
@@ -109,7 +110,7 @@ async def decode_or_poison(message: Any, default_decoder: Any) -> Any:
     try:
         return await default_decoder(message)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PoisonEvent(f"undecodable message: {_one_line(exc)}") from exc
+        raise PoisonEvent(f"undecodable message: {one_line(exc)}") from exc
 
 
 def event_headers(event: Event) -> dict[str, str]:
@@ -163,20 +164,23 @@ def is_poison(exc: BaseException) -> bool:
 
 
 class DeadLetterMiddleware(BaseMiddleware):
-    """Sends a poison record (:func:`is_poison`) to the dead-letter topic with the reason, then lets
-    it be committed.
+    """Sends a poison record (:func:`is_poison`) to the dead-letter topic as a ``poison-record``
+    :class:`shared.dead_letters.DeadLetter`, then lets it be committed.
 
     Any other error propagates, so FastStream does not commit the record and it is consumed again
     after a short pause (the database or Redis being briefly unreachable, or a bad row of the
-    service's own, must not lose events).
+    service's own, must not lose events). So does a dead letter the broker does not acknowledge
+    within its timeout: the poison record is consumed, and dead-lettered, again.
     """
 
     dead_letter_topic: str = "dead-letter"
+    consumer: str = "unknown"
     retry_pause_seconds: float = 1.0
+    publish_timeout_seconds: float = DEAD_LETTER_PUBLISH_TIMEOUT_SECONDS
 
     @classmethod
-    def for_topic(cls, topic: str) -> type[DeadLetterMiddleware]:
-        return type(cls.__name__, (cls,), {"dead_letter_topic": topic})
+    def for_topic(cls, topic: str, *, consumer: str) -> type[DeadLetterMiddleware]:
+        return type(cls.__name__, (cls,), {"dead_letter_topic": topic, "consumer": consumer})
 
     async def consume_scope(self, call_next, msg):
         try:
@@ -186,22 +190,10 @@ class DeadLetterMiddleware(BaseMiddleware):
                 log.exception("handler failed; the record is not committed and will be retried")
                 await asyncio.sleep(self.retry_pause_seconds)
                 raise
-            # FastDepends' message error wraps pydantic's, whose text names the fields at fault.
-            reason = _one_line(getattr(exc, "original_error", None) or exc)
-            raw = getattr(msg, "raw_message", None)
-            source = f"{getattr(raw, 'topic', '?')}[{getattr(raw, 'partition', '?')}]@{getattr(raw, 'offset', '?')}"
-            log.error("poison event at %s sent to %s: %s", source, self.dead_letter_topic, reason)
-            broker = self.context.get("broker")
-            headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
-            headers.update({"dlq.reason": reason[:1000], "dlq.source": source,
-                            "dlq.error": type(exc).__name__})
-            await broker.publish(msg.body, topic=self.dead_letter_topic, key=getattr(raw, "key", None),
-                                 headers=headers)
+            letter = poison_record(msg.raw_message, exc, consumer=self.consumer)
+            await publish_dead_letter(self.context.get("broker"), self.dead_letter_topic, letter,
+                                      timeout=self.publish_timeout_seconds)
             return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def main() -> None:
