@@ -4,12 +4,13 @@ Records are consumed in batches (up to ``RESPONSE_TIME_BATCH_SIZE``), each batch
 PostgreSQL transaction and its offsets committed after that commit: a process killed mid-batch
 leaves nothing of the batch, and the batch is consumed again (the dedupe ledger drops what a
 previous commit already applied). A batch handler, unlike a per-type ``filter``, cannot route by
-header, so each record is parsed here by its ``eventType`` header into the event type of its own.
+header, so each record is parsed here by its ``eventType`` header into the event type of its own,
+and a poison record is dead-lettered here, one record at a time, the way the broker's dead-letter
+middleware does it for a whole message (``shared.dead_letters``): the rest of the batch is applied.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -20,12 +21,13 @@ from pydantic import BaseModel
 
 from services.response_time import store
 from services.response_time.config import Settings
+from shared.dead_letters import poison_record, publish_dead_letter
 from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, Topic
 from shared.kafka import POISON_ERRORS, topic_name
 
-log = logging.getLogger(__name__)
-
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
+# Who refused a poison record, in its dead letter: the service's name, as the middleware names it.
+CONSUMER = "response-time"
 
 
 async def _raw_records(message: Any) -> Any:
@@ -68,7 +70,8 @@ def build_router(settings: Settings) -> KafkaRouter:
             try:
                 event = parse_record(record)
             except POISON_ERRORS as exc:
-                await _dead_letter(broker, dead_letter_topic, record, exc)
+                # Not acknowledged in time: raises, the batch is not committed and comes again.
+                await publish_dead_letter(broker, dead_letter_topic, poison_record(record, exc, consumer=CONSUMER))
                 continue
             if event is not None:
                 events.append(event)
@@ -77,12 +80,3 @@ def build_router(settings: Settings) -> KafkaRouter:
 
     return router
 
-
-async def _dead_letter(broker: KafkaBroker, topic: str, record: ConsumerRecord, exc: BaseException) -> None:
-    """A record that can never be applied goes to the dead-letter topic with the reason; the batch goes on."""
-    source = f"{record.topic}[{record.partition}]@{record.offset}"
-    reason = " ".join(str(exc).split())
-    log.error("poison event at %s sent to %s: %s", source, topic, reason)
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-    headers.update({"dlq.reason": reason[:1000], "dlq.source": source, "dlq.error": type(exc).__name__})
-    await broker.publish(record.value or b"", topic=topic, key=record.key, headers=headers)

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.response_time import domain, store
+from shared.dead_letters import DeadLetter
 from shared.events import Actor, ActorType, AlertCreated, Event
 from shared.kafka import ensure_topics, event_headers
 from tests.services.response_time.events import PARTNER, created, updated
@@ -167,6 +168,11 @@ async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applie
         )
         assert dead[0]["headers"]["dlq.error"] == "ValidationError"
         assert dead[0]["headers"]["dlq.source"].startswith(f"{prefix}alerts[")
+        # The one envelope of every dead letter, as the middleware writes it.
+        letter = DeadLetter.model_validate(dead[0]["value"])
+        assert (letter.kind, letter.consumer, letter.tenant_id) == ("poison-record", "response-time", tenant_id)
+        assert letter.record.original_bytes() == b'{"eventType": "alert-created", "alert": 7}'
+        assert letter.record.headers["eventType"] == "alert-created"
     finally:
         rt.stop()
 
