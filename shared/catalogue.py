@@ -32,6 +32,20 @@ class State(StrEnum):
     preview = "preview"
 
 
+class RequirementType(StrEnum):
+    """The requirements of SPEC §4 that code names itself: whose status a service computes or owns.
+
+    Defined here once; a catalogue may hold other types too (a partner's own), which the code treats
+    alike, so a requirement type in events and the catalogue stays a plain string.
+    """
+
+    mfa_enforced_for_admins = "mfaEnforcedForAdmins"
+    security_alerts_promptly_resolved = "securityAlertsPromptlyResolved"
+    security_contact_provided = "securityContactProvided"
+    spending_budget_set_for_customer_azure_subscriptions = "spendingBudgetSetForCustomerAzureSubscriptions"
+    mfa_enforced_for_admins_of_customers = "mfaEnforcedForAdminsOfCustomers"
+
+
 class Requirement(WireModel):
     """One requirement of the catalogue, with the links and text the read API shows beside it."""
 

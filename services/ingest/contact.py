@@ -15,7 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field
 
 from services.ingest.signals_models import Name
-from services.ingest.signals_rules import CONTACT_REQUIREMENT, observed_status
+from services.ingest.signals_rules import observed_status
+from shared.catalogue import RequirementType
 from shared.events import RequirementStatusObserved, SecurityContact
 from shared.wire import WireModel
 
@@ -68,7 +69,7 @@ def contact_status(
 ) -> RequirementStatusObserved:
     """SPEC §5: a contact makes ``securityContactProvided`` compliant; none, noncompliant."""
     return observed_status(
-        tenant_id, CONTACT_REQUIREMENT, contact is not None, now, now, "security-contact",
+        tenant_id, RequirementType.security_contact_provided, contact is not None, now, now, "security-contact",
         {"contactProvided": contact is not None},
     )
 

@@ -16,12 +16,8 @@ from services.ingest.signals_models import (
     RequirementStatusIn,
     SpendingReport,
 )
+from shared.catalogue import RequirementType
 from shared.events import ComplianceStatus, RequirementStatusObserved, SpendingBudgetThresholdReached
-
-CONTACT_REQUIREMENT = "securityContactProvided"
-ADMIN_MFA_REQUIREMENT = "mfaEnforcedForAdmins"
-CUSTOMER_MFA_REQUIREMENT = "mfaEnforcedForAdminsOfCustomers"
-SPENDING_REQUIREMENT = "spendingBudgetSetForCustomerAzureSubscriptions"
 
 SPENDING_THRESHOLD_PERCENT = 80
 
@@ -32,11 +28,12 @@ _SPENDING_NOTIFICATION_NAMESPACE = uuid.UUID("5b0f6c2e-8f3e-4d44-9a57-1f0c6d2b7a
 # The requirement types whose status one source owns (SPEC §4): the generic status endpoint refuses
 # them, so a caller cannot contradict the owner (e.g. mark a tenant without contact compliant).
 STATUS_OWNERS: dict[str, str] = {
-    "securityContactProvided": "PUT/DELETE /v1/tenants/{tenantId}/security-contact",
-    "securityAlertsPromptlyResolved": "the response-time service (computed from the alerts)",
-    "mfaEnforcedForAdmins": "POST /v1/tenants/{tenantId}/signals/admin-mfa",
-    "mfaEnforcedForAdminsOfCustomers": "POST /v1/tenants/{tenantId}/signals/customer-mfa",
-    "spendingBudgetSetForCustomerAzureSubscriptions": "POST /v1/tenants/{tenantId}/signals/spending",
+    RequirementType.security_contact_provided: "PUT/DELETE /v1/tenants/{tenantId}/security-contact",
+    RequirementType.security_alerts_promptly_resolved: "the response-time service (computed from the alerts)",
+    RequirementType.mfa_enforced_for_admins: "POST /v1/tenants/{tenantId}/signals/admin-mfa",
+    RequirementType.mfa_enforced_for_admins_of_customers: "POST /v1/tenants/{tenantId}/signals/customer-mfa",
+    RequirementType.spending_budget_set_for_customer_azure_subscriptions:
+        "POST /v1/tenants/{tenantId}/signals/spending",
 }
 
 
@@ -64,7 +61,7 @@ def admin_mfa_status(tenant_id: str, report: AdminMfaReport, now: datetime) -> R
     }
     return observed_status(
         tenant_id,
-        ADMIN_MFA_REQUIREMENT,
+        RequirementType.mfa_enforced_for_admins,
         compliant,
         report.observed_date_time or now,
         now,
@@ -81,7 +78,7 @@ def customer_mfa_status(
     insights = {"compliantCustomersCount": compliant_count, "totalCustomersCount": len(report.customers)}
     return observed_status(
         tenant_id,
-        CUSTOMER_MFA_REQUIREMENT,
+        RequirementType.mfa_enforced_for_admins_of_customers,
         compliant_count == len(report.customers),
         report.observed_date_time or now,
         now,
@@ -105,7 +102,7 @@ def spending_status(tenant_id: str, report: SpendingReport, now: datetime) -> Re
     }
     return observed_status(
         tenant_id,
-        SPENDING_REQUIREMENT,
+        RequirementType.spending_budget_set_for_customer_azure_subscriptions,
         not without_budget,
         report.observed_date_time or now,
         now,

@@ -28,11 +28,12 @@ from typing import Any
 from pydantic import Field
 
 from shared.alerts import Alert
+from shared.catalogue import RequirementType
 from shared.events import AlertCreated, AlertUpdated, StatusChange
 from shared.responses import RESPONSE_TARGET_HOURS, first_partner_response
 from shared.wire import WireModel
 
-REQUIREMENT_TYPE = "securityAlertsPromptlyResolved"
+REQUIREMENT_TYPE = RequirementType.security_alerts_promptly_resolved
 WINDOW_DAYS = 30
 WINDOW = timedelta(days=WINDOW_DAYS)
 MICROSECONDS_PER_HOUR = 3_600_000_000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalogue import CatalogueError, load_catalogue
+from shared.catalogue import CatalogueError, RequirementType, load_catalogue
 from shared.events import ComplianceStatus
 
 
@@ -58,6 +58,17 @@ def test_the_default_file_assumes_compliant_only_for_the_response_time_requireme
     assert {t for t, s in assumed.items() if s is ComplianceStatus.compliant} == {
         "securityAlertsPromptlyResolved"
     }
+
+
+def test_the_requirement_types_the_code_names_are_those_of_the_default_file():
+    # One spelling for both: a name changed in one and not the other fails here, not in production.
+    assert {r.requirement_type for r in load_catalogue().requirements} == {
+        "mfaEnforcedForAdmins",
+        "securityAlertsPromptlyResolved",
+        "securityContactProvided",
+        "spendingBudgetSetForCustomerAzureSubscriptions",
+        "mfaEnforcedForAdminsOfCustomers",
+    } == set(RequirementType)
 
 
 @pytest.mark.parametrize(

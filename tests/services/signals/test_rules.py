@@ -11,10 +11,6 @@ from pydantic import ValidationError
 from services.ingest.contact import SecurityContactIn, contact_status, next_change_time
 from services.ingest.signals_models import AdminMfaReport, CustomerMfaReport, RequirementStatusIn, SpendingReport
 from services.ingest.signals_rules import (
-    ADMIN_MFA_REQUIREMENT,
-    CONTACT_REQUIREMENT,
-    CUSTOMER_MFA_REQUIREMENT,
-    SPENDING_REQUIREMENT,
     STATUS_OWNERS,
     admin_mfa_status,
     customer_mfa_status,
@@ -24,7 +20,7 @@ from services.ingest.signals_rules import (
     threshold_notifications,
 )
 from services.scoring.routes_customers import control_character
-from shared.catalogue import load_catalogue
+from shared.catalogue import RequirementType, load_catalogue
 
 NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 
@@ -303,8 +299,9 @@ def test_an_observation_far_in_the_future_is_refused():
 
 def test_every_requirement_a_signal_reports_is_in_the_default_catalogue():
     catalogue = load_catalogue()
-    for requirement_type in (CONTACT_REQUIREMENT, ADMIN_MFA_REQUIREMENT, CUSTOMER_MFA_REQUIREMENT,
-                             SPENDING_REQUIREMENT):
+    for requirement_type in (RequirementType.security_contact_provided, RequirementType.mfa_enforced_for_admins,
+                             RequirementType.mfa_enforced_for_admins_of_customers,
+                             RequirementType.spending_budget_set_for_customer_azure_subscriptions):
         assert catalogue.get(requirement_type) is not None, requirement_type
 
 
