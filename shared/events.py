@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from pydantic import BeforeValidator, Field
 
 from shared.alerts import Alert
-from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
+from shared.wire import UtcDateTime, WireModel, utcnow
 
 EVENT_TYPE_HEADER = "eventType"
 
@@ -182,16 +182,5 @@ class SpendingBudgetThresholdReached(Event):
 
 
 # --- dead-letter topic -------------------------------------------------------------------------------
-
-
-class DeliveryDeadLettered(Event):
-    """A notification that exhausted its retries (or met a permanent 4xx)."""
-
-    event_type: Literal["delivery-dead-lettered"] = "delivery-dead-lettered"
-    delivery_id: str
-    alert_id: str | None = None
-    channel: str
-    kind: str = Field(description="e.g. `alert`, `reminder`, `escalation`, `spending`.")
-    attempts: int
-    last_error: str
-    last_attempt_date_time: OptionalUtcDateTime = None
+# Its records are not events of this module: every dead letter, a poison record or a dead delivery,
+# is one envelope, shared.dead_letters.DeadLetter.

@@ -17,8 +17,9 @@ from faststream.kafka import KafkaBroker
 from services.notifier import domain, store
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
-from shared.events import DeliveryDeadLettered, Topic
-from shared.kafka import publish_event
+from shared.dead_letters import dead_delivery, publish_dead_letter
+from shared.events import Topic
+from shared.kafka import topic_name
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class DeliveryWorker:
         # the two (or a publish cut short by the timeout, which the broker may still take) publishes
         # it on a later pass: the same eventId, consumers dedupe.
         for row in await store.unpublished_dead_letters(self.pool, self.settings.worker_batch_size):
-            event = DeliveryDeadLettered(
+            letter = dead_delivery(
                 event_id=uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{row['delivery_id']}:{row['redeliveries']}"),
                 tenant_id=row["tenant_id"],
                 delivery_id=str(row["delivery_id"]),
@@ -174,6 +175,6 @@ class DeliveryWorker:
                 last_error=row["last_error"] or "unknown",
                 last_attempt_date_time=row["last_attempt_at"],
             )
-            async with asyncio.timeout(self.settings.dead_letter_publish_timeout_seconds):
-                await publish_event(self.broker, self.settings, Topic.dead_letter, event)
+            await publish_dead_letter(self.broker, topic_name(self.settings, Topic.dead_letter), letter,
+                                      timeout=self.settings.dead_letter_publish_timeout_seconds)
             await store.mark_dead_letter_published(self.pool, row["delivery_id"], row["redeliveries"])

@@ -9,6 +9,7 @@ import pytest
 
 from services.ingest import channels_store
 from services.notifier import domain
+from shared.dead_letters import DeadLetter
 from shared.events import (
     Actor,
     ActorType,
@@ -242,19 +243,23 @@ async def test_400_is_dead_at_once_and_published_to_the_dead_letter_topic(
         f"{topic_prefix}dead-letter",
         count=1,
         timeout=30,
-        predicate=lambda r: (r["value"] or {}).get("deliveryId") == str(dead["delivery_id"]),
+        predicate=lambda r: r["headers"].get("dlq.source") == f"delivery {dead['delivery_id']} to webhook:broken",
     )
     assert len(records) == 1
-    event = records[0]["value"]
-    assert records[0]["headers"]["eventType"] == "delivery-dead-lettered"
-    assert (event["tenantId"], event["alertId"], event["channel"], event["kind"], event["attempts"]) == (
-        tenant_id,
+    assert records[0]["headers"]["eventType"] == "dead-delivery"
+    assert records[0]["headers"]["dlq.reason"].startswith("HTTP 400")
+    letter = DeadLetter.model_validate(records[0]["value"])  # the one envelope of every dead letter
+    assert (letter.kind, letter.tenant_id, letter.error_type, letter.record) == (
+        "dead-delivery", tenant_id, "DeliveryFailed", None)
+    delivery = letter.delivery
+    assert (delivery.delivery_id, delivery.alert_id, delivery.channel, delivery.kind, delivery.attempts) == (
+        str(dead["delivery_id"]),
         "a1",
         "webhook:broken",
         "alert",
         1,
     )
-    assert event["lastError"].startswith("HTTP 400")
+    assert delivery.last_error.startswith("HTTP 400") and letter.reason == delivery.last_error
 
 
 async def test_transient_failures_go_dead_after_the_last_attempt(

@@ -13,6 +13,7 @@ from services.notifier import domain
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
+from shared.dead_letters import DeadLetter
 from tests.services.notifier.helpers import alert_created
 from tests.support.polling import eventually
 
@@ -90,9 +91,9 @@ async def test_a_hung_broker_delays_the_dead_letters_not_the_deliveries_and_lose
                 "SELECT dead_letter_published FROM notification_deliveries WHERE delivery_id = $1", dead),
             within=10, what="the dead letter published",
         )
-        event = next(e for e in broker.published if e["deliveryId"] == str(dead))
-        assert (event["eventType"], event["tenantId"], event["lastError"]) == (
-            "delivery-dead-lettered", tenant_id, "HTTP 503")
+        letter = next(DeadLetter.model_validate(e) for e in broker.published
+                      if e["delivery"]["deliveryId"] == str(dead))
+        assert (letter.kind, letter.tenant_id, letter.delivery.last_error) == ("dead-delivery", tenant_id, "HTTP 503")
     finally:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
