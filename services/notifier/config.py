@@ -1,10 +1,8 @@
 from pydantic import Field, SecretStr, model_validator
 
-from shared.catalogue import CatalogueError, load_catalogue
+from shared.catalogue import CatalogueError, RequirementType, load_catalogue
 from shared.responses import RESPONSE_TARGET_HOURS
 from shared.settings import CommonSettings, load_settings
-
-RESPONSE_TIME_REQUIREMENT = "securityAlertsPromptlyResolved"
 
 
 class Settings(CommonSettings):
@@ -103,7 +101,8 @@ class Settings(CommonSettings):
         # One source for the requirement's instructions: the catalogue the read API shows too.
         if self.requirement_help_url is None:
             try:
-                requirement = load_catalogue(self.catalogue_path).get(RESPONSE_TIME_REQUIREMENT)
+                catalogue = load_catalogue(self.catalogue_path)
+                requirement = catalogue.get(RequirementType.security_alerts_promptly_resolved)
             except CatalogueError as exc:
                 raise ValueError(str(exc)) from None
             self.requirement_help_url = (requirement.help_url if requirement and requirement.help_url
