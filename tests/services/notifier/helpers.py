@@ -40,37 +40,11 @@ def alert_created(tenant_id: str, alert_id: str, **fields: Any) -> AlertCreated:
     return AlertCreated(tenant_id=tenant_id, alert=Alert.model_validate(alert))
 
 
-def partner_response(created: AlertCreated, user: str = "alice@partner.example") -> AlertUpdated:
+def _status_update(created: AlertCreated, to: AlertStatus, actor: Actor) -> AlertUpdated:
+    """``created`` moved from active to ``to`` by ``actor``, now."""
     now = utcnow()
-    actor = Actor(type=ActorType.user, id=user)
-    alert = created.alert.model_copy(update={"status": AlertStatus.investigating})
-    return AlertUpdated(
-        tenant_id=created.tenant_id,
-        alert_id=created.alert.id,
-        actor=actor,
-        changed_date_time=now,
-        alert=alert,
-        changes=[FieldChange.model_validate({"field": "status", "from": "active", "to": "investigating"})],
-        status_changes=[
-            StatusChange.model_validate(
-                {
-                    "field": "status",
-                    "from": "active",
-                    "to": "investigating",
-                    "actor": actor,
-                    "changedDateTime": now,
-                }
-            )
-        ],
-    )
-
-
-def system_resolution(created: AlertCreated) -> AlertUpdated:
-    """The alert resolved by the system (Partner Center closed it): no partner response (SPEC §3)."""
-    now = utcnow()
-    actor = Actor(type=ActorType.system)
-    alert = created.alert.model_copy(update={"status": AlertStatus.resolved})
-    change = {"field": "status", "from": "active", "to": "resolved"}
+    alert = created.alert.model_copy(update={"status": to})
+    change = {"field": "status", "from": "active", "to": to.value}
     return AlertUpdated(
         tenant_id=created.tenant_id,
         alert_id=created.alert.id,
@@ -80,6 +54,16 @@ def system_resolution(created: AlertCreated) -> AlertUpdated:
         changes=[FieldChange.model_validate(change)],
         status_changes=[StatusChange.model_validate({**change, "actor": actor, "changedDateTime": now})],
     )
+
+
+def partner_response(created: AlertCreated, user: str = "alice@partner.example") -> AlertUpdated:
+    """A partner user takes the alert (active → investigating): the response stops the clock."""
+    return _status_update(created, AlertStatus.investigating, Actor(type=ActorType.user, id=user))
+
+
+def system_resolution(created: AlertCreated) -> AlertUpdated:
+    """The alert resolved by the system (Partner Center closed it): no partner response (SPEC §3)."""
+    return _status_update(created, AlertStatus.resolved, Actor(type=ActorType.system))
 
 
 def contact_changed(tenant_id: str, address: str) -> SecurityContactChanged:
