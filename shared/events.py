@@ -28,6 +28,13 @@ class Topic(StrEnum):
     score_changes = "score-changes"
     notifications = "notifications"
     dead_letter = "dead-letter"
+    # State that crosses services (#11): each has one owner that publishes it; the others rebuild
+    # their copy or read model from it.
+    notification_channels = "notification-channels"
+    customer_mfa = "customer-mfa"
+    alert_response_times = "alert-response-times"
+    deliveries = "deliveries"
+    delivery_commands = "delivery-commands"
 
 
 class Event(WireModel):
@@ -179,6 +186,118 @@ class SpendingBudgetThresholdReached(Event):
 
     def kafka_key(self) -> bytes:
         return f"{self.tenant_id}:{self.customer_tenant_id}".encode()
+
+
+# --- notification-channels topic: key tenant:name (compacted); owner: ingest (the write API) ------------
+
+
+class ChannelConfig(WireModel):
+    """A ticketing channel as the write API stores it; its secrets travel sealed (``shared.sealed``)."""
+
+    url: str = Field(description="Where deliveries are POSTed.")
+    secret: str = Field(description="The Standard Webhooks signing secret, sealed with the deployment's key.")
+    previous_secret: str | None = Field(
+        None, description="The secret it replaced, sealed, still signing beside it until `previousSecretUntil`."
+    )
+    previous_secret_until: UtcDateTime | None = Field(None, description="End of the rotation overlap.")
+    routes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Routing rules (`shared.channels.Route`); none: every alert."
+    )
+    escalation: bool = Field(False, description="Also receives escalations.")
+
+
+class NotificationChannelChanged(Event):
+    event_type: Literal["notification-channel-changed"] = "notification-channel-changed"
+    name: str = Field(min_length=1, description="The channel's name within its tenant.")
+    channel: ChannelConfig | None = Field(description="The channel now in force; null once deleted.")
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.name}".encode()
+
+
+# --- customer-mfa topic: key tenant:customer (compacted); owner: ingest -----------------------------
+
+
+class CustomerMfaObserved(Event):
+    """One customer's figures from the tenant's latest customer-MFA report (SPEC §4)."""
+
+    event_type: Literal["customer-mfa-observed"] = "customer-mfa-observed"
+    customer_tenant_id: str = Field(min_length=1)
+    customer_name: str
+    admins: int = Field(ge=0)
+    admins_with_mfa: int = Field(ge=0)
+    non_admins_with_mfa: int = Field(ge=0)
+    total_users: int = Field(ge=0)
+    observed_date_time: UtcDateTime = Field(description="When the report was observed; the newest wins.")
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.customer_tenant_id}".encode()
+
+
+# --- alert-response-times topic: key tenant:alert (compacted); owner: response time -----------------
+
+
+class AlertResponseTimeChanged(Event):
+    """An alert as the response-time service now knows it: its state, clock and first response (SPEC §3)."""
+
+    event_type: Literal["alert-response-time-changed"] = "alert-response-time-changed"
+    alert_id: str
+    alert: dict[str, Any] = Field(description="The alert's latest known state, as received (SPEC §2 fields).")
+    status: str = Field(description="active | investigating | resolved.")
+    is_test: bool = Field(description="A test alert never counts toward the average.")
+    clock_started_date_time: UtcDateTime = Field(description="Detection time, else first seen.")
+    responded_date_time: UtcDateTime | None = Field(None, description="The first partner response.")
+    responded_by: str | None = Field(None, description="Who responded first.")
+    latency_us: int | None = Field(None, description="Response latency in microseconds; null while unanswered.")
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.alert_id}".encode()
+
+
+# --- deliveries topic: key tenant:deliveryId (compacted); owner: notifier ---------------------------
+
+
+class DeliveryView(WireModel):
+    """One notification and its last attempt, as the notifier's delivery log holds it."""
+
+    id: UUID = Field(description="Delivery id; also the Idempotency-Key receivers dedupe by.")
+    alert_id: str | None = None
+    subject: str = Field(description="The alert id, or spending:<customer>:<month>.")
+    channel: str = Field(description="email:contact | email:escalation | webhook:<name>.")
+    kind: str = Field(description="alert | reminder | escalation | spending.")
+    state: str = Field(description="pending | delivered | dead | skipped | cancelled.")
+    recipient: str | None = None
+    attempts: int = 0
+    redeliveries: int = 0
+    next_attempt_date_time: UtcDateTime | None = None
+    last_attempt_date_time: UtcDateTime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_date_time: UtcDateTime | None = None
+    dead_lettered_date_time: UtcDateTime | None = None
+    created_date_time: UtcDateTime
+
+
+class DeliveryChanged(Event):
+    event_type: Literal["delivery-changed"] = "delivery-changed"
+    delivery: DeliveryView
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.delivery.id}".encode()
+
+
+# --- delivery-commands topic: key tenant:deliveryId; owner of the command: ingest --------------------
+
+
+class RedeliveryRequested(Event):
+    """Someone asked for a dead delivery to be tried again (the notifier ignores it unless still dead)."""
+
+    event_type: Literal["redelivery-requested"] = "redelivery-requested"
+    delivery_id: UUID
+    actor: Actor
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.delivery_id}".encode()
 
 
 # --- dead-letter topic -------------------------------------------------------------------------------

@@ -47,6 +47,11 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.score_changes, 3, {"retention.ms": THIRTY_FIVE_DAYS_MS}),
     TopicSpec(Topic.notifications, 3, {"retention.ms": SEVEN_DAYS_MS}),
     TopicSpec(Topic.dead_letter, 1, {"retention.ms": THIRTY_FIVE_DAYS_MS}),
+    TopicSpec(Topic.notification_channels, 3, {"cleanup.policy": "compact"}),
+    TopicSpec(Topic.customer_mfa, 3, {"cleanup.policy": "compact"}),
+    TopicSpec(Topic.alert_response_times, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+    TopicSpec(Topic.deliveries, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+    TopicSpec(Topic.delivery_commands, 3, {"retention.ms": SEVEN_DAYS_MS}),
 )
 
 

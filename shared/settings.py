@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_OPERATOR_API_KEY = "dev-admin-key"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LXdlYmhvb2stc2VjcmV0"
 MIN_OPERATOR_KEY_LENGTH = 24
+# A Fernet key anyone can read here: fine for a laptop, refused outside development.
+DEV_SEALING_KEY = "ZGV2LXNlYWxpbmcta2V5LWZvci1sb2NhbC1ydW5zISE="
 
 
 class ApiKeySettings(BaseSettings):
@@ -76,6 +78,12 @@ class CommonSettings(ApiKeySettings):
         SecretStr(DEV_WEBHOOK_SECRET),
         description="Default Standard Webhooks secret (`whsec_<base64>`) for tenants without their own.",
     )
+    sealing_keys: SecretStr = Field(
+        SecretStr(DEV_SEALING_KEY),
+        description="Fernet keys (comma-separated, newest first) that seal secrets put on Kafka or stored "
+        "at rest (a channel's signing secret). The first seals; every one unseals, so a key can be "
+        "rotated by putting the new one first and dropping the old once nothing sealed with it is left.",
+    )
     http_host: str = Field(
         "127.0.0.1", description="Address the process's HTTP server binds to (0.0.0.0 in a container)."
     )
@@ -126,6 +134,8 @@ class CommonSettings(ApiKeySettings):
                 bad.append("OPERATOR_API_KEY")
             if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 bad.append("WEBHOOK_SECRET")
+            if DEV_SEALING_KEY in self.sealing_key_list:
+                bad.append("SEALING_KEYS")
             if bad:
                 raise ValueError(
                     f"{', '.join(bad)} still hold the published development defaults; set your own "
@@ -135,6 +145,22 @@ class CommonSettings(ApiKeySettings):
                 raise ValueError(f"OPERATOR_API_KEY must be at least {MIN_OPERATOR_KEY_LENGTH} characters "
                                  "outside development (it opens every tenant)")
         return self
+
+    @field_validator("sealing_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr) -> SecretStr:
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        try:
+            ok = bool(keys) and all(len(base64.urlsafe_b64decode(k.encode())) == 32 for k in keys)
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError("must be one or more Fernet keys (url-safe base64 of 32 bytes), comma-separated")
+        return value
+
+    @property
+    def sealing_key_list(self) -> list[str]:
+        return [k.strip() for k in self.sealing_keys.get_secret_value().split(",") if k.strip()]
 
     @property
     def is_development(self) -> bool:

@@ -26,6 +26,7 @@ def test_production_with_own_secrets_and_usual_variable_names(monkeypatch):
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("OPERATOR_API_KEY", "a-real-operator-key-of-some-length")
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
+    monkeypatch.setenv("SEALING_KEYS", "41qThByuTED8dwzHgv8c1h6y9MCIBvqxLAKaqci5wr0=")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/x")
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")
@@ -48,6 +49,7 @@ def test_a_short_operator_key_is_refused_outside_development(monkeypatch, capsys
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("OPERATOR_API_KEY", "short-key")
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
+    monkeypatch.setenv("SEALING_KEYS", "41qThByuTED8dwzHgv8c1h6y9MCIBvqxLAKaqci5wr0=")
     with pytest.raises(SystemExit):
         load_settings(CommonSettings)
     assert "OPERATOR_API_KEY must be at least 24 characters" in capsys.readouterr().err
