@@ -1,0 +1,237 @@
+"""The one way a service that owns a database publishes: a transactional outbox.
+
+A change and the events that tell of it must both happen or neither: publishing to Kafka while a
+PostgreSQL transaction is open (a dual write) either publishes what then rolls back, or commits what
+is never published. So a service writes its events as rows of its own ``outbox`` table, in the
+transaction that makes the change (:func:`enqueue`), and an :class:`OutboxRelay` publishes committed
+rows, in the order they were written, and deletes them once the broker acknowledged them.
+
+- **Nothing lost**: a row leaves the table only after the broker stored its record (``acks=all``). A
+  broker outage only delays: rows wait and go out once it is back.
+- **Nothing doubled for consumers**: a relay killed between the publish and the delete publishes
+  the row again with the same ``eventId``, which every consumer drops (its ledger or Redis script).
+- **Order per key**: one relay per schema publishes at a time (a PostgreSQL advisory lock elects it),
+  in ``id`` order, one batch after another, with an idempotent producer. Writers must enqueue
+  after taking the lock that orders changes of the same key (the row they update), so the later
+  change gets the larger id.
+- **Latency**: the enqueueing transaction notifies ``outbox_<schema>`` (delivered at commit); the
+  relay LISTENs, so it publishes within milliseconds, and polls every ``poll_seconds`` besides.
+
+Each owning service's migration creates its table with :data:`OUTBOX_DDL` (copied, not imported:
+a migration is frozen once applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from shared.events import Event, Topic
+from shared.kafka import event_headers, topic_name
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+OUTBOX_DDL = """
+-- Events waiting to be published (shared/outbox.py): written in the transaction of the change,
+-- deleted by the relay once the broker has them.
+CREATE TABLE outbox (
+    id         bigserial   PRIMARY KEY,
+    topic      text        NOT NULL,            -- logical topic (shared.events.Topic), without prefix
+    key        bytea       NOT NULL,
+    value      bytea       NOT NULL,
+    headers    jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+_INSERT = """
+WITH written AS (
+    INSERT INTO outbox (topic, key, value, headers)
+    SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) AS u(t, k, v, h)
+)
+SELECT pg_notify('outbox_' || current_schema(), '')
+"""
+
+
+def _record(topic: Topic, event: Event) -> tuple[str, bytes, bytes, str]:
+    headers = {"content-type": "application/json", **event_headers(event)}
+    return topic.value, event.kafka_key(), event.model_dump_json().encode(), json.dumps(headers)
+
+
+async def enqueue(conn: asyncpg.Connection, topic: Topic, event: Event) -> None:
+    """Publish ``event`` to ``topic`` once the caller's transaction commits (call it inside one)."""
+    await enqueue_many(conn, [(topic, event)])
+
+
+async def enqueue_many(conn: asyncpg.Connection, events: Sequence[tuple[Topic, Event]]) -> None:
+    """Publish ``events`` in this order once the caller's transaction commits: one statement."""
+    if events:
+        await _insert(conn, [_record(topic, event) for topic, event in events])
+
+
+async def enqueue_record(
+    conn: asyncpg.Connection, topic: Topic, *, key: bytes, value: bytes, headers: Mapping[str, str]
+) -> None:
+    """Publish a record that is not an :class:`Event` (a dead letter) once the transaction commits."""
+    await _insert(conn, [(topic.value, key, value, json.dumps(dict(headers)))])
+
+
+async def _insert(conn: asyncpg.Connection, records: list[tuple[str, bytes, bytes, str]]) -> None:
+    topics, keys, values, headers = (list(column) for column in zip(*records, strict=True))
+    await conn.execute(_INSERT, topics, keys, values, headers)
+
+
+async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, float | None]:
+    """Rows waiting, and the age in seconds of the oldest (None when empty)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox")
+    return row["n"], row["age"]
+
+
+class OutboxRelay:
+    """Publishes one schema's outbox; start one in every process of the service, one of them leads.
+
+    ``dsn`` is the service's database; the relay holds one connection of its own (the advisory lock
+    and LISTEN live on it). ``max_record_bytes`` must cover the largest event the service writes.
+    """
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        schema: str,
+        client_id: str,
+        batch_size: int = 1000,
+        poll_seconds: float = 1.0,
+        publish_timeout_seconds: float = 30.0,
+        max_record_bytes: int = 1_048_576,
+    ) -> None:
+        self._settings = settings
+        self._schema = schema
+        self._client_id = client_id
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._publish_timeout = publish_timeout_seconds
+        self._max_record_bytes = max_record_bytes
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.leader = False
+        self.published = 0
+        self.last_error: str | None = None
+
+    @property
+    def channel(self) -> str:
+        return f"outbox_{self._schema}"
+
+    def wake(self) -> None:
+        """Look at the table now (a writer of this process just committed)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"outbox-relay-{self._schema}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def state(self) -> dict[str, Any]:
+        return {"leader": self.leader, "published": self.published, "lastError": self.last_error}
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or the broker away: try again, a little later each time
+                self.leader = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay of %s: %s; retrying in %.1f s", self._schema, self.last_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            else:
+                delay = 0.5
+
+    async def _lead(self) -> None:
+        conn = await asyncpg.connect(self._settings.database_url, server_settings={"search_path": self._schema},
+                                     command_timeout=30)
+        try:
+            await conn.add_listener(self.channel, lambda *_: self._wake.set())
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.channel):
+                self.leader = False
+                await self._sleep(5.0)  # another process leads; take over if it goes
+            self.leader = True
+            producer = self._producer()
+            await producer.start()
+            try:
+                while True:
+                    self._wake.clear()  # before reading: a commit from now on wakes the next round
+                    if not await self._publish_batch(conn, producer):
+                        await self._sleep(self._poll_seconds)
+            finally:
+                await asyncio.shield(self._stop(producer))
+        finally:
+            self.leader = False
+            await asyncio.shield(self._close(conn))
+
+    def _producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=max(1000, int(self._publish_timeout * 1000)),
+            max_request_size=self._max_record_bytes + 65_536,
+        )
+
+    async def _publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> bool:
+        """Publish the oldest rows and delete them; False when there were none."""
+        rows = await conn.fetch("SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
+                                self._batch_size)
+        if not rows:
+            return False
+        async with asyncio.timeout(self._publish_timeout):
+            # Sent without waiting for each ack (order per partition is kept by the idempotent
+            # producer), then every ack awaited before anything is deleted.
+            sent = [
+                await producer.send(
+                    topic_name(self._settings, Topic(row["topic"])), bytes(row["value"]), key=bytes(row["key"]),
+                    headers=[(k, v.encode()) for k, v in json.loads(row["headers"]).items()])
+                for row in rows
+            ]
+            await asyncio.gather(*sent)
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
+        self.published += len(rows)
+        self.last_error = None
+        return True
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    @staticmethod
+    async def _stop(producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), 10)
+        except BaseException as exc:  # noqa: BLE001 - a producer being thrown away may fail any way
+            log.debug("outbox producer did not close cleanly: %s", exc)
+
+    @staticmethod
+    async def _close(conn: asyncpg.Connection) -> None:
+        try:
+            await asyncio.wait_for(conn.close(), 5)
+        except BaseException:  # noqa: BLE001 - closing a connection to a database that is away
+            conn.terminate()
