@@ -1,21 +1,13 @@
-"""Pure response-time rules of SPEC §3: no I/O here.
+"""Pure response-time rules of SPEC §3: how alert events move an alert's clock. No I/O here.
 
-Decisions the spec leaves open (docs/response-time.md explains each, and names its test):
+The figures themselves (window, latency, open, the averages) are part of the contract and live in
+``shared.response_time``, which the read API's read model uses too. Decisions the spec leaves open
+(docs/response-time.md explains each, and names its test), beside those of that module:
 
-- A response counts in the rolling window while ``now - respondedAt < 30 days``: a response made
-  exactly 30 days ago has dropped out.
-- Latency = response - clock start, clamped to 0 when the response is stamped before the clock
-  started (a partner cannot answer faster than instantly; a negative latency would flatter the
-  average).
-- No responded alert in the window: the average is ``null`` and the requirement is compliant.
-- An alert is *open* while it has no partner response, is not a test alert and is not resolved. One
-  resolved with no partner response (by the system, or in a feed with no user log entry) is *closed
-  unanswered*: in neither the average nor the open set. A reopen makes it open again; a later partner
-  change still records the (write-once) response.
 - The stored alert state follows the events' own order (``occurredDateTime``, stamped by ingest;
   the alerts topic keeps per-alert order), never the partner's log times: those are another clock.
-- Durations are kept in whole microseconds (what PostgreSQL and ``datetime`` hold), so sums are
-  exact and "an average of exactly 24.0 hours" is compliant without floating-point doubt.
+- A reopen makes an alert that was closed unanswered open again; a later partner change still
+  records the (write-once) response.
 """
 
 from __future__ import annotations
@@ -25,35 +17,28 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import Field
-
 from shared.alerts import Alert
 from shared.catalogue import RequirementType
 from shared.events import AlertCreated, AlertUpdated, StatusChange
-from shared.responses import RESPONSE_TARGET_HOURS, first_partner_response
-from shared.wire import WireModel
+from shared.response_time import (
+    MICROSECONDS_PER_HOUR,  # noqa: F401 - the read API still names it here until its read model (#11)
+    RESOLVED,  # noqa: F401 - idem
+    TARGET_US,
+    WINDOW,
+    ResponseTimeFigures,
+    WindowAggregates,
+    is_open,
+    latency_us,
+    open_age_us,  # noqa: F401 - idem
+)
+from shared.responses import first_partner_response
 
 REQUIREMENT_TYPE = RequirementType.security_alerts_promptly_resolved
-WINDOW_DAYS = 30
-WINDOW = timedelta(days=WINDOW_DAYS)
-MICROSECONDS_PER_HOUR = 3_600_000_000
-TARGET_US = RESPONSE_TARGET_HOURS * MICROSECONDS_PER_HOUR
-RESOLVED = "resolved"
-
-
-def microseconds(delta: timedelta) -> int:
-    """A duration in whole microseconds (exact: ``timedelta`` holds nothing finer)."""
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def clock_start(event: AlertCreated) -> datetime:
     """The clock starts at ``detectedDateTime``; if absent, when the alert was first ingested."""
     return event.alert.detected_date_time or event.ingested_date_time
-
-
-def latency_us(clock_started_at: datetime, responded_at: datetime) -> int:
-    """Response - start, clamped to 0 for a response stamped before the clock started."""
-    return max(0, microseconds(responded_at - clock_started_at))
 
 
 @dataclass(frozen=True)
@@ -93,7 +78,11 @@ class AlertClock:
     @property
     def is_open(self) -> bool:
         """Counts as open: no partner response, not a test alert, not resolved."""
-        return self.response is None and not self.is_test and self.status != RESOLVED
+        return is_open(responded=self.response is not None, is_test=self.is_test, status=self.status)
+
+    @property
+    def responded_at(self) -> datetime | None:
+        return None if self.response is None else self.response.at
 
     @property
     def latency_us(self) -> int | None:
@@ -157,51 +146,7 @@ def _earlier(a: Response | None, b: Response | None) -> Response | None:
     return a if a.at <= b.at else b
 
 
-# --- the figures --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WindowAggregates:
-    """The sums the figures are made of; PostgreSQL computes the same with two index range scans."""
-
-    responded_count: int = 0
-    responded_latency_us: int = 0
-    open_count: int = 0
-    open_age_us: int = 0
-    oldest_open_started_at: datetime | None = None
-    earliest_responded_at: datetime | None = None  # of the responses in the window: the next to leave it
-
-
-def window_start(now: datetime) -> datetime:
-    """A response counts while it is strictly later than this."""
-    return now - WINDOW
-
-
-def in_window(responded_at: datetime, now: datetime) -> bool:
-    return responded_at > window_start(now)
-
-
-def open_age_us(clock_started_at: datetime, now: datetime) -> int:
-    return max(0, microseconds(now - clock_started_at))
-
-
-def aggregate(clocks: Iterable[AlertClock], now: datetime) -> WindowAggregates:
-    """The reference computation over whole alerts (the store does it in SQL over indexes)."""
-    responded = responded_sum = opened = open_sum = 0
-    oldest: datetime | None = None
-    earliest: datetime | None = None
-    for clock in clocks:
-        if clock.is_test:
-            continue  # closed unanswered (resolved, no partner response) falls through both branches
-        if clock.is_open:
-            opened += 1
-            open_sum += open_age_us(clock.clock_started_at, now)
-            oldest = clock.clock_started_at if oldest is None else min(oldest, clock.clock_started_at)
-        elif clock.response is not None and in_window(clock.response.at, now):
-            responded += 1
-            responded_sum += clock.latency_us or 0
-            earliest = clock.response.at if earliest is None else min(earliest, clock.response.at)
-    return WindowAggregates(responded, responded_sum, opened, open_sum, oldest, earliest)
+# --- when to evaluate again ------------------------------------------------------------------
 
 
 def next_edge(agg: WindowAggregates, now: datetime) -> datetime | None:
@@ -218,43 +163,6 @@ def next_edge(agg: WindowAggregates, now: datetime) -> datetime | None:
     if agg.open_count and headroom_us >= 0:
         edges.append(now + timedelta(microseconds=headroom_us // agg.open_count + 1))
     return min(edges, default=None)
-
-
-class ResponseTimeFigures(WireModel):
-    """``GET /response-time`` and the insights of the requirement status."""
-
-    average_response_time_in_hours: float | None = Field(
-        description="Mean latency of the non-test alerts first answered in the last 30 days; null if none.")
-    window_days: int = Field(WINDOW_DAYS, description="Length of the rolling window.")
-    responded_count: int = Field(description="Alerts whose first response falls in the window.")
-    open_count: int = Field(description="Non-test, unresolved alerts with no partner response yet.")
-    oldest_open_age_hours: float | None = Field(description="Age of the oldest open alert; null if none.")
-    projected_average_response_time_in_hours: float | None = Field(
-        description="The average if every open alert were answered now; null if nothing to average.")
-    compliant: bool = Field(description="The average is at most 24.0 hours (or nothing was answered).")
-    at_risk: bool = Field(description="The projected average exceeds 24 hours.")
-
-
-def _hours(us: int | float) -> float:
-    # Rounded to 9 decimals (a few microseconds), so 24 h reads as 24.0, not 23.999999999999996.
-    return round(us / MICROSECONDS_PER_HOUR, 9)
-
-
-def figures(agg: WindowAggregates, now: datetime) -> ResponseTimeFigures:
-    """Compliance and risk compare exact integer sums; the hours are for display."""
-    total_count = agg.responded_count + agg.open_count
-    total_us = agg.responded_latency_us + agg.open_age_us
-    return ResponseTimeFigures(
-        average_response_time_in_hours=(_hours(agg.responded_latency_us / agg.responded_count)
-                                        if agg.responded_count else None),
-        responded_count=agg.responded_count,
-        open_count=agg.open_count,
-        oldest_open_age_hours=(_hours(open_age_us(agg.oldest_open_started_at, now))
-                               if agg.oldest_open_started_at is not None else None),
-        projected_average_response_time_in_hours=_hours(total_us / total_count) if total_count else None,
-        compliant=agg.responded_latency_us <= TARGET_US * agg.responded_count,
-        at_risk=total_us > TARGET_US * total_count,
-    )
 
 
 def emission_key(f: ResponseTimeFigures) -> dict[str, Any]:

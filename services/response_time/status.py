@@ -32,6 +32,7 @@ from services.response_time import domain, store
 from services.response_time.config import Settings
 from shared.events import ComplianceStatus, RequirementStatusObserved, Topic
 from shared.kafka import publish_event
+from shared.response_time import ResponseTimeFigures, figures
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 SOURCE = "response-time"
 
 
-def status_event(tenant_id: str, figures: domain.ResponseTimeFigures, now) -> RequirementStatusObserved:
+def status_event(tenant_id: str, figures: ResponseTimeFigures, now) -> RequirementStatusObserved:
     return RequirementStatusObserved(
         tenant_id=tenant_id, requirement_type=domain.REQUIREMENT_TYPE,
         compliance_status=ComplianceStatus.compliant if figures.compliant else ComplianceStatus.noncompliant,
@@ -65,16 +66,16 @@ async def evaluate_tenant(pool: asyncpg.Pool, broker: KafkaBroker, settings: Set
         last = await store.lock_tenant(conn, tenant_id)
         now = utcnow()
         aggregates = await store.window_aggregates(conn, tenant_id, now)
-        figures = domain.figures(aggregates, now)
+        current = figures(aggregates, now)
         await store.record_next_edge(conn, tenant_id, domain.next_edge(aggregates, now))
-        if not domain.should_publish(last.key, figures):
+        if not domain.should_publish(last.key, current):
             return False
         observed = next_observed(now, last.observed_at)
         # Bounded: the row lock and the pooled connection are held meanwhile (TimeoutError → retried).
         await asyncio.wait_for(
-            publish_event(broker, settings, Topic.requirement_status, status_event(tenant_id, figures, observed)),
+            publish_event(broker, settings, Topic.requirement_status, status_event(tenant_id, current, observed)),
             settings.response_time_publish_timeout_seconds)
-        await store.record_published(conn, tenant_id, figures, observed)
+        await store.record_published(conn, tenant_id, current, observed)
         return True
 
 

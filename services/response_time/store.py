@@ -11,9 +11,10 @@ from typing import Any
 import asyncpg
 
 from services.response_time import domain
-from services.response_time.domain import AlertClock, Response, WindowAggregates
+from services.response_time.domain import AlertClock, Response
 from shared.alerts import Alert
 from shared.events import AlertCreated, AlertUpdated
+from shared.response_time import ResponseTimeFigures, WindowAggregates, figures, window_start
 
 CONSUMER = "response-time"
 
@@ -121,7 +122,7 @@ def _save_args(clock: AlertClock) -> tuple:
 # --- the figures --------------------------------------------------------------------------------
 
 # Two index range scans (alerts_responded_window, alerts_open_unresolved_clock): O(window + open), not
-# O(history). Open = no partner response, not a test, not resolved (domain.AlertClock.is_open).
+# O(history). What it sums is shared.response_time.WindowAggregates (aggregate() is the reference).
 _AGGREGATES = """
     SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at,
            r.earliest_responded_at
@@ -139,14 +140,14 @@ _AGGREGATES = """
 
 async def window_aggregates(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
                             now: datetime) -> WindowAggregates:
-    row = await conn.fetchrow(_AGGREGATES, tenant_id, domain.window_start(now), now)
+    row = await conn.fetchrow(_AGGREGATES, tenant_id, window_start(now), now)
     return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
                             row["open_age_us"], row["oldest_open_started_at"], row["earliest_responded_at"])
 
 
 async def current_figures(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
-                          now: datetime) -> domain.ResponseTimeFigures:
-    return domain.figures(await window_aggregates(conn, tenant_id, now), now)
+                          now: datetime) -> ResponseTimeFigures:
+    return figures(await window_aggregates(conn, tenant_id, now), now)
 
 
 # --- re-evaluation bookkeeping ------------------------------------------------------------------------
@@ -215,7 +216,7 @@ async def lock_tenant(conn: asyncpg.Connection, tenant_id: str) -> LastPublished
     return LastPublished(json.loads(row["last_key"]) if row["last_key"] else None, row["last_published_at"])
 
 
-async def record_published(conn: asyncpg.Connection, tenant_id: str, figures: domain.ResponseTimeFigures,
+async def record_published(conn: asyncpg.Connection, tenant_id: str, figures: ResponseTimeFigures,
                            published_at: datetime) -> None:
     """``published_at`` is the ``observedDateTime`` of the published status."""
     await conn.execute(

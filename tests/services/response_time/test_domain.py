@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.response_time import domain
-from services.response_time.domain import AlertClock, Response, WindowAggregates, aggregate, figures
+from services.response_time.domain import AlertClock, Response
 from shared.alerts import Alert
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, StatusChange
+from shared.response_time import MICROSECONDS_PER_HOUR, WINDOW, WindowAggregates, aggregate, figures
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -105,7 +106,7 @@ def test_first_partner_change_stops_the_clock_and_later_changes_leave_it_alone()
     assert clock.response is None
     clock = domain.on_updated(clock, updated(at=NOW - 7 * H, changes=[change(NOW - 7 * H)]))
     assert clock.response == Response(NOW - 7 * H, "ana@partner.example")
-    assert clock.latency_us == 3 * domain.MICROSECONDS_PER_HOUR
+    assert clock.latency_us == 3 * MICROSECONDS_PER_HOUR
     # a reopen by another user, later, moves nothing
     reopen = change(NOW - 2 * H, Actor(type=ActorType.user, id="bob"), from_="resolved", to="active")
     after = domain.on_updated(clock, updated(at=NOW - 2 * H, changes=[reopen], status="active"))
@@ -145,7 +146,7 @@ def test_resolved_reason_change_by_a_partner_is_a_response():
 def test_a_response_already_in_the_logs_at_creation_counts_from_creation():
     clock = domain.on_created(None, created(changes=[change(NOW - 9 * H), change(NOW - 8 * H)]))
     assert clock.response.at == NOW - 9 * H
-    assert clock.latency_us == 1 * domain.MICROSECONDS_PER_HOUR
+    assert clock.latency_us == 1 * MICROSECONDS_PER_HOUR
 
 
 def test_a_response_stamped_before_detection_has_zero_latency():
@@ -169,7 +170,7 @@ def test_update_before_create_is_kept_and_reconciled():
     reconciled = domain.on_created(early, created(detected=None, ingested=NOW - 9 * H))
     assert reconciled.created_seen and reconciled.ingested_at == NOW - 9 * H
     assert reconciled.clock_started_at == NOW - 9 * H
-    assert reconciled.latency_us == 4 * domain.MICROSECONDS_PER_HOUR
+    assert reconciled.latency_us == 4 * MICROSECONDS_PER_HOUR
     assert reconciled.status == "investigating"  # the newer state (the update's) is kept
     assert reconciled.state_as_of == early.state_as_of
 
@@ -242,7 +243,7 @@ def test_a_response_exactly_30_days_ago_has_left_the_window():
     edge = responded("edge", 2 * H, NOW - timedelta(days=30))
     inside = responded("inside", 4 * H, NOW - timedelta(days=30) + timedelta(microseconds=1))
     agg = aggregate([edge, inside], NOW)
-    assert agg.responded_count == 1 and agg.responded_latency_us == 4 * domain.MICROSECONDS_PER_HOUR
+    assert agg.responded_count == 1 and agg.responded_latency_us == 4 * MICROSECONDS_PER_HOUR
 
 
 def test_an_average_of_exactly_24_hours_is_compliant_and_a_microsecond_more_is_not():
@@ -307,19 +308,19 @@ def test_tenants_are_kept_apart_by_event_tenant():
 def test_publishing_follows_the_stable_figures_not_the_drifting_ages():
     first = figures(
         WindowAggregates(
-            1, 2 * domain.MICROSECONDS_PER_HOUR, 1, 3 * domain.MICROSECONDS_PER_HOUR, NOW - 3 * H
+            1, 2 * MICROSECONDS_PER_HOUR, 1, 3 * MICROSECONDS_PER_HOUR, NOW - 3 * H
         ),
         NOW,
     )
     later = figures(
         WindowAggregates(
-            1, 2 * domain.MICROSECONDS_PER_HOUR, 1, 4 * domain.MICROSECONDS_PER_HOUR, NOW - 3 * H
+            1, 2 * MICROSECONDS_PER_HOUR, 1, 4 * MICROSECONDS_PER_HOUR, NOW - 3 * H
         ),
         NOW + H,
     )
     assert domain.should_publish(None, first)
     assert not domain.should_publish(domain.emission_key(first), later)
-    answered = figures(WindowAggregates(2, 5 * domain.MICROSECONDS_PER_HOUR), NOW)
+    answered = figures(WindowAggregates(2, 5 * MICROSECONDS_PER_HOUR), NOW)
     assert domain.should_publish(domain.emission_key(first), answered)
 
 
@@ -339,4 +340,4 @@ def test_the_next_edge_is_when_a_response_leaves_the_window_or_the_risk_flips():
     assert figures(aggregate(clocks, edge), edge).at_risk
     # already at risk: only the window edge remains (ageing only deepens the risk)
     risky = aggregate([responded("e", 2 * H, NOW - H), open_alert("f", NOW - 100 * H)], NOW)
-    assert domain.next_edge(risky, NOW) == NOW - H + domain.WINDOW
+    assert domain.next_edge(risky, NOW) == NOW - H + WINDOW

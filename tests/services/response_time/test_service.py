@@ -21,6 +21,7 @@ from services.response_time import domain, store
 from shared.dead_letters import DeadLetter
 from shared.events import Actor, ActorType, AlertCreated, Event
 from shared.kafka import ensure_topics, event_headers
+from shared.response_time import WINDOW, aggregate
 from tests.services.response_time.events import PARTNER, created, updated
 from tests.support.kafka import produce, read_topic
 
@@ -88,7 +89,7 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
         now = datetime.now(UTC)
         # 40 s of margin: on a loaded machine the first evaluation must still come before the edge.
         edge = now + timedelta(seconds=40)
-        leaves_at = edge - domain.WINDOW  # the response time that leaves the window at the edge
+        leaves_at = edge - WINDOW  # the response time that leaves the window at the edge
         events = [
             created(slow, "s1", now - 40 * H, response_at=now - 10 * H),
             created(expiring, "e1", leaves_at - 2 * H, response_at=leaves_at),
@@ -270,7 +271,7 @@ async def test_killed_mid_stream_resumes_without_double_count_or_loss(
             clock.status,
             clock.created_seen,
         ), alert_id
-    assert await store.window_aggregates(own_pool, tenant_id, now) == domain.aggregate(expected.values(), now)
+    assert await store.window_aggregates(own_pool, tenant_id, now) == aggregate(expected.values(), now)
     assert (await store.window_aggregates(own_pool, tenant_id, now)).responded_count > 0
 
 

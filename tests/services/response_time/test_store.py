@@ -12,6 +12,7 @@ import asyncpg
 from services.response_time import domain, store
 from shared.db import create_pool
 from shared.events import Actor, ActorType
+from shared.response_time import MICROSECONDS_PER_HOUR, aggregate, window_start
 from tests.services.response_time.events import created, updated
 
 H = timedelta(hours=1)
@@ -39,7 +40,7 @@ async def test_each_event_applies_once(db_pool, tenant_id):
         "status": "resolved",
         "responded_at": NOW - 2 * H,
         "responded_by": "ana@partner.example",
-        "latency_us": 3 * domain.MICROSECONDS_PER_HOUR,
+        "latency_us": 3 * MICROSECONDS_PER_HOUR,
     }
     assert (
         await db_pool.fetchval("SELECT count(*) FROM response_time_dirty WHERE tenant_id = $1", tenant_id)
@@ -79,7 +80,7 @@ async def test_sql_figures_equal_the_reference_at_the_window_edges(db_pool, tena
     )
 
     for now in (NOW, NOW + timedelta(microseconds=1), NOW - timedelta(microseconds=1), NOW + 10 * H):
-        reference = domain.aggregate(await clocks(db_pool, tenant_id), now)
+        reference = aggregate(await clocks(db_pool, tenant_id), now)
         assert await store.window_aggregates(db_pool, tenant_id, now) == reference
     figures = await store.current_figures(db_pool, tenant_id, NOW)
     assert figures.responded_count == 3 and figures.open_count == 3
@@ -95,7 +96,7 @@ async def test_window_query_uses_the_partial_indexes(db_pool, tenant_id):
         plan = "\n".join(
             r[0]
             for r in await conn.fetch(
-                "EXPLAIN " + store._AGGREGATES, tenant_id, domain.window_start(NOW), NOW
+                "EXPLAIN " + store._AGGREGATES, tenant_id, window_start(NOW), NOW
             )
         )
     # Which index the planner picks depends on the table's statistics (other tests share it), so
@@ -114,7 +115,7 @@ async def test_a_batch_applies_each_event_once_in_order(db_pool, tenant_id):
     row = await db_pool.fetchrow(
         "SELECT responded_at, latency_us FROM alerts WHERE tenant_id = $1", tenant_id
     )
-    assert (row["responded_at"], row["latency_us"]) == (NOW - 5 * H, domain.MICROSECONDS_PER_HOUR)
+    assert (row["responded_at"], row["latency_us"]) == (NOW - 5 * H, MICROSECONDS_PER_HOUR)
     claimed = await db_pool.fetchval(
         "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
         store.CONSUMER,
@@ -138,7 +139,7 @@ async def test_closed_unanswered_alerts_in_sql_equal_the_reference(db_pool, tena
     ]
     assert await store.apply_events(db_pool, events) == [tenant_id]
     for now in (NOW, NOW + 10 * H):
-        reference = domain.aggregate(await clocks(db_pool, tenant_id), now)
+        reference = aggregate(await clocks(db_pool, tenant_id), now)
         assert await store.window_aggregates(db_pool, tenant_id, now) == reference
     figures = await store.current_figures(db_pool, tenant_id, NOW)
     assert (figures.open_count, figures.oldest_open_age_hours) == (2, 50.0)

@@ -1,0 +1,160 @@
+"""The response-time figures of SPEC §3, defined once: pure, no I/O.
+
+The response-time service publishes the requirement status from these figures, and the read API
+answers ``GET /response-time`` from its read model of ``alert-response-times`` with the same
+functions: the definition of the figures is part of the contract, so both sides compute it alike.
+
+Decisions the spec leaves open (docs/response-time.md explains each):
+
+- A response counts in the rolling window while ``now - respondedAt < 30 days``: a response made
+  exactly 30 days ago has dropped out.
+- Latency = response - clock start, clamped to 0 when the response is stamped before the clock
+  started (a negative latency would flatter the average).
+- No responded alert in the window: the average is ``null`` and the requirement is compliant.
+- An alert is *open* while it has no partner response, is not a test alert and is not resolved. One
+  resolved with no partner response is *closed unanswered*: in neither the average nor the open set.
+- Durations are kept in whole microseconds (what PostgreSQL and ``datetime`` hold), so sums are
+  exact and "an average of exactly 24.0 hours" is compliant without floating-point doubt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from pydantic import Field
+
+from shared.responses import RESPONSE_TARGET_HOURS
+from shared.wire import WireModel
+
+WINDOW_DAYS = 30
+WINDOW = timedelta(days=WINDOW_DAYS)
+MICROSECONDS_PER_HOUR = 3_600_000_000
+TARGET_US = RESPONSE_TARGET_HOURS * MICROSECONDS_PER_HOUR
+RESOLVED = "resolved"
+
+
+def microseconds(delta: timedelta) -> int:
+    """A duration in whole microseconds (exact: ``timedelta`` holds nothing finer)."""
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def latency_us(clock_started_at: datetime, responded_at: datetime) -> int:
+    """Response - start, clamped to 0 for a response stamped before the clock started."""
+    return max(0, microseconds(responded_at - clock_started_at))
+
+
+def is_open(*, responded: bool, is_test: bool, status: str) -> bool:
+    """Counts as open: no partner response, not a test alert, not resolved."""
+    return not responded and not is_test and status != RESOLVED
+
+
+def hours(us: int | float) -> float:
+    """Microseconds as hours, rounded to 9 decimals (a few µs), so 24 h reads 24.0, not 23.999999999999996."""
+    return round(us / MICROSECONDS_PER_HOUR, 9)
+
+
+# --- the window ---------------------------------------------------------------------------------
+
+
+def window_start(now: datetime) -> datetime:
+    """A response counts while it is strictly later than this."""
+    return now - WINDOW
+
+
+def in_window(responded_at: datetime, now: datetime) -> bool:
+    return responded_at > window_start(now)
+
+
+def open_age_us(clock_started_at: datetime, now: datetime) -> int:
+    """How long an open alert has waited; 0 for one detected in the future."""
+    return max(0, microseconds(now - clock_started_at))
+
+
+class AlertTiming(Protocol):
+    """What the figures read of one alert (a stored row, or the service's ``AlertClock``)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def is_test(self) -> bool: ...
+    @property
+    def clock_started_at(self) -> datetime: ...
+    @property
+    def responded_at(self) -> datetime | None: ...
+    @property
+    def latency_us(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class WindowAggregates:
+    """The sums the figures are made of, for one tenant at one instant.
+
+    :func:`aggregate` is the reference computation; a store computes the same in SQL over indexes:
+    responded = not a test, responded strictly after :func:`window_start` (count, sum of latencies,
+    earliest response); open = not a test, no response, status not resolved (count, sum of
+    :func:`open_age_us`, earliest clock start).
+    """
+
+    responded_count: int = 0
+    responded_latency_us: int = 0
+    open_count: int = 0
+    open_age_us: int = 0
+    oldest_open_started_at: datetime | None = None
+    earliest_responded_at: datetime | None = None  # of the responses in the window: the next to leave it
+
+
+def aggregate(alerts: Iterable[AlertTiming], now: datetime) -> WindowAggregates:
+    """The reference computation over whole alerts (stores do it in SQL over indexes)."""
+    responded = responded_sum = opened = open_sum = 0
+    oldest: datetime | None = None
+    earliest: datetime | None = None
+    for alert in alerts:
+        if alert.is_test:
+            continue  # closed unanswered (resolved, no partner response) falls through both branches
+        if is_open(responded=alert.responded_at is not None, is_test=False, status=alert.status):
+            opened += 1
+            open_sum += open_age_us(alert.clock_started_at, now)
+            oldest = alert.clock_started_at if oldest is None else min(oldest, alert.clock_started_at)
+        elif alert.responded_at is not None and in_window(alert.responded_at, now):
+            responded += 1
+            responded_sum += alert.latency_us or 0
+            earliest = alert.responded_at if earliest is None else min(earliest, alert.responded_at)
+    return WindowAggregates(responded, responded_sum, opened, open_sum, oldest, earliest)
+
+
+# --- the figures --------------------------------------------------------------------------------
+
+
+class ResponseTimeFigures(WireModel):
+    """``GET /response-time`` and the insights of the requirement status."""
+
+    average_response_time_in_hours: float | None = Field(
+        description="Mean latency of the non-test alerts first answered in the last 30 days; null if none.")
+    window_days: int = Field(WINDOW_DAYS, description="Length of the rolling window.")
+    responded_count: int = Field(description="Alerts whose first response falls in the window.")
+    open_count: int = Field(description="Non-test, unresolved alerts with no partner response yet.")
+    oldest_open_age_hours: float | None = Field(description="Age of the oldest open alert; null if none.")
+    projected_average_response_time_in_hours: float | None = Field(
+        description="The average if every open alert were answered now; null if nothing to average.")
+    compliant: bool = Field(description="The average is at most 24.0 hours (or nothing was answered).")
+    at_risk: bool = Field(description="The projected average exceeds 24 hours.")
+
+
+def figures(agg: WindowAggregates, now: datetime) -> ResponseTimeFigures:
+    """Compliance and risk compare exact integer sums; the hours are for display."""
+    total_count = agg.responded_count + agg.open_count
+    total_us = agg.responded_latency_us + agg.open_age_us
+    return ResponseTimeFigures(
+        average_response_time_in_hours=(hours(agg.responded_latency_us / agg.responded_count)
+                                        if agg.responded_count else None),
+        responded_count=agg.responded_count,
+        open_count=agg.open_count,
+        oldest_open_age_hours=(hours(open_age_us(agg.oldest_open_started_at, now))
+                               if agg.oldest_open_started_at is not None else None),
+        projected_average_response_time_in_hours=hours(total_us / total_count) if total_count else None,
+        compliant=agg.responded_latency_us <= TARGET_US * agg.responded_count,
+        at_risk=total_us > TARGET_US * total_count,
+    )
