@@ -7,9 +7,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY infra/migrations ./infra/migrations
 RUN pip install . && useradd --system --uid 10001 app
-ENV MIGRATIONS_DIR=/app/infra/migrations HTTP_HOST=0.0.0.0
+ENV HTTP_HOST=0.0.0.0
 USER app
 
 # Overridden per service in docker-compose.yml.

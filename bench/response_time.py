@@ -98,7 +98,7 @@ async def raw_consumer(bootstrap: str, topic: str, count: int) -> Measurement:
 
 
 async def service_handlers(settings: Settings, count: int) -> Measurement:
-    pool = await create_pool(settings.database_url, max_size=4)
+    pool = await create_pool(settings.database_url, schema="response_time", max_size=4)
     broker = make_broker(settings, client_id="bench-response-time")
     broker.include_router(build_router(settings))
     status = StatusPublisher(pool, broker, settings)
@@ -174,7 +174,7 @@ async def timed_reads(name: str, reads: int, read) -> Measurement:
 
 
 async def read_figures(database_url: str) -> None:
-    pool = await create_pool(database_url, max_size=2)
+    pool = await create_pool(database_url, schema="response_time", max_size=2)
     tenant_id = "bench-history-tenant"
     try:
         started = time.monotonic()

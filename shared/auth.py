@@ -203,7 +203,7 @@ class KeyStore:
             return None
         assert self._pool is not None
         row = await self._pool.fetchrow(
-            f"SELECT {DB_KEY_COLUMNS} FROM api_keys WHERE key_digest = $1 AND revoked_at IS NULL", digest)
+            f"SELECT {DB_KEY_COLUMNS} FROM auth.api_keys WHERE key_digest = $1 AND revoked_at IS NULL", digest)
         if row is None:
             self._unknown_keys[digest] = True
             return None
@@ -280,7 +280,7 @@ class KeyStore:
         try:
             async with asyncio.timeout(self.LAST_USED_WRITE_SECONDS):
                 await self._pool.execute(
-                    "UPDATE api_keys SET last_used_at = greatest(last_used_at, now()) WHERE key_id = $1",
+                    "UPDATE auth.api_keys SET last_used_at = greatest(last_used_at, now()) WHERE key_id = $1",
                     uuid.UUID(key_id))
         except Exception as exc:  # a background task's: nobody else would see it
             if not self._last_used_failing:
@@ -392,7 +392,7 @@ async def record_audit(
     """One audit entry, in ``conn``'s transaction (the change's own). ``changes`` summarises the change
     and must never hold a secret. ``tenant_id`` None: a change of the deployment (a key of every tenant)."""
     await conn.execute(
-        """INSERT INTO audit_log (tenant_id, occurred_at, user_id, key_id, action, target, changes)
+        """INSERT INTO auth.audit_log (tenant_id, occurred_at, user_id, key_id, action, target, changes)
            VALUES ($1, coalesce($2, clock_timestamp()), $3, $4, $5, $6, $7::jsonb)""",
         tenant_id, occurred_at, actor.user_id, actor.key_id, action.value, target,
         json.dumps(changes, default=_json_value),
@@ -434,7 +434,7 @@ async def add_key(
     key = "csp_" + secrets.token_urlsafe(32)
     async with _transaction(db) as conn:
         row = await conn.fetchrow(
-            f"""INSERT INTO api_keys (key_digest, tenant_id, role, user_id, created_by, expires_at,
+            f"""INSERT INTO auth.api_keys (key_digest, tenant_id, role, user_id, created_by, expires_at,
                                       rate_per_second, rate_burst)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DB_KEY_COLUMNS}""",
             key_digest(key), tenant_id, role.value, user_id, actor.user_id, expires_at, rate_per_second,
@@ -457,7 +457,7 @@ async def list_keys(
 ) -> list[asyncpg.Record]:
     """Keys newest first (of one tenant if given), from after position ``after`` (created, key id)."""
     return await db.fetch(
-        f"""SELECT {DB_KEY_COLUMNS} FROM api_keys
+        f"""SELECT {DB_KEY_COLUMNS} FROM auth.api_keys
             WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2 OR revoked_at IS NULL)
               AND ($3::timestamptz IS NULL OR (created_at, key_id) < ($3, $4::uuid))
             ORDER BY created_at DESC, key_id DESC LIMIT $5""",
@@ -465,7 +465,7 @@ async def list_keys(
 
 
 async def get_key(db: Database, key_id: uuid.UUID) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT {DB_KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
+    return await db.fetchrow(f"SELECT {DB_KEY_COLUMNS} FROM auth.api_keys WHERE key_id = $1", key_id)
 
 
 @dataclass(frozen=True)
@@ -479,7 +479,7 @@ async def revoke_key(db: Database, key_id: uuid.UUID, *, actor: AuditActor) -> R
     """Revoke a key, audited as done by ``actor``; revoking a revoked key changes nothing."""
     async with _transaction(db) as conn:
         row = await conn.fetchrow(
-            f"""UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL
+            f"""UPDATE auth.api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL
                 RETURNING key_digest, {DB_KEY_COLUMNS}""", key_id)
         if row is None:
             return Revocation(await get_key(conn, key_id), False, None)

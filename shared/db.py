@@ -1,8 +1,13 @@
 """PostgreSQL: the connection pool every service uses, and the versioned migrations.
 
-Migrations are plain SQL files ``infra/migrations/NNNN_name.sql``, applied in order, each in its own
-transaction, recorded in ``schema_migrations``; an advisory lock lets several processes start at
-once. ``python -m shared.db migrate`` applies them (``make run`` and the tests do).
+Each component owns a schema of its own in the one database (``auth``: the key store and audit log of
+``shared/auth.py``; then one per service). Its migrations are plain SQL files ``NNNN_name.sql`` beside
+its code (``shared/migrations/auth/``, ``services/<service>/migrations/``), applied component by
+component in ``COMPONENTS`` order, each file in its own transaction with the component's schema as
+its only ``search_path``, and recorded in ``<schema>.schema_migrations``; an advisory lock lets
+several processes start at once. ``python -m shared.db migrate`` applies them (``make run`` and the
+tests do). A service's pool (``create_pool(dsn, schema=...)``) sees only its own schema, so its SQL
+stays unqualified and cannot name another component's table.
 """
 
 from __future__ import annotations
@@ -12,22 +17,54 @@ import asyncio
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(os.environ.get("MIGRATIONS_DIR", Path(__file__).resolve().parent.parent / "infra" / "migrations"))
+_ROOT = Path(__file__).resolve().parent.parent
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LOCK_KEY = 7_242_901  # any constant: one advisory lock for "migrating this database"
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+@dataclass(frozen=True)
+class Component:
+    """A part of the system that owns a schema: its name is the schema's, its migrations a directory."""
+
+    schema: str
+    migrations: Path
+
+    def __post_init__(self) -> None:
+        if not _SCHEMA_NAME.match(self.schema):  # it is written into SQL as an identifier
+            raise ValueError(f"not a plain schema name: {self.schema!r}")
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
+# Found by path, never by import: shared/ imports no service (import-linter checks it).
+COMPONENTS: tuple[Component, ...] = (
+    Component("auth", _ROOT / "shared" / "migrations" / "auth"),
+    *(Component(service, _ROOT / "services" / service / "migrations")
+      for service in ("ingest", "response_time", "scoring", "notifier")),
+)
+
+
+async def create_pool(
+    dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
+    """A pool whose sessions see ``schema`` (a ``search_path``) alone.
+
+    ``schema=None`` (#11 transitional: tests/services/notifier and tests/services/response_time
+    still build pools without one) leaves the database's default search path; make it required
+    once no caller omits it.
+    """
+    server_settings = {} if schema is None else {"search_path": schema}
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30,
+                                     server_settings=server_settings)
+
+
+def migration_files(directory: Path) -> list[tuple[int, str, Path]]:
     found = []
     for path in sorted(directory.glob("*.sql")):
         match = _MIGRATION_FILE.match(path.name)
@@ -40,30 +77,47 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Pa
     return found
 
 
-async def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every migration not applied yet; returns the names applied now."""
+async def apply_migrations(dsn: str, components: tuple[Component, ...] = COMPONENTS) -> list[str]:
+    """Apply every migration not applied yet, component by component; returns those applied now
+    (``<schema>/NNNN_name``)."""
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, path in migration_files(directory):
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
-            applied_now.append(f"{version:04d}_{name}")
-            log.info("applied migration %04d_%s", version, name)
+        if await conn.fetchval("SELECT to_regclass('public.schema_migrations')") is not None:
+            # #11 transitional: the in-place upgrade of the single-schema layout comes with migration
+            # 0070; until then such a database is left exactly as it is.
+            log.warning("this database has the single-schema layout (public.schema_migrations): not migrated")
+            return applied_now
+        for component in components:
+            applied_now += await _apply_component(conn, component)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
         await conn.close()
+    return applied_now
+
+
+async def _apply_component(conn: asyncpg.Connection, component: Component) -> list[str]:
+    schema = component.schema
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    await conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+               version integer PRIMARY KEY,
+               name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    done = {row["version"] for row in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+    applied_now = []
+    for version, name, path in migration_files(component.migrations):
+        if version in done:
+            continue
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL search_path TO {schema}")
+            await conn.execute(path.read_text())
+            await conn.execute(f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)",
+                               version, name)
+        applied_now.append(f"{schema}/{version:04d}_{name}")
+        log.info("applied migration %s/%04d_%s", schema, version, name)
     return applied_now
 
 

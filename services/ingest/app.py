@@ -48,7 +48,9 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["pool"] = app.state.pool = await create_pool(settings.database_url)
+        # #11 transitional: notifier (channels_store writes notification_channels, redelivery reads and
+        # writes notification_deliveries) still crosses; the search path becomes "ingest" alone.
+        state["pool"] = app.state.pool = await create_pool(settings.database_url, schema="ingest, notifier")
         app.state.settings = settings
         app.state.catalogue = catalogue
         app.state.broker = broker

@@ -19,7 +19,7 @@ async def newest_entries(
     # `=` or `IS NULL` rather than `IS NOT DISTINCT FROM`, which no index serves.
     scope = "tenant_id = $3" if tenant_id is not None else "tenant_id IS NULL AND $3::text IS NULL"
     return await pool.fetch(
-        f"""SELECT entry_id, tenant_id, occurred_at, user_id, key_id, action, target, changes FROM audit_log
+        f"""SELECT entry_id, tenant_id, occurred_at, user_id, key_id, action, target, changes FROM auth.audit_log
             WHERE {scope} AND ($1::bigint IS NULL OR entry_id < $1)
             ORDER BY entry_id DESC LIMIT $2""",
         before,

@@ -32,6 +32,7 @@ from fastapi import Request
 from services.ingest import webhook_secrets_store
 from services.ingest.webhook_secrets_store import ACTIVE_SECRETS
 from shared.auth import AuditActor, KeyStore, Permission, Principal, authorize
+from shared.db import create_pool
 from shared.http import Problem
 from shared.http_guards import authenticated_caller
 from shared.webhooks import WebhookSignatureError, has_signature, verify
@@ -117,7 +118,7 @@ def new_secret() -> str:
 
 
 async def _rotate(dsn: str, tenant_id: str, actor: AuditActor) -> str:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    pool = await create_pool(dsn, schema="ingest", min_size=1, max_size=1)
     try:
         secret = new_secret()
         await webhook_secrets_store.add_secret(pool, tenant_id, secret, actor=actor)
@@ -127,7 +128,7 @@ async def _rotate(dsn: str, tenant_id: str, actor: AuditActor) -> str:
 
 
 async def _revoke(dsn: str, tenant_id: str, keep_newest: int, actor: AuditActor) -> list[int]:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    pool = await create_pool(dsn, schema="ingest", min_size=1, max_size=1)
     try:
         return await webhook_secrets_store.revoke_secrets(pool, tenant_id, keep_newest=keep_newest, actor=actor)
     finally:

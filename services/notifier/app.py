@@ -42,7 +42,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["pool"] = await create_pool(settings.database_url)
+        state["pool"] = await create_pool(settings.database_url, schema="notifier")
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
         # Redirects are not followed: a ticketing URL that redirects is misconfigured (a 3xx is permanent).

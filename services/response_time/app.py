@@ -35,7 +35,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["pool"] = await create_pool(settings.database_url)
+        state["pool"] = await create_pool(settings.database_url, schema="response_time")
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
         status = state["status"] = StatusPublisher(state["pool"], broker, settings)

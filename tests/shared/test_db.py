@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from shared.db import apply_migrations, claim_event, migration_files, prune_processed_events
+from shared.db import COMPONENTS, apply_migrations, claim_event, migration_files, prune_processed_events
 
 
 async def test_migrations_are_applied_once_even_when_processes_race(test_env, db_pool):
@@ -13,8 +13,10 @@ async def test_migrations_are_applied_once_even_when_processes_race(test_env, db
     # applies nothing and fails nowhere (advisory lock).
     results = await asyncio.gather(*(apply_migrations(test_env["DATABASE_URL"]) for _ in range(3)))
     assert results == [[], [], []]
-    versions = [r["version"] for r in await db_pool.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == [v for v, _, _ in migration_files()]
+    for component in COMPONENTS:
+        versions = [r["version"] for r in await db_pool.fetch(
+            f"SELECT version FROM {component.schema}.schema_migrations ORDER BY 1")]
+        assert versions == [v for v, _, _ in migration_files(component.migrations)], component.schema
 
 
 async def test_an_event_is_claimed_once_per_consumer_and_old_claims_are_pruned(db_pool):

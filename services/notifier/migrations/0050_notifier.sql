@@ -2,6 +2,17 @@
 -- delivery log (one row per tenant, subject, channel and kind: exactly one effective delivery)
 -- and the reminder/escalation timers. All state lives here so it survives restarts.
 
+-- The idempotency ledger of this service's consumer: an event id recorded here has been applied; it
+-- is inserted in the same transaction as the event's effect, so a redelivered event is dropped and
+-- a crash mid-way leaves neither. (Each schema has its own since #11.)
+CREATE TABLE processed_events (
+    consumer     text        NOT NULL,
+    event_id     uuid        NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+CREATE INDEX processed_events_processed_at ON processed_events (processed_at);
+
 -- Ticketing webhooks, written by the write API (PUT /channels/{name}), read by the notifier.
 CREATE TABLE notification_channels (
     tenant_id   text        NOT NULL,

@@ -1,6 +1,17 @@
 -- Scoring (SPEC §4): PostgreSQL is the durable source of the score; Redis only caches it and is
 -- rebuilt from these tables when it loses its data.
 
+-- The idempotency ledger of this service's consumer: an event id recorded here has been applied; it
+-- is inserted in the same transaction as the event's effect, so a redelivered event is dropped and
+-- a crash mid-way leaves neither. (Each schema has its own since #11.)
+CREATE TABLE processed_events (
+    consumer     text        NOT NULL,
+    event_id     uuid        NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+CREATE INDEX processed_events_processed_at ON processed_events (processed_at);
+
 -- The winning (newest) status per tenant and requirement. Upserts only replace a row with a newer
 -- observation (ties broken by event id), so late or replayed events never regress a status.
 CREATE TABLE requirement_status (

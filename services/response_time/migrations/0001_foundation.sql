@@ -1,5 +1,6 @@
--- Foundation: the idempotency ledger every consumer writing to PostgreSQL shares, and the
--- alerts as the response-time service knows them (deepened by later migrations).
+-- Foundation: this service's idempotency ledger, and the alerts as the response-time service knows
+-- them (deepened by later migrations). (Until #11 this file also made the API keys, now the auth
+-- schema's 0001, and one ledger every consumer shared.)
 
 -- An event id recorded here has been applied by that consumer; it is inserted in the same
 -- transaction as the event's effect, so a redelivered event is dropped and a crash mid-way
@@ -29,13 +30,3 @@ CREATE TABLE alerts (
     PRIMARY KEY (tenant_id, alert_id)
 );
 CREATE INDEX alerts_tenant_status ON alerts (tenant_id, status);
-
--- API keys other than the operator's: only a SHA-256 digest of each key is kept.
-CREATE TABLE api_keys (
-    key_digest text        PRIMARY KEY,
-    tenant_id  text,                       -- NULL: every tenant
-    role       text        NOT NULL CHECK (role IN ('adminAgent', 'securityAdministrator', 'securityReader')),
-    user_id    text        NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    revoked_at timestamptz
-);

@@ -22,7 +22,9 @@ CREATE TABLE signal_reports (
 );
 
 -- Per-customer MFA statistics of the latest report; searched by customer name on the read API.
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
+-- The extension lives in public, beside the schemas (not in the first schema that asks for it), so
+-- its operator classes are named the same from every schema.
+CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
 CREATE TABLE customer_mfa (
     tenant_id           text        NOT NULL,
     customer_tenant_id  text        NOT NULL,
@@ -36,7 +38,7 @@ CREATE TABLE customer_mfa (
 );
 -- Case-insensitive substring search (ILIKE '%text%') uses the trigram index; the listing order
 -- (by name within a tenant) uses the b-tree.
-CREATE INDEX customer_mfa_name_trgm ON customer_mfa USING gin (customer_name gin_trgm_ops);
+CREATE INDEX customer_mfa_name_trgm ON customer_mfa USING gin (customer_name public.gin_trgm_ops);
 CREATE INDEX customer_mfa_tenant_name ON customer_mfa (tenant_id, lower(customer_name), customer_tenant_id);
 
 -- Per-customer budget and spend of the latest spending report.
