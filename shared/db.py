@@ -8,6 +8,14 @@ its only ``search_path``, and recorded in ``<schema>.schema_migrations``; an adv
 several processes start at once. ``python -m shared.db migrate`` applies them (``make run`` and the
 tests do). A service's pool (``create_pool(dsn, schema=...)``) sees only its own schema, so its SQL
 stays unqualified and cannot name another component's table.
+
+A database of the single-schema layout (every table in ``public``, one ledger
+``public.schema_migrations``) is upgraded in place: each component first takes over the legacy
+versions of its own files into its ledger, the legacy files it still lacks run against the tables
+where they are, and its ``0070_own_schema`` moves its tables (with their rows) into its schema and
+copies its consumer's entries of the shared ``public.processed_events``. Once every component is
+done, that shared ledger is dropped and ``public.schema_migrations`` is kept, renamed
+``schema_migrations_before_schemas``, as history.
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ _ROOT = Path(__file__).resolve().parent.parent
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LOCK_KEY = 7_242_901  # any constant: one advisory lock for "migrating this database"
+# The version of every component's migration that moves its tables out of public (in-place upgrade);
+# the versions below it are those of the single-schema layout.
+OWN_SCHEMA_VERSION = 70
+LEGACY_LEDGER = "public.schema_migrations"
+LEGACY_LEDGER_KEPT_AS = "schema_migrations_before_schemas"
 
 
 @dataclass(frozen=True)
@@ -84,21 +97,25 @@ async def apply_migrations(dsn: str, components: tuple[Component, ...] = COMPONE
     applied_now: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
-        if await conn.fetchval("SELECT to_regclass('public.schema_migrations')") is not None:
-            # #11 transitional: the in-place upgrade of the single-schema layout comes with migration
-            # 0070; until then such a database is left exactly as it is.
-            log.warning("this database has the single-schema layout (public.schema_migrations): not migrated")
-            return applied_now
+        upgrading = await conn.fetchval("SELECT to_regclass($1)", LEGACY_LEDGER) is not None
+        if upgrading:
+            log.info("upgrading the single-schema layout in place: a schema per component")
         for component in components:
-            applied_now += await _apply_component(conn, component)
+            applied_now += await _apply_component(conn, component, upgrading)
+        if upgrading:
+            async with conn.transaction():
+                await conn.execute("DROP TABLE IF EXISTS public.processed_events")
+                await conn.execute(f"ALTER TABLE {LEGACY_LEDGER} RENAME TO {LEGACY_LEDGER_KEPT_AS}")
+            log.info("single-schema layout upgraded; its ledger is kept as public.%s", LEGACY_LEDGER_KEPT_AS)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
         await conn.close()
     return applied_now
 
 
-async def _apply_component(conn: asyncpg.Connection, component: Component) -> list[str]:
+async def _apply_component(conn: asyncpg.Connection, component: Component, upgrading: bool) -> list[str]:
     schema = component.schema
+    files = migration_files(component.migrations)
     await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     await conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
@@ -106,13 +123,26 @@ async def _apply_component(conn: asyncpg.Connection, component: Component) -> li
                name text NOT NULL,
                applied_at timestamptz NOT NULL DEFAULT now())"""
     )
+    if upgrading:
+        # A legacy version applied in public is this component's file of that version already applied
+        # (a file split by owner kept its version in each owner's directory).
+        await conn.execute(
+            f"""INSERT INTO {schema}.schema_migrations (version, name, applied_at)
+                SELECT legacy.version, mine.name, legacy.applied_at
+                FROM {LEGACY_LEDGER} legacy JOIN unnest($1::integer[], $2::text[]) AS mine (version, name)
+                     USING (version)
+                ON CONFLICT (version) DO NOTHING""",
+            [v for v, _, _ in files], [n for _, n, _ in files])
     done = {row["version"] for row in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
     applied_now = []
-    for version, name, path in migration_files(component.migrations):
+    for version, name, path in files:
         if version in done:
             continue
+        # While upgrading, a legacy file the old layout had not applied yet alters tables still in
+        # public (its own 0070 moves them): it sees public after its schema, where it creates.
+        search_path = f"{schema}, public" if upgrading and version < OWN_SCHEMA_VERSION else schema
         async with conn.transaction():
-            await conn.execute(f"SET LOCAL search_path TO {schema}")
+            await conn.execute(f"SET LOCAL search_path TO {search_path}")
             await conn.execute(path.read_text())
             await conn.execute(f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)",
                                version, name)

@@ -17,25 +17,31 @@ def with_database(url: str, name: str) -> str:
 
 
 @asynccontextmanager
-async def migrated_database(server_url: str, name: str) -> AsyncIterator[str]:
-    """Creates database ``name`` next to ``server_url``'s, applies every migration, yields its URL,
-    and drops it (even with connections still open) at the end."""
+async def empty_database(server_url: str, name: str) -> AsyncIterator[str]:
+    """Creates database ``name`` next to ``server_url``'s, with nothing in it, yields its URL, and drops
+    it (even with connections still open) at the end."""
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = with_database(server_url, name)
     try:
-        await apply_migrations(url)
-        await _set_transitional_search_path(url, name)
-        yield url
+        yield with_database(server_url, name)
     finally:
         admin = await asyncpg.connect(server_url)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def migrated_database(server_url: str, name: str) -> AsyncIterator[str]:
+    """Like ``empty_database``, with every migration applied."""
+    async with empty_database(server_url, name) as url:
+        await apply_migrations(url)
+        await _set_transitional_search_path(url, name)
+        yield url
 
 
 # #11 transitional: tests/services/notifier and tests/services/response_time still connect with no
