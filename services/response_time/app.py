@@ -1,4 +1,5 @@
-"""Wires the response-time service: PostgreSQL, the Kafka consumer, the status publisher, health endpoints."""
+"""Wires the response-time service: PostgreSQL, the Kafka consumer, the status publisher, the outbox relay,
+health endpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from services.response_time.config import get_settings
 from services.response_time.handlers import build_router
 from services.response_time.status import StatusPublisher
+from shared import outbox
 from shared.db import create_pool, prune_processed_events_forever
 from shared.http import Health
 from shared.http import create_app as create_http_app
@@ -21,6 +23,9 @@ def create_app() -> FastAPI:
     settings = get_settings()
     broker = make_broker(settings, client_id="response-time")
     broker.include_router(build_router(settings))
+    # Publishes what the consumer and the status publisher write to the response_time schema's outbox.
+    relay = outbox.OutboxRelay(settings, schema="response_time", client_id="response-time-outbox",
+                               publish_timeout_seconds=settings.response_time_publish_timeout_seconds)
     state: dict = {}
 
     async def database_answers() -> None:
@@ -33,13 +38,24 @@ def create_app() -> FastAPI:
         if not await broker.ping(timeout=2):
             raise ConnectionError("the Kafka broker does not answer")
 
+    async def outbox_flows() -> None:
+        waiting, oldest_age = await outbox.backlog(state["pool"])
+        if oldest_age is not None and oldest_age > settings.outbox_alarm_seconds:
+            relay_state = relay.state()
+            raise RuntimeError(
+                f"{waiting} event(s) waiting, the oldest for {oldest_age:.0f} s; this process's relay: "
+                f"{'leader' if relay_state['leader'] else 'not the leader'}, {relay_state['published']} published, "
+                f"last error: {relay_state['lastError']}")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = await create_pool(settings.database_url, schema="response_time")
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
-        status = state["status"] = StatusPublisher(state["pool"], broker, settings)
+        status = state["status"] = StatusPublisher(state["pool"], settings, on_enqueued=relay.wake)
         broker.context.set_global("status", status)
+        broker.context.set_global("relay", relay)
+        await relay.start()
         await broker.start()
         status.start()
         pruning = asyncio.create_task(prune_processed_events_forever(state["pool"]), name="prune-ledger")
@@ -49,6 +65,7 @@ def create_app() -> FastAPI:
             pruning.cancel()
             await status.stop()
             await broker.stop()
+            await relay.close()
             await state["pool"].close()
 
     return create_http_app(
@@ -56,6 +73,6 @@ def create_app() -> FastAPI:
         version="1",
         description="Consumes alert events; keeps per-alert latency and the 30-day average in PostgreSQL.",
         health=Health("response-time", {"postgres": database_answers, "kafka": broker_answers,
-                                         "statusPublisher": status_publisher_runs}),
+                                         "statusPublisher": status_publisher_runs, "outbox": outbox_flows}),
         lifespan=lifespan,
     )

@@ -18,8 +18,12 @@ class Settings(CommonSettings):
         "one requirement-status event per tenant and pause; a change is published within about this.")
     response_time_publish_timeout_seconds: float = Field(
         5.0, gt=0,
-        description="Most seconds a requirement-status publish may wait for the broker; the tenant's row lock "
-        "and a pooled connection are held meanwhile. On timeout the tenant is retried in a later round.")
+        description="Most seconds the outbox relay waits for the broker to acknowledge a batch of events "
+        "(alert-response-times, requirement-status); they stay in the outbox and are published again later.")
+    outbox_alarm_seconds: float = Field(
+        60.0, gt=0,
+        description="`/health/ready` reports the outbox failing once its oldest waiting event is older than this "
+        "(the relay cannot publish: the broker away, or a fault of the relay; the check says which).")
 
 
 def get_settings() -> Settings:

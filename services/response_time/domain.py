@@ -12,25 +12,15 @@ The figures themselves (window, latency, open, the averages) are part of the con
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.alerts import Alert
 from shared.catalogue import RequirementType
-from shared.events import AlertCreated, AlertUpdated, StatusChange
-from shared.response_time import (
-    MICROSECONDS_PER_HOUR,  # noqa: F401 - the read API still names it here until its read model (#11)
-    RESOLVED,  # noqa: F401 - idem
-    TARGET_US,
-    WINDOW,
-    ResponseTimeFigures,
-    WindowAggregates,
-    is_open,
-    latency_us,
-    open_age_us,  # noqa: F401 - idem
-)
+from shared.events import AlertCreated, AlertResponseTimeChanged, AlertUpdated, StatusChange
+from shared.response_time import TARGET_US, WINDOW, ResponseTimeFigures, WindowAggregates, is_open, latency_us
 from shared.responses import first_partner_response
 
 REQUIREMENT_TYPE = RequirementType.security_alerts_promptly_resolved
@@ -138,6 +128,34 @@ def apply(existing: AlertClock | None, event: AlertCreated | AlertUpdated) -> Al
 def alert_key(event: AlertCreated | AlertUpdated) -> tuple[str, str]:
     alert_id = event.alert.id if isinstance(event, AlertCreated) else event.alert_id
     return event.tenant_id, alert_id
+
+
+# --- what alert-response-times says of an alert ------------------------------------------------------
+
+
+def published_view(clock: AlertClock) -> dict[str, Any]:
+    """The fields of ``AlertResponseTimeChanged`` for the alert as stored (its row holds the same)."""
+    return {
+        "alert": clock.alert.model_dump(mode="json"),
+        "status": clock.status,
+        "is_test": clock.is_test,
+        "clock_started_date_time": clock.clock_started_at,
+        "responded_date_time": clock.responded_at,
+        "responded_by": None if clock.response is None else clock.response.by,
+        "latency_us": clock.latency_us,
+    }
+
+
+def response_time_changes(before: Mapping[tuple[str, str], AlertClock],
+                          after: Mapping[tuple[str, str], AlertClock]) -> list[AlertResponseTimeChanged]:
+    """One event per alert whose published view changed, in the order of ``after``.
+
+    An event that moves nothing the view shows (a redelivered create, an update older than the state)
+    publishes nothing: the compacted topic's consumers only ever see changes.
+    """
+    return [AlertResponseTimeChanged(tenant_id=clock.tenant_id, alert_id=clock.alert_id, **view)
+            for key, clock in after.items()
+            if (view := published_view(clock)) != (None if key not in before else published_view(before[key]))]
 
 
 def _earlier(a: Response | None, b: Response | None) -> Response | None:

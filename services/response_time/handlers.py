@@ -3,10 +3,12 @@
 Records are consumed in batches (up to ``RESPONSE_TIME_BATCH_SIZE``), each batch applied in one
 PostgreSQL transaction and its offsets committed after that commit: a process killed mid-batch
 leaves nothing of the batch, and the batch is consumed again (the dedupe ledger drops what a
-previous commit already applied). A batch handler, unlike a per-type ``filter``, cannot route by
-header, so each record is parsed here by its ``eventType`` header into the event type of its own,
-and a poison record is dead-lettered here, one record at a time, the way the broker's dead-letter
-middleware does it for a whole message (``shared.dead_letters``): the rest of the batch is applied.
+previous commit already applied). That transaction also enqueues, in the outbox, the new state of
+each alert it changed (``alert-response-times``); the relay publishes it once committed. A batch
+handler, unlike a per-type ``filter``, cannot route by header, so each record is parsed here by its
+``eventType`` header into the event type of its own, and a poison record is dead-lettered here, one
+record at a time, the way the broker's dead-letter middleware does it for a whole message
+(``shared.dead_letters``): the rest of the batch is applied.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def build_router(settings: Settings) -> KafkaRouter:
     )
     async def on_alert_events(records: list[Any], pool=Context("pool"),
                               broker: KafkaBroker = Context("broker"),
-                              status=Context("status", default=None)) -> None:
+                              status=Context("status", default=None),
+                              relay=Context("relay", default=None)) -> None:
         events: list[AlertCreated | AlertUpdated] = []
         for record in records:
             try:
@@ -75,8 +78,12 @@ def build_router(settings: Settings) -> KafkaRouter:
                 continue
             if event is not None:
                 events.append(event)
-        if await store.apply_events(pool, events) and status is not None:
-            status.wake()  # the commit marked the tenants; publish their figures now rather than later
+        if await store.apply_events(pool, events):
+            # The commit enqueued the alerts' new state and marked their tenants: publish both now.
+            if relay is not None:
+                relay.wake()
+            if status is not None:
+                status.wake()
 
     return router
 

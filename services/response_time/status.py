@@ -6,16 +6,17 @@ pause so a burst yields one evaluation), each tenant again at its next *edge* (r
 evaluation: when its earliest response leaves the 30-day window, or when its open alerts' ages make
 ``atRisk`` flip), so such a change publishes on time with no new event, and every tenant on a timer
 (a safety net). That sweep goes on in short slices with the changed and due tenants evaluated
-between two of them, so a sweep over many tenants never delays a change. Per tenant, the
-evaluation holds the tenant's status row locked while it publishes and records what it published,
-so several instances never interleave, and a crash before the record only publishes again
-(at-least-once; scoring keeps the newest ``observedDateTime``).
+between two of them, so a sweep over many tenants never delays a change.
+
+Per tenant, one transaction holds the tenant's status row locked, computes the figures and, if they
+changed, enqueues the status in the outbox and records it as published: several instances never
+interleave, and the status goes out once that transaction commits (the outbox relay publishes it;
+``on_enqueued`` wakes the relay at once). A broker outage does not touch the evaluation: the statuses
+wait in the outbox and go out, in order, when the broker is back.
 
 ``observedDateTime`` is strictly increasing per tenant whatever the instances' clocks say: each is
 ``max(now, last published + 1 µs)``, so a later evaluation on an instance whose clock lags is never
-dropped by scoring as older. The publish has a timeout (``RESPONSE_TIME_PUBLISH_TIMEOUT_SECONDS``):
-during a broker outage a sweep gives up quickly, frees its connection and row lock, marks the tenant
-again and retries in a later round.
+dropped by scoring as older.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
-from faststream.kafka import KafkaBroker
 
 from services.response_time import domain, store
 from services.response_time.config import Settings
-from shared.events import ComplianceStatus, RequirementStatusObserved, Topic
-from shared.kafka import publish_event
+from shared.events import ComplianceStatus, RequirementStatusObserved
 from shared.response_time import ResponseTimeFigures, figures
 from shared.wire import utcnow
 
@@ -40,11 +40,11 @@ log = logging.getLogger(__name__)
 SOURCE = "response-time"
 
 
-def status_event(tenant_id: str, figures: ResponseTimeFigures, now) -> RequirementStatusObserved:
+def status_event(tenant_id: str, current: ResponseTimeFigures, now: datetime) -> RequirementStatusObserved:
     return RequirementStatusObserved(
         tenant_id=tenant_id, requirement_type=domain.REQUIREMENT_TYPE,
-        compliance_status=ComplianceStatus.compliant if figures.compliant else ComplianceStatus.noncompliant,
-        observed_date_time=now, source=SOURCE, insights=figures.model_dump(mode="json"))
+        compliance_status=ComplianceStatus.compliant if current.compliant else ComplianceStatus.noncompliant,
+        observed_date_time=now, source=SOURCE, insights=current.model_dump(mode="json"))
 
 
 MICROSECOND = timedelta(microseconds=1)
@@ -59,9 +59,8 @@ def next_observed(now: datetime, last_observed: datetime | None) -> datetime:
     return now if last_observed is None else max(now, last_observed + MICROSECOND)
 
 
-async def evaluate_tenant(pool: asyncpg.Pool, broker: KafkaBroker, settings: Settings,
-                          tenant_id: str) -> bool:
-    """Recompute the tenant's figures; publish them if they changed. True if published."""
+async def evaluate_tenant(pool: asyncpg.Pool, tenant_id: str) -> bool:
+    """Recompute the tenant's figures; if they changed, enqueue the status. True if enqueued."""
     async with pool.acquire() as conn, conn.transaction():
         last = await store.lock_tenant(conn, tenant_id)
         now = utcnow()
@@ -70,20 +69,20 @@ async def evaluate_tenant(pool: asyncpg.Pool, broker: KafkaBroker, settings: Set
         await store.record_next_edge(conn, tenant_id, domain.next_edge(aggregates, now))
         if not domain.should_publish(last.key, current):
             return False
-        observed = next_observed(now, last.observed_at)
-        # Bounded: the row lock and the pooled connection are held meanwhile (TimeoutError → retried).
-        await asyncio.wait_for(
-            publish_event(broker, settings, Topic.requirement_status, status_event(tenant_id, current, observed)),
-            settings.response_time_publish_timeout_seconds)
-        await store.record_published(conn, tenant_id, current, observed)
+        await store.record_published(conn, status_event(tenant_id, current, next_observed(now, last.observed_at)),
+                                     current)
         return True
 
 
 class StatusPublisher:
-    """The background task: wake-ups after commits, and the periodic re-evaluation of every tenant."""
+    """The background task: wake-ups after commits, and the periodic re-evaluation of every tenant.
 
-    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, settings: Settings) -> None:
-        self.pool, self.broker, self.settings = pool, broker, settings
+    ``on_enqueued`` is called after each committed status (the outbox relay's ``wake``).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, *,
+                 on_enqueued: Callable[[], None] = lambda: None) -> None:
+        self.pool, self.settings, self.on_enqueued = pool, settings, on_enqueued
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -132,7 +131,7 @@ class StatusPublisher:
         """The tenants whose alerts changed, and those whose figures reached an edge (no event needed).
 
         One tenant failing does not hold back the others; it is marked again and retried in a later
-        round. Several failing in a row is an outage (database or broker): the rest are marked again
+        round. Several failing in a row is an outage (of the database): the rest are marked again
         at once rather than each waiting for its own timeout.
         """
         tenants: list[str] = []
@@ -147,7 +146,7 @@ class StatusPublisher:
         failures_in_a_row = 0
         for position, tenant in enumerate(tenants):
             try:
-                await self._evaluate(tenant)
+                await self.evaluate(tenant)
                 failures_in_a_row = 0
             except Exception:
                 log.exception("re-evaluating the response-time figures of %s failed", tenant)
@@ -176,15 +175,17 @@ class StatusPublisher:
         while unswept and loop.time() < deadline:
             tenant = unswept.pop()
             try:
-                await self._evaluate(tenant)
+                await self.evaluate(tenant)
             except Exception:
                 log.exception("re-evaluating the response-time figures of %s failed", tenant)
                 await self._mark_again([tenant])
                 return
 
-    async def _evaluate(self, tenant_id: str) -> None:
-        if await evaluate_tenant(self.pool, self.broker, self.settings, tenant_id):
-            log.info("published %s status for %s", domain.REQUIREMENT_TYPE, tenant_id)
+    async def evaluate(self, tenant_id: str) -> None:
+        """One tenant's evaluation (raises if it fails: the caller marks the tenant again)."""
+        if await evaluate_tenant(self.pool, tenant_id):
+            self.on_enqueued()
+            log.info("enqueued the %s status of %s", domain.REQUIREMENT_TYPE, tenant_id)
 
     async def _all_tenants(self) -> tuple[list[str], bool]:
         """Every tenant, last first, for a sweep; and whether listing them failed (retry soon)."""

@@ -1,4 +1,4 @@
-"""PostgreSQL I/O of the response-time service (and the read queries the read API shares)."""
+"""PostgreSQL I/O of the response-time service (its ``response_time`` schema; nothing else reads it)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import asyncpg
 
 from services.response_time import domain
 from services.response_time.domain import AlertClock, Response
+from shared import outbox
 from shared.alerts import Alert
-from shared.events import AlertCreated, AlertUpdated
+from shared.events import AlertCreated, AlertUpdated, RequirementStatusObserved, Topic
 from shared.response_time import ResponseTimeFigures, WindowAggregates, figures, window_start
 
 CONSUMER = "response-time"
@@ -30,13 +31,21 @@ def _clock(row: asyncpg.Record) -> AlertClock:
 
 
 async def apply_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | AlertUpdated]) -> list[str]:
-    """Apply a batch of alert events in one transaction; returns the tenants whose alerts changed.
+    """Apply a batch of alert events in one transaction (:func:`apply_events_in`)."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await apply_events_in(conn, events)
+
+
+async def apply_events_in(conn: asyncpg.Connection, events: Sequence[AlertCreated | AlertUpdated]) -> list[str]:
+    """Apply alert events in the caller's transaction; returns the tenants whose alerts changed.
 
     Each event id is claimed in the dedupe ledger (``processed_events``) in the transaction that
     applies it, so an event already applied (a redelivery, or a replay after a crash mid-batch) is
-    dropped, and a crash before the commit leaves neither the claims nor the effects. Five round
-    trips per batch, whatever its size: claim, lock the alerts, read their rows, upsert them, mark
-    the tenants.
+    dropped, and a crash before the commit leaves neither the claims nor the effects. Each alert
+    whose row changed is saved, its tenant marked for re-evaluation, and, if what
+    ``alert-response-times`` says of it changed, its new state enqueued in the outbox (published
+    once the transaction commits, never before). Six round trips per batch, whatever its size: claim,
+    lock the alerts, read their rows, upsert, mark the tenants, enqueue.
     """
     unique, seen = [], set()
     for event in events:  # an id twice in one batch: its first occurrence only
@@ -45,28 +54,34 @@ async def apply_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | Alert
             unique.append(event)
     if not unique:
         return []
-    async with pool.acquire() as conn, conn.transaction():
-        claimed = {r["event_id"] for r in await conn.fetch(
-            """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
-               ON CONFLICT DO NOTHING RETURNING event_id""", CONSUMER, [e.event_id for e in unique])}
-        todo = [e for e in unique if e.event_id in claimed]
-        if not todo:
-            return []
-        keys = sorted({domain.alert_key(e) for e in todo})
-        await _lock_alerts(conn, keys)
-        rows = await conn.fetch(
-            f"""SELECT {_CLOCK_COLUMNS} FROM alerts
-                WHERE (tenant_id, alert_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                ORDER BY tenant_id, alert_id FOR UPDATE""",
-            [k[0] for k in keys], [k[1] for k in keys])
-        clocks: dict[tuple[str, str], AlertClock] = {(r["tenant_id"], r["alert_id"]): _clock(r) for r in rows}
-        for event in todo:
-            key = domain.alert_key(event)
-            clocks[key] = domain.apply(clocks.get(key), event)
-        await conn.executemany(_SAVE, [_save_args(clocks[k]) for k in keys])
-        tenants = sorted({k[0] for k in keys})
-        await mark_dirty(conn, tenants)
-        return tenants
+    claimed = {r["event_id"] for r in await conn.fetch(
+        """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+           ON CONFLICT DO NOTHING RETURNING event_id""", CONSUMER, [e.event_id for e in unique])}
+    todo = [e for e in unique if e.event_id in claimed]
+    if not todo:
+        return []
+    keys = sorted({domain.alert_key(e) for e in todo})
+    # The outbox rows of an alert are ordered by this lock: enqueued while it is held.
+    await _lock_alerts(conn, keys)
+    rows = await conn.fetch(
+        f"""SELECT {_CLOCK_COLUMNS} FROM alerts
+            WHERE (tenant_id, alert_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+            ORDER BY tenant_id, alert_id FOR UPDATE""",
+        [k[0] for k in keys], [k[1] for k in keys])
+    before: dict[tuple[str, str], AlertClock] = {(r["tenant_id"], r["alert_id"]): _clock(r) for r in rows}
+    clocks = dict(before)
+    for event in todo:
+        key = domain.alert_key(event)
+        clocks[key] = domain.apply(clocks.get(key), event)
+    changed = {k: clocks[k] for k in keys if clocks[k] != before.get(k)}
+    if not changed:
+        return []
+    await conn.executemany(_SAVE, [_save_args(clock) for clock in changed.values()])
+    tenants = sorted({k[0] for k in changed})
+    await mark_dirty(conn, tenants)
+    await outbox.enqueue_many(
+        conn, [(Topic.alert_response_times, e) for e in domain.response_time_changes(before, changed)])
+    return tenants
 
 
 async def _lock_alerts(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> None:
@@ -86,7 +101,7 @@ async def _lock_alerts(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
 
 
 async def apply_alert_created(pool: asyncpg.Pool, event: AlertCreated) -> bool:
-    """One event alone (tests, tools); False if it was applied before."""
+    """One event alone (tests, tools); False if it changed nothing (applied before, or nothing new)."""
     return bool(await apply_events(pool, [event]))
 
 
@@ -216,40 +231,17 @@ async def lock_tenant(conn: asyncpg.Connection, tenant_id: str) -> LastPublished
     return LastPublished(json.loads(row["last_key"]) if row["last_key"] else None, row["last_published_at"])
 
 
-async def record_published(conn: asyncpg.Connection, tenant_id: str, figures: ResponseTimeFigures,
-                           published_at: datetime) -> None:
-    """``published_at`` is the ``observedDateTime`` of the published status."""
+async def record_published(conn: asyncpg.Connection, event: RequirementStatusObserved,
+                           published: ResponseTimeFigures) -> None:
+    """Enqueue the tenant's status (published once the transaction commits) and record it as the last.
+
+    Call it holding the tenant's row lock (:func:`lock_tenant`): the statuses of a tenant are enqueued
+    in the order they are recorded.
+    """
+    await outbox.enqueue(conn, Topic.requirement_status, event)
     await conn.execute(
         """UPDATE response_time_tenants
            SET last_key = $2::jsonb, last_figures = $3::jsonb, last_published_at = $4
            WHERE tenant_id = $1""",
-        tenant_id, json.dumps(domain.emission_key(figures)), figures.model_dump_json(), published_at)
-
-
-# --- the read API -------------------------------------------------------------------------------------
-
-ALERT_VIEW_COLUMNS = ("alert_id, alert, status, clock_started_at, responded_at, responded_by, latency_us, "
-                      "is_test")
-
-
-async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
-                      top: int, skip: int = 0, after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
-    """Newest first (clock start, then alert id, both descending), through ``alerts_newest_first``.
-
-    ``after``: the (clock start, alert id) of the last alert of the previous page; the page starts
-    right after it (keyset paging: an index range scan however deep, and stable while alerts arrive).
-    """
-    # Two statements rather than "$6 IS NULL OR …": a prepared plan must see the bound to use the index.
-    position = "AND (clock_started_at, alert_id) < ($6, $7)" if after else ""
-    return await pool.fetch(
-        f"""SELECT {ALERT_VIEW_COLUMNS} FROM alerts
-            WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
-              AND ($3::boolean IS NULL OR (responded_at IS NOT NULL) = $3) {position}
-            ORDER BY clock_started_at DESC, alert_id DESC LIMIT $4 OFFSET $5""",
-        tenant_id, status, responded, top, skip, *(after or ()))
-
-
-async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        f"SELECT {ALERT_VIEW_COLUMNS} FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
-        tenant_id, alert_id)
+        event.tenant_id, json.dumps(domain.emission_key(published)), published.model_dump_json(),
+        event.observed_date_time)

@@ -341,3 +341,31 @@ def test_the_next_edge_is_when_a_response_leaves_the_window_or_the_risk_flips():
     # already at risk: only the window edge remains (ageing only deepens the risk)
     risky = aggregate([responded("e", 2 * H, NOW - H), open_alert("f", NOW - 100 * H)], NOW)
     assert domain.next_edge(risky, NOW) == NOW - H + WINDOW
+
+
+# --- alert-response-times: one event per change of what it says -----------------------------------
+
+
+def test_each_change_of_an_alert_publishes_its_view_and_an_event_that_moves_nothing_publishes_none():
+    key = ("t1", "a1")
+    opened = domain.on_created(None, created())
+    [first] = domain.response_time_changes({}, {key: opened})
+    assert (first.tenant_id, first.alert_id, first.kafka_key()) == ("t1", "a1", b"t1:a1")
+    assert (first.status, first.is_test, first.clock_started_date_time) == ("active", False, NOW - 10 * H)
+    assert (first.responded_date_time, first.responded_by, first.latency_us) == (None, None, None)
+    assert first.alert == opened.alert.model_dump(mode="json") and first.alert["id"] == "a1"
+
+    response = updated(at=NOW - 7 * H, changes=[change(NOW - 7 * H)])
+    answered = domain.on_updated(opened, response)
+    [second] = domain.response_time_changes({key: opened}, {key: answered})
+    assert (second.status, second.responded_date_time, second.responded_by) == (
+        "investigating", NOW - 7 * H, "ana@partner.example")
+    assert second.latency_us == 3 * MICROSECONDS_PER_HOUR
+
+    # An update older than the stored state, with no new response: the view stays as it was.
+    stale = updated(at=NOW - 8 * H, changes=[], status="active", occurred=NOW - 8 * H)
+    assert domain.response_time_changes({key: answered}, {key: domain.on_updated(answered, stale)}) == []
+    # Several alerts: only the changed one publishes.
+    other = domain.on_created(None, created("a2"))
+    assert [e.alert_id for e in domain.response_time_changes(
+        {key: answered}, {key: answered, ("t1", "a2"): other})] == ["a2"]

@@ -9,60 +9,19 @@ its own topics and record them as published, and this test's topic would never s
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest_asyncio
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-
 from services.response_time import domain, store
 from shared.dead_letters import DeadLetter
-from shared.events import Actor, ActorType, AlertCreated, Event
-from shared.kafka import ensure_topics, event_headers
+from shared.events import Actor, ActorType
 from shared.response_time import WINDOW, aggregate
-from tests.services.response_time.events import PARTNER, created, updated
+from tests.services.response_time.events import created, folded, mixed_stream
+from tests.services.response_time.running import produce_all, service
 from tests.support.kafka import produce, read_topic
 
 H = timedelta(hours=1)
 SYSTEM = Actor(type=ActorType.system)
-
-
-async def produce_all(bootstrap: str, topic: str, events: list[Event]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                topic,
-                e.model_dump_json().encode(),
-                key=e.kafka_key(),
-                headers=[(k, v.encode()) for k, v in event_headers(e).items()],
-            )
-            for e in events
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
-@pytest_asyncio.fixture
-async def prefix(topic_prefix: str, kafka_bootstrap: str):
-    """A topic prefix of this test alone; its topics are deleted afterwards."""
-    own = f"{topic_prefix}rt-{uuid.uuid4().hex[:6]}-"
-    created = await ensure_topics(kafka_bootstrap, own)
-    yield own
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(created)
-    finally:
-        await admin.close()
-
-
-def service(make_service, prefix: str, database_url: str, **env: str):
-    return make_service("response-time", KAFKA_TOPIC_PREFIX=prefix, DATABASE_URL=database_url, **env)
 
 
 def status_records(tenant: str):
@@ -141,7 +100,7 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
 
 
 async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applied(
-    make_service, kafka_bootstrap, prefix, own_database, own_pool, tenant_id
+    make_service, kafka_bootstrap, prefix, own_database, own_rt_pool, tenant_id
 ):
     rt = service(make_service, prefix, own_database).start()
     try:
@@ -157,7 +116,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applie
         await produce_all(kafka_bootstrap, f"{prefix}alerts", [created(tenant_id, "fine", now - H)])
 
         async def stored() -> bool:
-            return bool(await own_pool.fetchval("SELECT count(*) FROM alerts WHERE tenant_id = $1", tenant_id))
+            return bool(await own_rt_pool.fetchval("SELECT count(*) FROM alerts WHERE tenant_id = $1", tenant_id))
 
         await wait_for(stored, within=60)
         dead = await read_topic(
@@ -178,66 +137,16 @@ async def test_a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_applie
         rt.stop()
 
 
-def _stream(tenant: str, alerts: int, now: datetime) -> list[Event]:
-    """A mixed stream: creates, partner and system updates, test alerts, late creates, redeliveries."""
-    rng = random.Random(7)
-    events: list[Event] = []
-    for i in range(alerts):
-        detected = now - timedelta(minutes=rng.randint(60, 60 * 24 * 40)) if i % 5 else None
-        ingested = now - timedelta(minutes=rng.randint(30, 60 * 24 * 40))
-        create = created(
-            tenant,
-            f"a{i}",
-            detected,
-            ingested=ingested,
-            is_test=(i % 17 == 0),
-            response_at=(detected or ingested) + H if i % 11 == 0 else None,
-        )
-        start = detected or ingested
-        updates = [
-            updated(
-                tenant,
-                f"a{i}",
-                start + timedelta(minutes=rng.randint(1, 3000)),
-                detected,
-                actor=PARTNER if i % 3 else SYSTEM,
-                to="investigating",
-            )
-            for _ in range(rng.randint(0, 2))
-        ]
-        if i % 13 == 0 and updates:
-            events += updates + [create]  # the update overtakes its create
-        else:
-            events += [create] + updates
-        if i % 7 == 0:
-            events.append(events[-1])  # a redelivery: the same event id again
-    return events
-
-
-def _expected(events: list[Event]) -> list[domain.AlertClock]:
-    clocks: dict[str, domain.AlertClock] = {}
-    seen: set = set()
-    for event in events:
-        if event.event_id in seen:
-            continue
-        seen.add(event.event_id)
-        if isinstance(event, AlertCreated):
-            clocks[event.alert.id] = domain.on_created(clocks.get(event.alert.id), event)
-        else:
-            clocks[event.alert_id] = domain.on_updated(clocks.get(event.alert_id), event)
-    return list(clocks.values())
-
-
 async def test_killed_mid_stream_resumes_without_double_count_or_loss(
-    make_service, kafka_bootstrap, prefix, own_database, own_pool, tenant_id
+    make_service, kafka_bootstrap, prefix, own_database, own_rt_pool, tenant_id
 ):
     now = datetime.now(UTC).replace(microsecond=0)
-    events = _stream(tenant_id, 1200, now)
+    events = mixed_stream(tenant_id, 1200, now)
     distinct_ids = list({e.event_id for e in events})
     await produce_all(kafka_bootstrap, f"{prefix}alerts", events)
 
     async def applied() -> int:
-        return await own_pool.fetchval(
+        return await own_rt_pool.fetchval(
             "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
             store.CONSUMER,
             distinct_ids,
@@ -258,8 +167,8 @@ async def test_killed_mid_stream_resumes_without_double_count_or_loss(
     finally:
         rt.stop()
 
-    expected = {c.alert_id: c for c in _expected(events)}
-    rows = await own_pool.fetch(f"SELECT {store._CLOCK_COLUMNS} FROM alerts WHERE tenant_id = $1", tenant_id)
+    expected = {c.alert_id: c for c in folded(events)}
+    rows = await own_rt_pool.fetch(f"SELECT {store._CLOCK_COLUMNS} FROM alerts WHERE tenant_id = $1", tenant_id)
     stored = {r["alert_id"]: store._clock(r) for r in rows}
     assert set(stored) == set(expected)
     for alert_id, clock in expected.items():
@@ -271,8 +180,8 @@ async def test_killed_mid_stream_resumes_without_double_count_or_loss(
             clock.status,
             clock.created_seen,
         ), alert_id
-    assert await store.window_aggregates(own_pool, tenant_id, now) == aggregate(expected.values(), now)
-    assert (await store.window_aggregates(own_pool, tenant_id, now)).responded_count > 0
+    assert await store.window_aggregates(own_rt_pool, tenant_id, now) == aggregate(expected.values(), now)
+    assert (await store.window_aggregates(own_rt_pool, tenant_id, now)).responded_count > 0
 
 
 async def _at_least(count, target: int) -> bool:
