@@ -1,4 +1,4 @@
-"""Wires the scoring service: Redis, PostgreSQL, the Kafka consumer, the read API."""
+"""Wires the scoring service: Redis, PostgreSQL, the Kafka consumer, the outbox relay, the read API."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from services.scoring.cache import ScoreCache, connect_redis
 from services.scoring.config import get_settings
 from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
+from shared import outbox
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
-from shared.events import ScoreChanged, Topic
 from shared.http import Health
 from shared.http import create_app as create_http_app
-from shared.kafka import make_broker, publish_event
+from shared.kafka import make_broker
 
 
 def create_app() -> FastAPI:
@@ -34,6 +34,9 @@ def create_app() -> FastAPI:
     catalogue = load_catalogue_or_exit(settings.catalogue_path)
     broker = make_broker(settings, client_id="scoring")
     broker.include_router(build_router(settings))
+    # Publishes the score-changed events the store writes to the scoring schema's outbox.
+    relay = outbox.OutboxRelay(settings, schema="scoring", client_id="scoring-outbox",
+                               publish_timeout_seconds=settings.score_publish_timeout_seconds)
     state: dict = {}
 
     async def database_answers() -> None:
@@ -46,16 +49,18 @@ def create_app() -> FastAPI:
         if not await broker.ping(timeout=2):
             raise ConnectionError("the Kafka broker does not answer")
 
-    async def publish_score_changed(event: ScoreChanged) -> None:
-        await publish_event(broker, settings, Topic.score_changes, event)
+    async def outbox_flows() -> None:
+        waiting, oldest_age = await outbox.backlog(state["pool"])
+        if oldest_age is not None and oldest_age > settings.outbox_alarm_seconds:
+            relay_state = relay.state()
+            raise RuntimeError(
+                f"{waiting} event(s) waiting, the oldest for {oldest_age:.0f} s; this process's "
+                f"relay: {'leading' if relay_state['leader'] else 'not leading'}, "
+                f"{relay_state['published']} published, last error: {relay_state['lastError']}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # #11 transitional: response_time (alerts: /alerts, /response-time), notifier
-        # (notification_deliveries: /deliveries) and ingest (customer_mfa: /customers/mfa) still cross;
-        # the search path becomes "scoring" alone.
-        state["pool"] = app.state.pool = await create_pool(
-            settings.database_url, schema="scoring, response_time, notifier, ingest")
+        state["pool"] = app.state.pool = await create_pool(settings.database_url, schema="scoring")
         state["redis"] = app.state.redis = connect_redis(settings)
         app.state.settings = settings
         app.state.catalogue = catalogue
@@ -65,16 +70,15 @@ def create_app() -> FastAPI:
             app.state.pool,
             app.state.cache,
             catalogue,
-            publish_score_changed,
             check_seconds=settings.cache_check_seconds,
             activation_check_max_seconds=settings.activation_check_max_seconds,
-            publish_timeout_seconds=settings.score_publish_timeout_seconds,
         )
         broker.context.set_global("pool", app.state.pool)
         broker.context.set_global("redis", app.state.redis)
         broker.context.set_global("settings", settings)
         broker.context.set_global("keeper", keeper)
         await broker.start()
+        await relay.start()
         keeper.start()
         pruning = asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger")
         try:
@@ -83,6 +87,7 @@ def create_app() -> FastAPI:
             await app.state.keys.close()
             pruning.cancel()
             await keeper.stop()
+            await relay.close()
             await broker.stop()
             await app.state.redis.aclose()
             await app.state.pool.close()
@@ -92,7 +97,8 @@ def create_app() -> FastAPI:
         version="1",
         description="The live security score, its requirements and history, response time, alerts.",
         health=Health(
-            "scoring", {"postgres": database_answers, "redis": redis_answers, "kafka": broker_answers}
+            "scoring",
+            {"postgres": database_answers, "redis": redis_answers, "kafka": broker_answers, "outbox": outbox_flows},
         ),
         lifespan=lifespan,
     )

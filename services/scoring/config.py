@@ -29,8 +29,14 @@ class Settings(CommonSettings):
     score_publish_timeout_seconds: float = Field(
         5.0,
         gt=0,
-        description="Most seconds a `score-changed` publish may wait for the broker; the change stays in the "
-        "outbox and is published again later.",
+        description="Most seconds the outbox relay waits for the broker to acknowledge a batch of `score-changed` "
+        "events; they stay in the outbox and are published again later.",
+    )
+    outbox_alarm_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="`/health/ready` reports the outbox failing once its oldest waiting event is older than this "
+        "(the relay cannot publish: the broker away, or a fault of the relay; the check says which).",
     )
     activation_check_max_seconds: float = Field(
         60.0,

@@ -1,4 +1,9 @@
-"""Translates ``requirement-status`` events into the score: one handler per event type."""
+"""Translates the scoring service's topics into the score and the read model: one handler per event type.
+
+``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries`` and
+``customer-mfa`` feed the read API's read model (``read_model.py``). On each topic a record of an
+event type no handler takes is poison: it goes to the dead-letter topic and the consumer moves on.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,16 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
 
+from services.scoring import read_model
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
-from shared.events import RequirementStatusObserved, Topic
+from shared.events import (
+    AlertResponseTimeChanged,
+    CustomerMfaObserved,
+    DeliveryChanged,
+    RequirementStatusObserved,
+    Topic,
+)
 from shared.kafka import PoisonEvent, event_type_is, topic_name
 
 log = logging.getLogger(__name__)
@@ -19,15 +31,36 @@ log = logging.getLogger(__name__)
 
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
-    statuses = router.subscriber(
-        topic_name(settings, Topic.requirement_status),
-        group_id=settings.consumer_group,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        isolation_level="read_committed",
-        title="scoring/requirement-status",
-        description="Requirement status observations: the newest per tenant and requirement makes the score.",
+
+    def subscriber(topic: Topic, description: str) -> Any:
+        return router.subscriber(
+            topic_name(settings, topic),
+            group_id=settings.consumer_group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            isolation_level="read_committed",
+            title=f"scoring/{topic.value}",
+            description=description,
+        )
+
+    def refuse_other_event_types(topic: Topic, records: Any) -> None:
+        # Registered after the topic's handlers, so it only sees records none of them took. Without
+        # it FastStream raises "no suitable handler", the record is never committed and the
+        # partition stalls behind it.
+        @records()
+        async def on_other_event_type(body: Any, message=Context("message")) -> None:
+            event_type = (message.headers or {}).get("eventType")
+            raise PoisonEvent(f"no scoring handler for eventType {event_type!r} on the {topic.value} topic")
+
+    statuses = subscriber(
+        Topic.requirement_status,
+        "Requirement status observations: the newest per tenant and requirement makes the score.",
     )
+    response_times = subscriber(
+        Topic.alert_response_times, "Each alert's clock and first response: GET /alerts and /response-time."
+    )
+    deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.")
+    customers = subscriber(Topic.customer_mfa, "Each customer's MFA figures: GET /customers/mfa.")
 
     @statuses(filter=event_type_is("requirement-status-observed"))
     async def on_requirement_status_observed(
@@ -37,11 +70,25 @@ def build_router(settings: Settings) -> KafkaRouter:
         if not applied.claimed:
             log.debug("event %s already applied", event.event_id)
 
-    # Registered last, so it only sees records no handler above took. Without it FastStream raises
-    # "no suitable handler", the record is never committed and the partition stalls behind it.
-    @statuses()
-    async def on_other_event_type(body: Any, message=Context("message")) -> None:
-        event_type = (message.headers or {}).get("eventType")
-        raise PoisonEvent(f"no scoring handler for eventType {event_type!r} on the requirement-status topic")
+    @response_times(filter=event_type_is("alert-response-time-changed"))
+    async def on_alert_response_time_changed(event: AlertResponseTimeChanged, pool=Context("pool")) -> None:
+        if (event.responded_date_time is None) != (event.latency_us is None):
+            raise PoisonEvent("respondedDateTime and latencyUs must both be set or both be null")
+        if not await read_model.apply_alert_response_time(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    @deliveries(filter=event_type_is("delivery-changed"))
+    async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool")) -> None:
+        if not await read_model.apply_delivery(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    @customers(filter=event_type_is("customer-mfa-observed"))
+    async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool")) -> None:
+        if not await read_model.apply_customer_mfa(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),
+                           (Topic.deliveries, deliveries), (Topic.customer_mfa, customers)):
+        refuse_other_event_types(topic, records)
 
     return router

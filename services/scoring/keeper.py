@@ -2,9 +2,10 @@
 records preview requirements becoming active on their date, and on start records what a changed
 catalogue changed in the stored scores.
 
-Every write goes to PostgreSQL first (the durable source), then the tenant's whole state is merged
-into Redis and pending ``score-changed`` events are published. Merges keep the newest observation, so
-they commute: event handling, rebuilds and several instances may interleave in any order.
+Every write goes to PostgreSQL first (the durable source, with the ``score-changed`` events in its
+outbox, which the app's outbox relay publishes), then the tenant's whole state is merged into Redis.
+Merges keep the newest observation, so they commute: event handling, rebuilds and several instances
+may interleave in any order. Nothing here waits for the broker.
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
 
-from services.scoring import domain, outbox, store
+from services.scoring import domain, store
 from services.scoring.cache import ScoreCache
 from shared.catalogue import Catalogue
-from shared.events import RequirementStatusObserved, ScoreChanged
+from shared.events import RequirementStatusObserved
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[ScoreChanged], Awaitable[None]]
 
 
 class ScoreKeeper:
@@ -34,20 +33,16 @@ class ScoreKeeper:
         pool: asyncpg.Pool,
         cache: ScoreCache,
         catalogue: Catalogue,
-        publish: Publish,
         *,
         check_seconds: float = 1.0,
         activation_check_max_seconds: float = 60.0,
-        publish_timeout_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.pool = pool
         self.cache = cache
         self.catalogue = catalogue
-        self.publish = publish
         self.check_seconds = check_seconds
         self.activation_check_max_seconds = activation_check_max_seconds
-        self.publish_timeout_seconds = publish_timeout_seconds
         self.clock = clock
         self._rebuild_lock = asyncio.Lock()
         self._rebuild_wanted = asyncio.Event()
@@ -70,13 +65,6 @@ class ScoreKeeper:
     async def sync_tenant(self, tenant_id: str) -> None:
         for snapshot in await store.snapshots(self.pool, [tenant_id]):
             await self.cache.merge(snapshot)
-        await outbox.publish_pending(self.pool, tenant_id, self._publish)
-
-    async def _publish(self, event: ScoreChanged) -> None:
-        # Bounded: the tenant's outbox rows stay locked and a pooled connection is held meanwhile. On
-        # timeout the transaction rolls back and the change stays pending: the periodic check (or the
-        # record's redelivery) publishes it later, with the same eventId.
-        await asyncio.wait_for(self.publish(event), self.publish_timeout_seconds)
 
     # --- preview requirements becoming active -----------------------------------------------------------
 
@@ -155,8 +143,6 @@ class ScoreKeeper:
                 if not await self.cache.is_ready():
                     log.warning("the score cache in Redis is missing; rebuilding it from PostgreSQL")
                     await self.rebuild()
-                for tenant_id in await outbox.tenants_with_pending_changes(self.pool):
-                    await outbox.publish_pending(self.pool, tenant_id, self._publish)
             except Exception:
                 log.exception("checking the score cache failed; trying again")
             with contextlib.suppress(TimeoutError):

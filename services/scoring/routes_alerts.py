@@ -1,4 +1,4 @@
-"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from the response-time tables.
+"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from its read model of ``alert-response-times``.
 
 Each alert comes back as its latest known state plus its response-time fields: when its clock
 started, its first partner response (time and actor) and latency, or its age while open.
@@ -14,10 +14,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.response_time import domain, store
+from services.scoring import read_model
 from services.scoring.deps import PoolDep, ReaderDep
 from shared.alerts import AlertStatus
 from shared.http import Problem
+from shared.response_time import RESOLVED, hours, open_age_us
 from shared.wire import format_utc, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
@@ -27,25 +28,21 @@ def _utc(value: datetime | None) -> str | None:
     return None if value is None else format_utc(value)
 
 
-def _hours(us: int) -> float:
-    return round(us / domain.MICROSECONDS_PER_HOUR, 9)
-
-
 def _view(row, now: datetime) -> dict[str, Any]:
     alert = json.loads(row["alert"])
     responded = row["responded_at"] is not None
-    # Resolved with no partner response: closed unanswered (not open, not averaged; domain.is_open).
-    closed_unanswered = not responded and row["status"] == domain.RESOLVED
+    # Resolved with no partner response: closed unanswered (not open, not averaged; shared.response_time.is_open).
+    closed_unanswered = not responded and row["status"] == RESOLVED
     return {
         **alert,
         "status": row["status"],
         "clockStartedDateTime": _utc(row["clock_started_at"]),
         "respondedDateTime": _utc(row["responded_at"]),
         "respondedBy": row["responded_by"],
-        "latencyHours": _hours(row["latency_us"]) if responded else None,
+        "latencyHours": hours(row["latency_us"]) if responded else None,
         # While open: how long the clock has run (test alerts too, though they never count).
         "openAgeHours": (None if responded or closed_unanswered
-                         else _hours(domain.open_age_us(row["clock_started_at"], now))),
+                         else hours(open_age_us(row["clock_started_at"], now))),
         "countsTowardResponseTime": not row["is_test"] and not closed_unanswered,
     }
 
@@ -80,7 +77,7 @@ async def list_alerts(
     skiptoken: Annotated[str | None, Query(max_length=512, description="Where the page starts; from "
                                            "`@odata.nextLink`, opaque.")] = None,
 ) -> dict[str, Any]:
-    rows = await store.list_alerts(pool, tenant_id, status=status.value if status else None,
+    rows = await read_model.list_alerts(pool, tenant_id, status=status.value if status else None,
                                    responded=responded, top=top + 1, skip=skip,
                                    after=position_of(skiptoken) if skiptoken else None)
     now = utcnow()
@@ -96,7 +93,7 @@ async def list_alerts(
 
 @router.get("/alerts/{alert_id}", summary="One alert, with its response time")
 async def get_alert(tenant_id: str, alert_id: str, caller: ReaderDep, pool: PoolDep) -> dict[str, Any]:
-    row = await store.get_alert(pool, tenant_id, alert_id)
+    row = await read_model.get_alert(pool, tenant_id, alert_id)
     if row is None:
         raise Problem(404, "Alert not found", f"no alert {alert_id!r} for tenant {tenant_id!r}")
     return _view(row, utcnow())

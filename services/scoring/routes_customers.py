@@ -1,8 +1,7 @@
 """``GET /customers/mfa`` of the read API: each customer's MFA figures, searchable by name (SPEC §4, §6).
 
-The figures are those of the tenant's latest customer-MFA report, kept by the write API in
-``customer_mfa`` (migration 0040). The query lives here because it is the read API's only use of
-that table.
+The figures are those of the tenant's latest customer-MFA report, as the write API publishes them on
+``customer-mfa`` (one event per customer) and the read model keeps them (``read_model.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
+from services.scoring import read_model
 from services.scoring.deps import PoolDep, ReaderDep
 from shared.http import Problem
 from shared.wire import UtcDateTime, WireModel
@@ -57,11 +57,6 @@ def like_pattern(search: str) -> str:
     return f"%{escaped}%"
 
 
-_FILTER = """tenant_id = $1
-             AND ($2::text IS NULL OR customer_name ILIKE $2 ESCAPE '\\')
-             AND ($3::boolean IS NULL OR (admins_with_mfa = admins) = $3)"""
-
-
 @router.get(
     "/customers/mfa",
     response_model=CustomerMfaPage,
@@ -99,21 +94,9 @@ async def list_customer_mfa(
             errors=[{"field": "query.search", "message": "control characters are not allowed"}],
         )
     pattern = like_pattern(search.strip()) if search and search.strip() else None
-    async with pool.acquire() as conn:
-        total = await conn.fetchval(
-            f"SELECT count(*) FROM customer_mfa WHERE {_FILTER}", tenant_id, pattern, compliant
-        )
-        rows = await conn.fetch(
-            f"""SELECT customer_tenant_id, customer_name, admins, admins_with_mfa, non_admins_with_mfa,
-                       total_users, observed_at
-                FROM customer_mfa WHERE {_FILTER}
-                ORDER BY lower(customer_name), customer_tenant_id LIMIT $4 OFFSET $5""",
-            tenant_id,
-            pattern,
-            compliant,
-            top,
-            skip,
-        )
+    total, rows = await read_model.customer_mfa_page(
+        pool, tenant_id, pattern=pattern, compliant=compliant, top=top, skip=skip
+    )
     items = [
         CustomerMfaItem(
             customer_tenant_id=r["customer_tenant_id"],

@@ -1,4 +1,5 @@
-"""``GET /deliveries`` and ``GET /deliveries/{deliveryId}`` of the read API: the notifier's delivery log."""
+"""``GET /deliveries`` and ``GET /deliveries/{deliveryId}`` of the read API: the notifier's delivery log, as
+its read model of ``deliveries`` holds it (each delivery as the notifier last showed it)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from services.notifier.store import DELIVERY_COLUMNS, delivery_view
+from services.scoring import read_model
 from services.scoring.deps import PoolDep, ReaderDep
+from shared.events import DeliveryView
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["deliveries"])
@@ -23,6 +25,12 @@ class DeliveryState(StrEnum):
     cancelled = "cancelled"
 
 
+def _body(view: str) -> dict[str, Any]:
+    # Through the model, not the stored JSON as it is: its fields in the contract's order, every one
+    # present (null when unset), whatever order jsonb keeps the keys in.
+    return DeliveryView.model_validate_json(view).model_dump(mode="json")
+
+
 @router.get("/deliveries", summary="The tenant's notifications, newest first (state=dead: the dead letters)")
 async def list_deliveries(
     tenant_id: str,
@@ -34,27 +42,17 @@ async def list_deliveries(
     alert_id: Annotated[str | None, Query(alias="alertId", max_length=256)] = None,
     top: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    rows = await pool.fetch(
-        f"""SELECT {DELIVERY_COLUMNS} FROM notification_deliveries
-            WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR alert_id = $3)
-            ORDER BY created_at DESC, delivery_id LIMIT $4""",
-        tenant_id,
-        state.value if state else None,
-        alert_id,
-        top,
+    views = await read_model.list_deliveries(
+        pool, tenant_id, state=state.value if state else None, alert_id=alert_id, top=top
     )
-    return {"value": [delivery_view(r) for r in rows]}
+    return {"value": [_body(view) for view in views]}
 
 
 @router.get("/deliveries/{delivery_id}", summary="One notification and its last attempt")
 async def get_delivery(
     tenant_id: str, delivery_id: Annotated[uuid.UUID, Path()], caller: ReaderDep, pool: PoolDep
 ) -> dict[str, Any]:
-    row = await pool.fetchrow(
-        f"SELECT {DELIVERY_COLUMNS} FROM notification_deliveries WHERE tenant_id = $1 AND delivery_id = $2",
-        tenant_id,
-        delivery_id,
-    )
-    if row is None:
+    view = await read_model.get_delivery(pool, tenant_id, delivery_id)
+    if view is None:
         raise Problem(404, "Not found", f"no delivery {delivery_id} for tenant {tenant_id}")
-    return delivery_view(row)
+    return _body(view)

@@ -1,9 +1,10 @@
 """PostgreSQL state of the scoring service: the durable source of each tenant's score.
 
-Per tenant: the winning status of each requirement, the last score and the score history (whose
-unpublished rows are the outbox of ``score-changed`` events, see ``outbox.py``). Each change is
-decided in one transaction holding the tenant's ``score_state`` row, so several scoring instances
-agree. The Redis cache derived from it is ``cache.py``.
+Per tenant: the winning status of each requirement, the last score and the score history. Each
+change is decided in one transaction holding the tenant's ``score_state`` row, so several scoring
+instances agree; a score change adds its history entry and its ``score-changed`` event to the
+outbox (``shared.outbox``) in that transaction, so the event is published once the change is
+committed, and only then. The Redis cache derived from it is ``cache.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from datetime import datetime
 import asyncpg
 
 from services.scoring import domain
+from shared import outbox
 from shared.catalogue import Catalogue
 from shared.db import claim_event
-from shared.events import ComplianceStatus, RequirementStatusObserved
+from shared.events import ComplianceStatus, RequirementStatusObserved, ScoreChanged, Topic
 
 CONSUMER = "scoring"
 
@@ -89,7 +91,11 @@ async def _record_score(
     statuses: dict[str, domain.Observation],
     now: datetime,
 ) -> bool:
-    """Store the tenant's score as of ``now``; on a change, add a history entry (and outbox event)."""
+    """Store the tenant's score as of ``now``; on a change, add a history entry and its event.
+
+    The caller holds the tenant's ``score_state`` row (``_lock_tenant``), so the events of one tenant
+    enter the outbox in the order of its changes.
+    """
     previous = _previous_summary(state)
     summary = domain.summarise(catalogue, statuses, now)
     if not summary.differs_from(previous):
@@ -111,19 +117,30 @@ async def _record_score(
     if not score_changed:
         # Only projectedScore moved: stored, but SPEC §4 keeps history entries for score changes only.
         return False
+    event = ScoreChanged(
+        event_id=uuid.uuid4(),
+        occurred_date_time=now,
+        tenant_id=tenant_id,
+        current_score=summary.current_score,
+        projected_score=summary.projected_score,
+        previous_score=previous.current_score if previous else None,
+        compliant_requirements_count=summary.compliant_requirements_count,
+        total_requirements_count=summary.total_requirements_count,
+    )
     await conn.execute(
         """INSERT INTO score_history (tenant_id, event_id, created_at, score, projected_score, previous_score,
                                       compliant_requirements_count, total_requirements_count)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
         tenant_id,
-        uuid.uuid4(),
+        event.event_id,
         now,
-        summary.current_score,
-        summary.projected_score,
-        previous.current_score if previous else None,
-        summary.compliant_requirements_count,
-        summary.total_requirements_count,
+        event.current_score,
+        event.projected_score,
+        event.previous_score,
+        event.compliant_requirements_count,
+        event.total_requirements_count,
     )
+    await outbox.enqueue(conn, Topic.score_changes, event)
     return True
 
 

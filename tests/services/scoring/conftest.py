@@ -1,4 +1,5 @@
-"""Fixtures of the scoring tests: a scoring process of their own, and how to feed it status events."""
+"""Fixtures of the scoring tests: a scoring process of their own, and how to feed it events (status
+events, and the events of the read model's topics)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 
-from shared.events import EVENT_TYPE_HEADER
+from shared.db import create_pool
+from shared.events import EVENT_TYPE_HEADER, Event, Topic
+from shared.kafka import event_headers
 from tests.conftest import AUTH
 from tests.support.kafka import produce
 from tests.support.polling import eventually
@@ -79,6 +83,27 @@ def send_status(kafka_bootstrap, topic_prefix) -> Callable[[dict[str, Any]], Awa
     return send
 
 
+@pytest_asyncio.fixture
+async def scoring_pool(own_database) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on ``own_database`` seeing the scoring schema alone, as the service's own pool does (no
+    scoring process runs on that database, so no relay takes its outbox rows away)."""
+    pool = await create_pool(own_database, schema="scoring")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def send_event(kafka_bootstrap, topic_prefix) -> Callable[[Topic, Event], Awaitable[Event]]:
+    """Publish ``event`` to ``topic`` as its owner does: its JSON, its key, its ``eventType`` header."""
+
+    async def send(topic: Topic, event: Event) -> Event:
+        await produce(kafka_bootstrap, f"{topic_prefix}{topic.value}", event.model_dump_json().encode(),
+                      key=event.kafka_key(), headers=event_headers(event))
+        return event
+
+    return send
+
+
 async def read_api(process: ServiceProcess, tenant_id: str, path: str = "") -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
         return await http.get(f"{process.url}/v1/tenants/{tenant_id}/security-score{path}", headers=AUTH)
@@ -108,6 +133,18 @@ async def event_applied(db_pool, event: dict[str, Any]) -> None:
         lambda: db_pool.fetchval(
             "SELECT count(*) FROM processed_events WHERE consumer = 'scoring' AND event_id = $1",
             uuid.UUID(event["eventId"]),
+        ),
+        lambda n: n == 1,
+        within=30,
+    )
+
+
+async def read_model_applied(db_pool, event: Event) -> None:
+    """Wait until the read model's consumer has taken ``event`` (applied it, or kept a newer state)."""
+    await eventually(
+        lambda: db_pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE consumer = 'scoring-read-model' AND event_id = $1",
+            event.event_id,
         ),
         lambda n: n == 1,
         within=30,

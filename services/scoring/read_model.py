@@ -1,0 +1,197 @@
+"""PostgreSQL I/O of the read API's read model: what other services own, kept from their events.
+
+Three tables of the scoring schema (migration 0071), one per topic: ``alert_response_times`` (each
+alert as the response-time service knows it), ``deliveries`` (each notification, as the notifier
+shows it) and ``customer_mfa`` (each customer's MFA figures, as the write API took them). Each event
+is applied once (its id claimed in ``processed_events`` in the transaction of the change), and a row
+only ever moves to a newer event of its key: an older one arriving late (a replay, a consumer
+catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
+the key's partition. So consuming a topic from the beginning rebuilds a table exactly.
+
+The routes read these tables only (``routes_alerts``, ``routes_response_time``, ``routes_deliveries``,
+``routes_customers``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from shared.db import claim_event
+from shared.events import AlertResponseTimeChanged, CustomerMfaObserved, DeliveryChanged
+from shared.response_time import ResponseTimeFigures, WindowAggregates, figures, window_start
+
+CONSUMER = "scoring-read-model"
+
+
+# --- applying events ------------------------------------------------------------------------------
+
+
+async def apply_alert_response_time(pool: asyncpg.Pool, event: AlertResponseTimeChanged) -> bool:
+    """Keep the alert's state the event brings; False if the event was applied before."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO alert_response_times (tenant_id, alert_id, alert, status, is_test, clock_started_at,
+                                                 responded_at, responded_by, latency_us, state_as_of, event_id)
+               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)
+               ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
+                   alert = EXCLUDED.alert, status = EXCLUDED.status, is_test = EXCLUDED.is_test,
+                   clock_started_at = EXCLUDED.clock_started_at, responded_at = EXCLUDED.responded_at,
+                   responded_by = EXCLUDED.responded_by, latency_us = EXCLUDED.latency_us,
+                   state_as_of = EXCLUDED.state_as_of, event_id = EXCLUDED.event_id
+               WHERE alert_response_times.state_as_of <= EXCLUDED.state_as_of""",
+            event.tenant_id, event.alert_id, json.dumps(event.alert), event.status, event.is_test,
+            event.clock_started_date_time, event.responded_date_time, event.responded_by,
+            event.latency_us,
+            event.occurred_date_time, event.event_id)
+        return True
+
+
+async def apply_delivery(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
+    """Keep the delivery's view the event brings; False if the event was applied before."""
+    view = event.delivery
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO deliveries (tenant_id, delivery_id, alert_id, state, created_at, view, changed_at,
+                                       event_id)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+               ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET
+                   alert_id = EXCLUDED.alert_id, state = EXCLUDED.state, created_at = EXCLUDED.created_at,
+                   view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, event_id = EXCLUDED.event_id
+               WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
+            event.tenant_id, view.id, view.alert_id, view.state, view.created_date_time,
+            view.model_dump_json(), event.occurred_date_time, event.event_id)
+        return True
+
+
+async def apply_customer_mfa(pool: asyncpg.Pool, event: CustomerMfaObserved) -> bool:
+    """Keep the customer's figures of the newest report; False if the event was applied before."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO customer_mfa (tenant_id, customer_tenant_id, customer_name, admins, admins_with_mfa,
+                                         non_admins_with_mfa, total_users, observed_at, event_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (tenant_id, customer_tenant_id) DO UPDATE SET
+                   customer_name = EXCLUDED.customer_name, admins = EXCLUDED.admins,
+                   admins_with_mfa = EXCLUDED.admins_with_mfa, non_admins_with_mfa = EXCLUDED.non_admins_with_mfa,
+                   total_users = EXCLUDED.total_users, observed_at = EXCLUDED.observed_at,
+                   event_id = EXCLUDED.event_id
+               WHERE customer_mfa.observed_at <= EXCLUDED.observed_at""",
+            event.tenant_id, event.customer_tenant_id, event.customer_name, event.admins,
+            event.admins_with_mfa, event.non_admins_with_mfa, event.total_users, event.observed_date_time,
+            event.event_id)
+        return True
+
+
+# --- GET /alerts ----------------------------------------------------------------------------------
+
+_ALERT_COLUMNS = "alert_id, alert, status, clock_started_at, responded_at, responded_by, latency_us, is_test"
+
+
+async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
+                      top: int, skip: int = 0, after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
+    """Newest first (clock start, then alert id, both descending), through ``alert_response_times_newest_first``.
+
+    ``after``: the (clock start, alert id) of the last alert of the previous page; the page starts
+    right after it (keyset paging: an index range scan however deep, and stable while alerts arrive).
+    """
+    # Two statements rather than "$6 IS NULL OR …": a prepared plan must see the bound to use the index.
+    position = "AND (clock_started_at, alert_id) < ($6, $7)" if after else ""
+    return await pool.fetch(
+        f"""SELECT {_ALERT_COLUMNS} FROM alert_response_times
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+              AND ($3::boolean IS NULL OR (responded_at IS NOT NULL) = $3) {position}
+            ORDER BY clock_started_at DESC, alert_id DESC LIMIT $4 OFFSET $5""",
+        tenant_id, status, responded, top, skip, *(after or ()))
+
+
+async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"SELECT {_ALERT_COLUMNS} FROM alert_response_times WHERE tenant_id = $1 AND alert_id = $2",
+        tenant_id, alert_id)
+
+
+# --- GET /response-time ---------------------------------------------------------------------------
+
+# The response-time service's window SQL over this table: two index range scans
+# (alert_response_times_responded_window, alert_response_times_open_unresolved_clock), O(window +
+# open), not O(history). What it sums is shared.response_time.WindowAggregates (aggregate() is the
+# reference): responded = not a test, responded after the window's start; open = not a test, no
+# response, not resolved.
+_AGGREGATES = """
+    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at,
+           r.earliest_responded_at
+    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us,
+                 min(responded_at) AS earliest_responded_at
+          FROM alert_response_times
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2) r,
+         (SELECT count(*) AS open_count,
+                 COALESCE(sum(GREATEST(0, (extract(epoch FROM $3::timestamptz - clock_started_at)
+                                           * 1000000)::bigint)), 0)::bigint AS open_age_us,
+                 min(clock_started_at) AS oldest_open_started_at
+          FROM alert_response_times
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL AND status <> 'resolved') o"""
+
+
+async def window_aggregates(pool: asyncpg.Pool, tenant_id: str, now: datetime) -> WindowAggregates:
+    row = await pool.fetchrow(_AGGREGATES, tenant_id, window_start(now), now)
+    return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
+                            row["open_age_us"], row["oldest_open_started_at"], row["earliest_responded_at"])
+
+
+async def current_figures(pool: asyncpg.Pool, tenant_id: str, now: datetime) -> ResponseTimeFigures:
+    return figures(await window_aggregates(pool, tenant_id, now), now)
+
+
+# --- GET /deliveries ------------------------------------------------------------------------------
+
+
+async def list_deliveries(pool: asyncpg.Pool, tenant_id: str, *, state: str | None, alert_id: str | None,
+                          top: int) -> list[str]:
+    """The views (JSON text), newest first."""
+    rows = await pool.fetch(
+        """SELECT view FROM deliveries
+           WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR alert_id = $3)
+           ORDER BY created_at DESC, delivery_id LIMIT $4""",
+        tenant_id, state, alert_id, top)
+    return [row["view"] for row in rows]
+
+
+async def get_delivery(pool: asyncpg.Pool, tenant_id: str, delivery_id: uuid.UUID) -> str | None:
+    """The view (JSON text), or None."""
+    return await pool.fetchval(
+        "SELECT view FROM deliveries WHERE tenant_id = $1 AND delivery_id = $2", tenant_id, delivery_id)
+
+
+# --- GET /customers/mfa ---------------------------------------------------------------------------
+
+# A report replaces the previous one: only the customers of the tenant's newest report count (one
+# left out of it keeps its older row, which the filter leaves out).
+_CUSTOMER_FILTER = """tenant_id = $1
+             AND observed_at = (SELECT max(observed_at) FROM customer_mfa WHERE tenant_id = $1)
+             AND ($2::text IS NULL OR customer_name ILIKE $2 ESCAPE '\\')
+             AND ($3::boolean IS NULL OR (admins_with_mfa = admins) = $3)"""
+
+
+async def customer_mfa_page(pool: asyncpg.Pool, tenant_id: str, *, pattern: str | None, compliant: bool | None,
+                            top: int, skip: int) -> tuple[int, list[asyncpg.Record]]:
+    """How many customers match, and the page of them by name (case-insensitive), then id."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM customer_mfa WHERE {_CUSTOMER_FILTER}", tenant_id, pattern, compliant)
+        rows = await conn.fetch(
+            f"""SELECT customer_tenant_id, customer_name, admins, admins_with_mfa, non_admins_with_mfa,
+                       total_users, observed_at
+                FROM customer_mfa WHERE {_CUSTOMER_FILTER}
+                ORDER BY lower(customer_name), customer_tenant_id LIMIT $4 OFFSET $5""",
+            tenant_id, pattern, compliant, top, skip)
+    return total, rows

@@ -1,0 +1,174 @@
+"""The read API's response-time routes (GET /response-time, GET /alerts[/{id}]) over its read model, on
+the real PostgreSQL: the routes mounted alone in-process, with the state the scoring app wires, and the
+read model filled as its consumer fills it (``read_model.apply_alert_response_time``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from services.scoring import read_model, routes_alerts, routes_response_time
+from shared.auth import KeyStore
+from shared.db import create_pool
+from shared.http import install_problem_handlers
+from tests.conftest import AUTH
+from tests.services.scoring.read_model_events import alert_response_time
+
+H = timedelta(hours=1)
+
+
+@pytest_asyncio.fixture
+async def db_pool(test_env):
+    """The run's database as the scoring service's pool sees it: its own schema alone."""
+    pool = await create_pool(test_env["DATABASE_URL"], schema="scoring")
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture
+async def read_api(db_pool):
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(routes_response_time.router)
+    app.include_router(routes_alerts.router)
+    app.state.pool = db_pool
+    app.state.keys = KeyStore("dev-admin-key", db_pool)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://read-api") as client:
+        yield client
+
+
+async def known(db_pool, tenant_id: str, alert_id: str, clock_started_at: datetime, **fields) -> None:
+    """The read model's consumer applies the response-time service's event of this alert."""
+    assert await read_model.apply_alert_response_time(
+        db_pool, alert_response_time(tenant_id, alert_id, clock_started_at, **fields))
+
+
+async def test_response_time_figures(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    await known(db_pool, tenant_id, "answered", now - 30 * H, responded_at=now - 10 * H, status="investigating")
+    await known(db_pool, tenant_id, "open", now - 5 * H)
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {
+        "averageResponseTimeInHours",
+        "windowDays",
+        "respondedCount",
+        "openCount",
+        "oldestOpenAgeHours",
+        "projectedAverageResponseTimeInHours",
+        "compliant",
+        "atRisk",
+    }
+    assert (
+        body["averageResponseTimeInHours"],
+        body["windowDays"],
+        body["respondedCount"],
+        body["openCount"],
+    ) == (20.0, 30, 1, 1)
+    assert 5.0 <= body["oldestOpenAgeHours"] < 6.0
+    assert 12.5 <= body["projectedAverageResponseTimeInHours"] < 13.5
+    assert body["compliant"] is True and body["atRisk"] is False
+
+
+async def test_empty_tenant_is_compliant_with_null_average(read_api, tenant_id):
+    body = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)).json()
+    assert (
+        body["averageResponseTimeInHours"] is None
+        and body["compliant"] is True
+        and body["respondedCount"] == 0
+    )
+
+
+async def test_response_time_needs_a_key(read_api, tenant_id):
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/response-time")
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_alerts_list_latency_filter_and_paging(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC).replace(microsecond=0)
+    for i in range(5):
+        if i == 1:
+            await known(db_pool, tenant_id, "a1", now - 9 * H, responded_at=now - 6 * H, status="resolved")
+        else:
+            await known(db_pool, tenant_id, f"a{i}", now - (10 - i) * H)
+
+    listed = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts", headers=AUTH)).json()["value"]
+    assert [a["id"] for a in listed] == ["a4", "a3", "a2", "a1", "a0"]  # newest first
+    answered = next(a for a in listed if a["id"] == "a1")
+    assert answered["status"] == "resolved" and answered["latencyHours"] == 3.0
+    assert answered["respondedBy"] == "ana@partner.example" and answered["openAgeHours"] is None
+    assert answered["respondedDateTime"] == (now - 6 * H).isoformat().replace("+00:00", "Z")
+    assert answered["clockStartedDateTime"] == (now - 9 * H).isoformat().replace("+00:00", "Z")
+    still_open = next(a for a in listed if a["id"] == "a0")
+    assert still_open["latencyHours"] is None and still_open["openAgeHours"] >= 10.0
+
+    resolved = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts?status=resolved", headers=AUTH)).json()
+    assert [a["id"] for a in resolved["value"]] == ["a1"]
+    unanswered = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts?responded=false", headers=AUTH)).json()
+    assert [a["id"] for a in unanswered["value"]] == ["a4", "a3", "a2", "a0"]
+
+    page = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts?top=2", headers=AUTH)).json()
+    assert [a["id"] for a in page["value"]] == ["a4", "a3"]
+    next_page = (await read_api.get(page["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in next_page["value"]] == ["a2", "a1"]
+    last = (await read_api.get(next_page["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in last["value"]] == ["a0"] and "@odata.nextLink" not in last
+
+
+async def test_pages_follow_positions_so_new_alerts_and_ties_never_shift_them(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC).replace(microsecond=0)
+    for alert_id, hours_ago in (("b", 3), ("c", 3), ("a", 5), ("d", 1)):  # b and c start together
+        await known(db_pool, tenant_id, alert_id, now - hours_ago * H)
+    url = f"/v1/tenants/{tenant_id}/alerts?top=2"
+    first = (await read_api.get(url, headers=AUTH)).json()
+    assert [a["id"] for a in first["value"]] == ["d", "c"]  # ties: by id, descending
+    assert "skip=" not in first["@odata.nextLink"] and "skiptoken=" in first["@odata.nextLink"]
+    # A newer alert arrives between two pages: an offset would show "c" again; a position does not.
+    await known(db_pool, tenant_id, "e", now)
+    second = (await read_api.get(first["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in second["value"]] == ["b", "a"] and "@odata.nextLink" not in second
+    # An offset still works, and counts from the position when both are given.
+    assert [a["id"] for a in (await read_api.get(f"{url}&skip=1", headers=AUTH)).json()["value"]] == ["d", "c"]
+    token = first["@odata.nextLink"].split("skiptoken=")[1]
+    after_b = await read_api.get(f"{url}&skiptoken={token}&skip=1", headers=AUTH)
+    assert [a["id"] for a in after_b.json()["value"]] == ["a"]
+
+
+@pytest.mark.parametrize("token", ["nonsense", "bm90LWpzb24", "WzEsMl0", "WyIyMDI2LTExLTI3VDEwOjAwOjAwIiwgImEiXQ"])
+async def test_a_skiptoken_not_from_this_api_is_a_422_naming_it(read_api, tenant_id, token):
+    # garbage, base64 of non-JSON, [1, 2], and a position without a time zone
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?skiptoken={token}", headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "query.skiptoken"
+
+
+async def test_bad_status_filter_is_a_422_naming_the_field(read_api, tenant_id):
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?status=closed", headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.status"
+
+
+async def test_one_alert_and_unknown_alert(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    await known(db_pool, tenant_id, "x", now - 2 * H, responded_at=now - H, status="investigating")
+    one = await read_api.get(f"/v1/tenants/{tenant_id}/alerts/x", headers=AUTH)
+    assert one.status_code == 200 and one.json()["latencyHours"] == 1.0
+    missing = await read_api.get(f"/v1/tenants/{tenant_id}/alerts/nope", headers=AUTH)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_closed_unanswered_alert_is_listed_as_neither_open_nor_counted(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    await known(db_pool, tenant_id, "auto", now - 5 * H, status="resolved")  # resolved by the system
+    one = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts/auto", headers=AUTH)).json()
+    assert (one["status"], one["respondedDateTime"], one["openAgeHours"]) == ("resolved", None, None)
+    assert one["countsTowardResponseTime"] is False
+    figures = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)).json()
+    assert (figures["openCount"], figures["respondedCount"], figures["oldestOpenAgeHours"]) == (0, 0, None)
