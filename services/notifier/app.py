@@ -1,4 +1,5 @@
-"""Wires the notifier: PostgreSQL (delivery log, timers), the Kafka consumer, the delivery worker, health."""
+"""Wires the notifier: PostgreSQL (delivery log, timers, contacts, channels), the Kafka consumer, the
+delivery worker, the outbox relay that publishes what they record, health."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ from services.notifier.config import get_settings
 from services.notifier.handlers import build_router
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
+from shared import outbox
 from shared.db import create_pool, prune_processed_events_forever
 from shared.egress import webhook_client
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 
+# Outbox rows leave within milliseconds while the relay runs; rows this old mean it cannot publish.
+OUTBOX_STUCK_AFTER_SECONDS = 60.0
+
 
 def create_app() -> FastAPI:
     settings = get_settings()
     broker = make_broker(settings, client_id="notifier")
+    relay = outbox.OutboxRelay(settings, schema="notifier", client_id="notifier-outbox")
     state: dict = {}
     broker.include_router(
         build_router(settings, lambda: state["worker"].wake() if "worker" in state else None)
@@ -40,29 +46,43 @@ def create_app() -> FastAPI:
         if task is None or task.done():
             raise RuntimeError("the delivery worker is not running")
 
+    async def outbox_flows() -> None:
+        # Any process's relay may lead (one per schema): the table's backlog says whether one publishes.
+        waiting, oldest = await outbox.backlog(state["pool"])
+        if oldest is not None and oldest > OUTBOX_STUCK_AFTER_SECONDS:
+            raise RuntimeError(
+                f"outbox backlog: {waiting} events, the oldest {oldest:.0f} s old; this process's relay: "
+                f"{relay.state()}")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = await create_pool(settings.database_url, schema="notifier")
         broker.context.set_global("pool", state["pool"])
         broker.context.set_global("settings", settings)
-        # Redirects are not followed: a ticketing URL that redirects is misconfigured (a 3xx is permanent).
-        async with webhook_client(settings.webhook_allow_private_addresses, follow_redirects=False) as http:
-            state["worker"] = DeliveryWorker(
-                settings, state["pool"], broker, Transports(settings, state["pool"], http)
-            )
-            await broker.start()
-            state["worker_task"] = asyncio.create_task(state["worker"].run(), name="delivery-worker")
-            pruning = asyncio.create_task(prune_processed_events_forever(state["pool"]), name="prune-ledger")
-            pruning_log = asyncio.create_task(state["worker"].prune_forever(), name="prune-delivery-log")
-            try:
-                yield
-            finally:
-                pruning.cancel()
-                pruning_log.cancel()
-                state["worker_task"].cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await state["worker_task"]
-                await broker.stop()
+        await relay.start()
+        try:
+            # Redirects are not followed: a ticketing URL that redirects is misconfigured (a 3xx is permanent).
+            async with webhook_client(settings.webhook_allow_private_addresses, follow_redirects=False) as http:
+                state["worker"] = worker = DeliveryWorker(
+                    settings, state["pool"], Transports(settings, state["pool"], http))
+                await broker.start()
+                state["worker_task"] = asyncio.create_task(worker.run(), name="delivery-worker")
+                background = [
+                    asyncio.create_task(prune_processed_events_forever(state["pool"]), name="prune-ledger"),
+                    asyncio.create_task(worker.prune_forever(), name="prune-delivery-log"),
+                    asyncio.create_task(worker.announce_earlier_deliveries(), name="announce-earlier-deliveries"),
+                ]
+                try:
+                    yield
+                finally:
+                    for task in background:
+                        task.cancel()
+                    state["worker_task"].cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await state["worker_task"]
+                    await broker.stop()
+        finally:
+            await relay.close()  # what it had not published yet waits in the outbox for the next start
         await state["pool"].close()
 
     return create_http_app(
@@ -70,7 +90,8 @@ def create_app() -> FastAPI:
         version="1",
         description="Routes alerts to the security contact and ticketing webhooks.",
         health=Health(
-            "notifier", {"postgres": database_answers, "kafka": broker_answers, "worker": worker_runs}
+            "notifier",
+            {"postgres": database_answers, "kafka": broker_answers, "worker": worker_runs, "outbox": outbox_flows},
         ),
         lifespan=lifespan,
     )

@@ -61,12 +61,6 @@ class Settings(CommonSettings):
         60.0, gt=0, description="A claimed delivery is taken again after this long if its sender vanished."
     )
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often the worker looks for due work.")
-    dead_letter_publish_timeout_seconds: float = Field(
-        5.0,
-        gt=0,
-        description="Most a dead-letter event waits for the broker's acknowledgement; past it, the "
-        "dead letters are tried again after as long again (they stay in the delivery log until published).",
-    )
     worker_batch_size: int = Field(20, ge=1, description="Deliveries sent at once by one notifier process.")
     delivery_log_retention_days: float = Field(
         90,

@@ -15,17 +15,21 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from shared.alerts import Alert, AlertStatus
 from shared.channels import Route
-from shared.events import AlertCreated, AlertUpdated, SpendingBudgetThresholdReached
+from shared.dead_letters import DeadLetter, dead_delivery
+from shared.events import AlertCreated, AlertUpdated, ChannelConfig, DeliveryView, SpendingBudgetThresholdReached
 from shared.responses import first_partner_response
+from shared.sealed import SealBroken, unseal
 from shared.wire import format_utc
 
 CONTACT_EMAIL = "email:contact"
@@ -34,6 +38,8 @@ WEBHOOK_PREFIX = "webhook:"
 
 # Fixed namespace: delivery ids (and so Idempotency-Keys) stay the same across processes and restarts.
 _DELIVERY_NAMESPACE = uuid.UUID("3f0c4b8e-9a51-4a53-9d5e-6b1c2f7a8d10")
+# Fixed namespace of the ids of dead letters: one per death of a delivery, whoever publishes it.
+_DEAD_LETTER_NAMESPACE = uuid.UUID("b5e0f2a4-17c3-4d8e-a1f6-0c2d9e8b7a31")
 
 
 class Kind(StrEnum):
@@ -66,6 +72,36 @@ class ChannelRule:
     name: str
     routes: tuple[Route, ...]
     escalation: bool = False
+
+
+@dataclass(frozen=True)
+class OpenChannel:
+    """A channel as the notifier keeps it: its secrets opened (it signs with them), its routes read."""
+
+    url: str
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime | None
+    routes: tuple[Route, ...]
+    escalation: bool
+
+
+class UnusableChannel(ValueError):
+    """A channel event the notifier can never apply: a secret none of its keys opens, a route it cannot read."""
+
+
+def open_channel(config: ChannelConfig, sealing_keys: Sequence[str]) -> OpenChannel:
+    """``config`` with its sealed secrets opened with ``sealing_keys``; UnusableChannel if it cannot be."""
+    try:
+        secret = unseal(config.secret, sealing_keys)
+        previous = unseal(config.previous_secret, sealing_keys) if config.previous_secret else None
+    except SealBroken as exc:
+        raise UnusableChannel(f"a secret of the channel: {exc}") from exc
+    try:
+        routes = tuple(Route.model_validate(route) for route in config.routes)
+    except ValidationError as exc:
+        raise UnusableChannel(f"a route of the channel: {' '.join(str(exc).split())}") from exc
+    return OpenChannel(config.url, secret, previous, config.previous_secret_until, routes, config.escalation)
 
 
 def route_matches(route: Route, alert: Alert) -> bool:
@@ -277,6 +313,23 @@ def decide(
     if attempt.retry_after is not None:
         return Decision("pending", min(attempt.retry_after, policy.max_retry_after_seconds))
     return Decision("pending", backoff_seconds(attempts, policy.base_seconds, policy.max_seconds, rand))
+
+
+def dead_letter(tenant_id: str, delivery: DeliveryView) -> DeadLetter:
+    """The dead letter of ``delivery``, which just went dead. Its id names that death (the delivery and
+    the redeliveries before it), so the same death published twice is one to consumers, and a
+    death after a redelivery is another."""
+    return dead_delivery(
+        event_id=uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{delivery.id}:{delivery.redeliveries}"),
+        tenant_id=tenant_id,
+        delivery_id=str(delivery.id),
+        alert_id=delivery.alert_id,
+        channel=delivery.channel,
+        kind=delivery.kind,
+        attempts=delivery.attempts,
+        last_error=delivery.last_error or "unknown",
+        last_attempt_date_time=delivery.last_attempt_date_time,
+    )
 
 
 # --- message content ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Translates events into the notifier's delivery log and timers: one handler per event type.
+"""Translates events into the notifier's delivery log, timers, contacts and channels: one handler per
+event type.
 
 Handlers only record what must be sent (in the transaction that claims the event) and wake the
 delivery worker; they never wait on SMTP or a webhook, so a slow receiver cannot stall the consumer.
@@ -14,16 +15,18 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
 
-from services.notifier import store
+from services.notifier import domain, store
 from services.notifier.config import Settings
 from shared.events import (
     AlertCreated,
     AlertUpdated,
+    NotificationChannelChanged,
+    RedeliveryRequested,
     SecurityContactChanged,
     SpendingBudgetThresholdReached,
     Topic,
 )
-from shared.kafka import event_type_is, topic_name
+from shared.kafka import PoisonEvent, event_type_is, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,10 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     )
     contacts = subscriber(Topic.security_contacts, "The security contact every e-mail goes to.")
     notifications = subscriber(Topic.notifications, "Spending-budget notifications for the contact.")
+    channels = subscriber(
+        Topic.notification_channels, "The ticketing channels (the write API's), kept with their secrets opened."
+    )
+    commands = subscriber(Topic.delivery_commands, "Redeliveries of dead deliveries.")
 
     @alerts(filter=event_type_is("alert-created"))
     async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
@@ -76,5 +83,29 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     async def on_spending_threshold(event: SpendingBudgetThresholdReached, pool=Context("pool")) -> None:
         if await store.record_spending(pool, event):
             wake_worker()
+
+    @channels(filter=event_type_is("notification-channel-changed"))
+    async def on_channel_changed(event: NotificationChannelChanged, pool=Context("pool")) -> None:
+        try:
+            channel = domain.open_channel(event.channel, settings.sealing_key_list) if event.channel else None
+        except domain.UnusableChannel as exc:  # never applicable, whatever is retried: a dead letter
+            raise PoisonEvent(f"channel {event.tenant_id}/{event.name}: {exc}") from exc
+        changed = await store.record_channel(pool, event, channel)
+        if changed is False:
+            log.info("channel %s/%s: event of %s older than the one in force; ignored",
+                     event.tenant_id, event.name, event.occurred_date_time)
+
+    @commands(filter=event_type_is("redelivery-requested"))
+    async def on_redelivery_requested(event: RedeliveryRequested, pool=Context("pool")) -> None:
+        result = await store.requeue_dead(pool, event)
+        if result is None:
+            return
+        requeued, state = result
+        if requeued:
+            log.info("delivery %s of %s requeued", event.delivery_id, event.tenant_id)
+            wake_worker()
+        else:
+            log.info("redelivery of %s of %s ignored: %s", event.delivery_id, event.tenant_id,
+                     f"it is {state}, not dead" if state else "no such delivery")
 
     return router

@@ -3,13 +3,17 @@
 Every event is applied in one transaction with its ``processed_events`` record (``claim_event``),
 and every delivery row is keyed by (tenant, subject, channel, kind) and inserted ``ON CONFLICT DO
 NOTHING``: a redelivered event or a second event about the same thing adds nothing.
+
+Every change of a delivery's state or attempts enqueues its ``delivery-changed`` event (the delivery
+after the change) in the transaction that makes it, and a death its dead letter besides
+(``shared/outbox.py``): one ``enqueue_many`` per statement, after the statement that locked the rows,
+so the events of one delivery go out in the order of its changes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -17,19 +21,83 @@ from pydantic import ValidationError
 
 from services.notifier import domain
 from services.notifier.domain import ChannelRule, Kind
+from shared import outbox
 from shared.channels import Route
 from shared.db import claim_event
-from shared.events import AlertCreated, AlertUpdated, SecurityContactChanged, SpendingBudgetThresholdReached
-from shared.wire import format_utc, utcnow
+from shared.events import (
+    AlertCreated,
+    AlertUpdated,
+    DeliveryChanged,
+    DeliveryView,
+    NotificationChannelChanged,
+    RedeliveryRequested,
+    SecurityContactChanged,
+    SpendingBudgetThresholdReached,
+    Topic,
+)
+from shared.wire import utcnow
 
 CONSUMER = "notifier"
 
 log = logging.getLogger(__name__)
 
 
+# --- the delivery log's events ---------------------------------------------------------------------
+
+# What a delivery-changed event tells of a row (and the API's view of the delivery log).
+DELIVERY_COLUMNS = """delivery_id, tenant_id, subject_id, alert_id, channel, kind, state, recipient, attempts,
+    redeliveries, next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, dead_at,
+    created_at, updated_at"""
+
+
+def delivery_view(row: asyncpg.Record) -> DeliveryView:
+    """The delivery as the rest of the system sees it (a row of DELIVERY_COLUMNS)."""
+    return DeliveryView(
+        id=row["delivery_id"],
+        alert_id=row["alert_id"],
+        subject=row["subject_id"],
+        channel=row["channel"],
+        kind=row["kind"],
+        state=row["state"],
+        recipient=row["recipient"],
+        attempts=row["attempts"],
+        redeliveries=row["redeliveries"],
+        # Meaningful only while pending: the next attempt (or the end of the lease of one in flight).
+        next_attempt_date_time=row["next_attempt_at"] if row["state"] == "pending" else None,
+        last_attempt_date_time=row["last_attempt_at"],
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        delivered_date_time=row["delivered_at"],
+        dead_lettered_date_time=row["dead_at"],
+        created_date_time=row["created_at"],
+    )
+
+
+async def _publish_changes(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
+    """The delivery-changed event of each row (DELIVERY_COLUMNS, as the change left it), published once
+    the caller's transaction commits; the caller's statement holds the rows' locks."""
+    await outbox.enqueue_many(conn, [
+        (Topic.deliveries, DeliveryChanged(tenant_id=row["tenant_id"], occurred_date_time=row["updated_at"],
+                                           delivery=delivery_view(row)))
+        for row in rows
+    ])
+
+
+async def _publish_dead_letter(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """The dead letter of a delivery that went dead, published once the caller's transaction commits:
+    the record ``shared.dead_letters.publish_dead_letter`` would send."""
+    letter = domain.dead_letter(row["tenant_id"], delivery_view(row))
+    await outbox.enqueue_record(conn, Topic.dead_letter, key=letter.kafka_key(),
+                                value=letter.model_dump_json().encode(), headers=letter.headers())
+
+
+# --- applying events ------------------------------------------------------------------------------------
+
+
 async def channel_rules(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> list[ChannelRule]:
     rows = await conn.fetch(
-        "SELECT name, routes, escalation FROM notification_channels WHERE tenant_id = $1", tenant_id
+        "SELECT name, routes, escalation FROM notification_channels WHERE tenant_id = $1 AND NOT deleted",
+        tenant_id,
     )
     return [
         ChannelRule(
@@ -52,11 +120,11 @@ async def _insert_deliveries(
         return 0
     ids = [domain.delivery_id(tenant_id, subject_id, c, kind) for c in channels]
     inserted = await conn.fetch(
-        """INSERT INTO notification_deliveries
+        f"""INSERT INTO notification_deliveries
                (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload)
            SELECT id, $2, $3, $4, channel, $5, $6::jsonb FROM unnest($1::uuid[], $7::text[]) AS t(id, channel)
            ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
-           RETURNING delivery_id""",
+           RETURNING {DELIVERY_COLUMNS}""",
         ids,
         tenant_id,
         subject_id,
@@ -65,6 +133,7 @@ async def _insert_deliveries(
         payload,
         list(channels),
     )
+    await _publish_changes(conn, inserted)
     return len(inserted)
 
 
@@ -124,16 +193,18 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
         )
         # Nor is a reminder already fired but still waiting for a retry, or an e-mail made due again
         # by a contact but not sent yet. (A catch-up's last error is only the skip it caught up.)
-        await conn.execute(
-            """UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
+        cancelled = await conn.fetch(
+            f"""UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
                       last_error = CASE WHEN catch_up THEN 'cancelled: ' || $3
                                         ELSE coalesce(last_error, 'cancelled: ' || $3) END
                WHERE tenant_id = $1 AND subject_id = $2 AND state = 'pending'
-                 AND (kind IN ('reminder', 'escalation') OR catch_up)""",
+                 AND (kind IN ('reminder', 'escalation') OR catch_up)
+               RETURNING {DELIVERY_COLUMNS}""",
             event.tenant_id,
             event.alert_id,
             reason,
         )
+        await _publish_changes(conn, cancelled)
         return int(timers.split()[-1])
 
 
@@ -204,16 +275,19 @@ async def _send_what_awaited_the_contact(conn: asyncpg.Connection, tenant_id: st
         if domain.worth_sending_late(Kind(r["kind"]), r["payload"], closed_since=r["closed"])
     ]
     # Those not worth it now never will be; those outside the window stay marked, and are never picked.
-    await conn.execute(
-        """UPDATE notification_deliveries
+    updated = await conn.fetch(
+        f"""UPDATE notification_deliveries
            SET awaiting_contact = false, updated_at = now(),
                catch_up = catch_up OR delivery_id = ANY($2::uuid[]),
                state = CASE WHEN delivery_id = ANY($2::uuid[]) THEN 'pending' ELSE state END,
                next_attempt_at = CASE WHEN delivery_id = ANY($2::uuid[]) THEN now() ELSE next_attempt_at END
-           WHERE delivery_id = ANY($1::uuid[])""",
+           WHERE delivery_id = ANY($1::uuid[])
+           RETURNING {DELIVERY_COLUMNS}""",
         [r["delivery_id"] for r in waiting],
         due,
     )
+    # Only those due again changed as the rest of the system sees them (awaiting_contact is the notifier's).
+    await _publish_changes(conn, [r for r in updated if r["state"] == "pending"])
     return len(due)
 
 
@@ -233,6 +307,67 @@ async def record_spending(pool: asyncpg.Pool, event: SpendingBudgetThresholdReac
         return True
 
 
+async def record_channel(
+    pool: asyncpg.Pool, event: NotificationChannelChanged, channel: domain.OpenChannel | None
+) -> bool | None:
+    """The channel as ``event`` says it now is, opened (``channel``; None: deleted, kept as a tombstone
+    without URL or secrets). An event older than the one in force changes nothing. Returns whether
+    it changed the channel (None if the event was applied before)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return None
+        status = await conn.execute(
+            """INSERT INTO notification_channels AS c
+                   (tenant_id, name, url, secret, previous_secret, previous_secret_until, routes, escalation,
+                    deleted, occurred_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+               ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
+                   previous_secret = excluded.previous_secret,
+                   previous_secret_until = excluded.previous_secret_until, routes = excluded.routes,
+                   escalation = excluded.escalation, deleted = excluded.deleted,
+                   occurred_at = excluded.occurred_at, updated_at = now()
+               WHERE c.occurred_at IS NULL OR c.occurred_at <= excluded.occurred_at""",
+            event.tenant_id,
+            event.name,
+            channel.url if channel else None,
+            channel.secret if channel else None,
+            channel.previous_secret if channel else None,
+            channel.previous_secret_until if channel else None,
+            json.dumps([route.model_dump(mode="json") for route in channel.routes] if channel else []),
+            channel.escalation if channel else False,
+            channel is None,
+            event.occurred_date_time,
+        )
+        return status.endswith(" 1")
+
+
+async def requeue_dead(pool: asyncpg.Pool, event: RedeliveryRequested) -> tuple[bool, str | None] | None:
+    """Put the delivery back in the queue with fresh attempts if (and only if) it is dead.
+
+    Returns (requeued, its state now: None if unknown), or None if the event was applied before.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return None
+        row = await conn.fetchrow(
+            f"""UPDATE notification_deliveries
+                SET state = 'pending', attempts = 0, redeliveries = redeliveries + 1, next_attempt_at = now(),
+                    dead_at = NULL, updated_at = now()
+                WHERE tenant_id = $1 AND delivery_id = $2 AND state = 'dead'
+                RETURNING {DELIVERY_COLUMNS}""",
+            event.tenant_id,
+            event.delivery_id,
+        )
+        if row is None:
+            return False, await conn.fetchval(
+                "SELECT state FROM notification_deliveries WHERE tenant_id = $1 AND delivery_id = $2",
+                event.tenant_id,
+                event.delivery_id,
+            )
+        await _publish_changes(conn, [row])
+        return True, row["state"]
+
+
 async def contact_email(pool: asyncpg.Pool, tenant_id: str) -> str | None:
     return await pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id)
 
@@ -242,7 +377,7 @@ async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> tuple
     while their overlap lasts (rotation)."""
     row = await pool.fetchrow(
         """SELECT url, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END AS previous
-           FROM notification_channels WHERE tenant_id = $1 AND name = $2""", tenant_id, name
+           FROM notification_channels WHERE tenant_id = $1 AND name = $2 AND NOT deleted""", tenant_id, name
     )
     if row is None:
         return None
@@ -298,7 +433,9 @@ async def claim_due_deliveries(
 ) -> list[asyncpg.Record]:
     """Take due deliveries for one attempt each: the lease is next_attempt_at pushed ahead.
 
-    A process killed mid-send leaves the row pending; it is due again when the lease expires.
+    A process killed mid-send leaves the row pending; it is due again when the lease expires. An
+    attempt in flight is no news to the rest of the system: its outcome (``record_outcome``) is,
+    with the attempt counted.
     """
     return await pool.fetch(
         """WITH due AS (
@@ -339,16 +476,16 @@ async def record_outcome(
             if has_contact and not closed:
                 decision, caught_up = domain.Decision("pending"), True
             awaits_contact = not has_contact and not closed
-        status = await conn.execute(
-            """UPDATE notification_deliveries
+        changed = await conn.fetchrow(
+            f"""UPDATE notification_deliveries
                SET state = $3, next_attempt_at = now() + make_interval(secs => $4), last_status_code = $5,
                    last_error = $6, recipient = coalesce($7, recipient), updated_at = now(),
                    awaiting_contact = ($3 = 'skipped' AND $8), catch_up = catch_up OR $9,
                    delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-                   dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END,
-                   dead_letter_published = CASE WHEN $3 = 'dead' THEN false ELSE dead_letter_published END
+                   dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END
                WHERE delivery_id = $1 AND attempts = $2
-                 AND (state = 'pending' OR (state = 'cancelled' AND $3 = 'delivered'))""",
+                 AND (state = 'pending' OR (state = 'cancelled' AND $3 = 'delivered'))
+               RETURNING {DELIVERY_COLUMNS}""",
             row["delivery_id"],
             row["attempts"],
             decision.state,
@@ -359,64 +496,48 @@ async def record_outcome(
             awaits_contact,
             caught_up,
         )
-    return decision.state if status.endswith(" 1") else None
+        if changed is None:
+            return None
+        await _publish_changes(conn, [changed])
+        if changed["state"] == "dead":
+            await _publish_dead_letter(conn, changed)
+    return decision.state
 
 
-async def unpublished_dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        """SELECT delivery_id, tenant_id, alert_id, channel, kind, attempts, redeliveries, last_error,
-                  last_attempt_at FROM notification_deliveries
-           WHERE NOT dead_letter_published AND state = 'dead' ORDER BY dead_at LIMIT $1""",
-        limit,
-    )
+async def announce_unannounced_deliveries(pool: asyncpg.Pool, batch_size: int = 500) -> int:
+    """Publish, once, the deliveries logged before each change was published (migration 0073), with
+    the dead letter of a dead one that the notifier of then had not published yet; returns how many.
 
-
-async def mark_dead_letter_published(pool: asyncpg.Pool, delivery_id: uuid.UUID, redeliveries: int) -> None:
-    await pool.execute(
-        """UPDATE notification_deliveries SET dead_letter_published = true
-           WHERE delivery_id = $1 AND redeliveries = $2""",
-        delivery_id,
-        redeliveries,
-    )
-
-
-# --- the API's view of the delivery log (read API lists, write API redelivers) -------------------
-
-DELIVERY_COLUMNS = """delivery_id, tenant_id, subject_id, alert_id, channel, kind, state, recipient, attempts,
-    redeliveries, next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, dead_at,
-    created_at"""
-
-
-def delivery_view(row: asyncpg.Record) -> dict:
-    def iso(value):
-        return format_utc(value) if value else None
-
-    pending = row["state"] == "pending"
-    return {
-        "id": str(row["delivery_id"]),
-        "alertId": row["alert_id"],
-        "subject": row["subject_id"],
-        "channel": row["channel"],
-        "kind": row["kind"],
-        "state": row["state"],
-        "recipient": row["recipient"],
-        "attempts": row["attempts"],
-        "redeliveries": row["redeliveries"],
-        "nextAttemptDateTime": iso(row["next_attempt_at"]) if pending else None,
-        "lastAttemptDateTime": iso(row["last_attempt_at"]),
-        "lastStatusCode": row["last_status_code"],
-        "lastError": row["last_error"],
-        "deliveredDateTime": iso(row["delivered_at"]),
-        "deadLetteredDateTime": iso(row["dead_at"]),
-        "createdDateTime": iso(row["created_at"]),
-    }
+    Several processes may run it at once: each takes rows the others have not locked.
+    """
+    announced = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""SELECT {DELIVERY_COLUMNS}, dead_letter_published FROM notification_deliveries
+                    WHERE NOT announced LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                batch_size,
+            )
+            if not rows:
+                return announced
+            await _publish_changes(conn, rows)
+            for row in rows:
+                if row["state"] == "dead" and not row["dead_letter_published"]:
+                    await _publish_dead_letter(conn, row)
+            await conn.execute(
+                """UPDATE notification_deliveries SET announced = true, dead_letter_published = true
+                   WHERE delivery_id = ANY($1::uuid[])""",
+                [row["delivery_id"] for row in rows],
+            )
+        announced += len(rows)
 
 
 async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int, int]:
     """Delete finished deliveries and timers untouched for ``keep_days``, and the marks of alerts
     closed as long ago that no delivery is left of; (deliveries, timers, marks) deleted.
 
-    A dead delivery whose dead-letter event is still to publish is kept until it is published.
+    A dead delivery whose dead letter is still to publish (one of before migration 0073 not yet
+    announced) is kept until it is.
     """
     async with pool.acquire() as conn, conn.transaction():
         deliveries = await conn.execute(

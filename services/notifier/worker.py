@@ -1,36 +1,28 @@
-"""The delivery loop of a notifier process: fires due timers, sends due deliveries; beside it, the
-dead letters are published.
+"""The delivery loop of a notifier process: fires due timers, sends due deliveries.
 
 Runs beside the Kafka consumer, outside its critical path: handlers only record what must be sent.
-Several notifier processes may run at once; ``FOR UPDATE SKIP LOCKED`` gives each row to one.
+Several notifier processes may run at once; ``FOR UPDATE SKIP LOCKED`` gives each row to one. It
+never talks to Kafka: what it records is published by the outbox relay (``shared/outbox.py``), so
+a broker that does not answer holds back no send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 import asyncpg
-from faststream.kafka import KafkaBroker
 
 from services.notifier import domain, store
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
-from shared.dead_letters import dead_delivery, publish_dead_letter
-from shared.events import Topic
-from shared.kafka import topic_name
 
 log = logging.getLogger(__name__)
 
-_DEAD_LETTER_NAMESPACE = uuid.UUID("b5e0f2a4-17c3-4d8e-a1f6-0c2d9e8b7a31")
-
 
 class DeliveryWorker:
-    def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, broker: KafkaBroker, transports: Transports
-    ) -> None:
-        self.settings, self.pool, self.broker, self.transports = settings, pool, broker, transports
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, transports: Transports) -> None:
+        self.settings, self.pool, self.transports = settings, pool, transports
         self.policy = domain.RetryPolicy(
             settings.max_attempts,
             settings.retry_base_seconds,
@@ -44,13 +36,8 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Keep up to WORKER_BATCH_SIZE sends in flight; claim more as soon as one finishes.
-
-        The dead letters are published by a task of their own beside this loop, so a broker that
-        does not answer holds back neither the timers nor the sends.
-        """
+        """Keep up to WORKER_BATCH_SIZE sends in flight; claim more as soon as one finishes."""
         in_flight: set[asyncio.Task] = set()
-        dead_letters = asyncio.create_task(self.publish_dead_letters_forever(), name="dead-letters")
         try:
             while True:
                 self._wake.clear()
@@ -72,8 +59,6 @@ class DeliveryWorker:
                 finally:
                     woken.cancel()
         finally:
-            dead_letters.cancel()  # what it had not published yet stays in the delivery log
-            await asyncio.wait({dead_letters}, timeout=5)
             # Sends cut short stay claimed and are taken again when their lease expires.
             if in_flight:
                 await asyncio.wait(in_flight, timeout=5)
@@ -138,43 +123,16 @@ class DeliveryWorker:
                 log.warning("pruning the delivery log failed: %s", exc)
             await asyncio.sleep(self.settings.prune_every_seconds)
 
-    async def publish_dead_letters_forever(self) -> None:
-        """Publish the dead letters every WORKER_POLL_SECONDS; after a failure, try again later."""
-        s = self.settings
+    async def announce_earlier_deliveries(self) -> None:
+        """Publish, once, the deliveries logged before each change was published (an upgrade from
+        before #11); retried until it is done."""
         while True:
-            pause = s.worker_poll_seconds
             try:
-                await self.publish_dead_letters()
-            except TimeoutError:
-                pause = max(pause, s.dead_letter_publish_timeout_seconds)
-                log.warning(
-                    "the broker did not acknowledge a dead letter within %g s; trying again in %g s",
-                    s.dead_letter_publish_timeout_seconds,
-                    pause,
-                )
-            except Exception as exc:  # the database or the broker away now is no reason to stop
-                pause = max(pause, s.dead_letter_publish_timeout_seconds)
-                log.warning("publishing dead letters failed (%s); trying again in %g s", exc, pause)
-            await asyncio.sleep(pause)
-
-    async def publish_dead_letters(self) -> None:
-        """Publish what is still to publish; raises TimeoutError when the broker does not acknowledge
-        one within DEAD_LETTER_PUBLISH_TIMEOUT_SECONDS (that row and those after it stay to publish)."""
-        # An outbox: the row is marked dead first, the event published after, so a crash between
-        # the two (or a publish cut short by the timeout, which the broker may still take) publishes
-        # it on a later pass: the same eventId, consumers dedupe.
-        for row in await store.unpublished_dead_letters(self.pool, self.settings.worker_batch_size):
-            letter = dead_delivery(
-                event_id=uuid.uuid5(_DEAD_LETTER_NAMESPACE, f"{row['delivery_id']}:{row['redeliveries']}"),
-                tenant_id=row["tenant_id"],
-                delivery_id=str(row["delivery_id"]),
-                alert_id=row["alert_id"],
-                channel=row["channel"],
-                kind=row["kind"],
-                attempts=row["attempts"],
-                last_error=row["last_error"] or "unknown",
-                last_attempt_date_time=row["last_attempt_at"],
-            )
-            await publish_dead_letter(self.broker, topic_name(self.settings, Topic.dead_letter), letter,
-                                      timeout=self.settings.dead_letter_publish_timeout_seconds)
-            await store.mark_dead_letter_published(self.pool, row["delivery_id"], row["redeliveries"])
+                announced = await store.announce_unannounced_deliveries(self.pool)
+            except Exception as exc:  # the database being away now is no reason to give up
+                log.warning("announcing the earlier deliveries failed: %s", exc)
+                await asyncio.sleep(max(5.0, self.settings.worker_poll_seconds))
+                continue
+            if announced:
+                log.info("published %d deliveries logged before their changes were published", announced)
+            return

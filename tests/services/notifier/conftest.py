@@ -30,7 +30,8 @@ async def notifier_db_url(test_env: dict[str, str]) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="session")
 async def notifier_pool(notifier_db_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(notifier_db_url)
+    """A pool on the notifier's schema alone, as the notifier's own."""
+    pool = await create_pool(notifier_db_url, schema="notifier")
     yield pool
     await pool.close()
 
@@ -78,19 +79,20 @@ def start_notifier(
         process.stop()
 
 
+async def publish_event(bootstrap: str, prefix: str, topic: Topic, event: Event) -> None:
+    """``event`` on ``topic`` of the topics named with ``prefix``, as its owner's outbox publishes it."""
+    await produce(
+        bootstrap,
+        f"{prefix}{topic.value}",
+        event.model_dump_json().encode(),
+        key=event.kafka_key(),
+        headers={"eventType": event.event_type, "eventId": str(event.event_id), "tenantId": event.tenant_id},
+    )
+
+
 @pytest.fixture
 def publish(kafka_bootstrap: str, topic_prefix: str) -> Callable[[Topic, Event], Any]:
     async def send(topic: Topic, event: Event) -> None:
-        await produce(
-            kafka_bootstrap,
-            f"{topic_prefix}{topic.value}",
-            event.model_dump_json().encode(),
-            key=event.kafka_key(),
-            headers={
-                "eventType": event.event_type,
-                "eventId": str(event.event_id),
-                "tenantId": event.tenant_id,
-            },
-        )
+        await publish_event(kafka_bootstrap, topic_prefix, topic, event)
 
     return send

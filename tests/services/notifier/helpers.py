@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.ingest import channels_store
 from shared.alerts import Alert, AlertStatus
 from shared.events import (
     Actor,
     ActorType,
     AlertCreated,
     AlertUpdated,
+    ChannelConfig,
     FieldChange,
+    NotificationChannelChanged,
     SecurityContact,
     SecurityContactChanged,
     StatusChange,
     Topic,
 )
+from shared.sealed import seal
+from shared.settings import DEV_SEALING_KEY
 from shared.wire import utcnow
 from tests.support.polling import eventually
 
@@ -82,6 +88,42 @@ async def set_contact(publish, pool: asyncpg.Pool, tenant_id: str, address: str)
     )
 
 
+def channel_changed(
+    tenant_id: str,
+    name: str,
+    url: str | None,
+    *,
+    secret: str = SECRET,
+    previous_secret: str | None = None,
+    previous_secret_until: datetime | None = None,
+    routes: list | None = None,
+    escalation: bool = False,
+    occurred: datetime | None = None,
+    sealing_keys: Sequence[str] = (DEV_SEALING_KEY,),
+) -> NotificationChannelChanged:
+    """The write API's event about channel ``name``, its secrets sealed with ``sealing_keys`` (the
+    tests' deployment's by default); ``url`` None: the channel deleted."""
+    channel = None if url is None else ChannelConfig(
+        url=url,
+        secret=seal(secret, sealing_keys),
+        previous_secret=seal(previous_secret, sealing_keys) if previous_secret else None,
+        previous_secret_until=previous_secret_until,
+        routes=routes or [],
+        escalation=escalation,
+    )
+    return NotificationChannelChanged(
+        tenant_id=tenant_id, name=name, channel=channel, occurred_date_time=occurred or utcnow()
+    )
+
+
+async def applied(pool: asyncpg.Pool, *event_ids) -> bool:
+    """Every given event applied by the notifier (in its ledger)."""
+    count = await pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::uuid[])", list(event_ids)
+    )
+    return count == len(set(event_ids))
+
+
 async def set_channel(
     pool: asyncpg.Pool,
     tenant_id: str,
@@ -90,10 +132,16 @@ async def set_channel(
     routes: list | None = None,
     escalation: bool = False,
     secret: str = SECRET,
-    secret_overlap_seconds: float = 86_400.0,
 ) -> None:
-    await channels_store.put_channel(pool, tenant_id, name, url, secret, routes or [], escalation,
-                                     secret_overlap_seconds)
+    """The channel written straight into the notifier's own copy (for tests about something else
+    than how channels arrive: that is test_events.py's)."""
+    await pool.execute(
+        """INSERT INTO notification_channels (tenant_id, name, url, secret, routes, escalation)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+           ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
+               routes = excluded.routes, escalation = excluded.escalation""",
+        tenant_id, name, url, secret, json.dumps(routes or []), escalation,
+    )
 
 
 async def deliveries(pool: asyncpg.Pool, tenant_id: str, **where: str) -> list[asyncpg.Record]:
@@ -105,13 +153,10 @@ async def deliveries(pool: asyncpg.Pool, tenant_id: str, **where: str) -> list[a
 
 async def settled(pool: asyncpg.Pool, tenant_id: str, *event_ids) -> bool:
     """Every given event applied and no delivery of the tenant still pending."""
-    applied = await pool.fetchval(
-        "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::uuid[])", list(event_ids)
-    )
     pending = await pool.fetchval(
         "SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND state = 'pending'", tenant_id
     )
-    return applied == len(set(event_ids)) and pending == 0
+    return await applied(pool, *event_ids) and pending == 0
 
 
 async def waits_for_a_lock(observer: asyncpg.Connection, pid: int) -> None:

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from services.ingest import channels_store
 from services.notifier import domain
 from shared.dead_letters import DeadLetter
 from shared.events import (
@@ -18,11 +17,12 @@ from shared.events import (
     SpendingBudgetThresholdReached,
     Topic,
 )
-from shared.webhooks import WebhookSignatureError, verify
+from shared.webhooks import verify
 from tests.services.notifier.helpers import (
-    OTHER_SECRET,
     SECRET,
     alert_created,
+    applied,
+    channel_changed,
     deliveries,
     partner_response,
     set_channel,
@@ -118,33 +118,6 @@ async def test_line_breaks_in_alert_fields_stay_out_of_the_headers_and_in_the_bo
     assert "Alert type: unusual\x0bActivity\u2028Subject: forged\n" in text
 
 
-async def test_a_rotated_channel_secret_signs_beside_the_new_one_until_the_overlap_ends(
-    tenant_id, start_notifier, publish, notifier_pool, receiver
-):
-    path = f"/{tenant_id}/rotating"
-    await set_channel(notifier_pool, tenant_id, "jira", receiver.url(path))
-    await set_channel(notifier_pool, tenant_id, "jira", receiver.url(path), secret=OTHER_SECRET)
-    start_notifier()
-    during = alert_created(tenant_id, "during-overlap")
-    await publish(Topic.alerts, during)
-    await eventually(lambda: settled(notifier_pool, tenant_id, during.event_id), what="the delivery")
-    [call] = receiver.calls(path)
-    assert len(call.headers["webhook-signature"].split(" ")) == 2
-    verify([SECRET], call.headers, call.body)  # a receiver still on the old secret accepts it
-    verify([OTHER_SECRET], call.headers, call.body)  # and one already switched
-
-    # The overlap over (here: set to end now), only the new secret signs.
-    await notifier_pool.execute(
-        "UPDATE notification_channels SET previous_secret_until = now() WHERE tenant_id = $1", tenant_id)
-    after = alert_created(tenant_id, "after-overlap")
-    await publish(Topic.alerts, after)
-    await eventually(lambda: settled(notifier_pool, tenant_id, after.event_id), what="the delivery")
-    call = receiver.calls(path)[-1]
-    verify([OTHER_SECRET], call.headers, call.body)
-    with pytest.raises(WebhookSignatureError):
-        verify([SECRET], call.headers, call.body)
-
-
 async def test_a_channel_resolving_to_a_private_address_is_dead_at_once_when_not_allowed(
     tenant_id, start_notifier, publish, notifier_pool, receiver
 ):
@@ -191,7 +164,9 @@ async def test_500_then_200_gives_exactly_one_success_and_no_contact_or_a_delete
     await publish(Topic.alerts, created)
     # The channel is deleted while its delivery waits for the retry the receiver asked for.
     await eventually(lambda: receiver.calls(gone), what="the first attempt to the channel")
-    assert await channels_store.delete_channel(notifier_pool, tenant_id, "gone")
+    deleted = channel_changed(tenant_id, "gone", None)
+    await publish(Topic.notification_channels, deleted)
+    await eventually(lambda: applied(notifier_pool, deleted.event_id), what="the channel deleted")
     await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="deliveries")
 
     calls = receiver.calls(path)
@@ -363,8 +338,10 @@ async def test_a_cleared_contact_skips_the_email_and_a_deleted_channel_gets_noth
         tenant_id=tenant_id, contact=None, actor=Actor(type=ActorType.user, id="admin")
     )
     await publish(Topic.security_contacts, cleared)
-    await eventually(lambda: settled(notifier_pool, tenant_id, cleared.event_id), what="the contact cleared")
-    await channels_store.delete_channel(notifier_pool, tenant_id, "gone")
+    deleted = channel_changed(tenant_id, "gone", None)
+    await publish(Topic.notification_channels, deleted)
+    await eventually(lambda: settled(notifier_pool, tenant_id, cleared.event_id, deleted.event_id),
+                     what="the contact cleared and the channel deleted")
 
     created = alert_created(tenant_id, "a1")
     await publish(Topic.alerts, created)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from services.notifier import domain
 from services.notifier.domain import Attempt, ChannelRule, Kind, RetryPolicy
 from shared.alerts import Alert
 from shared.channels import Route
-from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.events import AlertCreated, ChannelConfig, DeliveryView, SpendingBudgetThresholdReached
+from shared.sealed import seal
 from shared.webhooks import sign_headers, verify
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -314,3 +317,41 @@ def test_an_email_skipped_for_want_of_a_contact_is_worth_sending_late_only_about
     assert not domain.worth_sending_late(Kind.alert, payload(status="resolved"), closed_since=False)
     assert not domain.worth_sending_late(Kind.alert, "{}", closed_since=False)  # unreadable: no send could use it
     assert domain.worth_sending_late(Kind.spending, "{}", closed_since=False)  # not about an alert
+
+
+# --- channels as the write API publishes them, dead letters ------------------------------------------
+
+
+def sealed_channel(keys: list[str], **fields) -> ChannelConfig:
+    return ChannelConfig(url="https://tickets.example/hook", secret=seal("whsec_new", keys), **fields)
+
+
+def test_a_channel_event_opens_with_the_deployments_keys_and_its_routes_are_read():
+    old_key, key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    until = datetime(2026, 11, 28, tzinfo=UTC)
+    config = sealed_channel([old_key], previous_secret=seal("whsec_old", [key]), previous_secret_until=until,
+                            routes=[{"severities": ["high"], "includeTest": True}], escalation=True)
+    channel = domain.open_channel(config, [key, old_key])  # a rotated key list opens what either sealed
+    assert (channel.secret, channel.previous_secret, channel.previous_secret_until) == ("whsec_new", "whsec_old", until)
+    assert channel.routes == (Route(severities=["high"], include_test=True),) and channel.escalation
+
+
+def test_a_channel_event_no_key_opens_or_with_an_unreadable_route_is_unusable():
+    key = Fernet.generate_key().decode()
+    with pytest.raises(domain.UnusableChannel, match="SEALING_KEYS"):
+        domain.open_channel(sealed_channel([Fernet.generate_key().decode()]), [key])
+    with pytest.raises(domain.UnusableChannel, match="SEALING_KEYS"):
+        domain.open_channel(sealed_channel([key], previous_secret="not-a-sealed-value"), [key])
+    with pytest.raises(domain.UnusableChannel, match="route"):
+        domain.open_channel(sealed_channel([key], routes=[{"severities": ["urgent"]}]), [key])
+
+
+def test_a_dead_letter_is_named_by_the_death_it_tells_of():
+    delivery = DeliveryView(id=uuid.uuid4(), alert_id="a1", subject="a1", channel="webhook:jira", kind="alert",
+                            state="dead", attempts=3, last_error="HTTP 503", created_date_time=NOW)
+    letter = domain.dead_letter("t1", delivery)
+    assert (letter.kind, letter.tenant_id, letter.reason, letter.delivery.delivery_id) == (
+        "dead-delivery", "t1", "HTTP 503", str(delivery.id))
+    assert domain.dead_letter("t1", delivery).event_id == letter.event_id  # published twice: one to consumers
+    again = delivery.model_copy(update={"redeliveries": 1})
+    assert domain.dead_letter("t1", again).event_id != letter.event_id  # died again after a redelivery

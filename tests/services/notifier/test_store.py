@@ -1,16 +1,19 @@
-"""The delivery log's bookkeeping in PostgreSQL: redelivery vs. the dead-letter outbox, and pruning."""
+"""The delivery log's bookkeeping in PostgreSQL: its events in the outbox (a death's dead letter, a
+redelivery, the deliveries of before the events), and pruning."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import asyncpg
 import pytest
 
-from services.ingest import channels_store
 from services.notifier import domain, store
 from shared.db import create_pool
+from shared.dead_letters import DeadLetter
+from shared.events import Actor, ActorType, DeliveryChanged, RedeliveryRequested
 from tests.services.notifier.helpers import alert_created, contact_changed, partner_response, waits_for_a_lock
 
 HOUR = 3600.0
@@ -19,45 +22,89 @@ SKIP = domain.Decision("skipped")
 
 async def insert_delivery(
     pool: asyncpg.Pool, tenant_id: str, subject: str, state: str, *, age_days: float = 0,
-    dead_letter_published: bool = True,
+    dead_letter_published: bool = True, announced: bool = True,
 ) -> uuid.UUID:
+    """A delivery row written as it is (``announced`` false, ``dead_letter_published`` false: as a
+    notifier of before #11 left it)."""
     delivery_id = uuid.uuid4()
     await pool.execute(
         """INSERT INTO notification_deliveries (delivery_id, tenant_id, subject_id, alert_id, channel, kind,
                                                 state, payload, attempts, dead_at, dead_letter_published,
-                                                updated_at)
+                                                announced, updated_at)
            VALUES ($1, $2, $3, $3, 'webhook:jira', 'alert', $4, '{}'::jsonb, 1,
-                   CASE WHEN $4 = 'dead' THEN now() END, $5, now() - make_interval(secs => $6))""",
-        delivery_id, tenant_id, subject, state, dead_letter_published, age_days * 86400,
+                   CASE WHEN $4 = 'dead' THEN now() END, $5, $6, now() - make_interval(secs => $7))""",
+        delivery_id, tenant_id, subject, state, dead_letter_published, announced, age_days * 86400,
     )
     return delivery_id
 
 
-async def unpublished(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
-    return [r for r in await store.unpublished_dead_letters(pool, 10_000) if r["tenant_id"] == tenant_id]
+async def outbox_of(pool: asyncpg.Pool, tenant_id: str) -> tuple[list[DeliveryChanged], list[DeadLetter]]:
+    """The tenant's delivery-changed events and dead letters waiting in the notifier's outbox, in order
+    (no relay runs in these tests)."""
+    rows = await pool.fetch(
+        "SELECT topic, value, headers FROM outbox WHERE headers->>'tenantId' = $1 ORDER BY id", tenant_id)
+    changes = [DeliveryChanged.model_validate_json(r["value"]) for r in rows if r["topic"] == "deliveries"]
+    letters = []
+    for row in (r for r in rows if r["topic"] == "dead-letter"):
+        letters.append(DeadLetter.model_validate_json(row["value"]))
+        assert json.loads(row["headers"]) == letters[-1].headers()  # as publish_dead_letter sends them
+    return changes, letters
 
 
-async def test_a_redelivery_drops_the_unpublished_dead_letter_and_a_second_death_gets_its_own(
+def redelivery(tenant_id: str, delivery_id: uuid.UUID) -> RedeliveryRequested:
+    return RedeliveryRequested(tenant_id=tenant_id, delivery_id=delivery_id, actor=Actor(type=ActorType.user))
+
+
+async def test_a_death_publishes_its_change_and_dead_letter_and_a_death_after_a_redelivery_its_own(
     notifier_pool, tenant_id
 ):
-    # The delivery died while Kafka was down: its dead-letter event is still to publish.
-    delivery_id = await insert_delivery(notifier_pool, tenant_id, "a1", "dead", dead_letter_published=False)
-    assert [r["redeliveries"] for r in await unpublished(notifier_pool, tenant_id)] == [0]
-
-    row, requeued = await channels_store.redeliver(notifier_pool, tenant_id, delivery_id)
-    assert requeued and row["state"] == "pending"
-    assert await notifier_pool.fetchval(
-        "SELECT dead_letter_published FROM notification_deliveries WHERE delivery_id = $1", delivery_id
-    )
-    assert await unpublished(notifier_pool, tenant_id) == []  # no stale "dead-lettered" for a live row
-
-    # It dies again: that death is published, under the redelivery count it died at.
+    delivery_id = await insert_delivery(notifier_pool, tenant_id, "a1", "pending")
+    dead, refused = domain.Decision("dead"), domain.Attempt("permanent", "HTTP 400", status_code=400)
     claimed = await notifier_pool.fetchrow(
-        "SELECT delivery_id, attempts FROM notification_deliveries WHERE delivery_id = $1", delivery_id
-    )
-    dead = domain.Decision("dead")
-    assert await store.record_outcome(notifier_pool, claimed, dead, domain.Attempt("permanent", "HTTP 400"))
-    assert [r["redeliveries"] for r in await unpublished(notifier_pool, tenant_id)] == [1]
+        "SELECT delivery_id, attempts FROM notification_deliveries WHERE delivery_id = $1", delivery_id)
+    assert await store.record_outcome(notifier_pool, claimed, dead, refused) == "dead"
+    changes, letters = await outbox_of(notifier_pool, tenant_id)
+    assert [(c.delivery.state, c.delivery.last_status_code) for c in changes] == [("dead", 400)]
+    assert [(letter.kind, letter.delivery.delivery_id, letter.reason) for letter in letters] == [
+        ("dead-delivery", str(delivery_id), "HTTP 400")]
+
+    assert await store.requeue_dead(notifier_pool, redelivery(tenant_id, delivery_id)) == (True, "pending")
+    # Not dead any more: another command changes nothing and publishes nothing.
+    assert await store.requeue_dead(notifier_pool, redelivery(tenant_id, delivery_id)) == (False, "pending")
+    command = redelivery(tenant_id, uuid.uuid4())
+    assert await store.requeue_dead(notifier_pool, command) == (False, None)
+    assert await store.requeue_dead(notifier_pool, command) is None  # applied before
+
+    # It dies again: a dead letter of its own (another id: another death), after the requeue's change.
+    claimed = await notifier_pool.fetchrow(
+        """UPDATE notification_deliveries SET attempts = attempts + 1 WHERE delivery_id = $1
+           RETURNING delivery_id, attempts""", delivery_id)
+    assert await store.record_outcome(notifier_pool, claimed, dead, refused) == "dead"
+    changes, letters = await outbox_of(notifier_pool, tenant_id)
+    assert [(c.delivery.state, c.delivery.redeliveries) for c in changes] == [
+        ("dead", 0), ("pending", 1), ("dead", 1)]
+    assert len(letters) == 2 and letters[0].event_id != letters[1].event_id
+    assert changes[-1].delivery == store.delivery_view(await notifier_pool.fetchrow(
+        "SELECT * FROM notification_deliveries WHERE delivery_id = $1", delivery_id))
+
+
+async def test_the_deliveries_of_before_the_events_are_published_once_with_the_dead_letters_left_unpublished(
+    notifier_pool, tenant_id
+):
+    # As a notifier of before #11 left them (migration 0073 marks them unannounced).
+    delivered = await insert_delivery(notifier_pool, tenant_id, "a1", "delivered", announced=False)
+    published_dead = await insert_delivery(notifier_pool, tenant_id, "a2", "dead", announced=False)
+    unpublished_dead = await insert_delivery(notifier_pool, tenant_id, "a3", "dead", announced=False,
+                                             dead_letter_published=False)
+
+    assert await store.announce_unannounced_deliveries(notifier_pool, batch_size=2) >= 3
+    changes, letters = await outbox_of(notifier_pool, tenant_id)
+    assert sorted((c.delivery.id, c.delivery.state) for c in changes) == sorted(
+        [(delivered, "delivered"), (published_dead, "dead"), (unpublished_dead, "dead")])
+    assert [letter.delivery.delivery_id for letter in letters] == [str(unpublished_dead)]
+
+    assert await store.announce_unannounced_deliveries(notifier_pool) == 0
+    assert len((await outbox_of(notifier_pool, tenant_id))[0]) == 3
 
 
 async def test_finished_deliveries_and_timers_older_than_the_retention_are_pruned(notifier_pool, tenant_id):
@@ -217,9 +264,9 @@ async def test_a_contact_and_a_partner_response_applied_at_once_send_no_email_ab
     assert await store.record_outcome(notifier_pool, sending, SKIP, domain.NO_CONTACT) == "skipped"
 
     # One connection each, so each pool's session (its pid) is known.
-    contact_pool, response_pool = [await create_pool(notifier_db_url, max_size=1) for _ in range(2)]
+    contact_pool, response_pool = [await create_pool(notifier_db_url, schema="notifier", max_size=1) for _ in range(2)]
     contact_pid, response_pid = [await p.fetchval("SELECT pg_backend_pid()") for p in (contact_pool, response_pool)]
-    blocker = await asyncpg.connect(notifier_db_url)
+    blocker = await asyncpg.connect(notifier_db_url, server_settings={"search_path": "notifier"})
     try:
         async with blocker.transaction():
             await blocker.execute(

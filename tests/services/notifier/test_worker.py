@@ -1,44 +1,29 @@
-"""The delivery loop against a broker that never answers: dead letters wait, deliveries do not."""
+"""The delivery loop needs no broker: what it records waits in the outbox until a relay publishes it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import uuid
 
 import pytest
 
-from services.notifier import domain
+from services.notifier import store
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
+from shared import outbox
 from shared.dead_letters import DeadLetter
-from tests.services.notifier.helpers import alert_created
+from shared.egress import webhook_client
+from tests.services.notifier.helpers import alert_created, deliveries, set_channel
+from tests.support.kafka import read_topic
 from tests.support.polling import eventually
 
-
-class HungBroker:
-    """A broker that takes the records and never acknowledges them until released.
-
-    (The shared Kafka of the tests cannot be made to hang, so this stands in for it; the loop's
-    only use of the broker is ``publish``.)
-    """
-
-    def __init__(self) -> None:
-        self.released = asyncio.Event()
-        self.attempts = 0
-        self.published: list[dict] = []
-
-    async def publish(self, body: bytes, **_: object) -> None:
-        self.attempts += 1
-        await self.released.wait()
-        self.published.append(json.loads(body))
+HOUR = 3600.0
 
 
 @pytest.mark.timeout(90)
-async def test_a_hung_broker_delays_the_dead_letters_not_the_deliveries_and_loses_none(
-    notifier_db_url, notifier_pool, smtp_server, tenant_id
+async def test_without_a_broker_deliveries_go_on_and_a_dead_letter_waits_in_the_outbox_until_a_relay_runs(
+    notifier_db_url, notifier_pool, smtp_server, receiver, tenant_id, kafka_bootstrap, topic_prefix
 ):
     settings = Settings(
         environment="development",
@@ -49,52 +34,40 @@ async def test_a_hung_broker_delays_the_dead_letters_not_the_deliveries_and_lose
         webhook_timeout_seconds=4,
         delivery_lease_seconds=6,
         worker_poll_seconds=0.1,
-        dead_letter_publish_timeout_seconds=0.5,
         requirement_help_url="https://help.example/",
     )
-    dead = uuid.uuid4()
+    path = f"/{tenant_id}/broken"
+    receiver.script(path, (400, {}))
+    await set_channel(notifier_pool, tenant_id, "broken", receiver.url(path))
     await notifier_pool.execute(
-        """INSERT INTO notification_deliveries (delivery_id, tenant_id, subject_id, alert_id, channel, kind,
-                                                state, payload, attempts, last_error, last_attempt_at,
-                                                dead_at, dead_letter_published)
-           VALUES ($1, $2, 'a1', 'a1', 'webhook:jira', 'alert', 'dead', '{}'::jsonb, 3, 'HTTP 503',
-                   now(), now(), false)""",
-        dead, tenant_id,
-    )
-    broker = HungBroker()
-    worker = DeliveryWorker(settings, notifier_pool, broker, Transports(settings, notifier_pool, http=None))
-    loop = asyncio.create_task(worker.run())
+        "INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, 'SOC', $2, now())",
+        tenant_id, "soc@partner.example")
+    await store.record_alert_created(notifier_pool, alert_created(tenant_id, "a1"), HOUR, 20 * HOUR)
+
+    # No relay runs: for this notifier the broker is away.
+    async with webhook_client(True, follow_redirects=False) as http:
+        worker = DeliveryWorker(settings, notifier_pool, Transports(settings, notifier_pool, http))
+        loop = asyncio.create_task(worker.run())
+        try:
+            await eventually(lambda: smtp_server.mail.for_tenant(tenant_id), within=15, what="the e-mail")
+            await eventually(lambda: deliveries(notifier_pool, tenant_id, channel="webhook:broken", state="dead"),
+                             within=15, what="the dead webhook")
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    [dead] = await deliveries(notifier_pool, tenant_id, channel="webhook:broken")
+    source = f"delivery {dead['delivery_id']} to webhook:broken"
+    assert await notifier_pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE topic = 'dead-letter' AND headers->>'dlq.source' = $1", source) == 1
+
+    relay = outbox.OutboxRelay(settings, schema="notifier", client_id="notifier-test-outbox")
+    await relay.start()
     try:
-        await eventually(lambda: broker.attempts, within=10, what="the dead letter's publish to hang")
-
-        # An alert arrives while the broker hangs: its e-mail goes out all the same.
-        await notifier_pool.execute(
-            "INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, 'SOC', $2, now())",
-            tenant_id, "soc@partner.example")
-        await notifier_pool.execute(
-            """INSERT INTO notification_deliveries (delivery_id, tenant_id, subject_id, alert_id, channel, kind,
-                                                    payload)
-               VALUES ($1, $2, 'a2', 'a2', $3, 'alert', $4::jsonb)""",
-            domain.delivery_id(tenant_id, "a2", domain.CONTACT_EMAIL, "alert"), tenant_id, domain.CONTACT_EMAIL,
-            alert_created(tenant_id, "a2").model_dump_json())
-        worker.wake()
-        await eventually(lambda: smtp_server.mail.for_tenant(tenant_id), within=15, what="the e-mail")
-
-        # The dead letter is not lost: still to publish, and tried again after each timeout.
-        await eventually(lambda: broker.attempts >= 3, within=10, what="the publish to be tried again")
-        assert not await notifier_pool.fetchval(
-            "SELECT dead_letter_published FROM notification_deliveries WHERE delivery_id = $1", dead)
-
-        broker.released.set()  # the broker answers again
-        await eventually(
-            lambda: notifier_pool.fetchval(
-                "SELECT dead_letter_published FROM notification_deliveries WHERE delivery_id = $1", dead),
-            within=10, what="the dead letter published",
-        )
-        letter = next(DeadLetter.model_validate(e) for e in broker.published
-                      if e["delivery"]["deliveryId"] == str(dead))
-        assert (letter.kind, letter.tenant_id, letter.delivery.last_error) == ("dead-delivery", tenant_id, "HTTP 503")
+        [record] = await read_topic(kafka_bootstrap, f"{topic_prefix}dead-letter", count=1, timeout=30,
+                                    predicate=lambda r: r["headers"].get("dlq.source") == source)
     finally:
-        loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop
+        await relay.close()
+    letter = DeadLetter.model_validate(record["value"])
+    assert (letter.kind, letter.tenant_id) == ("dead-delivery", tenant_id)
+    assert letter.delivery.last_error.startswith("HTTP 400")
