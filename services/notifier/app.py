@@ -21,9 +21,6 @@ from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 
-# Outbox rows leave within milliseconds while the relay runs; rows this old mean it cannot publish.
-OUTBOX_STUCK_AFTER_SECONDS = 60.0
-
 
 def create_app() -> FastAPI:
     settings = get_settings()
@@ -48,11 +45,13 @@ def create_app() -> FastAPI:
 
     async def outbox_flows() -> None:
         # Any process's relay may lead (one per schema): the table's backlog says whether one publishes.
-        waiting, oldest = await outbox.backlog(state["pool"])
-        if oldest is not None and oldest > OUTBOX_STUCK_AFTER_SECONDS:
+        waiting, oldest_age = await outbox.backlog(state["pool"])
+        if oldest_age is not None and oldest_age > settings.outbox_alarm_seconds:
+            relay_state = relay.state()
             raise RuntimeError(
-                f"outbox backlog: {waiting} events, the oldest {oldest:.0f} s old; this process's relay: "
-                f"{relay.state()}")
+                f"{waiting} event(s) waiting, the oldest for {oldest_age:.0f} s; this process's "
+                f"relay: {'leading' if relay_state['leader'] else 'not leading'}, "
+                f"{relay_state['published']} published, last error: {relay_state['lastError']}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

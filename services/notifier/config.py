@@ -62,6 +62,12 @@ class Settings(CommonSettings):
     )
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often the worker looks for due work.")
     worker_batch_size: int = Field(20, ge=1, description="Deliveries sent at once by one notifier process.")
+    outbox_alarm_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="`/health/ready` reports the outbox failing once its oldest waiting event is older than this "
+        "(the relay cannot publish: the broker away, or a fault of the relay; the check says which).",
+    )
     delivery_log_retention_days: float = Field(
         90,
         gt=0,
