@@ -44,10 +44,14 @@ log = logging.getLogger(__name__)
 
 # --- the delivery log's events ---------------------------------------------------------------------
 
-# What a delivery-changed event tells of a row (and the API's view of the delivery log).
+# What a delivery-changed event tells of a row.
 DELIVERY_COLUMNS = """delivery_id, tenant_id, subject_id, alert_id, channel, kind, state, recipient, attempts,
     redeliveries, next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, dead_at,
-    created_at, updated_at"""
+    created_at"""
+# ...and when it changed, for RETURNING: the clock once the statement holds the row, not now() (the
+# transaction's start: one that started earlier may change the row later), so each change of a
+# delivery is later than the one before, and consumers that keep the newest keep the last.
+DELIVERY_CHANGE = f"{DELIVERY_COLUMNS}, clock_timestamp() AS changed_at"
 
 
 def delivery_view(row: asyncpg.Record) -> DeliveryView:
@@ -74,10 +78,10 @@ def delivery_view(row: asyncpg.Record) -> DeliveryView:
 
 
 async def _publish_changes(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
-    """The delivery-changed event of each row (DELIVERY_COLUMNS, as the change left it), published once
+    """The delivery-changed event of each row (DELIVERY_CHANGE, as the change left it), published once
     the caller's transaction commits; the caller's statement holds the rows' locks."""
     await outbox.enqueue_many(conn, [
-        (Topic.deliveries, DeliveryChanged(tenant_id=row["tenant_id"], occurred_date_time=row["updated_at"],
+        (Topic.deliveries, DeliveryChanged(tenant_id=row["tenant_id"], occurred_date_time=row["changed_at"],
                                            delivery=delivery_view(row)))
         for row in rows
     ])
@@ -124,7 +128,7 @@ async def _insert_deliveries(
                (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload)
            SELECT id, $2, $3, $4, channel, $5, $6::jsonb FROM unnest($1::uuid[], $7::text[]) AS t(id, channel)
            ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
-           RETURNING {DELIVERY_COLUMNS}""",
+           RETURNING {DELIVERY_CHANGE}""",
         ids,
         tenant_id,
         subject_id,
@@ -199,7 +203,7 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
                                         ELSE coalesce(last_error, 'cancelled: ' || $3) END
                WHERE tenant_id = $1 AND subject_id = $2 AND state = 'pending'
                  AND (kind IN ('reminder', 'escalation') OR catch_up)
-               RETURNING {DELIVERY_COLUMNS}""",
+               RETURNING {DELIVERY_CHANGE}""",
             event.tenant_id,
             event.alert_id,
             reason,
@@ -282,7 +286,7 @@ async def _send_what_awaited_the_contact(conn: asyncpg.Connection, tenant_id: st
                state = CASE WHEN delivery_id = ANY($2::uuid[]) THEN 'pending' ELSE state END,
                next_attempt_at = CASE WHEN delivery_id = ANY($2::uuid[]) THEN now() ELSE next_attempt_at END
            WHERE delivery_id = ANY($1::uuid[])
-           RETURNING {DELIVERY_COLUMNS}""",
+           RETURNING {DELIVERY_CHANGE}""",
         [r["delivery_id"] for r in waiting],
         due,
     )
@@ -354,7 +358,7 @@ async def requeue_dead(pool: asyncpg.Pool, event: RedeliveryRequested) -> tuple[
                 SET state = 'pending', attempts = 0, redeliveries = redeliveries + 1, next_attempt_at = now(),
                     dead_at = NULL, updated_at = now()
                 WHERE tenant_id = $1 AND delivery_id = $2 AND state = 'dead'
-                RETURNING {DELIVERY_COLUMNS}""",
+                RETURNING {DELIVERY_CHANGE}""",
             event.tenant_id,
             event.delivery_id,
         )
@@ -485,7 +489,7 @@ async def record_outcome(
                    dead_at = CASE WHEN $3 = 'dead' THEN now() ELSE dead_at END
                WHERE delivery_id = $1 AND attempts = $2
                  AND (state = 'pending' OR (state = 'cancelled' AND $3 = 'delivered'))
-               RETURNING {DELIVERY_COLUMNS}""",
+               RETURNING {DELIVERY_CHANGE}""",
             row["delivery_id"],
             row["attempts"],
             decision.state,
@@ -514,7 +518,7 @@ async def announce_unannounced_deliveries(pool: asyncpg.Pool, batch_size: int = 
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                f"""SELECT {DELIVERY_COLUMNS}, dead_letter_published FROM notification_deliveries
+                f"""SELECT {DELIVERY_CHANGE}, dead_letter_published FROM notification_deliveries
                     WHERE NOT announced LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 batch_size,
             )

@@ -290,3 +290,40 @@ async def test_a_contact_and_a_partner_response_applied_at_once_send_no_email_ab
     assert applying_response.result() == 2  # ...then the response cancelled the reminder and the escalation
     # ...and the e-mail, not sent yet: the alert is answered.
     assert await contact_email_state(notifier_pool, tenant_id, "raced") == ("cancelled", False)
+
+
+async def test_a_change_made_later_is_told_as_later_even_by_a_transaction_that_began_earlier(
+    notifier_db_url, notifier_pool, tenant_id
+):
+    # Consumers of the deliveries topic keep each delivery's newest change. A partner response starts
+    # applying (and waits for the tenant's contact lock, held here); meanwhile a failed attempt of the
+    # alert's reminder is recorded; then the response cancels the reminder. The cancellation is the
+    # last change, though its transaction began first: it must be told as the newest.
+    created = alert_created(tenant_id, "a1")
+    reminder = await insert_delivery(notifier_pool, tenant_id, "a1", "pending")
+    await notifier_pool.execute(
+        "UPDATE notification_deliveries SET kind = 'reminder', payload = $2::jsonb WHERE delivery_id = $1",
+        reminder, created.model_dump_json())
+    claimed = await notifier_pool.fetchrow(
+        "SELECT delivery_id, tenant_id, attempts FROM notification_deliveries WHERE delivery_id = $1", reminder)
+
+    response_pool = await create_pool(notifier_db_url, schema="notifier", max_size=1)
+    response_pid = await response_pool.fetchval("SELECT pg_backend_pid()")
+    blocker = await asyncpg.connect(notifier_db_url, server_settings={"search_path": "notifier"})
+    try:
+        async with blocker.transaction():
+            await blocker.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-contact:' || $1, 0))",
+                                  tenant_id)
+            applying_response = asyncio.create_task(
+                store.record_alert_updated(response_pool, partner_response(created)))
+            await waits_for_a_lock(blocker, response_pid)
+            retry = domain.Decision("pending", 60)
+            assert await store.record_outcome(notifier_pool, claimed, retry, domain.Attempt("transient", "HTTP 503"))
+        assert await asyncio.wait_for(applying_response, 30) == 0  # no timer, one delivery cancelled
+    finally:
+        await blocker.close()
+        await response_pool.close()
+
+    changes, _ = await outbox_of(notifier_pool, tenant_id)
+    assert [c.delivery.state for c in changes] == ["pending", "cancelled"]
+    assert changes[1].occurred_date_time > changes[0].occurred_date_time
