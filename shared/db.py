@@ -63,18 +63,10 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 
-async def create_pool(
-    dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
-) -> asyncpg.Pool:
-    """A pool whose sessions see ``schema`` (a ``search_path``) alone.
-
-    ``schema=None`` (#11 transitional: tests/services/notifier and tests/services/response_time
-    still build pools without one) leaves the database's default search path; make it required
-    once no caller omits it.
-    """
-    server_settings = {} if schema is None else {"search_path": schema}
+async def create_pool(dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose sessions see ``schema`` alone (their ``search_path``): a component's own tables."""
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30,
-                                     server_settings=server_settings)
+                                     server_settings={"search_path": schema})
 
 
 def migration_files(directory: Path) -> list[tuple[int, str, Path]]:

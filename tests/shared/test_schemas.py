@@ -290,9 +290,9 @@ async def test_migrating_again_changes_nothing(database):
 
 
 # The services whose pool is on their own schema alone. #11 transitional: ingest (reads and writes the
-# notifier's tables) and scoring (reads response_time's, the notifier's and ingest's) join this list
-# when their code no longer crosses and their app.py drops the transitional search path.
-SERVICES_ON_THEIR_OWN_SCHEMA = ["response_time", "notifier"]
+# notifier's tables) joins this list when its code no longer crosses and its app.py drops the
+# transitional search path.
+SERVICES_ON_THEIR_OWN_SCHEMA = ["response_time", "scoring", "notifier"]
 
 
 def pool_schema_of(service: str) -> str:
