@@ -1,13 +1,15 @@
-"""Wires the write API: settings, PostgreSQL, the Kafka producers, the routes."""
+"""Wires the write API: settings, PostgreSQL, the outbox relay, the deliveries consumer, the routes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from services.ingest import (
+    channels_store,
     routes_alerts,
     routes_audit,
     routes_channels,
@@ -15,60 +17,64 @@ from services.ingest import (
     routes_deliveries,
     routes_keys,
     routes_signals,
+    signals_store,
 )
 from services.ingest.config import get_settings
-from services.ingest.publisher import EventPublisher
+from services.ingest.handlers import build_router
+from services.ingest.health import IngestHealth
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
-from shared.db import create_pool
-from shared.http import Health
+from shared.db import create_pool, prune_processed_events_forever
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
+from shared.outbox import OutboxRelay
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     catalogue = load_catalogue_or_exit(settings.catalogue_path)
-    # The shared broker publishes everything but alerts (contacts, signals...); a request must fail
-    # within seconds, not the client's 40 s default, when the broker is away.
-    request_timeout_ms = max(1000, int(settings.publish_timeout_seconds * 1000))
-    broker = make_broker(settings, client_id="ingest", request_timeout_ms=request_timeout_ms)
-    event_publisher = EventPublisher(settings)
+    # Every event the write API publishes goes out through its outbox (shared/outbox.py); the broker
+    # consumes the notifier's delivery changes (and dead-letters a poison one).
+    broker = make_broker(settings, client_id="ingest")
+    broker.include_router(build_router(settings))
+    relay = OutboxRelay(settings, schema="ingest", client_id="ingest-outbox", max_record_bytes=settings.max_event_bytes)
     state: dict = {}
 
     async def database_answers() -> None:
         await state["pool"].fetchval("SELECT 1")
 
-    async def broker_answers() -> None:
-        if not await broker.ping(timeout=2):
-            raise ConnectionError("the Kafka broker does not answer")
-
-    health = Health("ingest", {"postgres": database_answers, "kafka": broker_answers})
+    health = IngestHealth("ingest", {"postgres": database_answers}, relay=relay, broker=broker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # #11 transitional: notifier (channels_store writes notification_channels, redelivery reads and
-        # writes notification_deliveries) still crosses; the search path becomes "ingest" alone.
-        state["pool"] = app.state.pool = await create_pool(settings.database_url, schema="ingest, notifier")
+        state["pool"] = app.state.pool = await create_pool(settings.database_url, schema="ingest")
+        health.pool = app.state.pool
         app.state.settings = settings
         app.state.catalogue = catalogue
         app.state.broker = broker
-        app.state.event_publisher = event_publisher
+        app.state.relay = relay
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)
         app.state.webhook_secrets = WebhookSecrets(
             app.state.pool,
             settings.webhook_secret.get_secret_value(),
             ttl=settings.webhook_secret_cache_seconds,
         )
+        # State no event told of yet (an upgraded deployment's), told once, so the compacted topics
+        # hold every channel and every customer's figures.
+        await channels_store.announce_unpublished(app.state.pool, settings.sealing_key_list)
+        await signals_store.announce_customer_mfa(app.state.pool)
+        await relay.start()
+        broker.context.set_global("pool", app.state.pool)
         await broker.start()
-        await event_publisher.start()
+        pruning = asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger")
         try:
             yield
         finally:
             await app.state.keys.close()
-            await event_publisher.close()
+            pruning.cancel()
             await broker.stop()
+            await relay.close()
             await app.state.pool.close()
 
     app = create_http_app(

@@ -1,18 +1,24 @@
-"""SQL of the write API's channel and delivery endpoints (tables of migration 0050, used by the notifier).
+"""The write API's ticketing channels (table ``channels``, migration 0072), and their events.
 
-A channel's creation, replacement or deletion is audited in its own transaction (``shared.auth.record_audit``):
-its new URL, routes and escalation flag and whether its secret changed, never the secret.
+Each creation, replacement or deletion is, in one transaction: the row, its audit entry
+(``shared.auth.record_audit``: the new URL, routes and escalation flag and whether the secret changed,
+never the secret) and the ``notification-channel-changed`` event in the outbox, enqueued after the
+row is locked so the events of one channel are published in the order of its changes. A channel no
+event told of yet (copied at the upgrade, ``announced`` false) is published by
+:func:`announce_unpublished` at start-up.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
-from services.notifier.store import DELIVERY_COLUMNS
+from services.ingest.channel_events import channel_changed
+from shared import outbox
 from shared.auth import UNATTRIBUTED, AuditAction, AuditActor, record_audit
+from shared.events import Topic
 
 
 async def put_channel(
@@ -25,6 +31,7 @@ async def put_channel(
     escalation: bool,
     secret_overlap_seconds: float = 86_400.0,
     *,
+    sealing_keys: Sequence[str],
     actor: AuditActor = UNATTRIBUTED,
 ) -> tuple[asyncpg.Record | None, bool]:
     """Create or replace a channel, audited as done by ``actor``; a missing secret keeps the current one.
@@ -32,12 +39,12 @@ async def put_channel(
     the old one signing beside it for ``secret_overlap_seconds`` (rotation)."""
     async with pool.acquire() as conn, conn.transaction():
         current_secret = await conn.fetchval(
-            "SELECT secret FROM notification_channels WHERE tenant_id = $1 AND name = $2 FOR UPDATE", tenant_id, name
+            "SELECT secret FROM channels WHERE tenant_id = $1 AND name = $2 FOR UPDATE", tenant_id, name
         )
         if secret is None:
             row = await conn.fetchrow(
-                """UPDATE notification_channels
-                   SET url = $3, routes = $4::jsonb, escalation = $5, updated_at = now()
+                """UPDATE channels
+                   SET url = $3, routes = $4::jsonb, escalation = $5, updated_at = now(), announced = true
                    WHERE tenant_id = $1 AND name = $2 RETURNING *""",
                 tenant_id,
                 name,
@@ -47,16 +54,18 @@ async def put_channel(
             )
             if row is not None:
                 await _audit_put(conn, tenant_id, name, actor, routes, row, created=False, secret_changed=False)
+                await outbox.enqueue(conn, Topic.notification_channels,
+                                     channel_changed(tenant_id, name, row, sealing_keys))
             return row, False
         row = await conn.fetchrow(
-            """INSERT INTO notification_channels (tenant_id, name, url, secret, routes, escalation)
+            """INSERT INTO channels (tenant_id, name, url, secret, routes, escalation)
                VALUES ($1, $2, $3, $4, $5::jsonb, $6)
                ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
-                   routes = excluded.routes, escalation = excluded.escalation, updated_at = now(),
-                   previous_secret = CASE WHEN notification_channels.secret = excluded.secret
-                       THEN notification_channels.previous_secret ELSE notification_channels.secret END,
-                   previous_secret_until = CASE WHEN notification_channels.secret = excluded.secret
-                       THEN notification_channels.previous_secret_until
+                   routes = excluded.routes, escalation = excluded.escalation, updated_at = now(), announced = true,
+                   previous_secret = CASE WHEN channels.secret = excluded.secret
+                       THEN channels.previous_secret ELSE channels.secret END,
+                   previous_secret_until = CASE WHEN channels.secret = excluded.secret
+                       THEN channels.previous_secret_until
                        ELSE now() + make_interval(secs => $7) END
                RETURNING *, (xmax = 0) AS created""",
             tenant_id,
@@ -69,6 +78,7 @@ async def put_channel(
         )
         await _audit_put(conn, tenant_id, name, actor, routes, row, created=row["created"],
                          secret_changed=current_secret != secret)
+        await outbox.enqueue(conn, Topic.notification_channels, channel_changed(tenant_id, name, row, sealing_keys))
         return row, row["created"]
 
 
@@ -85,55 +95,48 @@ async def _audit_put(
 
 
 async def get_channel(pool: asyncpg.Pool, tenant_id: str, name: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        "SELECT * FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
-    )
+    return await pool.fetchrow("SELECT * FROM channels WHERE tenant_id = $1 AND name = $2", tenant_id, name)
 
 
 async def list_channels(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT * FROM notification_channels WHERE tenant_id = $1 ORDER BY name", tenant_id
-    )
+    return await pool.fetch("SELECT * FROM channels WHERE tenant_id = $1 ORDER BY name", tenant_id)
 
 
 async def delete_channel(
-    pool: asyncpg.Pool, tenant_id: str, name: str, *, actor: AuditActor = UNATTRIBUTED
+    pool: asyncpg.Pool, tenant_id: str, name: str, *, sealing_keys: Sequence[str], actor: AuditActor = UNATTRIBUTED
 ) -> bool:
-    """Delete a channel, audited as done by ``actor``; False (nothing audited) if there was none."""
+    """Delete a channel, audited as done by ``actor``; False (nothing audited nor told) if there was none."""
     async with pool.acquire() as conn, conn.transaction():
-        status = await conn.execute(
-            "DELETE FROM notification_channels WHERE tenant_id = $1 AND name = $2", tenant_id, name
-        )
+        status = await conn.execute("DELETE FROM channels WHERE tenant_id = $1 AND name = $2", tenant_id, name)
         deleted = status.endswith(" 1")
         if deleted:
             await record_audit(conn, tenant_id=tenant_id, actor=actor, action=AuditAction.channel_deleted,
                                target=f"channels/{name}", changes={})
+            await outbox.enqueue(conn, Topic.notification_channels,
+                                 channel_changed(tenant_id, name, None, sealing_keys))
     return deleted
 
 
-async def redeliver(
-    pool: asyncpg.Pool, tenant_id: str, delivery_id: uuid.UUID
-) -> tuple[asyncpg.Record | None, bool]:
-    """Put a dead delivery back in the queue with fresh attempts. (row, requeued); row None if unknown."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            f"""UPDATE notification_deliveries
-                SET state = 'pending', attempts = 0, redeliveries = redeliveries + 1, next_attempt_at = now(),
-                    dead_at = NULL, updated_at = now(),
-                    -- The death being retried is news no more: an event still unpublished (Kafka was
-                    -- down) would otherwise go out later as stale, with the eventId of the next death.
-                    dead_letter_published = true
-                WHERE tenant_id = $1 AND delivery_id = $2 AND state = 'dead'
-                RETURNING {DELIVERY_COLUMNS}""",
-            tenant_id,
-            delivery_id,
-        )
-        if row is not None:
-            return row, True
-        row = await conn.fetchrow(
-            f"""SELECT {DELIVERY_COLUMNS} FROM notification_deliveries
-                WHERE tenant_id = $1 AND delivery_id = $2""",
-            tenant_id,
-            delivery_id,
-        )
-        return row, False
+async def announce_unpublished(pool: asyncpg.Pool, sealing_keys: Sequence[str], *, batch: int = 500) -> int:
+    """Publish every channel no event told of yet (``announced`` false), once; how many were.
+
+    Each batch marks its rows and enqueues their events in one transaction: a second process starting
+    at the same time waits for the rows and then finds them announced.
+    """
+    told = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """UPDATE channels SET announced = true
+                   WHERE NOT announced AND (tenant_id, name) IN (
+                       SELECT tenant_id, name FROM channels WHERE NOT announced ORDER BY tenant_id, name LIMIT $1)
+                   RETURNING *""",
+                batch,
+            )
+            await outbox.enqueue_many(conn, [
+                (Topic.notification_channels, channel_changed(row["tenant_id"], row["name"], row, sealing_keys))
+                for row in rows
+            ])
+        told += len(rows)
+        if not rows:
+            return told

@@ -1,8 +1,8 @@
 """``POST /alerts`` and ``PATCH /alerts/{alertId}`` of the write API (SPEC §2, §6).
 
-Both lock the alerts' last known states, decide (``domain``), publish the events in one Kafka
-transaction and only then record the new states, in the database transaction holding the locks:
-202 means the broker has every event; 503 means nothing was published or recorded.
+Both lock the alerts' last known states, decide (``domain``), and record the new states with their
+events in the outbox, in the database transaction holding the locks: 202 means both committed (the
+relay publishes the events, in order, whenever the broker takes them); 503 means nothing was recorded.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from services.ingest.deps import EventPublisherDep, KeysDep, PoolDep, SettingsDep, WebhookSecretsDep
+from services.ingest.deps import KeysDep, PoolDep, SettingsDep, WebhookSecretsDep, wake_relay_after_write
 from services.ingest.domain import actor_from, decide, patched
+from services.ingest.outgoing import EventTooLarge, enqueue
 from services.ingest.parsing import alerts_from_document, parse_json, read_body, require_json_media_type
-from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
 from services.ingest.store import lock_alert_states, prune_webhook_ids
 from services.ingest.webhook_auth import (
     WriteCaller,
@@ -31,13 +31,13 @@ from services.ingest.webhook_auth import (
     wants_signature_check,
 )
 from shared.alerts import Alert, AlertStatus, ResolvedReason
-from shared.events import Actor, AlertCreated, AlertUpdated
+from shared.events import Actor, AlertCreated, AlertUpdated, Topic
 from shared.http import Problem, TenantIdPath
 from shared.http_guards import accepts_signature
 from shared.wire import WireModel, utcnow
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"], dependencies=[Depends(wake_relay_after_write)])
 
 # No control characters (NUL cannot be stored at all).
 AlertId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -51,7 +51,7 @@ _ERRORS = {
     413: {"description": "Body or list too large"},
     415: {"description": "Not JSON"},
     422: {"description": "Schema violation; `errors[].field` names the path (`value[3].detectedDateTime`)"},
-    503: {"description": "Broker or database unavailable: nothing was stored; retry after `Retry-After`"},
+    503: {"description": "Database unavailable: nothing was stored; retry after `Retry-After`"},
 }
 
 
@@ -106,9 +106,8 @@ def _unavailable(what: str, settings) -> Problem:
     )
 
 
-async def _decide_and_publish(
+async def _decide_and_record(
     pool: asyncpg.Pool,
-    publisher: EventPublisher,
     settings,
     tenant_id: str,
     alerts: list[Alert],
@@ -117,7 +116,7 @@ async def _decide_and_publish(
     patch: Callable[[Alert, datetime], Alert] | None = None,
     webhook_id: str | None = None,
 ) -> list[AlertCreated | AlertUpdated]:
-    """Lock, decide, publish, record. With ``patch``, the alerts must exist and each is posted as
+    """Lock, decide, record the states and their events. With ``patch``, the alerts must exist and each is posted as
     ``patch(its last known state, now)``. A signed post (``webhook_id``) already accepted yields no event."""
     try:
         async with lock_alert_states(
@@ -143,7 +142,8 @@ async def _decide_and_publish(
                 if event is not None:
                     events.append(event)
             try:
-                await publisher.publish(events)
+                await enqueue(states.connection, [(Topic.alerts, e) for e in events],
+                              max_event_bytes=settings.max_event_bytes)
             except EventTooLarge as exc:
                 alert_id = events[exc.index].alert.id
                 raise Problem(
@@ -152,11 +152,6 @@ async def _decide_and_publish(
                     f"alert {alert_id!r} makes a {exc.size}-byte event; at most {exc.limit} bytes",
                     alertId=alert_id,
                 ) from None
-            except PublishFailed as exc:
-                log.warning(
-                    "broker unavailable, %d events of tenant %s not stored: %s", len(events), tenant_id, exc
-                )
-                raise _unavailable("the event broker did not store the events", settings) from None
             await states.save([e.alert for e in events if isinstance(e, AlertUpdated)])
     except (
         OSError,
@@ -168,7 +163,7 @@ async def _decide_and_publish(
         raise _unavailable("the database is unavailable", settings) from None
     except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
         # Sorted locking should make this impossible; if PostgreSQL still picks this request as a
-        # deadlock victim, nothing was published or recorded and a retry succeeds.
+        # deadlock victim, nothing was recorded and a retry succeeds.
         log.warning("lock conflict: %s", exc)
         raise _unavailable("a concurrent post of the same alerts conflicted", settings) from None
     if webhook_id is not None and random.random() < _PRUNE_SHARE:
@@ -248,7 +243,6 @@ async def post_alerts(
     pool: PoolDep,
     keys: KeysDep,
     secrets: WebhookSecretsDep,
-    publisher: EventPublisherDep,
 ) -> JSONResponse:
     """Authenticate with `Authorization: Bearer <key>` (a role that may update alerts) or sign as a
     Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
@@ -256,7 +250,7 @@ async def post_alerts(
     caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
     alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=utcnow())
     events = (
-        await _decide_and_publish(pool, publisher, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
+        await _decide_and_record(pool, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
         if alerts
         else []
     )
@@ -286,7 +280,6 @@ async def patch_alert(
     pool: PoolDep,
     keys: KeysDep,
     secrets: WebhookSecretsDep,
-    publisher: EventPublisherDep,
 ) -> JSONResponse:
     """The change is by the key's user (or the `updatedBy` a ticketing system names) at the time of
     the request; a change of status or resolvedReason by a user stops the response clock."""
@@ -327,9 +320,8 @@ async def patch_alert(
             now=now,
         )
 
-    events = await _decide_and_publish(
+    events = await _decide_and_record(
         pool,
-        publisher,
         settings,
         tenant_id,
         [Alert(id=alert_id)],

@@ -6,7 +6,9 @@ with a new secret rotates it: the previous secret goes on signing beside the new
 signatures in ``webhook-signature``) for ``CHANNEL_SECRET_OVERLAP_HOURS``, so the receiver can
 switch without rejecting a delivery. Unless ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES``, a URL naming a
 loopback, private or link-local address is refused (``shared/egress.py``; the notifier checks names
-when it connects). Each creation, replacement and deletion is an audit entry (``GET /audit``).
+when it connects). Each creation, replacement and deletion is an audit entry (``GET /audit``) and a
+``notification-channel-changed`` event (secrets sealed), both in the change's transaction: the notifier
+learns its channels from those events alone.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import json
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import Field, field_validator
 
 from services.ingest import channels_store
-from services.ingest.deps import CallerDep, PoolDep, SettingsDep
+from services.ingest.deps import CallerDep, PoolDep, SettingsDep, wake_relay_after_write
 from shared.auth import AuditActor, Permission, authorize
 from shared.channels import Route
 from shared.egress import refusal_for_url
 from shared.http import Problem, TenantIdPath
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["channels"])
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["channels"], dependencies=[Depends(wake_relay_after_write)])
 
 ChannelName = Annotated[
     str,
@@ -140,7 +142,8 @@ async def put_channel(
     routes = [r.model_dump(mode="json") for r in body.routes]
     row, created = await channels_store.put_channel(
         pool, tenant_id, name, body.url, body.secret, routes, body.escalation,
-        secret_overlap_seconds=settings.channel_secret_overlap_hours * 3600, actor=AuditActor.of(caller),
+        secret_overlap_seconds=settings.channel_secret_overlap_hours * 3600,
+        sealing_keys=settings.sealing_key_list, actor=AuditActor.of(caller),
     )
     if row is None:
         raise Problem(
@@ -173,9 +176,10 @@ async def get_channel(
 
 @router.delete("/channels/{name}", status_code=204, summary="Remove a ticketing channel")
 async def delete_channel(
-    tenant_id: TenantIdPath, name: ChannelName, caller: CallerDep, pool: PoolDep
+    tenant_id: TenantIdPath, name: ChannelName, caller: CallerDep, pool: PoolDep, settings: SettingsDep
 ) -> Response:
     authorize(caller, Permission.manage, tenant_id)
-    if not await channels_store.delete_channel(pool, tenant_id, name, actor=AuditActor.of(caller)):
+    if not await channels_store.delete_channel(pool, tenant_id, name, sealing_keys=settings.sealing_key_list,
+                                               actor=AuditActor.of(caller)):
         raise Problem(404, "Not found", f"no channel {name} for tenant {tenant_id}")
     return Response(status_code=204)

@@ -2,20 +2,18 @@
 
 A change of the contact is a ``SecurityContactChanged`` event (compacted topic, keyed by tenant:
 the notifier learns where to send mail) and a ``securityContactProvided`` status observation. The
-row changes in the same transaction and commits only after the broker acknowledged both events; so does
-the change's audit entry (``security-contact-set`` or ``-cleared``).
+row, the change's audit entry (``security-contact-set`` or ``-cleared``) and both events (in the
+outbox) are written in one transaction: all of them or none.
 
 The change's time is taken under the tenant's lock and is strictly later than the previous
 change's (``next_change_time``): scoring keeps the newest observation, so the last committed change
-always wins, and successive changes reach the topics in the order they were committed.
-The two events are published in one Kafka transaction (the ingest's transactional publisher):
-``read_committed`` consumers (scoring, notifier) see both or neither, so the score never says
-"compliant" for a contact the notifier does not know, even if the client never retries a 503.
+always wins, and successive changes reach the topics in the order they were committed (the outbox
+rows of a later change come after those of the earlier one). The relay publishes the two events of a
+change one after the other, the status first; a consumer may see one a moment before the other.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -23,18 +21,15 @@ from fastapi import APIRouter, Depends, Response
 
 from services.ingest import signals_store as store
 from services.ingest.contact import SecurityContactIn, contact_status, next_change_time
-from services.ingest.deps import CallerDep, EventPublisherDep, PoolDep, SettingsDep
-from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
-from services.ingest.routes_signals import broker_unavailable
+from services.ingest.deps import CallerDep, PoolDep, SettingsDep, wake_relay_after_write
+from services.ingest.outgoing import EventTooLarge, enqueue
 from shared.auth import AuditAction, AuditActor, Permission, Principal, authorize, record_audit
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
 from shared.http import Problem, TenantIdPath
 from shared.wire import UtcDateTime, WireModel, utcnow
 
-log = logging.getLogger(__name__)
-
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"])
-
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security contact"],
+                   dependencies=[Depends(wake_relay_after_write)])
 
 
 async def _setter(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
@@ -80,21 +75,16 @@ def _changed(tenant_id: str, caller: Principal, contact, now: datetime) -> list:
     ]
 
 
-async def _publish(publisher: EventPublisher, settings, tenant_id: str, events: list) -> None:
-    """Both events in one Kafka transaction; 503 (the caller's database transaction rolls back) if the
-    broker did not commit it."""
+async def _enqueue(conn, settings, events: list) -> None:
+    """Both events into the outbox, in the change's transaction."""
     try:
-        await publisher.publish_together(events)
+        await enqueue(conn, events, max_event_bytes=settings.max_event_bytes)
     except EventTooLarge as exc:  # the contact's fields are bounded far below; kept a 4xx regardless
         raise Problem(413, "Contact too large", str(exc)) from None
-    except PublishFailed as exc:
-        log.warning("broker unavailable, contact change of tenant %s not stored: %s", tenant_id, exc)
-        raise broker_unavailable(settings, "the change") from None
 
 
 async def _audit(conn, tenant_id: str, caller: Principal, action: AuditAction, now: datetime, changes: dict) -> None:
-    # In the change's transaction, before the broker is asked: a change the broker refuses rolls back
-    # with its entry.
+    # In the change's transaction: a change that rolls back takes its entry with it.
     await record_audit(conn, tenant_id=tenant_id, actor=AuditActor.of(caller), action=action,
                        target="security-contact", changes=changes, occurred_at=now)
 
@@ -114,7 +104,6 @@ async def put_contact(
     caller: SetterDep,
     settings: SettingsDep,
     pool: PoolDep,
-    publisher: EventPublisherDep,
 ) -> SecurityContactOut:
     contact = body.contact()
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
@@ -126,7 +115,7 @@ async def put_contact(
         await store.record_contact_change(conn, tenant_id, now)
         await _audit(conn, tenant_id, caller, AuditAction.security_contact_set, now,
                      {"name": contact.name, "email": contact.email, "phone": contact.phone})
-        await _publish(publisher, settings, tenant_id, _changed(tenant_id, caller, contact, now))
+        await _enqueue(conn, settings, _changed(tenant_id, caller, contact, now))
     return _out(store.StoredContact(contact, caller.user_id, now))
 
 
@@ -149,7 +138,7 @@ async def get_contact(tenant_id: TenantIdPath, _: ReaderDep, pool: PoolDep) -> S
     summary="Clear the security contact: securityContactProvided becomes noncompliant",
 )
 async def delete_contact(
-    tenant_id: TenantIdPath, caller: SetterDep, settings: SettingsDep, pool: PoolDep, publisher: EventPublisherDep
+    tenant_id: TenantIdPath, caller: SetterDep, settings: SettingsDep, pool: PoolDep
 ) -> Response:
     async with store.tenant_transaction(pool, tenant_id, "contact") as conn:
         # Deleting what is not there is done already (a retried DELETE): 204, no event.
@@ -157,5 +146,5 @@ async def delete_contact(
             now = await _change_time(conn, tenant_id)
             await store.record_contact_change(conn, tenant_id, now)
             await _audit(conn, tenant_id, caller, AuditAction.security_contact_cleared, now, {})
-            await _publish(publisher, settings, tenant_id, _changed(tenant_id, caller, None, now))
+            await _enqueue(conn, settings, _changed(tenant_id, caller, None, now))
     return Response(status_code=204)

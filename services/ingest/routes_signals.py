@@ -1,25 +1,27 @@
 """Requirement signals of the write API (SPEC §4, §6): admin MFA, customers' MFA, spending, any status.
 
 Each signal becomes a ``RequirementStatusObserved`` event (the scoring service keeps the newest per
-tenant and requirement). Customer MFA and spending reports also replace the tenant's stored figures,
-and a spending report publishes the 80 % budget notifications not sent yet; state and ledger commit
-only after the broker acknowledged the events, so a broker failure loses nothing (503, retry).
+tenant and requirement). Customer MFA and spending reports also replace the tenant's stored figures
+(a customer-MFA report tells each customer's figures as a ``CustomerMfaObserved`` event), and a
+spending report publishes the 80 % budget notifications not sent yet. The state, the notification
+ledger and the events (in the outbox) commit in one transaction, then the request is answered: a
+broker outage delays the events, it loses none and refuses nothing.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.ingest import signals_store as store
 from services.ingest.config import Settings
-from services.ingest.deps import CallerDep, CatalogueDep, EventPublisherDep, PoolDep, SettingsDep
-from services.ingest.publisher import EventPublisher, EventTooLarge, PublishFailed
+from services.ingest.deps import CallerDep, CatalogueDep, PoolDep, SettingsDep, wake_relay_after_write
+from services.ingest.outgoing import EventTooLarge, enqueue
 from services.ingest.signals_models import (
     AdminMfaReport,
     CustomerMfaReport,
@@ -29,6 +31,7 @@ from services.ingest.signals_models import (
 from services.ingest.signals_rules import (
     STATUS_OWNERS,
     admin_mfa_status,
+    customer_mfa_observations,
     customer_mfa_status,
     future_problem,
     generic_status,
@@ -39,9 +42,6 @@ from shared.auth import Permission, Principal, authorize
 from shared.events import Event, RequirementStatusObserved, Topic
 from shared.http import Problem, TenantIdPath
 from shared.wire import utcnow
-
-log = logging.getLogger(__name__)
-
 
 
 # Dependencies, so a caller who may not send signals learns that before anything about the body.
@@ -78,32 +78,22 @@ class SignalAccepted(BaseModel):
     )
 
 
-async def publish_all(
-    publisher: EventPublisher, settings: Settings, events: list[tuple[Topic, Event]]
-) -> None:
-    """Publish the events in one Kafka transaction; 503 with Retry-After if the broker did not commit it.
-
-    Callers that changed state publish inside their transaction, so a 503 here rolls it back. The
-    transactional publisher replaces a producer a failure left unusable: an idempotent producer
-    whose batch expired during an outage refuses every later record (OutOfOrderSequenceNumber).
-    """
+async def enqueue_all(conn: asyncpg.Connection, settings: Settings, events: list[tuple[Topic, Event]]) -> None:
+    """The events into the outbox, in the caller's transaction (they commit with its state)."""
     try:
-        await publisher.publish_together(events)
+        await enqueue(conn, events, max_event_bytes=settings.max_event_bytes)
     except EventTooLarge as exc:  # signals are bounded far below; kept a 4xx regardless
         raise Problem(413, "Report too large", str(exc)) from None
-    except PublishFailed as exc:
-        log.warning("broker unavailable, %d events not accepted: %s", len(events), exc)
-        raise broker_unavailable(settings, "the events") from None
 
 
-def broker_unavailable(settings: Settings, what: str) -> Problem:
-    """503 with Retry-After: the broker did not take ``what``; the caller's transaction rolls back."""
-    return Problem(503, "Broker unavailable", f"{what} could not be stored; retry later",
-                   headers={"Retry-After": str(settings.retry_after_seconds)})
+async def enqueue_alone(pool: asyncpg.Pool, settings: Settings, events: list[tuple[Topic, Event]]) -> None:
+    """The events of a signal that changes no state of its own, in a transaction of their own."""
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue_all(conn, settings, events)
 
 
 # Bodies are bounded (and the key checked) before they are read by shared.http_guards.RequestGuard.
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["signals"])
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["signals"], dependencies=[Depends(wake_relay_after_write)])
 
 
 def refuse_future(observed: datetime | None, now: datetime) -> None:
@@ -137,12 +127,12 @@ def _accepted(
     summary="Admin MFA counts of the partner tenant: mfaEnforcedForAdmins",
 )
 async def post_admin_mfa(
-    tenant_id: TenantIdPath, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, publisher: EventPublisherDep
+    tenant_id: TenantIdPath, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, pool: PoolDep
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
     status = admin_mfa_status(tenant_id, report, now)
-    await publish_all(publisher, settings, [(Topic.requirement_status, status)])
+    await enqueue_alone(pool, settings, [(Topic.requirement_status, status)])
     return _accepted(status)
 
 
@@ -158,7 +148,6 @@ async def post_customer_mfa(
     _: ManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
-    publisher: EventPublisherDep,
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
@@ -167,7 +156,9 @@ async def post_customer_mfa(
         if not await store.claim_report(conn, tenant_id, "customer-mfa", status.observed_date_time):
             return _accepted(status, applied=False)
         await store.replace_customer_mfa(conn, tenant_id, report.customers, status.observed_date_time)
-        await publish_all(publisher, settings, [(Topic.requirement_status, status)])
+        customers = customer_mfa_observations(tenant_id, report, status.observed_date_time, now)
+        await enqueue_all(conn, settings,
+                          [(Topic.requirement_status, status)] + [(Topic.customer_mfa, c) for c in customers])
     return _accepted(status)
 
 
@@ -183,7 +174,6 @@ async def post_spending(
     _: ManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
-    publisher: EventPublisherDep,
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
@@ -194,11 +184,11 @@ async def post_spending(
         await store.replace_spending(
             conn, tenant_id, report.budget_month(now), report.customers, status.observed_date_time
         )
-        # The ledger rows and the notifications commit together, after the broker's ack: a failed
-        # publish rolls the rows back, so the next report notifies again rather than never.
+        # The ledger rows and the notifications' outbox rows commit together: each notification is
+        # published once it is claimed, and never claimed without being published.
         notifications = await store.claim_notifications(conn, threshold_notifications(tenant_id, report, now))
-        await publish_all(
-            publisher,
+        await enqueue_all(
+            conn,
             settings,
             [(Topic.requirement_status, status)] + [(Topic.notifications, n) for n in notifications],
         )
@@ -224,7 +214,7 @@ async def post_requirement_status(
     body: RequirementStatusIn,
     _: ManagerDep,
     settings: SettingsDep,
-    publisher: EventPublisherDep,
+    pool: PoolDep,
 ) -> JSONResponse:
     if (owner := STATUS_OWNERS.get(requirement_type)) is not None:
         raise Problem(
@@ -237,5 +227,5 @@ async def post_requirement_status(
     now = utcnow()
     refuse_future(body.observed_date_time, now)
     status = generic_status(tenant_id, requirement_type, body, now)
-    await publish_all(publisher, settings, [(Topic.requirement_status, status)])
+    await enqueue_alone(pool, settings, [(Topic.requirement_status, status)])
     return _accepted(status)

@@ -1,6 +1,6 @@
-"""The pure rules of the requirement signals (SPEC §4): the status each report yields, and the
-80 % spending notifications. No I/O: storing and publishing live in ``signals_store.py`` and the
-route modules; the wire models in ``signals_models.py``.
+"""The pure rules of the requirement signals (SPEC §4): the status each report yields, the customers'
+MFA figures as events, and the 80 % spending notifications. No I/O: storing and publishing live in
+``signals_store.py`` and the route modules; the wire models in ``signals_models.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ from services.ingest.signals_models import (
     SpendingReport,
 )
 from shared.catalogue import RequirementType
-from shared.events import ComplianceStatus, RequirementStatusObserved, SpendingBudgetThresholdReached
+from shared.events import (
+    ComplianceStatus,
+    CustomerMfaObserved,
+    RequirementStatusObserved,
+    SpendingBudgetThresholdReached,
+)
 
 SPENDING_THRESHOLD_PERCENT = 80
 
@@ -85,6 +90,26 @@ def customer_mfa_status(
         "customer-mfa-report",
         insights,
     )
+
+
+def customer_mfa_observations(
+    tenant_id: str, report: CustomerMfaReport, observed: datetime, now: datetime
+) -> list[CustomerMfaObserved]:
+    """One event per customer of a stored report, each with the report's time (the newest wins)."""
+    return [
+        CustomerMfaObserved(
+            tenant_id=tenant_id,
+            occurred_date_time=now,
+            customer_tenant_id=c.customer_tenant_id,
+            customer_name=c.customer_name,
+            admins=c.admins,
+            admins_with_mfa=c.admins_with_mfa,
+            non_admins_with_mfa=c.non_admins_with_mfa,
+            total_users=c.total_users,
+            observed_date_time=observed,
+        )
+        for c in report.customers
+    ]
 
 
 def spending_status(tenant_id: str, report: SpendingReport, now: datetime) -> RequirementStatusObserved:

@@ -1,8 +1,9 @@
 """PostgreSQL state of the security contact and the requirement signals (migration 0040).
 
-Each write happens in one transaction holding a per-tenant advisory lock for its kind of state;
-the route publishes the resulting events inside that transaction and lets it commit only after
-the broker acknowledged them, so a broker failure rolls the state back and a retry does it again.
+Each write happens in one transaction holding a per-tenant advisory lock for its kind of state; the
+route enqueues the resulting events in the outbox in that transaction (``services.ingest.outgoing``),
+so the state and its events commit together, and the events of one tenant's successive changes are
+published in the order of the changes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from datetime import datetime
 import asyncpg
 
 from services.ingest.signals_models import CustomerMfa, CustomerSpending
-from shared.events import SecurityContact, SpendingBudgetThresholdReached
+from shared import outbox
+from shared.events import CustomerMfaObserved, SecurityContact, SpendingBudgetThresholdReached, Topic
 
 
 @asynccontextmanager
@@ -111,10 +113,13 @@ async def claim_report(conn: asyncpg.Connection, tenant_id: str, kind: str, obse
 
 async def replace_customer_mfa(
     conn: asyncpg.Connection, tenant_id: str, customers: Sequence[CustomerMfa], observed: datetime
-) -> None:
+) -> list[str]:
+    """Make ``customers`` the tenant's figures (their events are the caller's to enqueue, in this
+    transaction: the rows are marked announced); the ids of the customers it no longer has."""
     ids = [c.customer_tenant_id for c in customers]
-    await conn.execute(
-        "DELETE FROM customer_mfa WHERE tenant_id = $1 AND NOT (customer_tenant_id = ANY($2::text[]))",
+    removed = await conn.fetch(
+        """DELETE FROM customer_mfa WHERE tenant_id = $1 AND NOT (customer_tenant_id = ANY($2::text[]))
+           RETURNING customer_tenant_id""",
         tenant_id,
         ids,
     )
@@ -127,7 +132,7 @@ async def replace_customer_mfa(
            ON CONFLICT (tenant_id, customer_tenant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
                admins = EXCLUDED.admins, admins_with_mfa = EXCLUDED.admins_with_mfa,
                non_admins_with_mfa = EXCLUDED.non_admins_with_mfa, total_users = EXCLUDED.total_users,
-               observed_at = EXCLUDED.observed_at""",
+               observed_at = EXCLUDED.observed_at, announced = true""",
         tenant_id,
         ids,
         [c.customer_name for c in customers],
@@ -136,6 +141,41 @@ async def replace_customer_mfa(
         [c.non_admins_with_mfa for c in customers],
         [c.total_users for c in customers],
         observed,
+    )
+    return [row["customer_tenant_id"] for row in removed]
+
+
+async def announce_customer_mfa(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
+    """Publish, once, the customers' figures no event told of yet (stored before there were such
+    events: ``announced`` false); how many. Each batch marks its rows and enqueues their events in one
+    transaction; a report changing the same rows meanwhile waits, or is waited for and wins."""
+    told = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """UPDATE customer_mfa SET announced = true
+                   WHERE NOT announced AND (tenant_id, customer_tenant_id) IN (
+                       SELECT tenant_id, customer_tenant_id FROM customer_mfa WHERE NOT announced
+                       ORDER BY tenant_id, customer_tenant_id LIMIT $1)
+                   RETURNING *""",
+                batch,
+            )
+            await outbox.enqueue_many(conn, [(Topic.customer_mfa, _observed(row)) for row in rows])
+        told += len(rows)
+        if not rows:
+            return told
+
+
+def _observed(row: asyncpg.Record) -> CustomerMfaObserved:
+    return CustomerMfaObserved(
+        tenant_id=row["tenant_id"],
+        customer_tenant_id=row["customer_tenant_id"],
+        customer_name=row["customer_name"],
+        admins=row["admins"],
+        admins_with_mfa=row["admins_with_mfa"],
+        non_admins_with_mfa=row["non_admins_with_mfa"],
+        total_users=row["total_users"],
+        observed_date_time=row["observed_at"],
     )
 
 
@@ -175,8 +215,8 @@ async def claim_notifications(
 ) -> list[SpendingBudgetThresholdReached]:
     """The candidates not notified yet for their tenant, customer and month, now recorded as notified.
 
-    The rows commit with the caller's transaction: if publishing fails they roll back, and the
-    next report tries again.
+    The rows commit with the caller's transaction and the notifications' outbox rows: if that rolls
+    back, the next report tries again.
     """
     if not candidates:
         return []

@@ -24,8 +24,8 @@ class AlertStates:
 
     New alerts are inserted at once (a concurrent post of the same new alert waits on the primary
     key until this transaction ends, then sees it as known), known ones are locked ``FOR UPDATE``.
-    The caller publishes the events, then :meth:`save` records the new states in the same
-    transaction; if publishing fails the transaction rolls back and nothing is recorded.
+    The caller enqueues the events on :attr:`connection` (``services.ingest.outgoing``) and
+    :meth:`save` records the new states, in this transaction: both commit, or neither.
     """
 
     def __init__(
@@ -39,6 +39,11 @@ class AlertStates:
         self._conn, self._tenant_id, self.known = conn, tenant_id, known
         # A signed post whose webhook-id was already accepted: nothing was locked, nothing to decide.
         self.replayed = replayed
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The transaction's connection (the outbox rows of the decision are written on it)."""
+        return self._conn
 
     def previous(self, alert_id: str) -> Alert | None:
         found = self.known.get(alert_id)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from services.ingest.app import create_app
-from services.ingest.publisher import PublishFailed
+from shared import outbox
 from tests.conftest import AUTH
 from tests.support.processes import REPO
 
@@ -202,18 +202,13 @@ async def test_keys_of_every_tenant_are_in_the_deployment_log_only(client, tenan
     assert entry["target"] == f"keys/{made.json()['keyId']}"
 
 
-async def test_a_change_that_did_not_happen_is_not_audited(client, tenant_id):
-    publisher = client.app.state.event_publisher
+async def test_a_change_that_did_not_happen_is_not_audited(client, tenant_id, monkeypatch):
+    async def events_not_written(*args, **kwargs):
+        raise ConnectionError("injected: the database went away before the change's events were written")
 
-    class UnreachablePublisher:
-        async def publish_together(self, *args, **kwargs):
-            raise PublishFailed("no broker answers")
-
-    client.app.state.event_publisher = UnreachablePublisher()
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(outbox, "enqueue_many", events_not_written)
         failed = await client.put(f"/v1/tenants/{tenant_id}/security-contact", json=CONTACT, headers=AUTH)
-    finally:
-        client.app.state.event_publisher = publisher
     assert failed.status_code == 503, failed.text
     assert await audit(client, tenant_id) == []
     assert (await client.put(f"/v1/tenants/{tenant_id}/security-contact", json=CONTACT,

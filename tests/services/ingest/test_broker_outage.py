@@ -1,11 +1,12 @@
-"""The broker away: 503 with Retry-After, never a 202 for an event not stored; nothing lost once back.
+"""The broker away: a write is still accepted (202) once its events are committed to the outbox, and
+they reach the topic once the broker is back, in order per alert, none lost and none twice; ingest
+stays ready meanwhile and its readiness shows the waiting events.
 
-Runs against a private Kafka of its own (the shared broker is never stopped), with ingest as a process.
+Runs against a private Kafka of its own (the shared broker is never stopped) and a database of its own
+(so no other ingest relays its outbox), with ingest as a process.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from shared.kafka import ensure_topics
 from tests.conftest import AUTH
 from tests.services.ingest.support import PrivateKafka, alert_records
+from tests.support.polling import eventually
 
 
 @pytest.fixture
@@ -22,53 +24,49 @@ def private_kafka(tmp_path):
     kafka.kill()
 
 
-async def post_until_accepted(
-    client: httpx.AsyncClient, url: str, body, within: float = 90
-) -> httpx.Response:
-    """Retry as a sender honouring Retry-After would, until the broker (back) takes the events."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        response = await client.post(url, json=body, headers=AUTH)
-        if response.status_code != 503 or loop.time() > deadline:
-            return response
-        await asyncio.sleep(1)
-
-
-async def test_broker_stopped_gives_503_and_nothing_is_lost_once_back(
-    private_kafka, make_service, topic_prefix, tenant_id
+async def test_broker_stopped_writes_are_accepted_and_published_in_order_once_back(
+    private_kafka, make_service, topic_prefix, tenant_id, own_database
 ):
     await ensure_topics(private_kafka.bootstrap, topic_prefix)
-    ingest = make_service(
-        "ingest",
-        KAFKA_BOOTSTRAP_SERVERS=private_kafka.bootstrap,
-        PUBLISH_TIMEOUT_SECONDS="3",
-        INGEST_INSTANCE_ID=f"outage-{tenant_id}",
-    ).start()
+    ingest = make_service("ingest", KAFKA_BOOTSTRAP_SERVERS=private_kafka.bootstrap, DATABASE_URL=own_database).start()
     url = f"{ingest.url}/v1/tenants/{tenant_id}/alerts"
     async with httpx.AsyncClient(timeout=60) as client:
         before = await client.post(url, json={"id": "before", "severity": "high"}, headers=AUTH)
         assert before.status_code == 202, before.text
+        await alert_records(private_kafka.bootstrap, topic_prefix, tenant_id, at_least=1)
 
         private_kafka.kill()
         during = await client.post(url, json={"id": "during", "severity": "high"}, headers=AUTH)
-        assert during.status_code == 503, during.text
-        assert int(during.headers["retry-after"]) >= 1
-        assert during.headers["content-type"] == "application/problem+json"
+        assert during.status_code == 202, during.text
+        assert during.json()["events"] == [{"alertId": "during", "eventType": "alert-created"}]
         listed = await client.post(url, json={"value": [{"id": "list-1"}, {"id": "list-2"}]}, headers=AUTH)
-        assert listed.status_code == 503
-
-        private_kafka.start()
-        retried = await post_until_accepted(client, url, {"id": "during", "severity": "high"})
-        assert retried.status_code == 202, retried.text
-        assert retried.json()["events"] == [{"alertId": "during", "eventType": "alert-created"}]
-        relisted = await post_until_accepted(client, url, {"value": [{"id": "list-1"}, {"id": "list-2"}]})
-        assert relisted.json()["accepted"] == 2
-        # The state from before the outage survived: the same alert again is a duplicate.
-        again = await client.post(url, json={"id": "before", "severity": "high"}, headers=AUTH)
+        assert listed.status_code == 202 and listed.json()["accepted"] == 2
+        patched = await client.patch(f"{url}/before", json={"status": "investigating"}, headers=AUTH)
+        assert patched.status_code == 202, patched.text
+        resolved = await client.patch(f"{url}/before", json={"status": "resolved"}, headers=AUTH)
+        assert resolved.status_code == 202, resolved.text
+        # The state is stored: the same alert again is a duplicate, at once.
+        again = await client.post(url, json={"id": "during", "severity": "high"}, headers=AUTH)
         assert again.json() == {"accepted": 0, "duplicates": 1, "events": []}
 
-    records = await alert_records(private_kafka.bootstrap, topic_prefix, tenant_id, at_least=4, within=60)
-    assert sorted(r["key"].split(":", 1)[1] for r in records) == ["before", "during", "list-1", "list-2"]
-    assert all(r["value"]["eventType"] == "alert-created" for r in records)
+        ready = await client.get(f"{ingest.url}/health/ready")
+        assert ready.status_code == 200, ready.text  # writes are durable: ingest stays ready
+        assert ready.json()["checks"] == {"postgres": "ok"}
+        assert ready.json()["outbox"]["backlog"] == 5, ready.json()
+        assert ready.json()["kafka"].startswith("failing"), ready.json()
+
+        private_kafka.start()
+        records = await alert_records(private_kafka.bootstrap, topic_prefix, tenant_id, at_least=6, within=90)
+        drained = await eventually(lambda: client.get(f"{ingest.url}/health/ready"),
+                                   lambda r: r.json()["outbox"]["backlog"] == 0, what="the outbox drained")
+        assert drained.json()["kafka"] == "ok" and drained.json()["outbox"]["lastError"] is None
+
+    by_key = {}
+    for record in sorted(records, key=lambda r: (r["partition"], r["offset"])):
+        by_key.setdefault(record["key"].split(":", 1)[1], []).append(record["value"])
+    assert sorted(by_key) == ["before", "during", "list-1", "list-2"]
+    assert [(e["eventType"], e["alert"]["status"]) for e in by_key["before"]] == [
+        ("alert-created", "active"), ("alert-updated", "investigating"), ("alert-updated", "resolved")]
+    assert all([e["eventType"] for e in by_key[k]] == ["alert-created"] for k in ("during", "list-1", "list-2"))
+    assert len({e["eventId"] for events in by_key.values() for e in events}) == 6  # none twice
     ingest.stop()
