@@ -114,7 +114,7 @@ async def test_concurrent_posts_of_one_new_alert_give_one_created(
     assert [r["value"]["eventType"] for r in records] == ["alert-created"]
 
 
-async def test_a_list_is_published_whole_in_one_transaction(
+async def test_every_alert_of_a_list_is_published(
     ingest, http, tenant_id, kafka_bootstrap, topic_prefix
 ):
     alerts = [{"id": f"bulk-{i}", "severity": "low"} for i in range(100)]
