@@ -97,13 +97,10 @@ def kafka_bootstrap(test_env: dict[str, str]) -> str:
     return test_env["KAFKA_BOOTSTRAP_SERVERS"]
 
 
-# #11 transitional: the tests' own pools see every component's schema, because the tests of each
-# service still read its tables through them unqualified. ``processed_events`` exists in several
-# schemas: the first in the path is the one these pools read. db_pool: scoring's (its tests read the
-# ledger the scoring process writes); own_pool: response time's (likewise). Each service's tests move
-# to a pool of its schema alone, then these go.
-_DB_POOL_SEARCH_PATH = "scoring, response_time, notifier, ingest, auth"
-_OWN_POOL_SEARCH_PATH = "response_time, scoring, notifier, ingest, auth"
+# #11 transitional: the session database's pool sees the schemas that ingest's and scoring's tests
+# still read through it unqualified (scoring first: its tests read the ledger the scoring process
+# writes). Once those tests use pools of their own schema, this goes.
+_DB_POOL_SEARCH_PATH = "scoring, ingest, auth"
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -121,14 +118,6 @@ async def own_database(test_env: dict[str, str]) -> AsyncIterator[str]:
     _, _, current = test_env["DATABASE_URL"].rpartition("/")
     async with migrated_database(test_env["DATABASE_URL"], f"{current}_{uuid.uuid4().hex[:6]}") as url:
         yield url
-
-
-@pytest_asyncio.fixture
-async def own_pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on ``own_database``."""
-    pool = await create_pool(own_database, schema=_OWN_POOL_SEARCH_PATH)
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture(scope="session")

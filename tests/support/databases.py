@@ -40,20 +40,4 @@ async def migrated_database(server_url: str, name: str) -> AsyncIterator[str]:
     """Like ``empty_database``, with every migration applied."""
     async with empty_database(server_url, name) as url:
         await apply_migrations(url)
-        await _set_transitional_search_path(url, name)
         yield url
-
-
-# #11 transitional: tests/services/notifier and tests/services/response_time still connect with no
-# schema of their own (asyncpg.connect, create_pool without one) and name tables unqualified; until
-# they name their schema, such a session finds every component's tables (the notifier's first: its
-# tests read the ledger the notifier process writes). A pool made with a schema is not affected.
-_TRANSITIONAL_SEARCH_PATH = "notifier, response_time, scoring, ingest, auth"
-
-
-async def _set_transitional_search_path(url: str, name: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'ALTER DATABASE "{name}" SET search_path TO {_TRANSITIONAL_SEARCH_PATH}')
-    finally:
-        await conn.close()
