@@ -289,10 +289,7 @@ async def test_migrating_again_changes_nothing(database):
     assert (await structure(database), await row_counts(database), await relations_in_public(database)) == before
 
 
-# The services whose pool is on their own schema alone. #11 transitional: ingest (reads and writes the
-# notifier's tables) joins this list when its code no longer crosses and its app.py drops the
-# transitional search path.
-SERVICES_ON_THEIR_OWN_SCHEMA = ["response_time", "scoring", "notifier"]
+SERVICES = ["ingest", "response_time", "scoring", "notifier"]
 
 
 def pool_schema_of(service: str) -> str:
@@ -305,7 +302,7 @@ def pool_schema_of(service: str) -> str:
     return schema
 
 
-@pytest.mark.parametrize("service", SERVICES_ON_THEIR_OWN_SCHEMA)
+@pytest.mark.parametrize("service", SERVICES)
 async def test_a_services_pool_sees_its_own_tables_and_no_other_schemas(database, service):
     await apply_migrations(database)
     search_path = pool_schema_of(service)
