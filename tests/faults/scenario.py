@@ -41,20 +41,31 @@ from tests.support.private_infra import PrivateKafka, PrivatePostgres, PrivateRe
 from tests.support.processes import ServiceProcess
 
 SERVICES = ("ingest", "response-time", "scoring", "notifier")
-# Who must report not-ready while each dependency is away.
-DEPENDENTS = {"kafka": SERVICES, "postgres": SERVICES, "redis": ("scoring",)}
+# Who must report not-ready while each dependency is away. The write API stays ready without the
+# broker: a write is durable once committed with its events in the outbox, which waits for it.
+DEPENDENTS = {"kafka": ("response-time", "scoring", "notifier"), "postgres": SERVICES, "redis": ("scoring",)}
 # Topic -> the services consuming it (each dead-letters a poison record of it once).
 CONSUMERS = {
     "alerts": ("response-time", "notifier"),
     "requirement-status": ("scoring",),
     "security-contacts": ("notifier",),
     "notifications": ("notifier",),
+    "notification-channels": ("notifier",),
+    "delivery-commands": ("notifier",),
+    "alert-response-times": ("scoring",),
+    "customer-mfa": ("scoring",),
+    "deliveries": ("scoring", "ingest"),
 }
 EVENT_TYPES = {
     "alerts": "alert-created",
     "requirement-status": "requirement-status-observed",
     "security-contacts": "security-contact-changed",
     "notifications": "spending-budget-threshold-reached",
+    "notification-channels": "notification-channel-changed",
+    "delivery-commands": "redelivery-requested",
+    "alert-response-times": "alert-response-time-changed",
+    "customer-mfa": "customer-mfa-observed",
+    "deliveries": "delivery-changed",
 }
 PROFILES = [Profile("prompt", None), Profile("prompt", frozenset({"medium", "high"}))] * 3 + [
     Profile("late", None), Profile("late", frozenset({"high"}))]
@@ -294,6 +305,8 @@ async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) 
         await put_poison(run)
         await republish(run, "alerts", sample=300)
         await republish(run, "requirement-status")
+        await republish(run, "alert-response-times", sample=300)
+        await republish(run, "deliveries", sample=300)
         await asyncio.sleep(6)
     finally:
         stop.set()

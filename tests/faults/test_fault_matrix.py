@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -25,6 +26,7 @@ from tests.faults.expected import ExpectedAlert, ExpectedTenant, hours, score
 from tests.faults.load import OPERATOR, LoadStats
 from tests.faults.observe import group_lag, read_all, wait_ready
 from tests.faults.scenario import (
+    CONSUMERS,
     DEPENDENTS,
     PROFILES,
     SERVICES,
@@ -322,7 +324,7 @@ async def test_the_newest_contact_gets_the_mail_after_old_contact_events_are_red
 
 
 async def test_poison_records_of_every_consumed_topic_reach_the_dead_letter_topic(fault_run: FaultRun):
-    assert len(fault_run.poison) == 8
+    assert len(fault_run.poison) == 2 * len(CONSUMERS)
 
     async def check() -> list[str]:
         dead = Counter()
@@ -340,8 +342,9 @@ async def test_poison_records_of_every_consumed_topic_reach_the_dead_letter_topi
 async def test_no_consumer_group_is_left_behind(fault_run: FaultRun):
     groups = {
         "response-time": ["alerts"],
-        "scoring": ["requirement-status"],
-        "notifier": ["alerts", "security-contacts", "notifications"],
+        "scoring": ["requirement-status", "alert-response-times", "deliveries", "customer-mfa"],
+        "notifier": ["alerts", "security-contacts", "notifications", "notification-channels", "delivery-commands"],
+        "ingest": ["deliveries"],
     }
 
     async def check() -> list[str]:
@@ -351,6 +354,21 @@ async def test_no_consumer_group_is_left_behind(fault_run: FaultRun):
                                   [fault_run.topic(t) for t in topics])
             problems += [f"{service}: {n} records behind on {where}" for where, n in lag.items() if n]
         return problems
+
+    problems = await settled(fault_run, check)
+    assert not problems, brief(problems)
+
+
+async def test_every_outbox_is_empty_once_settled(fault_run: FaultRun):
+    """Whatever was committed during the faults was published in the end: no schema's outbox keeps rows."""
+    async def check() -> list[str]:
+        conn = await asyncpg.connect(fault_run.postgres.database_url)
+        try:
+            counts = {schema: await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox")
+                      for schema in ("ingest", "response_time", "scoring", "notifier")}
+        finally:
+            await conn.close()
+        return [f"{schema}: {n} events never published" for schema, n in counts.items() if n]
 
     problems = await settled(fault_run, check)
     assert not problems, brief(problems)
