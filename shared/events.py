@@ -234,6 +234,19 @@ class CustomerMfaObserved(Event):
         return f"{self.tenant_id}:{self.customer_tenant_id}".encode()
 
 
+class CustomerMfaRemoved(Event):
+    """A customer the tenant's latest customer-MFA report no longer contains (the report replaces the last)."""
+
+    event_type: Literal["customer-mfa-removed"] = "customer-mfa-removed"
+    customer_tenant_id: str = Field(min_length=1)
+    observed_date_time: UtcDateTime = Field(
+        description="When the report that left it out was observed; the newest wins."
+    )
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.customer_tenant_id}".encode()
+
+
 # --- alert-response-times topic: key tenant:alert (compacted); owner: response time -----------------
 
 

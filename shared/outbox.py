@@ -123,6 +123,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.leader = False
+        self.elections = 0  # attempts to take the lead, so a follower that spins shows
         self.published = 0
         self.last_error: str | None = None
 
@@ -167,9 +168,11 @@ class OutboxRelay:
                                      command_timeout=30)
         try:
             await conn.add_listener(self.channel, lambda *_: self._wake.set())
-            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.channel):
+            while not await self._try_to_lead(conn):
                 self.leader = False
-                await self._sleep(5.0)  # another process leads; take over if it goes
+                # Another process leads; try again every few seconds, deaf to commits' notices
+                # (the leader's to act on: answering each with an election made followers spin).
+                await asyncio.sleep(5.0)
             self.leader = True
             producer = self._producer()
             await producer.start()
@@ -183,6 +186,10 @@ class OutboxRelay:
         finally:
             self.leader = False
             await asyncio.shield(self._close(conn))
+
+    async def _try_to_lead(self, conn: asyncpg.Connection) -> bool:
+        self.elections += 1
+        return await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.channel)
 
     def _producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -217,8 +224,11 @@ class OutboxRelay:
         return True
 
     async def _sleep(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as its timeout fires, and close() would then wait forever.
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         except TimeoutError:
             pass
 

@@ -3,6 +3,7 @@ order, once; what rolls back never is; one relay per schema leads and another ta
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -102,6 +103,27 @@ async def test_one_relay_leads_and_another_takes_over_when_it_stops(own_database
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_follower_waits_quietly_for_the_lead_and_stops_at_once(own_database, schema, conn, test_env, tenant_id):
+    """Commits notify every relay of the schema; a follower must not answer each with an election
+    (it spun: thousands of lock attempts a second) and must stop when told."""
+    leader = outbox.OutboxRelay(settings(own_database, test_env), schema=schema, client_id="test-outbox-1")
+    follower = outbox.OutboxRelay(settings(own_database, test_env), schema=schema, client_id="test-outbox-2")
+    await leader.start()
+    await eventually(lambda: leader.leader, lambda leads: leads)
+    await follower.start()
+    try:
+        await eventually(lambda: follower.elections, lambda n: n >= 1)
+        for _ in range(20):
+            async with conn.transaction():
+                await outbox.enqueue(conn, Topic.delivery_commands, command(tenant_id, uuid.uuid4()))
+        await commands_of(test_env, tenant_id, count=20)
+        assert follower.elections <= 2, f"the follower tried to lead {follower.elections} times"
+        await asyncio.wait_for(follower.close(), 5)
+    finally:
+        await leader.close()
+        await follower.close()
 
 
 async def test_the_backlog_says_how_many_rows_wait_and_since_when(conn, tenant_id):
