@@ -102,7 +102,7 @@ class CommonSettings(ApiKeySettings):
     consumer_group: str = Field(
         "",
         description="Kafka consumer group of a consuming service. Empty: the topic prefix followed by the "
-        "service's name (`response-time`, `scoring`, `notifier`), so deployments sharing a broker never "
+        "service's name (`ingest`, `response-time`, `scoring`, `notifier`), so deployments sharing a broker never "
         "share a group (and never rebalance each other).",
     )
     # The service's part of the default consumer group; None for a process that consumes nothing.

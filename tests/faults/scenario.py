@@ -132,7 +132,6 @@ def service_env(kafka: PrivateKafka, postgres: PrivatePostgres, redis: PrivateRe
         "DATABASE_URL": postgres.database_url,
         "REDIS_URL": redis.url,
         "KAFKA_TOPIC_PREFIX": prefix,
-        "INGEST_INSTANCE_ID": f"faults-{run_id}",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp.port),
         # A notifier killed mid-send leaves its row leased; the default lease (60 s) would outlast
