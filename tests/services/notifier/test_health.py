@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
 from shared.db import create_pool
+from shared.kafka import ensure_topics
 from tests.support.polling import eventually
 
 
@@ -15,10 +18,13 @@ async def readiness(url: str) -> tuple[int, dict]:
 
 
 async def test_an_outbox_that_cannot_publish_makes_the_notifier_not_ready_until_it_flows_again(
-    start_notifier, own_database
+    start_notifier, own_database, kafka_bootstrap, topic_prefix
 ):
-    # A database of its own: the row below stops its relay (rows go out in order) for as long as it is there.
-    notifier = start_notifier(DATABASE_URL=own_database, OUTBOX_ALARM_SECONDS="1")
+    # A database of its own: the row below stops its relay (rows go out in order) for as long as it is
+    # there. Topics of its own: nothing else is consumed, so nothing else waits in its outbox.
+    prefix = f"{topic_prefix}health-{uuid.uuid4().hex[:6]}-"
+    await ensure_topics(kafka_bootstrap, prefix)
+    notifier = start_notifier(DATABASE_URL=own_database, KAFKA_TOPIC_PREFIX=prefix, OUTBOX_ALARM_SECONDS="1")
     pool = await create_pool(own_database, schema="notifier")
     try:
         await pool.execute("INSERT INTO outbox (topic, key, value) VALUES ('no-such-topic', 'k', 'v')")
