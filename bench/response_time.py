@@ -4,13 +4,12 @@ Fills a topic of its own (prefix ``bench-<id>-``) with alert events (creates, pa
 system changes, over several tenants), then in the same run measures
 (a) a raw aiokafka consumer reading the topic from the start (no parsing, no database): the baseline;
 (b) this service's handlers (FastStream subscriber, parsing, dedupe ledger, the alert row, the tenant
-    mark, and the status publisher) consuming the same records into a fresh PostgreSQL database.
+    mark, each changed alert's ``alert-response-time-changed`` in the outbox, the status publisher and
+    the outbox relay, wired as ``app.py`` wires them) consuming the same records into a fresh database.
 The baseline is timed from its first fetch (partitions assigned directly), the service from its first
-applied record to its last, so group joins count for neither.
-Then the read: the figures of one tenant with a long history (``BENCH_RESPONSE_TIME_HISTORY`` alerts
-answered long ago, default a million) through the partial indexes, beside the naive scan of all the
-tenant's alerts (baseline); and a page of ``GET /alerts`` 90% down that tenant's list, by position
-(skiptoken) beside by offset (skip, baseline). The bench database and topics are removed at the end.
+applied record to its last, so group joins count for neither; how long the relay then takes to empty
+the outbox is printed beside. The bench database and topics are removed at the end. (The reads of
+``GET /alerts`` and ``/response-time`` are the read API's: ``bench/read_model.py``.)
 """
 
 from __future__ import annotations
@@ -26,10 +25,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.support import Measurement, ratio_line, run_id
-from services.response_time import store
 from services.response_time.config import Settings
 from services.response_time.handlers import build_router
 from services.response_time.status import StatusPublisher
+from shared import outbox
 from shared.alerts import Alert
 from shared.db import apply_migrations, create_pool
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, Event, StatusChange, Topic
@@ -97,14 +96,19 @@ async def raw_consumer(bootstrap: str, topic: str, count: int) -> Measurement:
     return Measurement("raw aiokafka consumer (baseline)", seen, elapsed, [])
 
 
-async def service_handlers(settings: Settings, count: int) -> Measurement:
+async def service_handlers(settings: Settings, count: int) -> tuple[Measurement, str]:
+    """The measurement, and a line on how long the relay took to publish what the batches enqueued."""
     pool = await create_pool(settings.database_url, schema="response_time", max_size=4)
     broker = make_broker(settings, client_id="bench-response-time")
     broker.include_router(build_router(settings))
-    status = StatusPublisher(pool, broker, settings)
+    relay = outbox.OutboxRelay(settings, schema="response_time", client_id="bench-response-time-outbox",
+                               publish_timeout_seconds=settings.response_time_publish_timeout_seconds)
+    status = StatusPublisher(pool, settings, on_enqueued=relay.wake)
     broker.context.set_global("pool", pool)
     broker.context.set_global("settings", settings)
     broker.context.set_global("status", status)
+    broker.context.set_global("relay", relay)
+    await relay.start()
     await broker.start()
     status.start()
     applied, first, applied_at_first = 0, None, 0
@@ -116,102 +120,25 @@ async def service_handlers(settings: Settings, count: int) -> Measurement:
                 first, applied_at_first = time.monotonic(), applied
             await asyncio.sleep(0.02)
         last = time.monotonic()
+        # What the batches enqueued is published by the relay after their commits: its lag, for the record.
+        waiting = await pool.fetchval("SELECT count(*) FROM outbox")
+        while waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            waiting = await pool.fetchval("SELECT count(*) FROM outbox")
+        drained = time.monotonic()
     finally:
         await status.stop()
         await broker.stop()
+        await relay.close()
         await pool.close()
     if applied < count:
         raise RuntimeError(f"the service applied {applied} of {count} events in {DEADLINE_SECONDS} s")
+    if waiting:
+        raise RuntimeError(f"{waiting} event(s) still in the outbox after {DEADLINE_SECONDS} s")
+    relay_line = (f"  outbox empty {drained - last:.2f} s after the last event was applied "
+                  f"({relay.published} events published by the relay)")
     return Measurement("response-time service handlers", applied - applied_at_first,
-                       last - (first or last), [])
-
-
-HISTORY = int(os.environ.get("BENCH_RESPONSE_TIME_HISTORY", "1000000"))
-READS = 200
-
-# The same figures as store._AGGREGATES, computed the naive way: every alert the tenant ever had.
-_NAIVE_FIGURES = """
-    SELECT count(*) FILTER (WHERE responded_at > $2) AS responded_count,
-           COALESCE(sum(latency_us) FILTER (WHERE responded_at > $2), 0) AS responded_latency_us,
-           count(*) FILTER (WHERE responded_at IS NULL AND status <> 'resolved') AS open_count,
-           min(clock_started_at) FILTER (WHERE responded_at IS NULL AND status <> 'resolved')
-               AS oldest_open_started_at
-    FROM alerts WHERE tenant_id = $1 AND NOT is_test"""
-
-
-async def fill_history(pool: asyncpg.Pool, tenant_id: str, history: int) -> None:
-    """``history`` alerts answered long ago, 5000 answered in the window, 200 open, in one tenant."""
-    await pool.execute(
-        """INSERT INTO alerts (tenant_id, alert_id, status, clock_started_at, alert, state_as_of,
-                               responded_at, responded_by, latency_us)
-           SELECT $1, 'h' || i, 'resolved', now() - interval '400 days' + i * interval '1 second',
-                  jsonb_build_object('id', 'h' || i), now(),
-                  now() - interval '399 days' + i * interval '1 second', 'ana', 86400000000
-           FROM generate_series(1, $2) AS i""", tenant_id, history)
-    await pool.execute(
-        """INSERT INTO alerts (tenant_id, alert_id, status, clock_started_at, alert, state_as_of,
-                               responded_at, responded_by, latency_us)
-           SELECT $1, 'w' || i, 'resolved', now() - i * interval '5 minutes' - interval '3 hours',
-                  jsonb_build_object('id', 'w' || i), now(), now() - i * interval '5 minutes', 'ana',
-                  10800000000
-           FROM generate_series(1, 5000) AS i""", tenant_id)
-    await pool.execute(
-        """INSERT INTO alerts (tenant_id, alert_id, status, clock_started_at, alert, state_as_of)
-           SELECT $1, 'o' || i, 'active', now() - i * interval '1 minute',
-                  jsonb_build_object('id', 'o' || i), now()
-           FROM generate_series(1, 200) AS i""", tenant_id)
-    await pool.execute("ANALYZE alerts")
-
-
-async def timed_reads(name: str, reads: int, read) -> Measurement:
-    latencies = []
-    started = time.monotonic()
-    for _ in range(reads):
-        t0 = time.perf_counter()
-        await read()
-        latencies.append((time.perf_counter() - t0) * 1000)
-    return Measurement(name, reads, time.monotonic() - started, latencies)
-
-
-async def read_figures(database_url: str) -> None:
-    pool = await create_pool(database_url, schema="response_time", max_size=2)
-    tenant_id = "bench-history-tenant"
-    try:
-        started = time.monotonic()
-        await fill_history(pool, tenant_id, HISTORY)
-        print(f"  {HISTORY + 5200} alerts in one tenant ({HISTORY} answered long ago, 5000 in the window, "
-              f"200 open), filled in {time.monotonic() - started:.1f} s")
-        figures = await store.current_figures(pool, tenant_id, datetime.now(UTC))
-        assert figures.responded_count == 5000 and figures.open_count == 200, figures
-        naive = await timed_reads("naive scan of the tenant's alerts (baseline)", 5, lambda: pool.fetchrow(
-            _NAIVE_FIGURES, tenant_id, datetime.now(UTC) - timedelta(days=30)))
-        indexed = await timed_reads("GET /response-time figures (index ranges)", READS,
-                                    lambda: store.current_figures(pool, tenant_id, datetime.now(UTC)))
-        print(naive.line())
-        print(indexed.line())
-        print(ratio_line(indexed, naive))
-        await deep_page(pool, tenant_id)
-    finally:
-        await pool.close()
-
-
-async def deep_page(pool: asyncpg.Pool, tenant_id: str) -> None:
-    """GET /alerts far down the list: a page of 100 after 90% of the tenant's alerts, by position
-    (skiptoken, the subject) beside by offset (skip, the baseline)."""
-    depth = (HISTORY + 5200) * 9 // 10
-    [last] = await store.list_alerts(pool, tenant_id, status=None, responded=None, top=1, skip=depth - 1)
-    after = (last["clock_started_at"], last["alert_id"])
-
-    def page(**where):
-        return store.list_alerts(pool, tenant_id, status=None, responded=None, top=100, **where)
-
-    by_offset, by_position = await page(skip=depth), await page(after=after)
-    assert [r["alert_id"] for r in by_offset] == [r["alert_id"] for r in by_position]
-    offset = await timed_reads(f"GET /alerts page at {depth} by skip (baseline)", 5, lambda: page(skip=depth))
-    position = await timed_reads(f"GET /alerts page at {depth} by skiptoken", READS, lambda: page(after=after))
-    print(offset.line())
-    print(position.line())
-    print(ratio_line(position, offset))
+                       last - (first or last), []), relay_line
 
 
 async def main() -> None:
@@ -220,7 +147,8 @@ async def main() -> None:
     rid = run_id()
     prefix, database = f"bench-{rid}-", f"csp_bench_{rid}"
     database_url = f"{admin_url.rpartition('/')[0]}/{database}"
-    specs = [s for s in TOPIC_SPECS if s.topic in (Topic.alerts, Topic.requirement_status, Topic.dead_letter)]
+    specs = [s for s in TOPIC_SPECS if s.topic in (Topic.alerts, Topic.alert_response_times,
+                                                   Topic.requirement_status, Topic.dead_letter)]
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{database}"')
     created: list[str] = []
@@ -235,11 +163,11 @@ async def main() -> None:
         await fill(bootstrap, topic, events)
         print(f"  {len(events)} alert events over {TENANTS} tenants in {topic}")
         baseline = await raw_consumer(bootstrap, topic, len(events))
-        subject = await service_handlers(settings, len(events))
+        subject, relay_line = await service_handlers(settings, len(events))
         print(baseline.line())
         print(subject.line())
         print(ratio_line(subject, baseline))
-        await read_figures(database_url)
+        print(relay_line)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()

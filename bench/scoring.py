@@ -57,7 +57,7 @@ def bench_app() -> FastAPI:
         app.state.keys = KeyStore(AUTH["Authorization"][7:], None)
         app.state.cache = ScoreCache(app.state.redis, prefix)
         # Never started: the cache is marked ready, so a read never asks it for a rebuild.
-        app.state.keeper = ScoreKeeper(None, app.state.cache, app.state.catalogue, publish=None)  # type: ignore[arg-type]
+        app.state.keeper = ScoreKeeper(None, app.state.cache, app.state.catalogue)  # type: ignore[arg-type]
         yield
         await app.state.redis.aclose()
 
@@ -228,7 +228,7 @@ async def main() -> None:
         print(subject.line())
         print(ratio_line(subject, baseline))
     finally:
-        if server is not None:
+        if server is not None and server.returncode is None:
             server.terminate()
             try:
                 await asyncio.wait_for(server.wait(), 10)
