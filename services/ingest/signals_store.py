@@ -3,7 +3,9 @@
 Each write happens in one transaction holding a per-tenant advisory lock for its kind of state; the
 route enqueues the resulting events in the outbox in that transaction (``services.ingest.outgoing``),
 so the state and its events commit together, and the events of one tenant's successive changes are
-published in the order of the changes.
+published in the order of the changes. The one exception: the removals of a customer-MFA report are
+enqueued by ``replace_customer_mfa``, the only one to know which customers its DELETE took (same
+transaction, same guarantee).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import asyncpg
 
 from services.ingest.signals_models import CustomerMfa, CustomerSpending
 from shared import outbox
-from shared.events import CustomerMfaObserved, SecurityContact, SpendingBudgetThresholdReached, Topic
+from shared.events import (
+    CustomerMfaObserved,
+    CustomerMfaRemoved,
+    SecurityContact,
+    SpendingBudgetThresholdReached,
+    Topic,
+)
 
 
 @asynccontextmanager
@@ -114,8 +122,13 @@ async def claim_report(conn: asyncpg.Connection, tenant_id: str, kind: str, obse
 async def replace_customer_mfa(
     conn: asyncpg.Connection, tenant_id: str, customers: Sequence[CustomerMfa], observed: datetime
 ) -> list[str]:
-    """Make ``customers`` the tenant's figures (their events are the caller's to enqueue, in this
-    transaction: the rows are marked announced); the ids of the customers it no longer has."""
+    """Make ``customers`` the tenant's figures; the ids of the customers it no longer has.
+
+    The customers left out are deleted and a ``CustomerMfaRemoved`` of each, with the report's time,
+    is enqueued here, in this transaction (an empty report removes every customer, and tells so).
+    The events of the report's own customers are the caller's to enqueue, in this transaction too:
+    their rows are marked announced.
+    """
     ids = [c.customer_tenant_id for c in customers]
     removed = await conn.fetch(
         """DELETE FROM customer_mfa WHERE tenant_id = $1 AND NOT (customer_tenant_id = ANY($2::text[]))
@@ -142,7 +155,9 @@ async def replace_customer_mfa(
         [c.total_users for c in customers],
         observed,
     )
-    return [row["customer_tenant_id"] for row in removed]
+    gone = [row["customer_tenant_id"] for row in removed]
+    await outbox.enqueue_many(conn, [(Topic.customer_mfa, _removed(tenant_id, cid, observed)) for cid in gone])
+    return gone
 
 
 async def announce_customer_mfa(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
@@ -164,6 +179,10 @@ async def announce_customer_mfa(pool: asyncpg.Pool, *, batch: int = 1000) -> int
         told += len(rows)
         if not rows:
             return told
+
+
+def _removed(tenant_id: str, customer_tenant_id: str, observed: datetime) -> CustomerMfaRemoved:
+    return CustomerMfaRemoved(tenant_id=tenant_id, customer_tenant_id=customer_tenant_id, observed_date_time=observed)
 
 
 def _observed(row: asyncpg.Record) -> CustomerMfaObserved:

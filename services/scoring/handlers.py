@@ -20,6 +20,7 @@ from services.scoring.keeper import ScoreKeeper
 from shared.events import (
     AlertResponseTimeChanged,
     CustomerMfaObserved,
+    CustomerMfaRemoved,
     DeliveryChanged,
     RequirementStatusObserved,
     Topic,
@@ -85,6 +86,11 @@ def build_router(settings: Settings) -> KafkaRouter:
     @customers(filter=event_type_is("customer-mfa-observed"))
     async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool")) -> None:
         if not await read_model.apply_customer_mfa(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    @customers(filter=event_type_is("customer-mfa-removed"))
+    async def on_customer_mfa_removed(event: CustomerMfaRemoved, pool=Context("pool")) -> None:
+        if not await read_model.apply_customer_mfa_removed(pool, event):
             log.debug("event %s already applied", event.event_id)
 
     for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),

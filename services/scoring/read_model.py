@@ -2,7 +2,8 @@
 
 Three tables of the scoring schema (migration 0071), one per topic: ``alert_response_times`` (each
 alert as the response-time service knows it), ``deliveries`` (each notification, as the notifier
-shows it) and ``customer_mfa`` (each customer's MFA figures, as the write API took them). Each event
+shows it) and ``customer_mfa`` (each customer's MFA figures, as the write API took them; a customer
+a later report left out is a tombstone row, migration 0073, that no read lists). Each event
 is applied once (its id claimed in ``processed_events`` in the transaction of the change), and a row
 only ever moves to a newer event of its key: an older one arriving late (a replay, a consumer
 catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
@@ -21,7 +22,7 @@ from datetime import datetime
 import asyncpg
 
 from shared.db import claim_event
-from shared.events import AlertResponseTimeChanged, CustomerMfaObserved, DeliveryChanged
+from shared.events import AlertResponseTimeChanged, CustomerMfaObserved, CustomerMfaRemoved, DeliveryChanged
 from shared.response_time import ResponseTimeFigures, WindowAggregates, figures, window_start
 
 CONSUMER = "scoring-read-model"
@@ -84,11 +85,32 @@ async def apply_customer_mfa(pool: asyncpg.Pool, event: CustomerMfaObserved) -> 
                    customer_name = EXCLUDED.customer_name, admins = EXCLUDED.admins,
                    admins_with_mfa = EXCLUDED.admins_with_mfa, non_admins_with_mfa = EXCLUDED.non_admins_with_mfa,
                    total_users = EXCLUDED.total_users, observed_at = EXCLUDED.observed_at,
-                   event_id = EXCLUDED.event_id
+                   event_id = EXCLUDED.event_id, removed = false
                WHERE customer_mfa.observed_at <= EXCLUDED.observed_at""",
             event.tenant_id, event.customer_tenant_id, event.customer_name, event.admins,
             event.admins_with_mfa, event.non_admins_with_mfa, event.total_users, event.observed_date_time,
             event.event_id)
+        return True
+
+
+async def apply_customer_mfa_removed(pool: asyncpg.Pool, event: CustomerMfaRemoved) -> bool:
+    """Drop the customer a newer report left out; False if the event was applied before.
+
+    The row stays as a tombstone (removed, no figures) with the removal's time: an older observation
+    of the customer arriving later finds it newer and changes nothing, as it would a newer figure.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO customer_mfa (tenant_id, customer_tenant_id, observed_at, event_id, removed)
+               VALUES ($1, $2, $3, $4, true)
+               ON CONFLICT (tenant_id, customer_tenant_id) DO UPDATE SET
+                   customer_name = NULL, admins = NULL, admins_with_mfa = NULL, non_admins_with_mfa = NULL,
+                   total_users = NULL, observed_at = EXCLUDED.observed_at, event_id = EXCLUDED.event_id,
+                   removed = true
+               WHERE customer_mfa.observed_at <= EXCLUDED.observed_at""",
+            event.tenant_id, event.customer_tenant_id, event.observed_date_time, event.event_id)
         return True
 
 
@@ -174,9 +196,11 @@ async def get_delivery(pool: asyncpg.Pool, tenant_id: str, delivery_id: uuid.UUI
 
 # --- GET /customers/mfa ---------------------------------------------------------------------------
 
-# A report replaces the previous one: only the customers of the tenant's newest report count (one
-# left out of it keeps its older row, which the filter leaves out).
-_CUSTOMER_FILTER = """tenant_id = $1
+# A report replaces the previous one: only the customers of the tenant's newest report count. One it
+# left out is a tombstone (customer-mfa-removed), never listed. The tenant's newest time (tombstones
+# included: after an empty report they alone hold it) also leaves out a customer left out with no
+# removal on the topic (records written before removals were told), whose row keeps an older time.
+_CUSTOMER_FILTER = """tenant_id = $1 AND NOT removed
              AND observed_at = (SELECT max(observed_at) FROM customer_mfa WHERE tenant_id = $1)
              AND ($2::text IS NULL OR customer_name ILIKE $2 ESCAPE '\\')
              AND ($3::boolean IS NULL OR (admins_with_mfa = admins) = $3)"""

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import AlertResponseTimeChanged, Topic
+from shared.events import AlertResponseTimeChanged, CustomerMfaRemoved, Topic
 from shared.response_time import aggregate, figures
 from shared.wire import utcnow
 from tests.conftest import AUTH
@@ -229,12 +229,60 @@ async def test_customers_of_the_newest_report_show_and_an_older_report_never_ove
         ("c1", 1, False), ("c3", 2, True)]
 
 
+def customer_removed(tenant_id: str, customer_tenant_id: str, observed: datetime) -> CustomerMfaRemoved:
+    """The customer left out of the tenant's report observed at ``observed``, as the write API tells it."""
+    return CustomerMfaRemoved(tenant_id=tenant_id, occurred_date_time=observed,
+                              customer_tenant_id=customer_tenant_id, observed_date_time=observed)
+
+
+async def customer_rows(scoring, tenant_id: str) -> list[tuple[str, str, str]]:
+    page = await body_of(scoring, tenant_id, "/customers/mfa")
+    assert page["@odata.count"] == len(page["value"])
+    return [(c["customerTenantId"], c["customerName"], c["observedDateTime"]) for c in page["value"]]
+
+
+async def test_a_removed_customer_is_gone_and_an_older_observation_arriving_late_does_not_bring_it_back(
+    scoring, send_event, tenant_id, db_pool
+):
+    first = utcnow().replace(microsecond=0) - DAY
+    second, third = first + H, first + 2 * H
+
+    def wire(at: datetime) -> str:
+        return at.isoformat().replace("+00:00", "Z")
+
+    for event in (customer_mfa(tenant_id, "c1", "Contoso", first), customer_mfa(tenant_id, "c2", "Fabrikam", first)):
+        await send_event(Topic.customer_mfa, event)
+    await eventually(lambda: customer_rows(scoring, tenant_id), lambda rows: len(rows) == 2, within=30,
+                     what="the first report")
+
+    # An empty report: both customers are removed.
+    for cid in ("c1", "c2"):
+        await send_event(Topic.customer_mfa, customer_removed(tenant_id, cid, second))
+    await eventually(lambda: customer_rows(scoring, tenant_id), lambda rows: rows == [], within=30,
+                     what="no customer after the empty report")
+
+    # Contoso's figures of the first report arrive late (a replay), and so does the removal again:
+    # neither changes anything.
+    await send_event(Topic.customer_mfa, customer_removed(tenant_id, "c1", second))
+    late = await send_event(Topic.customer_mfa, customer_mfa(tenant_id, "c1", "Contoso", first))
+    await read_model_applied(db_pool, late)
+    assert await customer_rows(scoring, tenant_id) == []
+
+    # A newer report has Contoso again; then Contoso's removal by the older empty report arrives late.
+    await send_event(Topic.customer_mfa, customer_mfa(tenant_id, "c1", "Contoso again", third))
+    stale_removal = await send_event(Topic.customer_mfa, customer_removed(tenant_id, "c1", second))
+    await read_model_applied(db_pool, stale_removal)
+    assert await customer_rows(scoring, tenant_id) == [("c1", "Contoso again", wire(third))]
+
+
 # --- poison --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("topic", [Topic.alert_response_times, Topic.deliveries, Topic.customer_mfa])
+@pytest.mark.parametrize("topic, poison_type", [
+    (Topic.alert_response_times, "alert-response-time-changed"), (Topic.deliveries, "delivery-changed"),
+    (Topic.customer_mfa, "customer-mfa-observed"), (Topic.customer_mfa, "customer-mfa-removed")])
 async def test_a_poison_record_of_a_read_model_topic_is_dead_lettered_and_blocks_nothing(
-    scoring, send_event, tenant_id, topic, kafka_bootstrap, topic_prefix
+    scoring, send_event, tenant_id, topic, poison_type, kafka_bootstrap, topic_prefix
 ):
     now = utcnow().replace(microsecond=0)
     good = {Topic.alert_response_times: alert_response_time(tenant_id, "after", now - H),
@@ -243,9 +291,10 @@ async def test_a_poison_record_of_a_read_model_topic_is_dead_lettered_and_blocks
     # The envelope of its type with the type's own fields missing: the model refuses it.
     poison_id = str(uuid.uuid4())
     envelope = {k: v for k, v in json.loads(good.model_dump_json()).items()
-                if k in ("eventType", "schemaVersion", "occurredDateTime", "tenantId")} | {"eventId": poison_id}
+                if k in ("schemaVersion", "occurredDateTime", "tenantId")} | {"eventId": poison_id,
+                                                                                 "eventType": poison_type}
     await produce(kafka_bootstrap, f"{topic_prefix}{topic.value}", json.dumps(envelope).encode(),
-                  key=good.kafka_key(), headers={"eventType": good.event_type, "eventId": poison_id,
+                  key=good.kafka_key(), headers={"eventType": poison_type, "eventId": poison_id,
                                                  "tenantId": tenant_id})
     await send_event(topic, good)
     path = {Topic.alert_response_times: "/alerts", Topic.deliveries: "/deliveries",

@@ -1,21 +1,30 @@
 """Customer MFA as events: each customer of a stored customer-MFA report is a ``customer-mfa-observed``
-event on the compacted ``customer-mfa`` topic (key tenant:customer), written in the report's own
-transaction; customers stored before there were such events are told once at start-up. Real
-PostgreSQL and Kafka, the write API in-process.
+event on the compacted ``customer-mfa`` topic (key tenant:customer), and each customer the report
+leaves out (it replaces the last one) a ``customer-mfa-removed`` event, all written in the report's
+own transaction; customers stored before there were such events are told once at start-up. Real
+PostgreSQL and Kafka, the write API in-process, or the running system when the read API is read.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import httpx
 
 from shared.events import Topic
 from tests.conftest import AUTH
 from tests.services.ingest.support import running_ingest, topic_records
+from tests.support.polling import eventually
 
 
 def customer(cid: str, name: str, admins: int, with_mfa: int) -> dict:
     return {"customerTenantId": cid, "customerName": name, "admins": admins, "adminsWithMfa": with_mfa,
             "nonAdminsWithMfa": 3, "totalUsers": 10}
+
+
+def removal(record: dict) -> tuple:
+    value = record["value"]
+    return record["key"], value["eventType"], value["customerTenantId"], value["observedDateTime"]
 
 
 def figures(record: dict) -> tuple:
@@ -38,7 +47,7 @@ async def test_each_customer_of_a_stored_report_is_an_event(test_env, tenant_id)
         stale = await client.post(url, headers=AUTH, json={
             "customers": [customer("c-contoso", "Contoso", 2, 0)], "observedDateTime": older})
         assert stale.status_code == 202 and stale.json()["applied"] is False  # stored nothing: no event
-        records = await topic_records(test_env, Topic.customer_mfa, f"{tenant_id}:", count=3)
+        records = await topic_records(test_env, Topic.customer_mfa, f"{tenant_id}:", count=4)
 
     records = await topic_records(test_env, Topic.customer_mfa, f"{tenant_id}:")  # and nothing more came
     observed = [r for r in records if r["value"]["eventType"] == "customer-mfa-observed"]
@@ -51,9 +60,49 @@ async def test_each_customer_of_a_stored_report_is_an_event(test_env, tenant_id)
             (f"{tenant_id}:c-fabrikam", "customer-mfa-observed", "c-fabrikam", "Fabrikam", 3, 1, 3, 10, first),
             (f"{tenant_id}:c-fabrikam", "customer-mfa-observed", "c-fabrikam", "Fabrikam", 3, 3, 3, 10, later)],
     }
+    # The later report left Contoso out: it is gone, as of that report.
+    assert [removal(r) for r in records if r["value"]["eventType"] == "customer-mfa-removed"] == [
+        (f"{tenant_id}:c-contoso", "customer-mfa-removed", "c-contoso", later)]
     assert all(r["headers"]["eventType"] == r["value"]["eventType"] for r in records)
     assert all(r["value"]["tenantId"] == tenant_id for r in records)
-    assert len(observed) == 3
+    assert len(observed) == 3 and len(records) == 4
+
+
+async def test_an_empty_report_removes_every_customer_from_the_read_api(system, tenant_id, test_env):
+    """``customers: []`` is a report too: the tenant has no customers any more, and the read API
+    (which learns them only from the topic) lists none."""
+    first = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+    emptied = first + timedelta(hours=1)
+    write = f"{system['ingest'].url}/v1/tenants/{tenant_id}/signals/customer-mfa"
+    read = f"{system['scoring'].url}/v1/tenants/{tenant_id}/customers/mfa"
+    async with httpx.AsyncClient(timeout=15, headers=AUTH) as http:
+
+        async def listed() -> dict:
+            return (await http.get(read)).json()
+
+        posted = await http.post(write, json={
+            "customers": [customer("c-contoso", "Contoso", 2, 2), customer("c-fabrikam", "Fabrikam", 3, 1)],
+            "observedDateTime": first.isoformat()})
+        assert posted.status_code == 202 and posted.json()["applied"] is True, posted.text
+        await eventually(listed, lambda page: page.get("@odata.count") == 2, within=30, what="both customers")
+
+        empty = await http.post(write, json={"customers": [], "observedDateTime": emptied.isoformat()})
+        assert empty.status_code == 202 and empty.json()["applied"] is True, empty.text
+        assert empty.json()["complianceStatus"] == "compliant"  # no customers: none lacks MFA
+        gone = await eventually(listed, lambda page: page.get("@odata.count") == 0, within=30,
+                                what="no customer after the empty report")
+        assert gone == {"value": [], "@odata.count": 0}
+
+    await topic_records(test_env, Topic.customer_mfa, f"{tenant_id}:", count=4)
+    records = await topic_records(test_env, Topic.customer_mfa, f"{tenant_id}:")  # read to the end
+    when = emptied.isoformat().replace("+00:00", "Z")
+    assert sorted(removal(r) for r in records if r["value"]["eventType"] == "customer-mfa-removed") == [
+        (f"{tenant_id}:c-contoso", "customer-mfa-removed", "c-contoso", when),
+        (f"{tenant_id}:c-fabrikam", "customer-mfa-removed", "c-fabrikam", when)]
+    for key in (f"{tenant_id}:c-contoso", f"{tenant_id}:c-fabrikam"):  # on each key, after its figures
+        assert [r["value"]["eventType"] for r in records if r["key"] == key] == [
+            "customer-mfa-observed", "customer-mfa-removed"]
+    assert len(records) == 4
 
 
 async def test_customers_no_event_told_of_are_published_once_at_start_up(test_env, tenant_id, db_pool):
