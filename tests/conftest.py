@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +18,7 @@ import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from shared.db import create_pool
+from shared.db import COMPONENTS, create_pool
 from shared.kafka import ensure_topics
 from tests.support.databases import migrated_database, with_database
 from tests.support.infra import Infra, find_infra, stop_containers
@@ -97,17 +97,25 @@ def kafka_bootstrap(test_env: dict[str, str]) -> str:
     return test_env["KAFKA_BOOTSTRAP_SERVERS"]
 
 
-# #11 transitional: the session database's pool sees the schemas that ingest's and scoring's tests
-# still read through it unqualified (scoring first: its tests read the ledger the scoring process
-# writes). Once those tests use pools of their own schema, this goes.
-_DB_POOL_SEARCH_PATH = "scoring, ingest, auth"
-
-
 @pytest_asyncio.fixture(scope="session")
-async def db_pool(test_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(test_env["DATABASE_URL"], schema=_DB_POOL_SEARCH_PATH)
-    yield pool
-    await pool.close()
+async def schema_pool(test_env: dict[str, str]) -> AsyncIterator[Callable[[str], Awaitable[asyncpg.Pool]]]:
+    """``await schema_pool("ingest")``: a pool on the session database that sees that one schema, as the
+    service's own pool does (its tables unqualified; another component's only by its qualified name).
+    One pool per schema, shared by the session. A service's tests name theirs ``db_pool`` in their
+    ``conftest.py``."""
+    schemas = {component.schema for component in COMPONENTS}
+    pools: dict[str, asyncpg.Pool] = {}
+
+    async def pool_of(schema: str) -> asyncpg.Pool:
+        if schema not in schemas:
+            raise ValueError(f"no component owns a schema {schema!r}; known: {', '.join(sorted(schemas))}")
+        if schema not in pools:
+            pools[schema] = await create_pool(test_env["DATABASE_URL"], schema=schema)
+        return pools[schema]
+
+    yield pool_of
+    for pool in pools.values():
+        await pool.close()
 
 
 @pytest_asyncio.fixture

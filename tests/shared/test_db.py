@@ -8,27 +8,28 @@ import uuid
 from shared.db import COMPONENTS, apply_migrations, claim_event, migration_files, prune_processed_events
 
 
-async def test_migrations_are_applied_once_even_when_processes_race(test_env, db_pool):
+async def test_migrations_are_applied_once_even_when_processes_race(test_env, schema_pool):
     # The test database already has every migration; applying again, from three processes at once,
     # applies nothing and fails nowhere (advisory lock).
     results = await asyncio.gather(*(apply_migrations(test_env["DATABASE_URL"]) for _ in range(3)))
     assert results == [[], [], []]
     for component in COMPONENTS:
-        versions = [r["version"] for r in await db_pool.fetch(
-            f"SELECT version FROM {component.schema}.schema_migrations ORDER BY 1")]
+        pool = await schema_pool(component.schema)
+        versions = [r["version"] for r in await pool.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
         assert versions == [v for v, _, _ in migration_files(component.migrations)], component.schema
 
 
-async def test_an_event_is_claimed_once_per_consumer_and_old_claims_are_pruned(db_pool):
+async def test_an_event_is_claimed_once_per_consumer_and_old_claims_are_pruned(schema_pool):
+    pool = await schema_pool("scoring")  # every consuming component's schema has the same ledger
     event_id = uuid.uuid4()
-    async with db_pool.acquire() as conn:
+    async with pool.acquire() as conn:
         assert await claim_event(conn, "test-consumer", event_id)
         assert not await claim_event(conn, "test-consumer", event_id)
         assert await claim_event(conn, "other-consumer", event_id)
         old_id = uuid.uuid4()
         await conn.execute("INSERT INTO processed_events (consumer, event_id, processed_at) "
                            "VALUES ('test-consumer', $1, now() - interval '40 days')", old_id)
-    assert await prune_processed_events(db_pool) >= 1
-    left = {r["event_id"] for r in await db_pool.fetch(
+    assert await prune_processed_events(pool) >= 1
+    left = {r["event_id"] for r in await pool.fetch(
         "SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])", [event_id, old_id])}
     assert left == {event_id}

@@ -78,7 +78,7 @@ async def test_create_use_list_revoke(client, tenant_id, db_pool):
         "tenantId": tenant_id, "role": "securityReader", "userId": "rita@partner.example",
         "createdBy": "operator", "expiresDateTime": None, "lastUsedDateTime": None, "revokedDateTime": None,
     }
-    digest = await db_pool.fetchval("SELECT key_digest FROM api_keys WHERE key_id = $1", uuid.UUID(key["keyId"]))
+    digest = await db_pool.fetchval("SELECT key_digest FROM auth.api_keys WHERE key_id = $1", uuid.UUID(key["keyId"]))
 
     before_use = datetime.now(UTC)
     used = await client.get(f"/v1/tenants/{tenant_id}/channels", headers=bearer(key["key"]))

@@ -83,6 +83,13 @@ def send_status(kafka_bootstrap, topic_prefix) -> Callable[[dict[str, Any]], Awa
     return send
 
 
+@pytest_asyncio.fixture(scope="session")
+async def db_pool(schema_pool) -> asyncpg.Pool:
+    """The session database as the scoring service's pool sees it: the scoring schema alone (where the
+    ``scoring`` process of these tests keeps its statuses, read model and ledger)."""
+    return await schema_pool("scoring")
+
+
 @pytest_asyncio.fixture
 async def scoring_pool(own_database) -> AsyncIterator[asyncpg.Pool]:
     """A pool on ``own_database`` seeing the scoring schema alone, as the service's own pool does (no

@@ -13,20 +13,11 @@ from fastapi import FastAPI
 
 from services.scoring import read_model, routes_alerts, routes_response_time
 from shared.auth import KeyStore
-from shared.db import create_pool
 from shared.http import install_problem_handlers
 from tests.conftest import AUTH
 from tests.services.scoring.read_model_events import alert_response_time
 
 H = timedelta(hours=1)
-
-
-@pytest_asyncio.fixture
-async def db_pool(test_env):
-    """The run's database as the scoring service's pool sees it: its own schema alone."""
-    pool = await create_pool(test_env["DATABASE_URL"], schema="scoring")
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture
