@@ -1,4 +1,8 @@
-"""The notifier over HTTP: channels and redelivery (write API), the delivery log (read API)."""
+"""The notifier behind the two APIs: channels and redelivery set over the write API reach it as events
+(notification-channels, delivery-commands), its deliveries show on the read API (deliveries topic).
+
+(The tests of the write API's channel routes alone are here too, until they move to its own tests.)
+"""
 
 from __future__ import annotations
 
@@ -68,8 +72,8 @@ async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, h
     rotated = await http.put(url, json={"url": "https://tickets.example/v2", "secret": OTHER_SECRET}, headers=AUTH)
     until = datetime.fromisoformat(rotated.json()["previousSecretValidUntil"])
     assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
-    await notifier_pool.execute(
-        "UPDATE notification_channels SET previous_secret_until = now() WHERE tenant_id = $1", tenant_id)
+    await notifier_pool.execute(  # the write API's own copy (this test is of its routes)
+        "UPDATE ingest.channels SET previous_secret_until = now() WHERE tenant_id = $1", tenant_id)
     assert (await http.get(url, headers=AUTH)).json()["previousSecretValidUntil"] is None  # overlap over
 
     assert (await http.delete(url, headers=AUTH)).status_code == 204
@@ -119,6 +123,12 @@ async def test_a_reader_may_read_but_not_change_channels_or_redeliver(apis, tena
     ).status_code == 200
 
 
+async def notifier_has_channel(pool, tenant_id: str, name: str) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT count(*) FROM notification_channels WHERE tenant_id = $1 AND name = $2 AND NOT deleted",
+        tenant_id, name))
+
+
 @pytest.mark.timeout(180)
 async def test_a_dead_delivery_is_listed_and_redelivered_once(
     apis, tenant_id, http, start_notifier, publish, notifier_pool, receiver
@@ -134,33 +144,50 @@ async def test_a_dead_delivery_is_listed_and_redelivered_once(
     )
     assert put.status_code == 201, put.text
     start_notifier()
+    await eventually(lambda: notifier_has_channel(notifier_pool, tenant_id, "jira"), what="the channel event")
     created = alert_created(tenant_id, "a1")
     await publish(Topic.alerts, created)
     await eventually(lambda: settled(notifier_pool, tenant_id, created.event_id), what="deliveries")
 
-    dead = (await http.get(f"{read}/deliveries", params={"state": "dead"}, headers=AUTH)).json()["value"]
+    async def listed(state: str) -> list[dict]:
+        response = await http.get(f"{read}/deliveries", params={"state": state}, headers=AUTH)
+        return response.json()["value"]
+
+    dead = await eventually(lambda: listed("dead"), what="the dead delivery on the read API")
     assert [(d["alertId"], d["channel"], d["kind"], d["attempts"], d["lastStatusCode"]) for d in dead] == [
         ("a1", "webhook:jira", "alert", 1, 400)
     ]
     delivery_id = dead[0]["id"]
 
-    again = await http.post(f"{write}/deliveries/{delivery_id}/redeliver", headers=AUTH)
+    # The write API knows the delivery once its event reached it (404 until then).
+    again = await eventually(
+        lambda: http.post(f"{write}/deliveries/{delivery_id}/redeliver", headers=AUTH),
+        lambda response: response.status_code != 404, what="the write API to know the dead delivery",
+    )
     assert again.status_code == 202, again.text
-    assert (again.json()["state"], again.json()["redeliveries"]) == ("pending", 1)
+    assert again.json()["id"] == delivery_id
     await eventually(
         lambda: deliveries(notifier_pool, tenant_id, channel="webhook:jira", state="delivered"),
         what="the redelivery",
     )
-
     assert [c.status for c in receiver.calls(path)] == [400, 200]
     assert len(receiver.effective(path)) == 1
-    assert (await http.get(f"{read}/deliveries", params={"state": "dead"}, headers=AUTH)).json()[
-        "value"
-    ] == []
-    one = (await http.get(f"{read}/deliveries/{delivery_id}", headers=AUTH)).json()
-    assert (one["state"], one["attempts"], one["recipient"]) == ("delivered", 1, receiver.url(path))
 
-    assert (await http.post(f"{write}/deliveries/{delivery_id}/redeliver", headers=AUTH)).status_code == 409
+    one = await eventually(
+        lambda: http.get(f"{read}/deliveries/{delivery_id}", headers=AUTH),
+        lambda response: response.json()["state"] == "delivered", what="the read API to show it delivered",
+    )
+    assert (one.json()["attempts"], one.json()["redeliveries"], one.json()["recipient"]) == (
+        1, 1, receiver.url(path))
+    assert await listed("dead") == []
+
+    # Delivered now: once the write API heard so, a redelivery is refused (one asked before that is
+    # ignored by the notifier: the delivery is no longer dead).
+    await eventually(
+        lambda: http.post(f"{write}/deliveries/{delivery_id}/redeliver", headers=AUTH),
+        lambda response: response.status_code == 409, what="the write API to refuse a second redelivery",
+    )
+    assert [c.status for c in receiver.calls(path)] == [400, 200]
     unknown = f"{write}/deliveries/6f1e1b8e-3d0c-4c7e-9a53-0f2d7b1c2a10/redeliver"
     assert (await http.post(unknown, headers=AUTH)).status_code == 404
     assert (await http.post(f"{write}/deliveries/not-an-id/redeliver", headers=AUTH)).status_code == 422
@@ -183,6 +210,7 @@ async def test_through_the_write_api_contact_channel_alert_and_response(
         lambda: notifier_pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id),
         what="the contact to reach the notifier",
     )
+    await eventually(lambda: notifier_has_channel(notifier_pool, tenant_id, "jira"), what="the channel event")
 
     alert = {
         "id": "a1",
