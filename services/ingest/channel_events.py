@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from shared.events import ChannelConfig, NotificationChannelChanged
@@ -17,11 +18,18 @@ from shared.sealed import seal
 
 
 def channel_changed(
-    tenant_id: str, name: str, row: Mapping[str, Any] | None, sealing_keys: Sequence[str]
+    tenant_id: str, name: str, row: Mapping[str, Any] | None, sealing_keys: Sequence[str],
+    changed_at: datetime | None = None,
 ) -> NotificationChannelChanged:
-    """The event for channel ``name`` now stored as ``row`` (a ``channels`` row); ``None``: deleted."""
+    """The event for channel ``name`` now stored as ``row`` (a ``channels`` row); ``None``: deleted.
+
+    Its time is the database's clock once the statement held the row (``changed_at``, or the row's
+    ``changed_at`` column), not this host's: the notifier keeps the newest, and hosts' clocks differ.
+    """
+    when = changed_at if changed_at is not None else (row.get("changed_at") if row is not None else None)
+    stamp = {"occurred_date_time": when} if when is not None else {}
     if row is None:
-        return NotificationChannelChanged(tenant_id=tenant_id, name=name, channel=None)
+        return NotificationChannelChanged(tenant_id=tenant_id, name=name, channel=None, **stamp)
     routes = row["routes"]
     config = ChannelConfig(
         url=row["url"],
@@ -31,4 +39,4 @@ def channel_changed(
         routes=json.loads(routes) if isinstance(routes, str) else routes,
         escalation=row["escalation"],
     )
-    return NotificationChannelChanged(tenant_id=tenant_id, name=name, channel=config)
+    return NotificationChannelChanged(tenant_id=tenant_id, name=name, channel=config, **stamp)

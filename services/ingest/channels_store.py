@@ -45,7 +45,7 @@ async def put_channel(
             row = await conn.fetchrow(
                 """UPDATE channels
                    SET url = $3, routes = $4::jsonb, escalation = $5, updated_at = now(), announced = true
-                   WHERE tenant_id = $1 AND name = $2 RETURNING *""",
+                   WHERE tenant_id = $1 AND name = $2 RETURNING *, clock_timestamp() AS changed_at""",
                 tenant_id,
                 name,
                 url,
@@ -67,7 +67,7 @@ async def put_channel(
                    previous_secret_until = CASE WHEN channels.secret = excluded.secret
                        THEN channels.previous_secret_until
                        ELSE now() + make_interval(secs => $7) END
-               RETURNING *, (xmax = 0) AS created""",
+               RETURNING *, (xmax = 0) AS created, clock_timestamp() AS changed_at""",
             tenant_id,
             name,
             url,
@@ -107,13 +107,15 @@ async def delete_channel(
 ) -> bool:
     """Delete a channel, audited as done by ``actor``; False (nothing audited nor told) if there was none."""
     async with pool.acquire() as conn, conn.transaction():
-        status = await conn.execute("DELETE FROM channels WHERE tenant_id = $1 AND name = $2", tenant_id, name)
-        deleted = status.endswith(" 1")
+        changed_at = await conn.fetchval(
+            "WITH gone AS (DELETE FROM channels WHERE tenant_id = $1 AND name = $2 RETURNING 1)"
+            " SELECT clock_timestamp() FROM gone", tenant_id, name)
+        deleted = changed_at is not None
         if deleted:
             await record_audit(conn, tenant_id=tenant_id, actor=actor, action=AuditAction.channel_deleted,
                                target=f"channels/{name}", changes={})
             await outbox.enqueue(conn, Topic.notification_channels,
-                                 channel_changed(tenant_id, name, None, sealing_keys))
+                                 channel_changed(tenant_id, name, None, sealing_keys, changed_at))
     return deleted
 
 

@@ -175,3 +175,20 @@ async def test_the_upgrade_copies_the_channels_the_notifier_kept(bare_database):
         "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         "announced": False,
     }]
+
+
+def test_a_channel_event_takes_its_time_from_the_database_clock_not_the_host():
+    """The notifier keeps the newest event per channel; with several write-API hosts, a host's own
+    clock could make a later change look older, so the time is the database's (clock_timestamp)."""
+    from datetime import UTC, datetime
+
+    from cryptography.fernet import Fernet
+
+    from services.ingest.channel_events import channel_changed
+
+    when = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    keys = [Fernet.generate_key().decode()]
+    row = {"url": "https://t.example/h", "secret": "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=", "previous_secret": None,
+           "previous_secret_until": None, "routes": [], "escalation": False, "changed_at": when}
+    assert channel_changed("t", "n", row, keys).occurred_date_time == when
+    assert channel_changed("t", "n", None, keys, when).occurred_date_time == when
