@@ -3,6 +3,8 @@ database of their own (so a notifier started by another test of the run never ta
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -19,7 +21,23 @@ from tests.support.kafka import produce
 from tests.support.peers import Smtp
 from tests.support.processes import ServiceProcess
 
-# --- a database of the notifier tests' own -----------------------------------------------------------
+# --- topics and a database of the notifier tests' own ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def topic_prefix(test_env: dict[str, str]) -> str:
+    """Topics of the notifier tests alone (overrides the run's): channels and contacts now reach every
+    notifier from compacted topics, so on the run's topics the ``system`` fixture's notifier would
+    deliver these tests' alerts too, and their write and read APIs would share consumer groups with
+    the system's (each getting half the partitions)."""
+    prefix = f"{test_env['KAFKA_TOPIC_PREFIX']}notifier-"
+    subprocess.run(
+        [sys.executable, "-m", "shared.kafka", "ensure-topics",
+         "--bootstrap-servers", test_env["KAFKA_BOOTSTRAP_SERVERS"], "--prefix", prefix],
+        check=True, capture_output=True,
+    )
+    return prefix
+
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -52,7 +70,7 @@ FAST = {
 
 @pytest.fixture
 def start_notifier(
-    make_service, notifier_db_url: str, smtp_server: Smtp
+    make_service, notifier_db_url: str, smtp_server: Smtp, topic_prefix: str
 ) -> Iterator[Callable[..., ServiceProcess]]:
     """Starts a notifier on the tests' database and SMTP server; settings override the fast defaults.
 
@@ -66,6 +84,7 @@ def start_notifier(
         env = {
             **FAST,
             "DATABASE_URL": notifier_db_url,
+            "KAFKA_TOPIC_PREFIX": topic_prefix,
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_server.port),
             "CONSUMER_GROUP": group,

@@ -22,10 +22,10 @@ from tests.support.processes import ServiceProcess
 
 
 @pytest.fixture(scope="module")
-def apis(make_service, notifier_db_url: str) -> Iterator[dict[str, ServiceProcess]]:
-    """The write and read APIs on the notifier tests' database."""
+def apis(make_service, notifier_db_url: str, topic_prefix: str) -> Iterator[dict[str, ServiceProcess]]:
+    """The write and read APIs on the notifier tests' database and topics."""
     processes = {
-        name: make_service(name, DATABASE_URL=notifier_db_url).start(wait=False)
+        name: make_service(name, DATABASE_URL=notifier_db_url, KAFKA_TOPIC_PREFIX=topic_prefix).start(wait=False)
         for name in ("ingest", "scoring")
     }
     for process in processes.values():

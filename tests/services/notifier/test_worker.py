@@ -28,6 +28,7 @@ async def test_without_a_broker_deliveries_go_on_and_a_dead_letter_waits_in_the_
     settings = Settings(
         environment="development",
         database_url=notifier_db_url,
+        kafka_topic_prefix=topic_prefix,
         smtp_host="127.0.0.1",
         smtp_port=smtp_server.port,
         smtp_timeout_seconds=4,
