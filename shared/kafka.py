@@ -55,6 +55,13 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
 )
 
 
+# Each FastStream subscriber is a consumer of its service's group, and a member joining makes every
+# other member rejoin at its next heartbeat: with the default interval (3 s) a notifier's five
+# subscribers took five rebalances, ~14 s, before it consumed anything. At 0.5 s the group settles
+# within a few seconds (still well under a third of the 10 s session timeout).
+CONSUMER_HEARTBEAT_INTERVAL_MS = 500
+
+
 def topic_name(settings: CommonSettings, topic: Topic) -> str:
     return f"{settings.kafka_topic_prefix}{topic.value}"
 

@@ -175,8 +175,10 @@ class OutboxRelay:
                 await asyncio.sleep(5.0)
             self.leader = True
             producer = self._producer()
-            await producer.start()
             try:
+                # Inside the try: a producer whose start failed (the broker away) is closed too, not
+                # left for the garbage collector to report as unclosed.
+                await producer.start()
                 while True:
                     self._wake.clear()  # before reading: a commit from now on wakes the next round
                     if not await self._publish_batch(conn, producer):

@@ -26,7 +26,7 @@ from shared.events import (
     SpendingBudgetThresholdReached,
     Topic,
 )
-from shared.kafka import PoisonEvent, event_type_is, topic_name
+from shared.kafka import CONSUMER_HEARTBEAT_INTERVAL_MS, PoisonEvent, event_type_is, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             isolation_level="read_committed",
+            heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
             title=f"notifier/{topic.value}",
             description=description,
         )

@@ -25,7 +25,7 @@ from shared.events import (
     RequirementStatusObserved,
     Topic,
 )
-from shared.kafka import PoisonEvent, event_type_is, topic_name
+from shared.kafka import CONSUMER_HEARTBEAT_INTERVAL_MS, PoisonEvent, event_type_is, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def build_router(settings: Settings) -> KafkaRouter:
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             isolation_level="read_committed",
+            heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
             title=f"scoring/{topic.value}",
             description=description,
         )

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
@@ -219,6 +220,25 @@ async def outage(run: FaultRun, dependency: str, stop, start, *, api: WriteApi |
     run.outages[dependency] = Outage(dependency, round(seconds, 1), logs, cores, readiness, recovered, write_answers)
 
 
+async def await_channels_at_the_notifier(run: FaultRun, within: float = 30.0) -> None:
+    """Channels reach the notifier as events (#11), a few milliseconds after the write API's 201: an
+    alert the notifier consumes before its tenant's channel gets no webhook. A partner configures a
+    channel before the alerts it is for; so does this run."""
+    tenants = [t.tenant_id for t in run.tenants]
+    conn = await asyncpg.connect(run.postgres.database_url)
+    try:
+        deadline = time.monotonic() + within
+        while (held := await conn.fetchval(
+                "SELECT count(*) FROM notifier.notification_channels WHERE tenant_id = ANY($1::text[]) AND NOT deleted",
+                tenants)) < len(tenants):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the notifier holds {held} of {len(tenants)} channels after {within} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    run.note("every channel at the notifier")
+
+
 async def put_poison(run: FaultRun) -> None:
     """On every consumed topic: bytes that are not JSON, and JSON that breaks the event contract."""
     producer = AIOKafkaProducer(bootstrap_servers=run.kafka.bootstrap, acks="all", enable_idempotence=True)
@@ -279,6 +299,7 @@ async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) 
         senders.append(TenantSender(api, tenant, profile, random.Random(rng.random()),
                                     f"http://127.0.0.1:{run.receiver.port}"))
     await asyncio.gather(*(s.setup() for s in senders))
+    await await_channels_at_the_notifier(run)
     warm_ups = dict(zip([t.tenant_id for t in run.tenants],
                         await asyncio.gather(*(s.post_one_alert("warm-up") for s in senders)), strict=True))
     await await_warm_up_mail(run, warm_ups)
