@@ -19,10 +19,10 @@ Decisions the spec leaves open (docs/response-time.md explains each):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import Field
 
@@ -104,6 +104,33 @@ class WindowAggregates:
     open_age_us: int = 0
     oldest_open_started_at: datetime | None = None
     earliest_responded_at: datetime | None = None  # of the responses in the window: the next to leave it
+
+
+def window_aggregates_sql(table: str) -> str:
+    """:class:`WindowAggregates` in SQL over ``table``, a table of alerts with the columns
+    ``tenant_id, is_test, status, clock_started_at, responded_at, latency_us``; parameters: $1 the
+    tenant, $2 :func:`window_start`, $3 now. Two index range scans (responded in the window; open and
+    unresolved by clock start): O(window + open), not O(history). The response-time service and the
+    read API's read model both run it, each over its own table, so their figures cannot drift."""
+    return f"""
+    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at,
+           r.earliest_responded_at
+    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us,
+                 min(responded_at) AS earliest_responded_at
+          FROM {table}
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2) r,
+         (SELECT count(*) AS open_count,
+                 COALESCE(sum(GREATEST(0, (extract(epoch FROM $3::timestamptz - clock_started_at)
+                                           * 1000000)::bigint)), 0)::bigint AS open_age_us,
+                 min(clock_started_at) AS oldest_open_started_at
+          FROM {table}
+          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL AND status <> '{RESOLVED}') o"""
+
+
+def window_aggregates_of(row: Mapping[str, Any]) -> WindowAggregates:
+    """The :class:`WindowAggregates` in a row of :func:`window_aggregates_sql`."""
+    return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
+                            row["open_age_us"], row["oldest_open_started_at"], row["earliest_responded_at"])
 
 
 def aggregate(alerts: Iterable[AlertTiming], now: datetime) -> WindowAggregates:

@@ -15,7 +15,14 @@ from services.response_time.domain import AlertClock, Response
 from shared import outbox
 from shared.alerts import Alert
 from shared.events import AlertCreated, AlertUpdated, RequirementStatusObserved, Topic
-from shared.response_time import ResponseTimeFigures, WindowAggregates, figures, window_start
+from shared.response_time import (
+    ResponseTimeFigures,
+    WindowAggregates,
+    figures,
+    window_aggregates_of,
+    window_aggregates_sql,
+    window_start,
+)
 
 CONSUMER = "response-time"
 
@@ -138,26 +145,13 @@ def _save_args(clock: AlertClock) -> tuple:
 
 # Two index range scans (alerts_responded_window, alerts_open_unresolved_clock): O(window + open), not
 # O(history). What it sums is shared.response_time.WindowAggregates (aggregate() is the reference).
-_AGGREGATES = """
-    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at,
-           r.earliest_responded_at
-    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us,
-                 min(responded_at) AS earliest_responded_at
-          FROM alerts
-          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2) r,
-         (SELECT count(*) AS open_count,
-                 COALESCE(sum(GREATEST(0, (extract(epoch FROM $3::timestamptz - clock_started_at)
-                                           * 1000000)::bigint)), 0)::bigint AS open_age_us,
-                 min(clock_started_at) AS oldest_open_started_at
-          FROM alerts
-          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL AND status <> 'resolved') o"""
+_AGGREGATES = window_aggregates_sql("alerts")
 
 
 async def window_aggregates(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
                             now: datetime) -> WindowAggregates:
     row = await conn.fetchrow(_AGGREGATES, tenant_id, window_start(now), now)
-    return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
-                            row["open_age_us"], row["oldest_open_started_at"], row["earliest_responded_at"])
+    return window_aggregates_of(row)
 
 
 async def current_figures(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,

@@ -23,7 +23,14 @@ import asyncpg
 
 from shared.db import claim_event
 from shared.events import AlertResponseTimeChanged, CustomerMfaObserved, CustomerMfaRemoved, DeliveryChanged
-from shared.response_time import ResponseTimeFigures, WindowAggregates, figures, window_start
+from shared.response_time import (
+    ResponseTimeFigures,
+    WindowAggregates,
+    figures,
+    window_aggregates_of,
+    window_aggregates_sql,
+    window_start,
+)
 
 CONSUMER = "scoring-read-model"
 
@@ -149,25 +156,12 @@ async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncp
 # open), not O(history). What it sums is shared.response_time.WindowAggregates (aggregate() is the
 # reference): responded = not a test, responded after the window's start; open = not a test, no
 # response, not resolved.
-_AGGREGATES = """
-    SELECT r.responded_count, r.responded_latency_us, o.open_count, o.open_age_us, o.oldest_open_started_at,
-           r.earliest_responded_at
-    FROM (SELECT count(*) AS responded_count, COALESCE(sum(latency_us), 0)::bigint AS responded_latency_us,
-                 min(responded_at) AS earliest_responded_at
-          FROM alert_response_times
-          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2) r,
-         (SELECT count(*) AS open_count,
-                 COALESCE(sum(GREATEST(0, (extract(epoch FROM $3::timestamptz - clock_started_at)
-                                           * 1000000)::bigint)), 0)::bigint AS open_age_us,
-                 min(clock_started_at) AS oldest_open_started_at
-          FROM alert_response_times
-          WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NULL AND status <> 'resolved') o"""
+_AGGREGATES = window_aggregates_sql("alert_response_times")
 
 
 async def window_aggregates(pool: asyncpg.Pool, tenant_id: str, now: datetime) -> WindowAggregates:
     row = await pool.fetchrow(_AGGREGATES, tenant_id, window_start(now), now)
-    return WindowAggregates(row["responded_count"], row["responded_latency_us"], row["open_count"],
-                            row["open_age_us"], row["oldest_open_started_at"], row["earliest_responded_at"])
+    return window_aggregates_of(row)
 
 
 async def current_figures(pool: asyncpg.Pool, tenant_id: str, now: datetime) -> ResponseTimeFigures:
