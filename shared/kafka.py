@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from fast_depends.exceptions import ValidationError as MessageValidationError
 from fast_depends.pydantic import PydanticSerializer
+from faststream import AckPolicy
 from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import BaseMiddleware
@@ -60,6 +61,18 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
 # subscribers took five rebalances, ~14 s, before it consumed anything. At 0.5 s the group settles
 # within a few seconds (still well under a third of the 10 s session timeout).
 CONSUMER_HEARTBEAT_INTERVAL_MS = 500
+
+
+def subscriber_options(settings: CommonSettings) -> dict[str, Any]:
+    """What every subscriber of a service shares: its group, reading from the earliest offset, a
+    commit only after the handler succeeded, never an aborted transaction, and a short heartbeat."""
+    return {
+        "group_id": settings.consumer_group,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "isolation_level": "read_committed",
+        "heartbeat_interval_ms": CONSUMER_HEARTBEAT_INTERVAL_MS,
+    }
 
 
 def topic_name(settings: CommonSettings, topic: Topic) -> str:

@@ -8,12 +8,11 @@ from typing import Any
 
 from faststream import Context
 from faststream.kafka import KafkaRouter
-from faststream.middlewares import AckPolicy
 
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
 from shared.events import DeliveryChanged, Topic
-from shared.kafka import PoisonEvent, event_type_is, topic_name
+from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +21,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
     deliveries = router.subscriber(
         topic_name(settings, Topic.deliveries),
-        group_id=settings.consumer_group,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        isolation_level="read_committed",
+        **subscriber_options(settings),
         title="ingest/deliveries",
         description="The notifier's deliveries as they change: the latest view of each, for redelivery requests.",
     )

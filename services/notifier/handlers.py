@@ -13,7 +13,6 @@ from typing import Any
 
 from faststream import Context
 from faststream.kafka import KafkaRouter
-from faststream.middlewares import AckPolicy
 
 from services.notifier import domain, store
 from services.notifier.config import Settings
@@ -26,7 +25,7 @@ from shared.events import (
     SpendingBudgetThresholdReached,
     Topic,
 )
-from shared.kafka import CONSUMER_HEARTBEAT_INTERVAL_MS, PoisonEvent, event_type_is, topic_name
+from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +36,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     def subscriber(topic: Topic, description: str) -> Any:
         return router.subscriber(
             topic_name(settings, topic),
-            group_id=settings.consumer_group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            isolation_level="read_committed",
-            heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
+            **subscriber_options(settings),
             title=f"notifier/{topic.value}",
             description=description,
         )

@@ -12,7 +12,6 @@ from typing import Any
 
 from faststream import Context
 from faststream.kafka import KafkaRouter
-from faststream.middlewares import AckPolicy
 
 from services.scoring import read_model
 from services.scoring.config import Settings
@@ -25,7 +24,7 @@ from shared.events import (
     RequirementStatusObserved,
     Topic,
 )
-from shared.kafka import CONSUMER_HEARTBEAT_INTERVAL_MS, PoisonEvent, event_type_is, topic_name
+from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     def subscriber(topic: Topic, description: str) -> Any:
         return router.subscriber(
             topic_name(settings, topic),
-            group_id=settings.consumer_group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            isolation_level="read_committed",
-            heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
+            **subscriber_options(settings),
             title=f"scoring/{topic.value}",
             description=description,
         )
