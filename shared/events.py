@@ -35,6 +35,8 @@ class Topic(StrEnum):
     alert_response_times = "alert-response-times"
     deliveries = "deliveries"
     delivery_commands = "delivery-commands"
+    # Each alert's sync state with Partner Center (#12): owner ingest (its Graph connector).
+    alert_sync = "alert-sync"
 
 
 class Event(WireModel):
@@ -311,6 +313,40 @@ class RedeliveryRequested(Event):
 
     def kafka_key(self) -> bytes:
         return f"{self.tenant_id}:{self.delivery_id}".encode()
+
+
+# --- alert-sync topic: key tenant:alertId (compacted); owner: ingest (the Graph connector) ----------
+
+
+class PartnerCenterSyncState(StrEnum):
+    """Where an alert stands with its copy in Partner Center (Microsoft Graph)."""
+
+    synced = "synced"  # Partner Center's copy has our last response (or we have its last change)
+    pending = "pending"  # a response recorded here waits to be written back (Graph down, throttling)
+    failed = "failed"  # Partner Center refused the write-back for good (see lastError)
+
+
+class PartnerCenterSync(WireModel):
+    """An alert's sync state with Partner Center, as the read API shows it beside the alert."""
+
+    state: PartnerCenterSyncState
+    last_synced_date_time: UtcDateTime | None = Field(
+        None, description="When Partner Center's copy and ours last agreed (a poll, or a write-back accepted)."
+    )
+    pending_status: str | None = Field(None, description="The status waiting to be written back, while pending.")
+    attempts: int = Field(0, ge=0, description="Write-back attempts of the pending or failed change.")
+    last_error: str | None = Field(None, description="Why the last write-back failed (a refusal, while failed).")
+
+
+class AlertSyncChanged(Event):
+    """An alert's sync state with Partner Center changed (it was polled, or a write-back moved on)."""
+
+    event_type: Literal["alert-sync-changed"] = "alert-sync-changed"
+    alert_id: str = Field(min_length=1)
+    sync: PartnerCenterSync
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.alert_id}".encode()
 
 
 # --- dead-letter topic -------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
             "KAFKA_TOPIC_PREFIX": prefix,
             # The tests' HTTP receivers listen on 127.0.0.1 (test_egress.py tests the guard itself).
             "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+            # Only the write API of the `system` fixture polls Graph (the session's emulator); other
+            # write API processes of a run leave its connections alone.
+            "GRAPH_SYNC_ENABLED": "false",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }

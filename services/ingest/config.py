@@ -34,6 +34,35 @@ class Settings(CommonSettings):
         description="How long a tenant's webhook secrets are cached; a rotation applies within it.",
     )
 
+    # The Partner Center connection (#12, docs/graph.md). Every instance serves the connection's API;
+    # those with GRAPH_SYNC_ENABLED also poll and write back (a lease per connection and per
+    # write-back keeps two instances off the same one).
+    graph_sync_enabled: bool = Field(
+        True, description="This instance polls Microsoft Graph and writes responses back to it."
+    )
+    graph_base_url: str = Field(
+        "https://graph.microsoft.com",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Base URL of Microsoft Graph (the `/beta/...` paths go under it); a test emulator in tests.",
+    )
+    graph_login_base_url: str = Field(
+        "https://login.microsoftonline.com",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Base URL of the Microsoft identity platform (`/{tenant}/oauth2/v2.0/token` under it).",
+    )
+    graph_poll_interval: float = Field(
+        300.0, ge=1, description="Seconds between two polls of one connection (default 5 minutes)."
+    )
+    graph_request_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of one request to Graph or the identity platform."
+    )
+    graph_writeback_max_backoff_seconds: float = Field(
+        900.0, ge=1, description="Longest wait between two attempts of a write-back Graph did not take."
+    )
+    graph_lease_seconds: float = Field(
+        120.0, ge=5, description="How long one instance holds a poll or a write-back before another may take it.",
+    )
+
 
 def get_settings() -> Settings:
     return load_settings(Settings)
