@@ -1,0 +1,1 @@
+"""The Partner Center connection: alerts pulled from Microsoft Graph, responses written back (see docs/graph.md)."""
