@@ -498,7 +498,7 @@ class GraphEmulator:
 
     def requests(self, directory_id: str) -> list[dict]:
         """Each Graph request made with one of the directory's tokens (even expired ones), in order:
-        ``{"method", "path", "query": {name: value}, "status"}``."""
+        ``{"method", "path" (as sent, percent-encoded), "query": {name: value} (decoded), "status"}``."""
         with self._lock:
             return copy.deepcopy(self._directory(directory_id).requests)
 
@@ -703,9 +703,10 @@ class GraphEmulator:
                 if method != "GET":
                     return _method_not_allowed(headers)
                 return self._list(directory, token, options, headers)
-            alert_id = unquote(path[len(ALERTS_PATH) + 1:])
-            if "/" in alert_id or not alert_id:
+            segment = path[len(ALERTS_PATH) + 1:]  # still percent-encoded: an id may hold a quoted "/"
+            if "/" in segment or not segment:
                 return _graph_error(400, "BadRequest", f"Resource not found for the segment '{path}'.", headers)
+            alert_id = unquote(segment)
             if method == "GET":
                 return self._get(directory, alert_id, options, headers)
             if method == "PATCH":
