@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from shared.db import COMPONENTS, create_pool
 from shared.kafka import ensure_topics
 from tests.support.databases import migrated_database, with_database
+from tests.support.graph_emulator import GraphEmulator, run_graph_emulator
 from tests.support.infra import Infra, find_infra, stop_containers
 from tests.support.peers import Receiver, Smtp, run_receiver, run_smtp_server
 from tests.support.processes import ServiceProcess
@@ -185,11 +186,24 @@ def system_mail() -> Iterator[Smtp]:
 
 
 @pytest.fixture(scope="session")
-def system(make_service, system_mail: Smtp) -> dict[str, ServiceProcess]:
+def graph_emulator() -> Iterator[GraphEmulator]:
+    """The Microsoft identity platform and Graph's partner security alerts, emulated by a real HTTP
+    server on a free port (``support/graph_emulator.py``); every test uses directories of its own."""
+    yield from run_graph_emulator()
+
+
+@pytest.fixture(scope="session")
+def system(make_service, system_mail: Smtp, graph_emulator: GraphEmulator) -> dict[str, ServiceProcess]:
     """All four services running as processes (shared by the end-to-end tests of a run); the
-    notifier sends its mail to ``system_mail``."""
-    smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(system_mail.port)}
-    processes = {name: make_service(name, **(smtp if name == "notifier" else {})).start(wait=False)
+    notifier sends its mail to ``system_mail``; the write API polls Partner Center at
+    ``graph_emulator`` every second and writes responses back there."""
+    env = {
+        "notifier": {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(system_mail.port)},
+        "ingest": {"GRAPH_SYNC_ENABLED": "true", "GRAPH_BASE_URL": graph_emulator.base_url,
+                   "GRAPH_LOGIN_BASE_URL": graph_emulator.base_url, "GRAPH_POLL_INTERVAL": "1",
+                   "GRAPH_WRITEBACK_MAX_BACKOFF_SECONDS": "2"},
+    }
+    processes = {name: make_service(name, **env.get(name, {})).start(wait=False)
                  for name in ("ingest", "response-time", "scoring", "notifier")}
     for process in processes.values():
         process.wait_ready()
