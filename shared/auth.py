@@ -341,6 +341,9 @@ class AuditAction(StrEnum):
     key_revoked = "key-revoked"
     webhook_secret_added = "webhook-secret-added"
     webhook_secret_revoked = "webhook-secret-revoked"
+    graph_connection_created = "graph-connection-created"
+    graph_connection_replaced = "graph-connection-replaced"
+    graph_connection_deleted = "graph-connection-deleted"
 
 
 @dataclass(frozen=True)
