@@ -1,7 +1,7 @@
 """Translates the scoring service's topics into the score and the read model: one handler per event type.
 
-``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries`` and
-``customer-mfa`` feed the read API's read model (``read_model.py``). On each topic a record of an
+``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries``,
+``customer-mfa`` and ``alert-sync`` feed the read API's read model (``read_model.py``). On each topic a record of an
 event type no handler takes is poison: it goes to the dead-letter topic and the consumer moves on.
 """
 
@@ -18,6 +18,7 @@ from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from shared.events import (
     AlertResponseTimeChanged,
+    AlertSyncChanged,
     CustomerMfaObserved,
     CustomerMfaRemoved,
     DeliveryChanged,
@@ -58,6 +59,9 @@ def build_router(settings: Settings) -> KafkaRouter:
     )
     deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.")
     customers = subscriber(Topic.customer_mfa, "Each customer's MFA figures: GET /customers/mfa.")
+    syncs = subscriber(
+        Topic.alert_sync, "Each alert's sync state with Partner Center: partnerCenterSync on GET /alerts."
+    )
 
     @statuses(filter=event_type_is("requirement-status-observed"))
     async def on_requirement_status_observed(
@@ -89,8 +93,14 @@ def build_router(settings: Settings) -> KafkaRouter:
         if not await read_model.apply_customer_mfa_removed(pool, event):
             log.debug("event %s already applied", event.event_id)
 
+    @syncs(filter=event_type_is("alert-sync-changed"))
+    async def on_alert_sync_changed(event: AlertSyncChanged, pool=Context("pool")) -> None:
+        if not await read_model.apply_alert_sync(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
     for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),
-                           (Topic.deliveries, deliveries), (Topic.customer_mfa, customers)):
+                           (Topic.deliveries, deliveries), (Topic.customer_mfa, customers),
+                           (Topic.alert_sync, syncs)):
         refuse_other_event_types(topic, records)
 
     return router

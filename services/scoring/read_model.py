@@ -1,9 +1,11 @@
 """PostgreSQL I/O of the read API's read model: what other services own, kept from their events.
 
-Three tables of the scoring schema (migration 0071), one per topic: ``alert_response_times`` (each
-alert as the response-time service knows it), ``deliveries`` (each notification, as the notifier
-shows it) and ``customer_mfa`` (each customer's MFA figures, as the write API took them; a customer
-a later report left out is a tombstone row, migration 0073, that no read lists). Each event
+Four tables of the scoring schema, one per topic: ``alert_response_times`` (each alert as the
+response-time service knows it), ``deliveries`` (each notification, as the notifier shows it),
+``customer_mfa`` (each customer's MFA figures, as the write API took them; a customer a later report
+left out is a tombstone row, migration 0073, that no read lists), all three of migration 0071, and
+``alert_sync`` (each alert's sync state with Partner Center, as the write API's Graph connector tells
+it, migration 0074; joined to its alert at read time, so either may arrive first). Each event
 is applied once (its id claimed in ``processed_events`` in the transaction of the change), and a row
 only ever moves to a newer event of its key: an older one arriving late (a replay, a consumer
 catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
@@ -22,7 +24,13 @@ from datetime import datetime
 import asyncpg
 
 from shared.db import claim_event
-from shared.events import AlertResponseTimeChanged, CustomerMfaObserved, CustomerMfaRemoved, DeliveryChanged
+from shared.events import (
+    AlertResponseTimeChanged,
+    AlertSyncChanged,
+    CustomerMfaObserved,
+    CustomerMfaRemoved,
+    DeliveryChanged,
+)
 from shared.response_time import (
     ResponseTimeFigures,
     WindowAggregates,
@@ -121,9 +129,35 @@ async def apply_customer_mfa_removed(pool: asyncpg.Pool, event: CustomerMfaRemov
         return True
 
 
+async def apply_alert_sync(pool: asyncpg.Pool, event: AlertSyncChanged) -> bool:
+    """Keep the alert's sync state with Partner Center the event brings; False if applied before."""
+    sync = event.sync
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO alert_sync (tenant_id, alert_id, state, last_synced_at, pending_status, attempts,
+                                       last_error, changed_at, event_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
+                   state = EXCLUDED.state, last_synced_at = EXCLUDED.last_synced_at,
+                   pending_status = EXCLUDED.pending_status, attempts = EXCLUDED.attempts,
+                   last_error = EXCLUDED.last_error, changed_at = EXCLUDED.changed_at, event_id = EXCLUDED.event_id
+               WHERE alert_sync.changed_at <= EXCLUDED.changed_at""",
+            event.tenant_id, event.alert_id, sync.state.value, sync.last_synced_date_time, sync.pending_status,
+            sync.attempts, sync.last_error, event.occurred_date_time, event.event_id)
+        return True
+
+
 # --- GET /alerts ----------------------------------------------------------------------------------
 
-_ALERT_COLUMNS = "alert_id, alert, status, clock_started_at, responded_at, responded_by, latency_us, is_test"
+# Each alert with its sync state with Partner Center, if it has one (the LEFT JOIN: one primary-key
+# probe per alert of the page, so the paging below stays an index range scan of alert_response_times).
+_ALERT_COLUMNS = """a.alert_id, a.alert, a.status, a.clock_started_at, a.responded_at, a.responded_by, a.latency_us,
+                    a.is_test, s.state AS sync_state, s.last_synced_at, s.pending_status, s.attempts AS sync_attempts,
+                    s.last_error AS sync_last_error"""
+_ALERTS_WITH_SYNC = """alert_response_times a
+                       LEFT JOIN alert_sync s ON s.tenant_id = a.tenant_id AND s.alert_id = a.alert_id"""
 
 
 async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
@@ -134,18 +168,18 @@ async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None,
     right after it (keyset paging: an index range scan however deep, and stable while alerts arrive).
     """
     # Two statements rather than "$6 IS NULL OR …": a prepared plan must see the bound to use the index.
-    position = "AND (clock_started_at, alert_id) < ($6, $7)" if after else ""
+    position = "AND (a.clock_started_at, a.alert_id) < ($6, $7)" if after else ""
     return await pool.fetch(
-        f"""SELECT {_ALERT_COLUMNS} FROM alert_response_times
-            WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
-              AND ($3::boolean IS NULL OR (responded_at IS NOT NULL) = $3) {position}
-            ORDER BY clock_started_at DESC, alert_id DESC LIMIT $4 OFFSET $5""",
+        f"""SELECT {_ALERT_COLUMNS} FROM {_ALERTS_WITH_SYNC}
+            WHERE a.tenant_id = $1 AND ($2::text IS NULL OR a.status = $2)
+              AND ($3::boolean IS NULL OR (a.responded_at IS NOT NULL) = $3) {position}
+            ORDER BY a.clock_started_at DESC, a.alert_id DESC LIMIT $4 OFFSET $5""",
         tenant_id, status, responded, top, skip, *(after or ()))
 
 
 async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        f"SELECT {_ALERT_COLUMNS} FROM alert_response_times WHERE tenant_id = $1 AND alert_id = $2",
+        f"SELECT {_ALERT_COLUMNS} FROM {_ALERTS_WITH_SYNC} WHERE a.tenant_id = $1 AND a.alert_id = $2",
         tenant_id, alert_id)
 
 

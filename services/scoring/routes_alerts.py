@@ -1,7 +1,9 @@
-"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from its read model of ``alert-response-times``.
+"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from its read model of ``alert-response-times``
+and ``alert-sync``.
 
 Each alert comes back as its latest known state plus its response-time fields: when its clock
-started, its first partner response (time and actor) and latency, or its age while open.
+started, its first partner response (time and actor) and latency, or its age while open; and its
+sync state with Partner Center (``partnerCenterSync``), null for an alert that did not come from it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from services.scoring import read_model
 from services.scoring.deps import PoolDep, ReaderDep
 from shared.alerts import AlertStatus
+from shared.events import PartnerCenterSync
 from shared.http import Problem
 from shared.response_time import RESOLVED, hours, open_age_us
 from shared.wire import format_utc, utcnow
@@ -26,6 +29,16 @@ router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
 def _utc(value: datetime | None) -> str | None:
     return None if value is None else format_utc(value)
+
+
+def _partner_center_sync(row) -> dict[str, Any] | None:
+    """The alert's ``PartnerCenterSync`` wire form; None if it has none (it did not come from Partner Center)."""
+    if row["sync_state"] is None:
+        return None
+    return PartnerCenterSync(
+        state=row["sync_state"], last_synced_date_time=row["last_synced_at"], pending_status=row["pending_status"],
+        attempts=row["sync_attempts"], last_error=row["sync_last_error"],
+    ).model_dump(mode="json")
 
 
 def _view(row, now: datetime) -> dict[str, Any]:
@@ -44,6 +57,7 @@ def _view(row, now: datetime) -> dict[str, Any]:
         "openAgeHours": (None if responded or closed_unanswered
                          else hours(open_age_us(row["clock_started_at"], now))),
         "countsTowardResponseTime": not row["is_test"] and not closed_unanswered,
+        "partnerCenterSync": _partner_center_sync(row),
     }
 
 
@@ -66,7 +80,8 @@ def position_of(token: str) -> tuple[datetime, str]:
     return position
 
 
-@router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time")
+@router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time and sync "
+             "state with Partner Center")
 async def list_alerts(
     tenant_id: str, caller: ReaderDep, pool: PoolDep, request: Request,
     status: Annotated[AlertStatus | None, Query(description="active | investigating | resolved")] = None,
@@ -91,7 +106,7 @@ async def list_alerts(
     return body
 
 
-@router.get("/alerts/{alert_id}", summary="One alert, with its response time")
+@router.get("/alerts/{alert_id}", summary="One alert, with its response time and sync state with Partner Center")
 async def get_alert(tenant_id: str, alert_id: str, caller: ReaderDep, pool: PoolDep) -> dict[str, Any]:
     row = await read_model.get_alert(pool, tenant_id, alert_id)
     if row is None:

@@ -1,5 +1,6 @@
 """Events of the read model's topics as their owners publish them: an alert's response time (the
-response-time service), a delivery (the notifier), a customer's MFA figures (the write API)."""
+response-time service), a delivery (the notifier), a customer's MFA figures and an alert's sync state
+with Partner Center (the write API)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.events import AlertResponseTimeChanged, CustomerMfaObserved, DeliveryChanged, DeliveryView
+from shared.events import (
+    AlertResponseTimeChanged,
+    AlertSyncChanged,
+    CustomerMfaObserved,
+    DeliveryChanged,
+    DeliveryView,
+    PartnerCenterSync,
+)
 from shared.response_time import latency_us
 from shared.wire import format_utc, utcnow
 
@@ -91,4 +99,22 @@ def customer_mfa(
         non_admins_with_mfa=non_admins_with_mfa,
         total_users=total_users,
         observed_date_time=observed,
+    )
+
+
+def alert_sync_changed(
+    tenant_id: str,
+    alert_id: str,
+    state: str,
+    *,
+    occurred: datetime | None = None,
+    **sync: Any,
+) -> AlertSyncChanged:
+    """The alert's sync state with Partner Center as the write API's Graph connector tells it; ``sync``
+    sets more of its fields (snake_case)."""
+    return AlertSyncChanged(
+        tenant_id=tenant_id,
+        occurred_date_time=occurred or utcnow(),
+        alert_id=alert_id,
+        sync=PartnerCenterSync(state=state, **sync),
     )

@@ -22,7 +22,12 @@ from tests.services.scoring.conftest import (
     status_event,
     wait_for_score,
 )
-from tests.services.scoring.read_model_events import alert_response_time, customer_mfa, delivery_changed
+from tests.services.scoring.read_model_events import (
+    alert_response_time,
+    alert_sync_changed,
+    customer_mfa,
+    delivery_changed,
+)
 from tests.support.polling import eventually
 
 T0 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -37,6 +42,7 @@ _SNAPSHOT = {
     "alert_response_times": "SELECT * FROM alert_response_times WHERE tenant_id = $1 ORDER BY alert_id",
     "deliveries": "SELECT * FROM deliveries WHERE tenant_id = $1 ORDER BY delivery_id",
     "customer_mfa": "SELECT * FROM customer_mfa WHERE tenant_id = $1 ORDER BY customer_tenant_id",
+    "alert_sync": "SELECT * FROM alert_sync WHERE tenant_id = $1 ORDER BY alert_id",
 }
 
 
@@ -70,6 +76,13 @@ async def test_a_scoring_service_on_an_empty_schema_rebuilds_its_state_from_the_
         (Topic.customer_mfa, customer_mfa(tenant_id, "c1", "Contoso", now - 2 * H)),
         (Topic.customer_mfa, customer_mfa(tenant_id, "c2", "Fabrikam", now - 2 * H)),
         (Topic.customer_mfa, customer_mfa(tenant_id, "c1", "Contoso", now - H, admins_with_mfa=1)),
+        (Topic.alert_sync, alert_sync_changed(tenant_id, "a1", "pending", pending_status="investigating",
+                                              occurred=now - 4 * H)),
+        (Topic.alert_sync, alert_sync_changed(tenant_id, "a1", "synced", last_synced_date_time=now - 3 * H,
+                                              occurred=now - 3 * H)),
+        (Topic.alert_sync, alert_sync_changed(tenant_id, "a1", "pending", occurred=now - 4 * H)),  # late, older
+        (Topic.alert_sync, alert_sync_changed(tenant_id, "a2", "failed", attempts=1, last_error="403 Forbidden",
+                                              occurred=now - 2 * H)),
     ]
     for status in statuses:
         await send_status(status)
@@ -81,8 +94,9 @@ async def test_a_scoring_service_on_an_empty_schema_rebuilds_its_state_from_the_
         await read_model_applied(db_pool, event)
     await wait_for_score(scoring, tenant_id, 37.5)
     before = await snapshot(db_pool, tenant_id)
-    assert [len(before[t]) for t in _SNAPSHOT] == [2, 1, 2, 2, 2]
+    assert [len(before[t]) for t in _SNAPSHOT] == [2, 1, 2, 2, 2, 2]
     assert before["alert_response_times"][0]["responded_at"] == now - 4 * H  # the older a1 did not win
+    assert before["alert_sync"][0]["state"] == "synced"  # nor its older sync state
 
     rebuilt = make_service("scoring", **isolated_env(DATABASE_URL=own_database))
     own = await create_pool(own_database, schema="scoring")
