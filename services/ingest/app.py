@@ -20,6 +20,8 @@ from services.ingest import (
     signals_store,
 )
 from services.ingest.config import get_settings
+from services.ingest.graph import store as graph_store
+from services.ingest.graph.sync import GraphSync
 from services.ingest.handlers import build_router
 from services.ingest.health import IngestHealth
 from services.ingest.webhook_auth import WebhookSecrets
@@ -64,13 +66,20 @@ def create_app() -> FastAPI:
         # hold every channel and every customer's figures.
         await channels_store.announce_unpublished(app.state.pool, settings.sealing_key_list)
         await signals_store.announce_customer_mfa(app.state.pool)
+        # Graph credentials sealed under a key that is no longer first are sealed again under it.
+        await graph_store.reseal_credentials(app.state.pool, settings.sealing_key_list)
         await relay.start()
         broker.context.set_global("pool", app.state.pool)
         await broker.start()
         pruning = asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger")
+        graph_sync = GraphSync(app.state.pool, settings) if settings.graph_sync_enabled else None
+        if graph_sync is not None:
+            graph_sync.start()
         try:
             yield
         finally:
+            if graph_sync is not None:
+                await graph_sync.close()
             await app.state.keys.close()
             pruning.cancel()
             await broker.stop()

@@ -1,29 +1,26 @@
 """``POST /alerts`` and ``PATCH /alerts/{alertId}`` of the write API (SPEC §2, §6).
 
-Both lock the alerts' last known states, decide (``domain``), and record the new states with their
-events in the outbox, in the database transaction holding the locks: 202 means both committed (the
-relay publishes the events, in order, whenever the broker takes them); 503 means nothing was recorded.
+Both record through ``services.ingest.recording`` (the one path of every alert): 202 means the new
+states and their events committed (the relay publishes the events, in order, whenever the broker
+takes them); 503 means nothing was recorded.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from services.ingest.deps import KeysDep, PoolDep, SettingsDep, WebhookSecretsDep, wake_relay_after_write
-from services.ingest.domain import actor_from, decide, patched
-from services.ingest.outgoing import EventTooLarge, enqueue
+from services.ingest.domain import actor_from, patched
+from services.ingest.graph.writeback import queue_writebacks
 from services.ingest.parsing import alerts_from_document, parse_json, read_body, require_json_media_type
-from services.ingest.store import lock_alert_states, prune_webhook_ids
+from services.ingest.recording import AlertEvents, record_alerts
 from services.ingest.webhook_auth import (
     WriteCaller,
     authenticate_key,
@@ -31,7 +28,6 @@ from services.ingest.webhook_auth import (
     wants_signature_check,
 )
 from shared.alerts import Alert, AlertStatus, ResolvedReason
-from shared.events import Actor, AlertCreated, AlertUpdated, Topic
 from shared.http import Problem, TenantIdPath
 from shared.http_guards import accepts_signature
 from shared.wire import WireModel, utcnow
@@ -41,8 +37,6 @@ router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"], dependenci
 
 # No control characters (NUL cannot be stored at all).
 AlertId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
-# Share of signed requests that also forget expired webhook-ids (keeps that table small, cheaply).
-_PRUNE_SHARE = 0.01
 
 _ERRORS = {
     400: {"description": "Malformed JSON"},
@@ -97,83 +91,6 @@ async def _authenticate(
     return caller, body
 
 
-def _unavailable(what: str, settings) -> Problem:
-    return Problem(
-        503,
-        "Service unavailable",
-        f"{what}: nothing was stored; retry later",
-        headers={"Retry-After": str(settings.retry_after_seconds)},
-    )
-
-
-async def _decide_and_record(
-    pool: asyncpg.Pool,
-    settings,
-    tenant_id: str,
-    alerts: list[Alert],
-    *,
-    api_actor: Actor | None = None,
-    patch: Callable[[Alert, datetime], Alert] | None = None,
-    webhook_id: str | None = None,
-) -> list[AlertCreated | AlertUpdated]:
-    """Lock, decide, record the states and their events. With ``patch``, the alerts must exist and each is posted as
-    ``patch(its last known state, now)``. A signed post (``webhook_id``) already accepted yields no event."""
-    try:
-        async with lock_alert_states(
-            pool, tenant_id, alerts, insert_new=patch is None, webhook_id=webhook_id
-        ) as states:
-            # The time of the events is read once the locks are held: a request that waited behind
-            # another one must not publish a newer state with an older time (consumers keep the
-            # state of the newest time and would drop it).
-            now = utcnow()
-            if states.replayed:
-                log.info("webhook %r of tenant %s already accepted: a duplicate", webhook_id, tenant_id)
-                return []
-            if patch is not None:
-                if missing := [a.id for a in alerts if states.previous(a.id) is None]:
-                    raise Problem(404, "Not found", f"no alert {missing[0]!r} for tenant {tenant_id}")
-                alerts = [patch(states.previous(a.id), now) for a in alerts]
-            events: list[AlertCreated | AlertUpdated] = []
-            for alert in alerts:
-                previous, version = states.previous(alert.id), states.version(alert.id)
-                event = decide(
-                    tenant_id, alert, previous, now=now, previous_version=version, api_actor=api_actor
-                )
-                if event is not None:
-                    events.append(event)
-            try:
-                await enqueue(states.connection, [(Topic.alerts, e) for e in events],
-                              max_event_bytes=settings.max_event_bytes)
-            except EventTooLarge as exc:
-                alert_id = events[exc.index].alert.id
-                raise Problem(
-                    413,
-                    "Alert too large",
-                    f"alert {alert_id!r} makes a {exc.size}-byte event; at most {exc.limit} bytes",
-                    alertId=alert_id,
-                ) from None
-            await states.save([e.alert for e in events if isinstance(e, AlertUpdated)])
-    except (
-        OSError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-    ) as exc:
-        log.warning("database unavailable: %s", exc)
-        raise _unavailable("the database is unavailable", settings) from None
-    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
-        # Sorted locking should make this impossible; if PostgreSQL still picks this request as a
-        # deadlock victim, nothing was recorded and a retry succeeds.
-        log.warning("lock conflict: %s", exc)
-        raise _unavailable("a concurrent post of the same alerts conflicted", settings) from None
-    if webhook_id is not None and random.random() < _PRUNE_SHARE:
-        try:
-            await prune_webhook_ids(pool)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("could not prune old webhook-ids: %s", exc)
-    return events
-
-
 def openapi_schemas() -> dict:
     """Schemas the hand-parsed request bodies refer to, for ``components.schemas``."""
     _, schema = models_json_schema(
@@ -182,7 +99,7 @@ def openapi_schemas() -> dict:
     return schema["$defs"]
 
 
-def _accepted(alert_count: int, events: list[AlertCreated | AlertUpdated]) -> JSONResponse:
+def _accepted(alert_count: int, events: AlertEvents) -> JSONResponse:
     body = Accepted(
         accepted=len(events),
         duplicates=alert_count - len(events),
@@ -250,7 +167,7 @@ async def post_alerts(
     caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
     alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=utcnow())
     events = (
-        await _decide_and_record(pool, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
+        await record_alerts(pool, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
         if alerts
         else []
     )
@@ -320,7 +237,9 @@ async def patch_alert(
             now=now,
         )
 
-    events = await _decide_and_record(
+    # A response recorded here is queued, in the same transaction, for Partner Center (an alert
+    # that came from there: services/ingest/graph/writeback.py).
+    events = await record_alerts(
         pool,
         settings,
         tenant_id,
@@ -328,5 +247,6 @@ async def patch_alert(
         api_actor=actor,
         patch=apply_patch,
         webhook_id=caller.webhook_id,
+        after=queue_writebacks,
     )
     return _accepted(1, events)
