@@ -15,6 +15,7 @@ from services.ingest import (
     routes_channels,
     routes_contacts,
     routes_deliveries,
+    routes_graph,
     routes_keys,
     routes_signals,
     signals_store,
@@ -94,7 +95,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
-                   routes_keys, routes_audit):
+                   routes_keys, routes_audit, routes_graph):
         app.include_router(module.router)
     default_openapi = app.openapi
 

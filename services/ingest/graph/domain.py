@@ -18,8 +18,10 @@ from shared.wire import parse_utc
 # An Entra id (directory or application): a GUID, as the portal shows it.
 GUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 # A directory is named by its id or by one of its domains (`contoso.onmicrosoft.com`): both sign in.
-DOMAIN_PATTERN = r"^(?=.{4,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+# (No look-ahead: pydantic's regex engine has none; a name's length is bounded where it is taken.)
+DOMAIN_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 DIRECTORY_ID_PATTERN = f"({GUID_PATTERN})|({DOMAIN_PATTERN})"
+DIRECTORY_ID_MAX_LENGTH = 253
 
 # A poll after the first asks for every open alert and those resolved since the last poll began,
 # less this margin: clocks of Graph and of this host differ, and an alert resolved while the last
