@@ -22,6 +22,7 @@ BODY_ROUTES = [
     ("POST", "/signals/customer-mfa"),
     ("PUT", "/security-contact"),
     ("PUT", "/channels/tickets"),
+    ("PUT", "/connections/graph"),
     ("POST", "/alerts"),
 ]
 
