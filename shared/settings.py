@@ -23,6 +23,9 @@ DEV_WEBHOOK_SECRET = "whsec_ZGV2LXdlYmhvb2stc2VjcmV0"
 MIN_OPERATOR_KEY_LENGTH = 24
 # A Fernet key anyone can read here: fine for a laptop, refused outside development.
 DEV_SEALING_KEY = "ZGV2LXNlYWxpbmcta2V5LWZvci1sb2NhbC1ydW5zISE="
+# Signs the one-click response links of e-mails and cards (shared/action_links.py); development only.
+DEV_ACTION_LINK_KEY = "dev-action-link-key-not-for-production"
+MIN_ACTION_LINK_KEY_LENGTH = 32
 
 
 class ApiKeySettings(BaseSettings):
@@ -87,6 +90,20 @@ class CommonSettings(ApiKeySettings):
     http_host: str = Field(
         "127.0.0.1", description="Address the process's HTTP server binds to (0.0.0.0 in a container)."
     )
+    # One-click responses (#13, shared/action_links.py): the notifier signs, the write API checks.
+    action_link_keys: SecretStr = Field(
+        SecretStr(DEV_ACTION_LINK_KEY),
+        description="Keys (comma-separated, newest first, each at least 32 characters) signing the one-click "
+        "response links: the first signs, every one verifies, so a key rotates without breaking links.",
+    )
+    action_link_max_age_hours: float = Field(
+        168.0, gt=0, le=24 * 90, description="How long a one-click response link works (default 7 days)."
+    )
+    write_api_public_url: str = Field(
+        "http://127.0.0.1:8081",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Base URL of the write API as people reach it: one-click response links point there.",
+    )
     catalogue_path: Path = Field(
         Path(__file__).with_name("catalogue.yaml"),
         description="YAML file of the requirements catalogue (default: SPEC §4's table).",
@@ -136,6 +153,8 @@ class CommonSettings(ApiKeySettings):
                 bad.append("WEBHOOK_SECRET")
             if DEV_SEALING_KEY in self.sealing_key_list:
                 bad.append("SEALING_KEYS")
+            if DEV_ACTION_LINK_KEY in self.action_link_key_list:
+                bad.append("ACTION_LINK_KEYS")
             if bad:
                 raise ValueError(
                     f"{', '.join(bad)} still hold the published development defaults; set your own "
@@ -157,6 +176,20 @@ class CommonSettings(ApiKeySettings):
         if not ok:
             raise ValueError("must be one or more Fernet keys (url-safe base64 of 32 bytes), comma-separated")
         return value
+
+    @field_validator("action_link_keys")
+    @classmethod
+    def _action_link_keys(cls, value: SecretStr) -> SecretStr:
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        if not keys or any(len(k) < MIN_ACTION_LINK_KEY_LENGTH for k in keys):
+            raise ValueError(f"must be one or more keys of at least {MIN_ACTION_LINK_KEY_LENGTH} characters, "
+                             "comma-separated")
+        return value
+
+    @property
+    def action_link_key_list(self) -> list[str]:
+        """Newest first, as configured (itsdangerous wants the signing key last: reverse it there)."""
+        return [k.strip() for k in self.action_link_keys.get_secret_value().split(",") if k.strip()]
 
     @property
     def sealing_key_list(self) -> list[str]:

@@ -13,6 +13,15 @@ def test_development_defaults_are_refused_outside_development(monkeypatch, capsy
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "OPERATOR_API_KEY" in message and "WEBHOOK_SECRET" in message and "ENVIRONMENT=development" in message
+    assert "ACTION_LINK_KEYS" in message and "SEALING_KEYS" in message
+
+
+def test_a_short_action_link_key_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("ACTION_LINK_KEYS", "a-long-enough-key-of-thirty-two-chars!,short")
+    with pytest.raises(SystemExit):
+        load_settings(CommonSettings)
+    assert "ACTION_LINK_KEYS: must be one or more keys of at least 32 characters" in capsys.readouterr().err
 
 
 def test_development_mode_allows_the_published_defaults(monkeypatch):
@@ -27,6 +36,7 @@ def test_production_with_own_secrets_and_usual_variable_names(monkeypatch):
     monkeypatch.setenv("OPERATOR_API_KEY", "a-real-operator-key-of-some-length")
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
     monkeypatch.setenv("SEALING_KEYS", "41qThByuTED8dwzHgv8c1h6y9MCIBvqxLAKaqci5wr0=")
+    monkeypatch.setenv("ACTION_LINK_KEYS", "an-action-link-key-of-32-characters-or-more")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/x")
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")
@@ -50,6 +60,7 @@ def test_a_short_operator_key_is_refused_outside_development(monkeypatch, capsys
     monkeypatch.setenv("OPERATOR_API_KEY", "short-key")
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
     monkeypatch.setenv("SEALING_KEYS", "41qThByuTED8dwzHgv8c1h6y9MCIBvqxLAKaqci5wr0=")
+    monkeypatch.setenv("ACTION_LINK_KEYS", "an-action-link-key-of-32-characters-or-more")
     with pytest.raises(SystemExit):
         load_settings(CommonSettings)
     assert "OPERATOR_API_KEY must be at least 24 characters" in capsys.readouterr().err
