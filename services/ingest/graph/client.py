@@ -77,22 +77,29 @@ class _Token:
     renew_at: float  # on the client's clock
 
 
+MAX_RETRY_AFTER_SECONDS = 86_400.0
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in seconds: a number of seconds or an HTTP date; None if absent or unreadable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    # A day at most: an absurd value (1e400 is infinity) must not overflow a date or park a
+    # connection for ever.
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def _json(response: httpx.Response) -> Any:

@@ -274,6 +274,19 @@ async def claim_due_connection(pool: asyncpg.Pool, *, owner: str, lease_seconds:
     )
 
 
+async def renew_poll_lease(pool: asyncpg.Pool, claimed: ClaimedConnection, *, owner: str, lease_seconds: float) -> bool:
+    """Extend a poll's lease by ``lease_seconds`` from now while ``owner`` holds it, unexpired, on the
+    claimed generation; False otherwise (another instance took it over, or the connection was replaced
+    or deleted): the poll must stop, so two instances never poll one connection at once."""
+    renewed = await pool.fetchval(
+        """UPDATE graph_connections SET lease_until = now() + make_interval(secs => $4)
+           WHERE tenant_id = $1 AND lease_owner = $2 AND generation = $3 AND lease_until > now()
+           RETURNING true""",
+        claimed.tenant_id, owner, claimed.generation, lease_seconds,
+    )
+    return bool(renewed)
+
+
 async def finish_poll(
     pool: asyncpg.Pool,
     claimed: ClaimedConnection,
@@ -382,6 +395,32 @@ async def pending_writebacks(
         )
         for row in rows
     }
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    """What a poll needs to know of an alert's sync row (read without a lock)."""
+
+    state: str
+    last_synced_at: datetime | None
+
+
+async def sync_rows(conn: asyncpg.Connection, tenant_id: str, alert_ids: Sequence[str]) -> dict[str, SyncRow]:
+    """The sync rows of these alerts, by alert id; an alert missing has never been seen in Partner Center."""
+    rows = await conn.fetch(
+        """SELECT alert_id, state, last_synced_at FROM graph_alert_sync
+           WHERE tenant_id = $1 AND alert_id = ANY($2::text[])""",
+        tenant_id, list(set(alert_ids)),
+    )
+    return {row["alert_id"]: SyncRow(row["state"], row["last_synced_at"]) for row in rows}
+
+
+async def writeback_state(pool: asyncpg.Pool, w: ClaimedWriteback) -> str | None:
+    """The state of the write-back's row if it still holds the change ``w`` was claimed for; else None."""
+    return await pool.fetchval(
+        "SELECT state FROM graph_alert_sync WHERE tenant_id = $1 AND alert_id = $2 AND changed_at = $3",
+        w.tenant_id, w.alert_id, w.changed_at,
+    )
 
 
 async def request_writeback(

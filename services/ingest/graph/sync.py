@@ -1,6 +1,6 @@
 """The Partner Center connector's two loops in a write API process (``GRAPH_SYNC_ENABLED``).
 
-The poller takes due connections one at a time, the write-back worker due write-backs in batches;
+The poller takes due connections one at a time, the write-back worker due write-backs one at a time;
 each sleeps a moment when nothing is due. Leases in PostgreSQL share the work among instances. A
 failing database or Graph never ends a loop: it logs, waits and tries again.
 """

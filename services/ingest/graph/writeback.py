@@ -32,6 +32,7 @@ from services.ingest.graph.poller import apply_graph_alerts
 from services.ingest.recording import AlertEvents
 from services.ingest.store import AlertStates
 from shared.events import AlertUpdated
+from shared.sealed import SealBroken
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,32 @@ async def queue_writebacks(conn: asyncpg.Connection, states: AlertStates, events
 
 
 class WritebackWorker:
-    def __init__(self, pool: asyncpg.Pool, settings, clients: GraphClients, *, batch: int = 20) -> None:
-        self._pool, self._settings, self._clients, self._batch = pool, settings, clients, batch
+    """Writes due write-backs one at a time: each is claimed just before it is written, so its lease
+    (``GRAPH_LEASE_SECONDS``) covers one GET and one PATCH, never a queue of others' slow ones."""
+
+    def __init__(self, pool: asyncpg.Pool, settings, clients: GraphClients) -> None:
+        self._pool, self._settings, self._clients = pool, settings, clients
 
     async def run_once(self) -> int:
-        """Write the due write-backs (up to a batch); how many were taken."""
+        """Write the next due write-back, if any; how many were taken (0 or 1)."""
         claimed = await store.claim_due_writebacks(
-            self._pool, limit=self._batch, lease_seconds=self._settings.graph_lease_seconds
+            self._pool, limit=1, lease_seconds=self._settings.graph_lease_seconds
         )
         for writeback in claimed:
-            await self._write(writeback)
+            try:
+                await self._write(writeback)
+            except (SealBroken, ValueError) as exc:
+                await self._retry(writeback, f"the stored credentials cannot be opened ({exc}): put the "
+                                  "connection again with its secret or certificate", self._backoff(writeback))
+            except Exception as exc:  # one bad row must not stop the others: it waits and says why
+                log.exception("write-back of alert %r (tenant %s) failed unexpectedly",
+                              writeback.alert_id, writeback.tenant_id)
+                await self._retry(writeback, f"unexpected {type(exc).__name__}: {exc}"[:500], self._backoff(writeback))
         return len(claimed)
+
+    def _backoff(self, writeback) -> float:
+        return domain.writeback_backoff(
+            writeback.attempts, max_seconds=self._settings.graph_writeback_max_backoff_seconds)
 
     async def _write(self, writeback) -> None:
         client = self._clients.for_credentials(
@@ -82,12 +98,14 @@ class WritebackWorker:
                 await apply_graph_alerts(
                     self._pool, self._settings, writeback.tenant_id, [current], client_id=writeback.client_id
                 )
-                await store.release_writeback(self._pool, writeback)
+                if await store.writeback_state(self._pool, writeback) == "pending":
+                    # Partner Center's copy could not be recorded (it does not read): not a tight loop.
+                    await self._retry(writeback, "Partner Center changed the alert later, but its copy could "
+                                      "not be recorded", self._backoff(writeback))
+                else:
+                    await store.release_writeback(self._pool, writeback)
                 return
-            if current.get("status") == writeback.pending_status and (
-                writeback.pending_status != "resolved"
-                or current.get("resolvedReason") == writeback.pending_resolved_reason
-            ):
+            if _shows(current, writeback):
                 await store.writeback_succeeded(self._pool, writeback, now=utcnow(), graph_activity_at=graph_at)
                 return
             result = await client.update_alert(
@@ -101,16 +119,15 @@ class WritebackWorker:
             )
             log.info("%s: written (status %s)", what, writeback.pending_status)
         except GraphThrottled as exc:
-            wait = max(exc.retry_after, domain.writeback_backoff(
-                writeback.attempts, max_seconds=self._settings.graph_writeback_max_backoff_seconds))
-            await self._retry(writeback, str(exc), wait)
+            await self._retry(writeback, str(exc), max(exc.retry_after, self._backoff(writeback)))
         except (GraphUnavailable, SignInRefused) as exc:
             # Graph away, or a credential the partner must fix (the connection's state says so): the
             # response waits, never lost.
-            wait = domain.writeback_backoff(
-                writeback.attempts, max_seconds=self._settings.graph_writeback_max_backoff_seconds)
-            await self._retry(writeback, str(exc), wait)
+            await self._retry(writeback, str(exc), self._backoff(writeback))
         except GraphRefused as exc:
+            if exc.status == 401:  # a token refused twice: the sign-in to fix, not the change
+                await self._retry(writeback, str(exc), self._backoff(writeback))
+                return
             log.warning("%s refused for good: %s", what, exc)
             await store.writeback_failed(self._pool, writeback, error=str(exc))
 
@@ -120,3 +137,9 @@ class WritebackWorker:
         await store.writeback_retry(
             self._pool, writeback, error=error, next_attempt_at=utcnow() + timedelta(seconds=wait_seconds)
         )
+
+
+def _shows(current: dict, writeback) -> bool:
+    """Partner Center's copy already has the change (a PATCH whose outcome we did not record, say)."""
+    return current.get("status") == writeback.pending_status and (
+        current.get("resolvedReason") or None) == (writeback.pending_resolved_reason or None)

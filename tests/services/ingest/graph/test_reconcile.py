@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.ingest.domain import decide
-from services.ingest.graph.reconcile import keep_local_response, own_echo_as_system
+from services.ingest.graph.reconcile import (
+    differs,
+    keep_local_response,
+    local_responder,
+    local_response_time,
+    own_echo_as_system,
+)
 from shared.alerts import Alert, AlertStatus, ResolvedReason
 from shared.events import ActorType
 
@@ -56,3 +62,31 @@ def test_a_pending_response_is_kept_over_partner_centers_older_copy():
     event = decide("t", kept, local, now=T2, previous_version=2)
     assert event is not None and [c.field for c in event.changes] == ["displayName"]
     assert event.status_changes == []
+
+
+def test_when_partner_center_says_our_application_resolved_it_who_and_when_stay_ours():
+    local = _alert(status="resolved", resolvedBy="bob@partner.example", resolvedOnDateTime="2026-11-30T09:30:00Z")
+    polled = _alert(status="resolved", resolvedBy=APP, resolvedOnDateTime="2026-11-30T09:31:07Z")
+    echoed = own_echo_as_system(polled, APP, local)
+    assert (echoed.resolved_by, echoed.resolved_on_date_time) == ("bob@partner.example", T2)
+    assert decide("t", echoed, local, now=T2, previous_version=2) is None  # nothing changed: no event
+
+
+def test_a_local_response_is_a_persons_status_change_in_the_activity_log():
+    answered = _alert(status="resolved", activityLogs=[
+        {"statusFrom": "active", "statusTo": "investigating", "updatedBy": "system",
+         "updatedDateTime": "2026-11-30T09:00:00Z"},
+        {"statusFrom": "investigating", "statusTo": "resolved", "updatedBy": "bob@partner.example",
+         "updatedDateTime": "2026-11-30T09:30:00Z"}])
+    assert local_response_time(answered) == T2 and local_responder(answered) == "bob@partner.example"
+    by_feed = _alert(status="resolved", activityLogs=[
+        {"statusFrom": "active", "statusTo": "resolved", "updatedBy": "", "updatedDateTime": "2026-11-30T09:00:00Z"}])
+    assert local_response_time(by_feed) is None and local_responder(by_feed) is None
+
+
+def test_the_copies_differ_on_status_or_a_reason_given():
+    local = _alert(status="resolved", resolvedReason="fraud")
+    assert differs(_alert(status="active"), local)
+    assert differs(_alert(status="resolved", resolvedReason="ignore"), local)
+    assert not differs(_alert(status="resolved", resolvedReason="fraud"), local)
+    assert not differs(_alert(displayName="only a rename"), local)  # no status in the copy: nothing to compare

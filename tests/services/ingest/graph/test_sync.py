@@ -190,3 +190,76 @@ async def test_a_poll_failure_is_the_connections_error_and_the_next_poll_comes_s
     assert state.last_error and "429" in state.last_error and state.last_success_at is None
     wait = (state.next_poll_at - state.last_poll_at).total_seconds()
     assert 6 <= wait < 3600  # not before Retry-After, far before the healthy interval
+
+
+async def test_a_response_recorded_before_the_first_poll_is_kept_and_written_back(graph, graph_emulator, pool):
+    """Alerts that came through a webhook before the connection, answered here: Partner Center must get it."""
+    directory = graph["directory"]
+    alert = graph_emulator.add_alert(directory)
+    await record_alerts(pool, graph["settings"], TENANT, [Alert.model_validate(alert)])
+    await respond(pool, graph["settings"], alert["id"], "resolved", "fraud")
+
+    await graph["poller"].run_once()
+    local = await pool.fetchval("SELECT alert ->> 'status' FROM ingest_alert_state WHERE alert_id = $1", alert["id"])
+    assert local == "resolved"  # Partner Center's older copy did not reopen it
+    assert await graph["worker"].run_once() == 1
+    assert [p["body"] for p in graph_emulator.patches(directory)] == [{"status": "resolved", "resolvedReason": "fraud"}]
+
+
+async def test_a_page_read_before_a_write_back_landed_does_not_reopen_the_alert(graph, graph_emulator, pool):
+    from services.ingest.graph.poller import apply_graph_alerts
+    from shared.wire import utcnow
+
+    directory = graph["directory"]
+    alert = graph_emulator.add_alert(directory)
+    await graph["poller"].run_once()
+    stale_page, read_at = [graph_emulator.alert(directory, alert["id"])], utcnow()  # still active
+    await respond(pool, graph["settings"], alert["id"], "resolved", "legitimate")
+    assert await graph["worker"].run_once() == 1
+
+    await apply_graph_alerts(pool, graph["settings"], TENANT, stale_page, client_id=graph["client_id"],
+                             read_at=read_at)
+    local = await pool.fetchval("SELECT alert ->> 'status' FROM ingest_alert_state WHERE alert_id = $1", alert["id"])
+    assert local == "resolved"
+
+
+async def test_credentials_that_no_key_opens_are_the_connections_error_and_a_write_back_waits(
+    graph, graph_emulator, pool
+):
+    alert = graph_emulator.add_alert(graph["directory"])
+    await graph["poller"].run_once()
+    await respond(pool, graph["settings"], alert["id"], "investigating")
+    await pool.execute("UPDATE graph_connections SET sealed_credentials = 'gAAAAA-not-sealed-by-us', "
+                       "next_poll_at = now()")
+
+    assert await graph["poller"].run_once() is True
+    state = await store.get_connection(pool, TENANT)
+    assert "cannot be opened" in state.last_error
+    assert await graph["worker"].run_once() == 1
+    row = await pool.fetchrow("SELECT state, last_error FROM graph_alert_sync WHERE alert_id = $1", alert["id"])
+    assert row["state"] == "pending" and "cannot be opened" in row["last_error"]
+    assert await graph["worker"].run_once() == 0  # it waits (backoff), no tight loop
+
+
+async def test_a_filter_graph_refuses_falls_back_to_reading_every_alert(graph, graph_emulator, pool, monkeypatch):
+    from services.ingest.graph import domain
+
+    graph_emulator.add_alert(graph["directory"])
+    await graph["poller"].run_once()
+    await pool.execute("UPDATE graph_connections SET next_poll_at = now()")
+    monkeypatch.setattr(domain, "poll_filter", lambda since: "severity has 'high'")  # not OData Graph takes
+    assert await graph["poller"].run_once() is True
+    state = await store.get_connection(pool, TENANT)
+    assert state.last_error is None and state.last_poll_alerts == 1
+    statuses = [r["status"] for r in graph_emulator.requests(graph["directory"]) if r["method"] == "GET"]
+    assert statuses[-2:] == [400, 200]
+
+
+async def test_an_alert_too_large_to_record_is_skipped_and_the_rest_recorded(graph, graph_emulator, pool):
+    big = graph_emulator.add_alert(graph["directory"], description="x" * 20_000)
+    small = graph_emulator.add_alert(graph["directory"])
+    graph["poller"]._settings = graph["settings"].model_copy(update={"max_event_bytes": 10_000})
+    assert await graph["poller"].run_once() is True
+    created = {e["alert"]["id"] for e in await alert_events(pool) if e["eventType"] == "alert-created"}
+    assert created == {small["id"]} and big["id"] not in created
+    assert (await store.get_connection(pool, TENANT)).last_error is None
