@@ -331,7 +331,9 @@ class PartnerCenterSync(WireModel):
 
     state: PartnerCenterSyncState
     last_synced_date_time: UtcDateTime | None = Field(
-        None, description="When Partner Center's copy and ours last agreed (a poll, or a write-back accepted)."
+        None, description="When the copies were last brought in step: the alert first seen in Partner Center, a "
+        "change of Partner Center's taken here, or a write-back Partner Center accepted (a poll that finds nothing "
+        "new does not move it)."
     )
     pending_status: str | None = Field(None, description="The status waiting to be written back, while pending.")
     attempts: int = Field(0, ge=0, description="Write-back attempts of the pending or failed change.")
