@@ -33,6 +33,7 @@ __all__ = [
     "LinkExpired",
     "LinkInvalid",
     "action_url",
+    "change_for",
     "read_action_link",
     "sign_action_link",
 ]
@@ -58,6 +59,20 @@ ACTION_LABELS: dict[Action, str] = {
     Action.resolve_fraud: "Resolve: fraud",
     Action.resolve_ignore: "Resolve: ignore",
 }
+
+
+
+def change_for(action: Action, status: str, resolved_reason: str | None) -> tuple[str, str | None] | None:
+    """What ``action`` sets on an alert now ``status`` / ``resolved_reason``: (status, resolvedReason;
+    None leaves the reason), or None when it would change nothing. Acknowledging is for an alert
+    nobody took up yet: it never reopens a resolved alert, nor moves one already investigated."""
+    new_status, new_reason = ACTION_CHANGES[action]
+    if action is Action.acknowledge:
+        return (new_status, new_reason) if status == "active" else None
+    if status == new_status and resolved_reason == new_reason:
+        return None
+    return new_status, new_reason
+
 
 # Separates these tokens from anything else signed with the same key.
 _SALT = "csp-alert-triage/action-link/v1"

@@ -10,7 +10,9 @@
   its rate limit counted, once per request. A request signed as a Standard Webhook
   (``webhook-id``/``webhook-timestamp``/``webhook-signature``) to a route marked
   :func:`accepts_signature` is read within the limit and left to the route, which verifies the
-  signature over that body; to any other route its webhook headers change nothing.
+  signature over that body; to any other route its webhook headers change nothing. A route marked
+  :func:`takes_no_key` (a one-click response link: the signed token in its path is the credential)
+  is asked for no key; its body is still bounded.
 - Every request under ``/v1/`` that is not a signed webhook is authenticated here, with or without a
   body, and held to its key's scope before anything else: a tenant's key acts only under
   ``/v1/tenants/{its tenant}/``, and only an operator's key (one of every tenant) reaches the
@@ -149,7 +151,8 @@ def check_scope(principal: Principal, path: str, method: str = "GET") -> None:
 
 
 _ACCEPTS_SIGNATURE = "_accepts_standard_webhook_signature"
-_SIGNED_ROUTES_STATE = "signed_routes"
+_TAKES_NO_KEY = "_takes_no_key"
+_MARKED_ROUTES_STATE = "marked_routes"
 
 
 def accepts_signature(endpoint: DependencyT) -> DependencyT:
@@ -159,17 +162,25 @@ def accepts_signature(endpoint: DependencyT) -> DependencyT:
     return endpoint
 
 
-def _accepts_signature(app: Any, method: str, path: str) -> bool:
-    signed_routes = getattr(app.state, _SIGNED_ROUTES_STATE, None)
-    if signed_routes is None:
-        # Once per app: the routes as included (with their routers' prefixes).
-        signed_routes = [
+def takes_no_key(endpoint: DependencyT) -> DependencyT:
+    """Marks a route whose credential is in its URL (a signed one-click response link,
+    ``shared.action_links``), checked by the route itself: the guard asks no key for it."""
+    setattr(endpoint, _TAKES_NO_KEY, True)
+    return endpoint
+
+
+def _route_marked(app: Any, method: str, path: str, marker: str) -> bool:
+    marked_routes: dict[str, list] = getattr(app.state, _MARKED_ROUTES_STATE, None) or {}
+    routes = marked_routes.get(marker)
+    if routes is None:
+        # Once per app and marker: the routes as included (with their routers' prefixes).
+        routes = marked_routes[marker] = [
             (frozenset(route.methods or ()), route.path_regex)
             for route in iter_route_contexts(app.routes)
-            if getattr(getattr(route, "endpoint", None), _ACCEPTS_SIGNATURE, False)
+            if getattr(getattr(route, "endpoint", None), marker, False)
         ]
-        setattr(app.state, _SIGNED_ROUTES_STATE, signed_routes)
-    return any(method in methods and regex.match(path) for methods, regex in signed_routes)
+        setattr(app.state, _MARKED_ROUTES_STATE, marked_routes)
+    return any(method in methods and regex.match(path) for methods, regex in routes)
 
 
 class RequestGuard:
@@ -191,9 +202,11 @@ class RequestGuard:
         keys = getattr(state, "keys", None)
         # A signed post is verified by its route over the (bounded) body; only a route that accepts
         # signatures may skip the key: elsewhere a webhook header changes nothing.
-        signed = has_signature(headers) and _accepts_signature(scope["app"], scope["method"], path)
-        # A body is never read for an unknown caller; under /v1 every caller is known before a route runs.
-        authenticate = keys is not None and (has_body or path.startswith(API_PREFIX)) and not signed
+        signed = has_signature(headers) and _route_marked(scope["app"], scope["method"], path, _ACCEPTS_SIGNATURE)
+        # A body is never read for an unknown caller; under /v1 every caller is known before a route
+        # runs (a one-click link's route knows it by the signed token in its path).
+        authenticate = (keys is not None and (has_body or path.startswith(API_PREFIX)) and not signed
+                        and not _route_marked(scope["app"], scope["method"], path, _TAKES_NO_KEY))
         if not has_body and not authenticate:
             await self.app(scope, receive, send)
             return

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.ingest import (
     channels_store,
+    routes_actions,
     routes_alerts,
     routes_audit,
     routes_channels,
@@ -95,7 +96,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
-                   routes_keys, routes_audit, routes_graph):
+                   routes_keys, routes_audit, routes_graph, routes_actions):
         app.include_router(module.router)
     default_openapi = app.openapi
 

@@ -17,6 +17,7 @@ from shared.action_links import (
     LinkExpired,
     LinkInvalid,
     action_url,
+    change_for,
     read_action_link,
     sign_action_link,
 )
@@ -128,3 +129,16 @@ def test_every_action_has_a_change_and_a_label():
     assert ACTION_CHANGES[Action.resolve_ignore] == ("resolved", "ignore")
     assert ACTION_LABELS[Action.resolve_legitimate] == "Resolve: legitimate"
     assert [a.value for a in Action] == ["acknowledge", "resolve-legitimate", "resolve-fraud", "resolve-ignore"]
+
+
+@pytest.mark.parametrize(("action", "status", "reason", "expected"), [
+    (Action.acknowledge, "active", None, ("investigating", None)),
+    (Action.acknowledge, "investigating", None, None),
+    (Action.acknowledge, "resolved", "fraud", None),  # never reopens
+    (Action.resolve_fraud, "active", None, ("resolved", "fraud")),
+    (Action.resolve_fraud, "investigating", None, ("resolved", "fraud")),
+    (Action.resolve_fraud, "resolved", "fraud", None),
+    (Action.resolve_ignore, "resolved", "legitimate", ("resolved", "ignore")),  # the reason corrected
+])
+def test_what_an_action_changes(action, status, reason, expected):
+    assert change_for(action, status, reason) == expected

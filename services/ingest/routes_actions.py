@@ -1,0 +1,279 @@
+"""One-click responses (#13): ``GET | POST /v1/actions/{token}``, the signed links of alert e-mails.
+
+The token (``shared.action_links``) is the credential, so these routes take no key: it names the
+tenant, the alert, the action and the recipient, and acts on nothing else. ``GET`` (and ``HEAD``)
+only shows a confirmation page, since mail scanners open links; the page's form ``POST``s to the same
+URL, which records the response through the one recording path (``services.ingest.recording``) with
+the recipient as the actor at the time of the request, queues it for Partner Center if the alert came
+from there, and marks the link used, all in one transaction: a replay or a double click finds the
+link used (the alert's row lock orders them) and changes nothing. An action that would change
+nothing (acknowledging a resolved alert) is said so, and leaves the link unused.
+
+Refusals (the page says what happened and what to do; ``Accept: application/json`` gets the same
+status as a problem document): 400 not a link of this deployment (altered, another key, malformed),
+404 no such alert, 409 already used, 410 expired, 503 the database away (nothing changed).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import HTMLResponse, Response
+
+from services.ingest.action_pages import SECURITY_HEADERS, AlertSummary, page, wants_json
+from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
+from services.ingest.domain import patched
+from services.ingest.graph.writeback import queue_writebacks
+from services.ingest.recording import AlertEvents, record_alerts
+from services.ingest.store import AlertStates
+from shared.action_links import (
+    ACTION_LABELS,
+    ActionLink,
+    LinkExpired,
+    LinkInvalid,
+    change_for,
+    read_action_link,
+)
+from shared.alerts import Alert, AlertStatus, ResolvedReason
+from shared.events import Actor, ActorType
+from shared.http import Problem, problem_response
+from shared.http_guards import takes_no_key
+from shared.problems import DEPENDENCY_ERRORS, DEPENDENCY_RETRY_AFTER_SECONDS, PROBLEM_JSON
+from shared.wire import utcnow
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/actions", tags=["one-click responses"], dependencies=[Depends(wake_relay_after_write)])
+
+Token = Annotated[str, Path(max_length=4096, description="The signed link's token, as the e-mail gives it.")]
+
+_DASHBOARD_ADVICE = "Open the alert from the dashboard link in the e-mail to see where it stands and respond there."
+
+
+def _refusal_doc(description: str, headers: dict | None = None) -> dict:
+    doc = {
+        "description": description,
+        "content": {
+            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
+    return {**doc, "headers": headers} if headers else doc
+
+
+# Each refusal is a page, or a problem document for a client asking for JSON.
+_REFUSALS = {
+    400: _refusal_doc("Not a link this deployment signed: altered, signed with another key, or malformed"),
+    404: _refusal_doc("The link's alert is not known (anymore)"),
+    410: _refusal_doc("The link expired (`ACTION_LINK_MAX_AGE_HOURS`)"),
+    503: _refusal_doc(
+        "The database does not answer: nothing changed; retry after `Retry-After` seconds",
+        {"Retry-After": {"description": "Seconds to wait before retrying.",
+                         "schema": {"type": "integer", "minimum": 1}}},
+    ),
+}
+# No key: the signed token is the credential (an empty requirement, stated).
+_NO_KEY = {"security": []}
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, title: str, detail: str, advice: str = _DASHBOARD_ADVICE,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.advice, self.headers = status, title, detail, advice, headers
+
+
+def _refused(request: Request, refusal: Refusal) -> Response:
+    headers = {**SECURITY_HEADERS, **(refusal.headers or {})}
+    if wants_json(request.headers.get("accept")):
+        # (No `instance`: the path is the credential.)
+        return problem_response(refusal.status, refusal.title, refusal.detail, headers=headers)
+    response = page(refusal.status, heading=refusal.title, message=refusal.detail, advice=refusal.advice)
+    response.headers.update(headers)
+    return response
+
+
+def _unavailable() -> Refusal:
+    return Refusal(503, "Try again in a minute", "The service cannot reach its database just now; nothing was changed.",
+                   advice="Reload this page in a minute.",
+                   headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)})
+
+
+def _max_age(settings) -> timedelta:
+    return timedelta(hours=settings.action_link_max_age_hours)
+
+
+def _read(token: str, settings) -> ActionLink:
+    try:
+        return read_action_link(settings.action_link_key_list, token,
+                                max_age_seconds=_max_age(settings).total_seconds(), now=utcnow())
+    except LinkExpired as expired:
+        raise Refusal(410, "This link has expired",
+                      f"It was sent at {expired.issued_at:%Y-%m-%d %H:%M} UTC; links work for "
+                      f"{settings.action_link_max_age_hours:g} hours. Nothing was changed.") from None
+    except LinkInvalid as invalid:
+        raise Refusal(400, "This link is not valid",
+                      f"{str(invalid).capitalize()}. Nothing was changed.",
+                      advice="Open the link exactly as the e-mail gives it (some mail programs break long "
+                      f"links over lines); or: {_DASHBOARD_ADVICE[0].lower()}{_DASHBOARD_ADVICE[1:]}") from None
+
+
+def _not_found(link: ActionLink) -> Refusal:
+    return Refusal(404, "Alert not found",
+                   f"This deployment knows no alert {link.alert_id!r} of tenant {link.tenant_id}. Nothing was changed.")
+
+
+def _used() -> Refusal:
+    return Refusal(409, "This link was already used",
+                   "The response it stands for was recorded when it was first confirmed; a link works once. "
+                   "Nothing was changed now.")
+
+
+def _nothing_to_change(alert: Alert, link: ActionLink) -> HTMLResponse:
+    summary = AlertSummary.of(alert)
+    return page(200, heading="Nothing to change",
+                message=f"The alert is already {summary.status}: “{ACTION_LABELS[link.action]}” would change "
+                "nothing, so nothing was recorded (and the link was not used).",
+                alert=summary, recipient=link.recipient, advice=_DASHBOARD_ADVICE)
+
+
+async def _known_alert(pool: asyncpg.Pool, link: ActionLink) -> tuple[Alert, bool]:
+    """The alert as last recorded, and whether the link was used; :class:`Refusal` 404 if unknown."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT s.alert, EXISTS (SELECT 1 FROM used_action_links u WHERE u.link_id = $3) AS used
+               FROM ingest_alert_state s WHERE s.tenant_id = $1 AND s.alert_id = $2""",
+            link.tenant_id, link.alert_id, link.link_id)
+    if row is None:
+        raise _not_found(link)
+    return Alert.model_validate_json(row["alert"]), row["used"]
+
+
+@router.get(
+    "/{token}",
+    response_class=HTMLResponse,
+    responses={**_REFUSALS, 409: _refusal_doc("The link was already used (it works once)")},
+    openapi_extra=_NO_KEY,
+    summary="The confirmation page of a one-click response link (changes nothing)",
+)
+@takes_no_key
+async def show_action(token: Token, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """Shows the alert, the action and the recipient, and a form that confirms it (`POST` to the same
+    URL). Changes nothing: mail scanners open links. No key: the signed link is the credential."""
+    try:
+        link = _read(token, settings)
+        try:
+            alert, used = await _known_alert(pool, link)
+        except DEPENDENCY_ERRORS as exc:
+            log.warning("one-click page: the database is unavailable: %s", type(exc).__name__)
+            raise _unavailable() from None
+        if used:
+            raise _used()
+    except Refusal as refusal:
+        return _refused(request, refusal)
+    reason = alert.resolved_reason.value if alert.resolved_reason else None
+    if change_for(link.action, alert.status.value, reason) is None:
+        return _nothing_to_change(alert, link)
+    label = ACTION_LABELS[link.action]
+    return page(200, heading=f"{label}?", message=f"Confirm to record “{label}” for this alert as its response.",
+                alert=AlertSummary.of(alert), recipient=link.recipient, confirm_label=label,
+                expires=link.issued_at + _max_age(settings))
+
+
+# HEAD answers as GET does, without a body (a link checker's request).
+router.head("/{token}", include_in_schema=False)(show_action)
+
+
+class _LinkUsed(Exception):
+    pass
+
+
+class _Recording:
+    """``record_alerts``'s ``patch`` and hooks for one link, run in the transaction holding the alert's
+    row lock: a used link changes nothing; a link whose response is recorded is used up, and the
+    response queued for Partner Center (an alert that came from there)."""
+
+    def __init__(self, link: ActionLink) -> None:
+        self.link = link
+        self.actor = Actor(type=ActorType.user, id=link.recipient)
+        self.before: Alert | None = None  # the alert as the transaction found it
+        self.at: datetime | None = None  # the time of the response
+
+    def patch(self, previous: Alert, now: datetime) -> Alert:
+        self.before, self.at = previous, now
+        reason = previous.resolved_reason.value if previous.resolved_reason else None
+        change = change_for(self.link.action, previous.status.value, reason)
+        if change is None:
+            return previous
+        status, new_reason = change
+        return patched(
+            previous,
+            status=AlertStatus(status),
+            resolved_reason=ResolvedReason(new_reason) if new_reason else None,
+            fields={"status", "resolved_reason"} if new_reason else {"status"},
+            actor=self.actor,
+            now=now,
+        )
+
+    async def refuse_used(self, conn: asyncpg.Connection, states: AlertStates, alerts: list[Alert],
+                          now: datetime) -> list[Alert]:
+        if await conn.fetchval("SELECT true FROM used_action_links WHERE link_id = $1", self.link.link_id):
+            raise _LinkUsed
+        return alerts
+
+    async def use(self, conn: asyncpg.Connection, states: AlertStates, events: AlertEvents, now: datetime) -> None:
+        if not events:
+            return  # nothing changed: the link stays unused
+        link = self.link
+        used = await conn.fetchval(
+            """INSERT INTO used_action_links (link_id, tenant_id, alert_id, action, recipient, issued_at, used_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (link_id) DO NOTHING RETURNING true""",
+            link.link_id, link.tenant_id, link.alert_id, link.action.value, link.recipient, link.issued_at, now)
+        if not used:
+            raise _LinkUsed
+        await queue_writebacks(conn, states, events, now)
+
+
+@router.post(
+    "/{token}",
+    response_class=HTMLResponse,
+    responses={**_REFUSALS, 409: _refusal_doc("The link was already used (it works once): nothing changed")},
+    openapi_extra=_NO_KEY,
+    summary="Confirm a one-click response: record it as the link's recipient",
+)
+@takes_no_key
+async def confirm_action(token: Token, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """Records the link's action on its alert, by its recipient, now (the response clock stops), and
+    uses the link up. A form post from the confirmation page; any body is ignored. No key: the signed
+    link is the credential."""
+    try:
+        link = _read(token, settings)
+        recording = _Recording(link)
+        try:
+            events = await record_alerts(pool, settings, link.tenant_id, [Alert(id=link.alert_id)],
+                                         api_actor=recording.actor, patch=recording.patch,
+                                         adjust=recording.refuse_used, after=recording.use)
+        except _LinkUsed:
+            raise _used() from None
+        except Problem as problem:
+            if problem.status == 404:
+                raise _not_found(link) from None
+            if problem.status == 503:
+                raise _unavailable() from None
+            raise Refusal(problem.status, problem.title, problem.detail or problem.title) from None
+        except DEPENDENCY_ERRORS as exc:
+            log.warning("one-click response: the database is unavailable: %s", type(exc).__name__)
+            raise _unavailable() from None
+    except Refusal as refusal:
+        return _refused(request, refusal)
+    if not events:
+        return _nothing_to_change(recording.before, link)
+    log.info("one-click response %s on alert %s of tenant %s recorded", link.action.value, link.alert_id,
+             link.tenant_id)
+    return page(200, heading="Recorded",
+                message=f"“{ACTION_LABELS[link.action]}” is recorded as this alert's response, by {link.recipient}, "
+                f"at {recording.at:%Y-%m-%d %H:%M:%S} UTC.",
+                alert=AlertSummary.of(events[0].alert), recipient=link.recipient)
