@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.notifier.config import get_settings
+from services.notifier import domain
+from services.notifier.config import Settings, get_settings
 from services.notifier.handlers import build_router
+from services.notifier.templates import EmailTemplates, TemplateProblem
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
 from shared import outbox
@@ -21,9 +25,26 @@ from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 
+log = logging.getLogger(__name__)
+
+
+def checked_templates(settings: Settings) -> EmailTemplates:
+    """The e-mail templates, each loaded and rendered with sample data now: a broken one stops the
+    process here, naming its file (exit code 2, like a bad setting), not at the first alert."""
+    templates = EmailTemplates(settings.notifier_template_dir)
+    try:
+        templates.check(domain.sample_contexts())
+    except TemplateProblem as exc:
+        print(f"invalid templates: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if overridden := templates.overridden():
+        log.info("e-mail templates from %s: %s", settings.notifier_template_dir, ", ".join(overridden))
+    return templates
+
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    templates = checked_templates(settings)
     broker = make_broker(settings, client_id="notifier")
     relay = outbox.OutboxRelay(settings, schema="notifier", client_id="notifier-outbox")
     state: dict = {}
@@ -63,7 +84,7 @@ def create_app() -> FastAPI:
             # Redirects are not followed: a ticketing URL that redirects is misconfigured (a 3xx is permanent).
             async with webhook_client(settings.webhook_allow_private_addresses, follow_redirects=False) as http:
                 state["worker"] = worker = DeliveryWorker(
-                    settings, state["pool"], Transports(settings, state["pool"], http))
+                    settings, state["pool"], Transports(settings, state["pool"], http, templates))
                 await broker.start()
                 state["worker_task"] = asyncio.create_task(worker.run(), name="delivery-worker")
                 background = [

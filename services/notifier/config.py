@@ -1,4 +1,4 @@
-from pydantic import Field, SecretStr, model_validator
+from pydantic import DirectoryPath, Field, SecretStr, model_validator
 
 from shared.catalogue import CatalogueError, RequirementType, load_catalogue
 from shared.responses import RESPONSE_TARGET_HOURS
@@ -27,6 +27,11 @@ class Settings(CommonSettings):
         None,
         description="Instructions of the response-time requirement, linked from every message "
         "(default: its helpUrl in the requirements catalogue).",
+    )
+    notifier_template_dir: DirectoryPath | None = Field(
+        None,
+        description="Directory of e-mail templates replacing the shipped ones of the same name "
+        "(services/notifier/templates/*.j2); every template is checked at start-up.",
     )
     dashboard_alert_url: str = Field(
         "{publicBaseUrl}/dashboard?tenant={tenantId}&alert={alertId}",

@@ -9,21 +9,22 @@ escalations (by the same routes) and nothing else.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import random
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from services.notifier.templates import EmailTemplates, Rendered
+from services.notifier.templates import shipped as shipped_templates
 from shared.alerts import Alert, AlertStatus
 from shared.channels import Route
 from shared.dead_letters import DeadLetter, dead_delivery
@@ -336,9 +337,19 @@ def dead_letter(tenant_id: str, delivery: DeliveryView) -> DeadLetter:
 
 
 @dataclass(frozen=True)
+class ActionChoice:
+    """A one-click response offered in an alert e-mail: the action, its label, its signed link."""
+
+    action: str
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Links:
     dashboard: str
     help: str
+    actions: tuple[ActionChoice, ...] = ()  # signed for one recipient: e-mails only, never a webhook
 
 
 def dashboard_link(template: str, public_base_url: str, tenant_id: str, alert_id: str) -> str:
@@ -349,14 +360,6 @@ def dashboard_link(template: str, public_base_url: str, tenant_id: str, alert_id
         tenantId=quote(tenant_id, safe=""),
         alertId=quote(alert_id, safe=""),
     )
-
-
-_KIND_TITLES = {Kind.alert: "", Kind.reminder: "Reminder: ", Kind.escalation: "Escalation: "}
-_KIND_LEADS = {
-    Kind.alert: "A new security alert needs a response.",
-    Kind.reminder: "Reminder: this alert has had no response for an hour since it was detected.",
-    Kind.escalation: "Escalation: this alert is still unanswered; the 24-hour limit is close.",
-}
 
 
 @dataclass(frozen=True)
@@ -378,71 +381,97 @@ def header_text(value: str) -> str:
     return " ".join(_CONTROL_CHARACTERS.sub(" ", value).split())
 
 
-def alert_email(kind: Kind, event: AlertCreated, links: Links, now: datetime, limit_seconds: float) -> Email:
+def _utc_minute(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def alert_email_context(
+    kind: Kind, event: AlertCreated, links: Links, now: datetime, limit_seconds: float
+) -> dict[str, Any]:
+    """What the ``alert.*.j2`` templates receive (listed in docs/notifier.md): texts ready to show."""
     alert = event.alert
-    severity = alert.severity.value if alert.severity else "unknown severity"
-    title = alert.display_name or alert.alert_type or alert.id
     detected = detection_time(event)
-    rows = [
-        ("Alert", title),  # in full here: the subject has it on one line
-        ("Customer", alert.customer_tenant_id or "unknown"),
-        ("Alert type", alert.alert_type or "unknown"),
-        ("Severity", severity),
-        ("Detected", detected.strftime("%Y-%m-%d %H:%M UTC")),
-        (
-            "Time left before the 24-hour limit",
-            time_left_text(detected + timedelta(seconds=limit_seconds), now),
-        ),
-        ("Alert id", alert.id),
-    ]
-    if alert.is_test:
-        rows.append(("Test alert", "yes"))
-    text = "\n".join(
-        [
-            _KIND_LEADS[kind],
-            "",
-            *(f"{k}: {v}" for k, v in rows),
-            "",
-            f"Open in the dashboard: {links.dashboard}",
-            f"What the requirement asks: {links.help}",
-            "",
-            "Changing the alert's status stops the response clock.",
-        ]
-    )
-    cells = "".join(
-        f'<tr><th align="left">{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>' for k, v in rows
-    )
-    body_html = (
-        f"<p>{html.escape(_KIND_LEADS[kind])}</p><table>{cells}</table>"
-        f'<p><a href="{html.escape(links.dashboard)}">Open in the dashboard</a> · '
-        f'<a href="{html.escape(links.help)}">What the requirement asks</a></p>'
-        "<p>Changing the alert's status stops the response clock.</p>"
-    )
-    subject = header_text(f"[{severity}] {_KIND_TITLES[kind]}{title}")
-    return Email(subject, text, f"<html><body>{body_html}</body></html>")
+    deadline = detected + timedelta(seconds=limit_seconds)
+    return {
+        "kind": kind.value,  # alert | reminder | escalation
+        "tenant_id": event.tenant_id,
+        "limit_hours": f"{limit_seconds / 3600:g}",
+        "alert": {
+            "id": alert.id,
+            "title": alert.display_name or alert.alert_type or alert.id,  # in full: the subject makes one line
+            "description": alert.description or "",
+            "customer": alert.customer_tenant_id or "unknown",
+            "type": alert.alert_type or "unknown",
+            "severity": alert.severity.value if alert.severity else "unknown severity",
+            "detected": _utc_minute(detected),
+            "deadline": _utc_minute(deadline),
+            "time_left": time_left_text(deadline, now),
+            "is_test": alert.is_test,
+        },
+        "links": {"dashboard": links.dashboard, "help": links.help},
+        "actions": [{"action": c.action, "label": c.label, "url": c.url} for c in links.actions],
+    }
 
 
-def spending_email(event: SpendingBudgetThresholdReached, dashboard: str) -> Email:
-    customer = event.customer_name or event.customer_tenant_id
+def spending_email_context(event: SpendingBudgetThresholdReached, dashboard: str) -> dict[str, Any]:
+    """What the ``spending.*.j2`` templates receive (listed in docs/notifier.md)."""
     share = 100 * event.spend / event.budget if event.budget else float(event.threshold_percent)
-    rows = [
-        ("Customer", customer),
-        ("Customer tenant", event.customer_tenant_id),
-        ("Month", event.month),
-        ("Budget", f"{event.budget:,.2f}"),
-        ("Spend", f"{event.spend:,.2f} ({share:.0f}% of the budget)"),
-    ]
-    lead = f"A customer's Azure spend has reached {event.threshold_percent}% of its monthly budget."
-    text = "\n".join([lead, "", *(f"{k}: {v}" for k, v in rows), "", f"Dashboard: {dashboard}"])
-    cells = "".join(
-        f'<tr><th align="left">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in rows
-    )
-    return Email(
-        header_text(f"[budget] {customer} reached {event.threshold_percent}% of its {event.month} budget"),
-        text,
-        f"<html><body><p>{html.escape(lead)}</p><table>{cells}</table>"
-        f'<p><a href="{html.escape(dashboard)}">Dashboard</a></p></body></html>',
-    )
+    return {
+        "tenant_id": event.tenant_id,
+        "customer": event.customer_name or event.customer_tenant_id,
+        "customer_tenant_id": event.customer_tenant_id,
+        "month": event.month,
+        "budget": f"{event.budget:,.2f}",
+        "spend": f"{event.spend:,.2f}",
+        "share_percent": f"{share:.0f}",
+        "threshold_percent": event.threshold_percent,
+        "links": {"dashboard": dashboard},
+    }
+
+
+def _email(rendered: Rendered) -> Email:
+    return Email(header_text(rendered.subject), rendered.text, rendered.html)
+
+
+def alert_email(
+    kind: Kind,
+    event: AlertCreated,
+    links: Links,
+    now: datetime,
+    limit_seconds: float,
+    templates: EmailTemplates | None = None,
+) -> Email:
+    context = alert_email_context(kind, event, links, now, limit_seconds)
+    return _email((templates or shipped_templates()).render("alert", context))
+
+
+def spending_email(
+    event: SpendingBudgetThresholdReached, dashboard: str, templates: EmailTemplates | None = None
+) -> Email:
+    return _email((templates or shipped_templates()).render("spending", spending_email_context(event, dashboard)))
+
+
+def sample_contexts() -> dict[str, list[dict[str, Any]]]:
+    """Contexts every template is rendered with at start-up: each kind of alert e-mail, with and
+    without action links, a test alert and one without severity, type or customer; a spending one."""
+    detected = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    full = AlertCreated(tenant_id="sample-tenant", alert=Alert(
+        id="sample-alert", display_name="Sample alert", description="A sample.", alert_type="unusualActivity",
+        severity="high", customer_tenant_id="sample-customer", detected_date_time=detected))
+    bare = AlertCreated(tenant_id="sample-tenant", alert=Alert(id="bare-alert", is_test=True,
+                                                               detected_date_time=detected))
+    url = "https://triage.example/sample"
+    plain = Links(url, url)
+    with_actions = replace(plain, actions=tuple(ActionChoice(a, a.title(), f"{url}/{a}") for a in
+                                                ("acknowledge", "resolve-legitimate")))
+    alerts = [alert_email_context(kind, created, links, now, 86400)
+              for kind in (Kind.alert, Kind.reminder, Kind.escalation)
+              for created in (full, bare)
+              for links in (plain, with_actions)
+              for now in (detected, detected + timedelta(days=2))]
+    budget = SpendingBudgetThresholdReached(tenant_id="sample-tenant", customer_tenant_id="sample-customer",
+                                            month="2026-01", budget=1000, spend=812.5)
+    return {"alert": alerts, "spending": [spending_email_context(budget, url)]}
 
 
 _WEBHOOK_TYPES = {

@@ -20,6 +20,7 @@ import httpx
 from services.notifier import domain, store
 from services.notifier.config import Settings
 from services.notifier.domain import Attempt, Kind
+from services.notifier.templates import EmailTemplates
 from shared.egress import EgressRefused
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
 from shared.webhooks import sign_headers
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class Transports:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient, templates: EmailTemplates | None = None
+    ) -> None:
         self.settings, self.pool, self.http = settings, pool, http
+        self.templates = templates or EmailTemplates(settings.notifier_template_dir)
 
     def links(self, tenant_id: str, alert_id: str) -> domain.Links:
         s = self.settings
@@ -144,7 +148,7 @@ class Transports:
         headers: dict[str, str] = {}
         if kind is Kind.spending:
             event = SpendingBudgetThresholdReached.model_validate_json(row["payload"])
-            content = domain.spending_email(event, self.settings.public_base_url)
+            content = domain.spending_email(event, self.settings.public_base_url, self.templates)
         else:
             alert_event = AlertCreated.model_validate_json(row["payload"])
             content = domain.alert_email(
@@ -153,6 +157,7 @@ class Transports:
                 self.links(row["tenant_id"], alert_event.alert.id),
                 now,
                 self.settings.response_limit_seconds,
+                self.templates,
             )
             headers["X-CSP-Alert-Id"] = alert_event.alert.id
             if kind is not Kind.alert:
