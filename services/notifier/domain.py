@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from services.notifier.templates import EmailTemplates, Rendered
 from services.notifier.templates import shipped as shipped_templates
+from shared.action_links import ACTION_LABELS, Action, action_url, sign_action_link
 from shared.alerts import Alert, AlertStatus
 from shared.channels import Route
 from shared.dead_letters import DeadLetter, dead_delivery
@@ -352,6 +353,18 @@ class Links:
     actions: tuple[ActionChoice, ...] = ()  # signed for one recipient: e-mails only, never a webhook
 
 
+def action_choices(
+    keys: Sequence[str], write_api_public_url: str, *, tenant_id: str, alert_id: str, recipient: str, now: datetime
+) -> tuple[ActionChoice, ...]:
+    """The one-click responses of an alert e-mail to ``recipient``: a link per action, signed for that
+    recipient (the write API records the response as theirs), each with a link id of its own."""
+    return tuple(
+        ActionChoice(action.value, ACTION_LABELS[action], action_url(write_api_public_url, sign_action_link(
+            keys, tenant_id=tenant_id, alert_id=alert_id, action=action, recipient=recipient, now=now)))
+        for action in Action
+    )
+
+
 def dashboard_link(template: str, public_base_url: str, tenant_id: str, alert_id: str) -> str:
     from urllib.parse import quote
 
@@ -462,8 +475,7 @@ def sample_contexts() -> dict[str, list[dict[str, Any]]]:
                                                                detected_date_time=detected))
     url = "https://triage.example/sample"
     plain = Links(url, url)
-    with_actions = replace(plain, actions=tuple(ActionChoice(a, a.title(), f"{url}/{a}") for a in
-                                                ("acknowledge", "resolve-legitimate")))
+    with_actions = replace(plain, actions=tuple(ActionChoice(a.value, ACTION_LABELS[a], f"{url}/{a}") for a in Action))
     alerts = [alert_email_context(kind, created, links, now, 86400)
               for kind in (Kind.alert, Kind.reminder, Kind.escalation)
               for created in (full, bare)

@@ -142,7 +142,8 @@ class Transports:
 
     def compose(self, row: asyncpg.Record, recipient: str) -> EmailMessage:
         """The e-mail of one delivery. Every header value goes through ``domain.header_text``:
-        alert fields may hold line breaks, which belong in the body only."""
+        alert fields may hold line breaks, which belong in the body only. An alert e-mail carries the
+        one-click responses signed for ``recipient``: whoever it reaches answers as themselves."""
         kind = Kind(row["kind"])
         now = utcnow()
         headers: dict[str, str] = {}
@@ -151,10 +152,13 @@ class Transports:
             content = domain.spending_email(event, self.settings.public_base_url, self.templates)
         else:
             alert_event = AlertCreated.model_validate_json(row["payload"])
+            links = replace(self.links(row["tenant_id"], alert_event.alert.id), actions=domain.action_choices(
+                self.settings.action_link_key_list, self.settings.write_api_public_url,
+                tenant_id=row["tenant_id"], alert_id=alert_event.alert.id, recipient=recipient, now=now))
             content = domain.alert_email(
                 kind,
                 alert_event,
-                self.links(row["tenant_id"], alert_event.alert.id),
+                links,
                 now,
                 self.settings.response_limit_seconds,
                 self.templates,

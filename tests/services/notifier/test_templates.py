@@ -4,17 +4,25 @@ the process, naming the file)."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from services.notifier import domain
+from services.notifier.config import Settings
 from services.notifier.domain import Kind
 from services.notifier.templates import EmailTemplates, TemplateProblem
+from services.notifier.transports import Transports
+from shared.action_links import Action, read_action_link
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
+from shared.wire import utcnow
 from tests.services.notifier.helpers import alert_created
 from tests.support.processes import REPO
 
@@ -124,3 +132,58 @@ def test_a_template_directory_that_does_not_exist_is_a_bad_setting(tmp_path):
              "NOTIFIER_TEMPLATE_DIR": str(tmp_path / "missing")},
     )
     assert started.returncode == 2 and "NOTIFIER_TEMPLATE_DIR" in started.stderr, started.stderr
+
+
+# --- one-click response links ---------------------------------------------------------------------------
+
+KEYS = ["new-action-link-key-for-the-tests-0001", "old-action-link-key-for-the-tests-0002"]
+LINK = re.compile(r"^- (.+): (\S+)$", re.MULTILINE)
+
+
+def mail_settings() -> Settings:
+    return Settings(environment="development", write_api_public_url="https://triage.example/api/",
+                    action_link_keys=",".join(KEYS), requirement_help_url="https://help.example/",
+                    public_base_url="https://triage.example")
+
+
+def delivery_row(kind: str, channel: str, payload: str) -> dict:
+    return {"delivery_id": uuid.uuid4(), "tenant_id": "t1", "subject_id": "a/1", "alert_id": "a/1",
+            "channel": channel, "kind": kind, "payload": payload, "attempts": 1, "redeliveries": 0}
+
+
+def test_every_alert_email_carries_the_four_action_links_signed_for_its_recipient():
+    transports = Transports(mail_settings(), pool=None, http=None)
+    payload = alert_created("t1", "a/1").model_dump_json(by_alias=True)
+    for kind, channel, recipient in (
+        ("alert", domain.CONTACT_EMAIL, "soc@partner.example"),
+        ("reminder", domain.CONTACT_EMAIL, "soc@partner.example"),
+        ("escalation", domain.ESCALATION_EMAIL, "duty-manager@partner.example"),
+    ):
+        mail = transports.compose(delivery_row(kind, channel, payload), recipient)
+        text = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
+        offered = LINK.findall(text)
+        assert [label for label, _ in offered] == [
+            "Acknowledge", "Resolve: legitimate", "Resolve: fraud", "Resolve: ignore"], text
+        links = []
+        for label, url in offered:
+            assert url.startswith("https://triage.example/api/v1/actions/"), url
+            assert f'<a href="{url}"' in html and f">{label}</a>" in html  # the same links in both parts
+            # Signed with the first key: it reads with that key alone.
+            links.append(read_action_link(KEYS[:1], url.rpartition("/")[2], max_age_seconds=60, now=utcnow()))
+        assert [(link.tenant_id, link.alert_id, link.recipient) for link in links] == [
+            ("t1", "a/1", recipient)] * 4
+        assert [link.action for link in links] == list(Action)
+        assert len({link.link_id for link in links}) == 4  # each link used once, on its own
+        assert "https://triage.example/dashboard?tenant=t1&alert=a%2F1" in text  # the dashboard link stays
+
+
+def test_the_spending_email_and_the_webhook_body_carry_no_action_links():
+    transports = Transports(mail_settings(), pool=None, http=None)
+    mail = transports.compose(delivery_row("spending", domain.CONTACT_EMAIL, spending().model_dump_json()),
+                              "soc@partner.example")
+    for part in ("plain", "html"):
+        assert "/v1/actions/" not in mail.get_body((part,)).get_content()
+    links = replace(LINKS, actions=(domain.ActionChoice("acknowledge", "Acknowledge", "https://x.example/a"),))
+    body = domain.webhook_body(uuid.uuid4(), Kind.alert, event(), links, 86400)
+    assert json.loads(body)["links"] == {"dashboard": LINKS.dashboard, "help": LINKS.help}
