@@ -51,6 +51,7 @@ class EmailTemplates:
             autoescape=jinja2.select_autoescape(disabled_extensions=_PLAIN, default_for_string=True, default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # the templates checked at start-up are the ones used: an edit needs a restart
         )
 
     def render(self, email: str, context: Mapping[str, Any]) -> Rendered:
