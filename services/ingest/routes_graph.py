@@ -159,14 +159,15 @@ async def put_connection(
     return _view(await _current(pool, tenant_id))  # (a DELETE in between: 404, as it would be now)
 
 
-@router.get(PATH, response_model=GraphConnectionOut,
+@router.get(PATH, response_model=GraphConnectionOut, responses={404: {"description": "The tenant has no connection"}},
             summary="The tenant's Partner Center connection and its state (never its secret)")
 async def get_connection(tenant_id: TenantIdPath, caller: CallerDep, pool: PoolDep) -> GraphConnectionOut:
     authorize(caller, Permission.read, tenant_id)
     return _view(await _current(pool, tenant_id))
 
 
-@router.delete(PATH, status_code=204, summary="Disconnect the tenant from Partner Center")
+@router.delete(PATH, status_code=204, responses={404: {"description": "The tenant has no connection"}},
+               summary="Disconnect the tenant from Partner Center")
 async def delete_connection(tenant_id: TenantIdPath, caller: CallerDep, pool: PoolDep) -> Response:
     authorize(caller, Permission.manage, tenant_id)
     if not await store.delete_connection(pool, tenant_id, actor=AuditActor.of(caller)):

@@ -16,9 +16,9 @@ role allows: every read, and a write only if the role has its permission (else a
 permission the role lacks; a read-only role's, or on a deployment-wide route, also before a
 malformed body is read).
 
-Only the health probes are public, named below. Nothing else is listed: a new operation is in the
-matrix as soon as a service serves it, and one that is neither tenant-scoped, nor operator-only, nor
-named public fails here.
+Only the health probes are public, and the one-click response pages take a signed link instead of a
+key; both are named below. Nothing else is listed: a new operation is in the matrix as soon as a
+service serves it, and one that is neither tenant-scoped, nor operator-only, nor named fails here.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from tests.support.processes import ServiceProcess
 pytestmark = pytest.mark.contract
 
 PUBLIC_OPERATIONS = frozenset({("GET", "/health/live"), ("GET", "/health/ready")})
+# The signed link in the path is the credential (it names tenant, alert, action and recipient): any
+# caller, with or without a key, gets a page or a refusal of the link, never 401/403 nor a 5xx.
+SIGNED_LINK_OPERATIONS = frozenset({("GET", "/v1/actions/{token}"), ("POST", "/v1/actions/{token}")})
 PROBLEM_JSON = "application/problem+json"
 
 NO_KEY = "no-key"
@@ -45,7 +48,7 @@ CALLERS = (NO_KEY, *TENANT_A_ROLES, OPERATOR)
 
 def guarded_operations(service: str, documents: dict[str, dict]) -> list[Operation]:
     operations = [op for op in operations_of(service, documents[service])
-                  if (op.method, op.path) not in PUBLIC_OPERATIONS]
+                  if (op.method, op.path) not in PUBLIC_OPERATIONS | SIGNED_LINK_OPERATIONS]
     assert operations, f"{service} serves no operation besides its health probes"
     return operations
 
@@ -133,6 +136,25 @@ def test_public_operations_exist_and_answer_without_a_key(
     for method, path in sorted(PUBLIC_OPERATIONS):
         answer = httpx.request(method, f"{system[service].url}{path}", timeout=10)
         assert answer.status_code == 200, f"{method} {path}: {answer.status_code} {answer.text[:300]}"
+
+
+def test_signed_link_operations_refuse_a_made_up_link_to_any_caller(
+    system: dict[str, ServiceProcess], openapi_documents: dict[str, dict], intruder_keys: dict[str, str]
+) -> None:
+    served = {(op.method, op.path) for op in operations_of("ingest", openapi_documents["ingest"])}
+    assert served >= SIGNED_LINK_OPERATIONS, f"ingest no longer serves {sorted(SIGNED_LINK_OPERATIONS - served)}"
+    for caller in CALLERS:
+        headers = {"Accept": PROBLEM_JSON}
+        if caller in intruder_keys:
+            headers["Authorization"] = f"Bearer {intruder_keys[caller]}"
+        elif caller == OPERATOR:
+            headers.update(AUTH)
+        for method, _ in sorted(SIGNED_LINK_OPERATIONS):
+            answer = httpx.request(method, f"{system['ingest'].url}/v1/actions/not-a-link-we-signed",
+                                   headers=headers, timeout=10)
+            seen = f"{method} /v1/actions/... as {caller}: {answer.status_code} {answer.text[:300]}"
+            assert answer.status_code == 400, seen
+            assert answer.headers.get("content-type", "").startswith(PROBLEM_JSON), seen
 
 
 @pytest.mark.parametrize("role", EVERY_TENANT_ROLES, ids=lambda role: role.value)

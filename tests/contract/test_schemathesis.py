@@ -41,9 +41,14 @@ RULES_NO_SCHEMA_STATES = (
     ("POST", "/v1/tenants/{tenant_id}/signals/customer-mfa"),
     ("POST", "/v1/tenants/{tenant_id}/signals/spending"),
     ("PUT", "/v1/tenants/{tenant_id}/channels/{name}"),
+    ("PUT", "/v1/tenants/{tenant_id}/connections/graph"),  # a certificate must parse, hold its key, be valid now
     ("POST", "/v1/keys"),
 )
 ACCEPTED_OR_RULED_OUT = ["2xx", "401", "403", "404", "409", "422", "429"]
+# The one-click response pages: a schema-valid token is still one this deployment never signed (400),
+# or of an alert not there (404), used (409) or expired (410).
+SIGNED_LINK_PATH = "/v1/actions/{token}"
+SIGNED_LINK_REFUSALS = ["2xx", "400", "404", "409", "410"]
 
 
 # A fixed seed: every run sends the same cases, so CI passes or fails on the code alone, never on the
@@ -63,6 +68,12 @@ def contract_config(base_url: str) -> SchemathesisConfig:
             "database": "none",
         },
         "operations": [
+            # First: an operation takes the first entry that matches it (and an entry's method and path
+            # filters are not both required), so this one, by path alone, must come before the POSTs'.
+            {
+                "include-path": SIGNED_LINK_PATH,
+                "checks": {"positive_data_acceptance": {"expected-statuses": SIGNED_LINK_REFUSALS}},
+            },
             {
                 # `insights` is free-form JSON, stored as PostgreSQL jsonb, which cannot hold U+0000: the
                 # API refuses NUL anywhere in it with a 422, a rule no JSON Schema can state of every

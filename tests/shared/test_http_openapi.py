@@ -46,8 +46,10 @@ def expected_errors(path: str, method: str, operation: dict) -> set[int]:
     """What the operation can answer with, from what it has."""
     parameters = [p for p in operation.get("parameters", []) if p["in"] in ("path", "query")]
     expected: set[int] = set()
-    if path.startswith("/v1/"):  # every API route takes a key, looked up in PostgreSQL
+    if path.startswith("/v1/") and operation.get("security") != []:  # an API route takes a key, looked up in PostgreSQL
         expected |= {401, 403, 429, 503}
+    elif path.startswith("/v1/"):  # a signed link is the credential (one-click responses): no key, still the database
+        expected |= {400, 503}
     if "requestBody" in operation:
         expected |= {400, 413, 415, 422}
     if parameters:
@@ -69,7 +71,12 @@ def test_every_api_operation_documents_its_errors_as_problems(documents, service
         assert not missing, f"{method.upper()} {path} does not document {sorted(missing)}"
         for status in documented:
             response = operation["responses"][str(status)]
-            assert response["content"] == PROBLEM_CONTENT, f"{method.upper()} {path} {status}"
+            if operation.get("security") == []:
+                # A page people open from an e-mail: HTML for a browser, a problem for a JSON client.
+                assert response["content"]["application/problem+json"] == PROBLEM_CONTENT["application/problem+json"]
+                assert set(response["content"]) <= {"application/problem+json", "text/html"}, f"{method.upper()} {path}"
+            else:
+                assert response["content"] == PROBLEM_CONTENT, f"{method.upper()} {path} {status}"
             assert response["description"], f"{method.upper()} {path} {status} has no description"
             if status in (429, 503):
                 assert "Retry-After" in response.get("headers", {}), f"{method.upper()} {path} {status}"
