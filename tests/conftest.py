@@ -194,17 +194,20 @@ def graph_emulator() -> Iterator[GraphEmulator]:
 
 @pytest.fixture(scope="session")
 def system(make_service, system_mail: Smtp, graph_emulator: GraphEmulator) -> dict[str, ServiceProcess]:
-    """All four services running as processes (shared by the end-to-end tests of a run); the
-    notifier sends its mail to ``system_mail``; the write API polls Partner Center at
-    ``graph_emulator`` every second and writes responses back there."""
+    """All four services running as processes (shared by the end-to-end tests of a run). The notifier
+    sends its mail to ``system_mail``, with one-click links to this write API; the write API polls
+    Partner Center at ``graph_emulator`` every second and writes responses back there."""
     env = {
         "notifier": {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(system_mail.port)},
         "ingest": {"GRAPH_SYNC_ENABLED": "true", "GRAPH_BASE_URL": graph_emulator.base_url,
                    "GRAPH_LOGIN_BASE_URL": graph_emulator.base_url, "GRAPH_POLL_INTERVAL": "1",
                    "GRAPH_WRITEBACK_MAX_BACKOFF_SECONDS": "2"},
     }
-    processes = {name: make_service(name, **env.get(name, {})).start(wait=False)
-                 for name in ("ingest", "response-time", "scoring", "notifier")}
+    processes = {name: make_service(name, **env.get(name, {})) for name in ("ingest", "response-time", "scoring")}
+    # The notifier signs one-click links for the write API as people reach it: this run's.
+    processes["notifier"] = make_service("notifier", **env["notifier"], WRITE_API_PUBLIC_URL=processes["ingest"].url)
+    for process in processes.values():
+        process.start(wait=False)
     for process in processes.values():
         process.wait_ready()
     return processes
