@@ -483,7 +483,9 @@ def sample_contexts() -> dict[str, list[dict[str, Any]]]:
               for now in (detected, detected + timedelta(days=2))]
     budget = SpendingBudgetThresholdReached(tenant_id="sample-tenant", customer_tenant_id="sample-customer",
                                             month="2026-01", budget=1000, spend=812.5)
-    return {"alert": alerts, "spending": [spending_email_context(budget, url)]}
+    from services.notifier.warnings import sample_warning_contexts  # (warnings imports shared modules only)
+
+    return {"alert": alerts, "spending": [spending_email_context(budget, url)], "warning": sample_warning_contexts(url)}
 
 
 _WEBHOOK_TYPES = {
