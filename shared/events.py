@@ -279,7 +279,7 @@ class DeliveryView(WireModel):
     alert_id: str | None = None
     subject: str = Field(description="The alert id, or spending:<customer>:<month>.")
     channel: str = Field(description="email:contact | email:escalation | webhook:<name>.")
-    kind: str = Field(description="alert | reminder | escalation | spending.")
+    kind: str = Field(description="alert | reminder | escalation | spending | warning.")
     state: str = Field(description="pending | delivered | dead | skipped | cancelled.")
     recipient: str | None = None
     attempts: int = 0

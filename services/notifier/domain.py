@@ -49,6 +49,7 @@ class Kind(StrEnum):
     reminder = "reminder"
     escalation = "escalation"
     spending = "spending"
+    warning = "warning"  # a requirement at risk or no longer met (services/notifier/warnings.py)
 
 
 def webhook_channel(name: str) -> str:
@@ -213,11 +214,11 @@ def timers_for_new_alert(
 def worth_sending_late(kind: Kind, payload: str, *, closed_since: bool) -> bool:
     """Whether an e-mail skipped for want of a contact is still worth sending now that one arrived.
 
-    A spending notification is; an e-mail about an alert only if the alert is still open: it arrived
-    neither resolved nor answered, and was not answered or resolved since (``closed_since``). The
+    A spending notification or an at-risk warning is; an e-mail about an alert only if the alert is
+    still open: it arrived neither resolved nor answered, and was not answered or resolved since (``closed_since``). The
     caller also leaves out e-mails skipped longer ago than CONTACT_CATCH_UP_SECONDS.
     """
-    if kind is Kind.spending:
+    if kind in (Kind.spending, Kind.warning):
         return True
     if closed_since:
         return False

@@ -1,0 +1,65 @@
+"""PostgreSQL I/O of the at-risk warnings (``warnings`` holds the rules): the last state of each
+requirement, and the warning deliveries a change of state calls for, in one transaction with the
+event's claim (a redelivered event warns nobody twice)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from services.notifier import domain, store, warnings
+from services.notifier.domain import Kind
+from shared.db import claim_event
+from shared.events import ComplianceStatus, RequirementStatusObserved
+from shared.wire import WireModel
+
+
+class WarningPayload(WireModel):
+    """What a warning delivery carries: the status that caused it, and why."""
+
+    event: RequirementStatusObserved
+    reason: warnings.WarningReason
+
+
+def recipients(*, escalation_email: bool) -> list[str]:
+    """The contact, and the deployment's escalation address if there is one (escalation chains per
+    tenant come later: docs/notifier.md)."""
+    return [domain.CONTACT_EMAIL, *([domain.ESCALATION_EMAIL] if escalation_email else [])]
+
+
+async def record_requirement_status(
+    pool: asyncpg.Pool, event: RequirementStatusObserved, *, now: datetime, escalation_email: bool
+) -> int | None:
+    """Apply the status; the number of warning deliveries it made (None: the event was applied before).
+    An observation older than the one recorded changes nothing."""
+    current = warnings.state_of(event)
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, store.CONSUMER, event.event_id):
+            return None
+        row = await conn.fetchrow(
+            """SELECT compliance_status, at_risk, observed_at FROM requirement_states
+               WHERE tenant_id = $1 AND requirement_type = $2 FOR UPDATE""",
+            event.tenant_id, event.requirement_type,
+        )
+        if row is not None and row["observed_at"] >= event.observed_date_time:
+            return 0
+        previous = (warnings.RequirementState(ComplianceStatus(row["compliance_status"]), row["at_risk"])
+                    if row is not None else None)
+        await conn.execute(
+            """INSERT INTO requirement_states (tenant_id, requirement_type, compliance_status, at_risk, observed_at)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (tenant_id, requirement_type) DO UPDATE SET compliance_status = excluded.compliance_status,
+                   at_risk = excluded.at_risk, observed_at = excluded.observed_at""",
+            event.tenant_id, event.requirement_type, current.compliance.value, current.at_risk,
+            event.observed_date_time,
+        )
+        made = 0
+        for reason in warnings.warnings_for(previous, current, observed=event.observed_date_time, now=now):
+            payload = WarningPayload(event=event, reason=reason).model_dump_json()
+            subject = warnings.warning_subject(event.requirement_type, reason, event.observed_date_time)
+            made += await store._insert_deliveries(  # the delivery log's one way in
+                conn, event.tenant_id, subject, None, recipients(escalation_email=escalation_email), Kind.warning,
+                payload,
+            )
+        return made

@@ -1,0 +1,70 @@
+"""At-risk warnings on the real PostgreSQL: a warning delivery per change of state for the worse, none
+for a repeat, an older observation or a redelivered event (a database of each test's own: no
+notifier process of the run picks up these deliveries)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest_asyncio
+
+from services.notifier.warning_store import record_requirement_status
+from shared.db import create_pool
+from shared.events import RequirementStatusObserved
+
+NOW = datetime.now(UTC)
+
+
+@pytest_asyncio.fixture
+async def pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(own_database, schema="notifier")
+    yield pool
+    await pool.close()
+
+
+def status(compliance: str, *, at_risk: bool = False, minutes_ago: float = 0,
+           requirement: str = "securityAlertsPromptlyResolved") -> RequirementStatusObserved:
+    return RequirementStatusObserved(
+        tenant_id="t1", requirement_type=requirement, compliance_status=compliance, source="test",
+        observed_date_time=NOW - timedelta(minutes=minutes_ago), insights={"atRisk": at_risk, "openCount": 1})
+
+
+async def warnings_sent(pool) -> list[tuple[str, str, str]]:
+    rows = await pool.fetch("SELECT subject_id, channel, payload FROM notification_deliveries WHERE kind = 'warning' "
+                            "ORDER BY created_at, channel")
+    return [(r["subject_id"].split(":")[2], r["channel"], json.loads(r["payload"])["reason"]) for r in rows]
+
+
+async def test_a_warning_per_change_for_the_worse_to_the_contact_and_the_escalation_address(pool):
+    apply = record_requirement_status
+    assert await apply(pool, status("compliant", minutes_ago=30), now=NOW, escalation_email=True) == 0
+    at_risk = status("compliant", at_risk=True, minutes_ago=20)
+    assert await apply(pool, at_risk, now=NOW, escalation_email=True) == 2
+    assert await apply(pool, at_risk, now=NOW, escalation_email=True) is None  # redelivered: applied before
+    assert await apply(pool, status("compliant", at_risk=True, minutes_ago=15), now=NOW, escalation_email=True) == 0
+    assert await apply(pool, status("noncompliant", at_risk=True, minutes_ago=10), now=NOW,
+                       escalation_email=False) == 1
+    # An observation older than the one recorded changes nothing (the topic is not ordered across keys).
+    assert await apply(pool, status("compliant", minutes_ago=25), now=NOW, escalation_email=True) == 0
+    assert await apply(pool, status("noncompliant", minutes_ago=5), now=NOW, escalation_email=True) == 0
+    assert await warnings_sent(pool) == [
+        ("at-risk", "email:contact", "at-risk"), ("at-risk", "email:escalation", "at-risk"),
+        ("noncompliant", "email:contact", "noncompliant")]
+    state = await pool.fetchrow("SELECT compliance_status, at_risk FROM requirement_states WHERE tenant_id = 't1'")
+    assert (state["compliance_status"], state["at_risk"]) == ("noncompliant", False)
+
+
+async def test_a_status_from_long_ago_is_recorded_but_warns_nobody(pool):
+    """A notifier rebuilding its state from the compacted topic, or catching up after an outage."""
+    assert await record_requirement_status(pool, status("noncompliant", minutes_ago=180,
+                                                        requirement="mfaEnforcedForAdmins"),
+                                           now=NOW, escalation_email=True) == 0
+    assert await warnings_sent(pool) == []
+    assert await record_requirement_status(pool, status("compliant", minutes_ago=2, requirement="mfaEnforcedForAdmins"),
+                                           now=NOW, escalation_email=True) == 0
+    assert await record_requirement_status(pool, status("noncompliant", minutes_ago=1,
+                                                        requirement="mfaEnforcedForAdmins"),
+                                           now=NOW, escalation_email=False) == 1
