@@ -37,6 +37,8 @@ class Topic(StrEnum):
     delivery_commands = "delivery-commands"
     # Each alert's sync state with Partner Center (#12): owner ingest (its Graph connector).
     alert_sync = "alert-sync"
+    # Each tenant's escalation chain (#13): owner ingest (the write API); consumer the notifier.
+    escalation_chains = "escalation-chains"
 
 
 class Event(WireModel):
@@ -313,6 +315,26 @@ class RedeliveryRequested(Event):
 
     def kafka_key(self) -> bytes:
         return f"{self.tenant_id}:{self.delivery_id}".encode()
+
+
+# --- escalation-chains topic: key tenant (compacted); owner: ingest (the write API) -------------------
+
+
+class EscalationStep(WireModel):
+    """One step of a tenant's escalation chain: who is told, how long after the alert's detection
+    (if it is still unanswered then). Exactly one of ``email`` and ``channel``."""
+
+    after_minutes: int = Field(ge=0, le=7 * 24 * 60, description="Minutes after the alert's detection.")
+    email: str | None = Field(None, description="An e-mail address to tell.")
+    channel: str | None = Field(None, description="The name of one of the tenant's channels to tell.")
+
+
+class EscalationChainChanged(Event):
+    """A tenant's escalation chain was set (``steps``, in order) or removed (``steps`` null: the
+    deployment's default escalation applies again)."""
+
+    event_type: Literal["escalation-chain-changed"] = "escalation-chain-changed"
+    steps: list[EscalationStep] | None = Field(description="The chain, in order; null when removed.")
 
 
 # --- alert-sync topic: key tenant:alertId (compacted); owner: ingest (the Graph connector) ----------

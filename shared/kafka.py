@@ -54,6 +54,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.deliveries, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
     TopicSpec(Topic.delivery_commands, 3, {"retention.ms": SEVEN_DAYS_MS}),
     TopicSpec(Topic.alert_sync, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+    TopicSpec(Topic.escalation_chains, 3, {"cleanup.policy": "compact"}),
 )
 
 
