@@ -344,6 +344,8 @@ class AuditAction(StrEnum):
     graph_connection_created = "graph-connection-created"
     graph_connection_replaced = "graph-connection-replaced"
     graph_connection_deleted = "graph-connection-deleted"
+    escalation_chain_set = "escalation-chain-set"
+    escalation_chain_cleared = "escalation-chain-cleared"
 
 
 @dataclass(frozen=True)

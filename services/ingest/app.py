@@ -16,6 +16,7 @@ from services.ingest import (
     routes_channels,
     routes_contacts,
     routes_deliveries,
+    routes_escalation,
     routes_graph,
     routes_keys,
     routes_signals,
@@ -96,7 +97,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
-                   routes_keys, routes_audit, routes_graph, routes_actions):
+                   routes_keys, routes_audit, routes_graph, routes_actions, routes_escalation):
         app.include_router(module.router)
     default_openapi = app.openapi
 

@@ -42,6 +42,7 @@ RULES_NO_SCHEMA_STATES = (
     ("POST", "/v1/tenants/{tenant_id}/signals/spending"),
     ("PUT", "/v1/tenants/{tenant_id}/channels/{name}"),
     ("PUT", "/v1/tenants/{tenant_id}/connections/graph"),  # a certificate must parse, hold its key, be valid now
+    ("PUT", "/v1/tenants/{tenant_id}/escalation-chain"),  # one recipient a step, delays that never decrease
     ("POST", "/v1/keys"),
 )
 ACCEPTED_OR_RULED_OUT = ["2xx", "401", "403", "404", "409", "422", "429"]

@@ -17,12 +17,13 @@ from tests.conftest import AUTH
 LIMIT = 4000
 CHUNK = 500
 JSON = {"Content-Type": "application/json"}
-# Every kind of body the write API takes: signals, the contact, channels, alerts.
+# Every kind of body the write API takes: signals, the contact, channels, the escalation chain, alerts.
 BODY_ROUTES = [
     ("POST", "/signals/customer-mfa"),
     ("PUT", "/security-contact"),
     ("PUT", "/channels/tickets"),
     ("PUT", "/connections/graph"),
+    ("PUT", "/escalation-chain"),
     ("POST", "/alerts"),
 ]
 
