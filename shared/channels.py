@@ -1,10 +1,12 @@
-"""The channel configuration contract: the routing rule a partner sets on a notification channel.
+"""The channel configuration contract: what kind of channel it is and the routing rule a partner sets on it.
 
-Ingest accepts it over HTTP and the notifier routes alerts by it, so it is part of the contract
-between them (and of the channel events that #11 will carry), not of either service.
+Ingest accepts them over HTTP and the notifier delivers and routes alerts by them, so they are part of
+the contract between them (and of the channel events on ``notification-channels``), not of either service.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from pydantic import Field, field_validator
 
@@ -12,6 +14,14 @@ from shared.alerts import Severity
 from shared.wire import WireModel
 
 _SEVERITIES = {s.value for s in Severity}
+
+
+class ChannelKind(StrEnum):
+    """What a channel's URL receives. A channel or event that names no kind is a webhook (before #13
+    every channel was one)."""
+
+    webhook = "webhook"  # the signed JSON of a ticketing system (Standard Webhooks; a secret)
+    teams = "teams"  # an Adaptive Card to a Microsoft Teams incoming webhook or Workflows URL (no secret)
 
 
 class Route(WireModel):

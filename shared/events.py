@@ -11,9 +11,10 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from shared.alerts import Alert
+from shared.channels import ChannelKind
 from shared.wire import UtcDateTime, WireModel, utcnow
 
 EVENT_TYPE_HEADER = "eventType"
@@ -196,10 +197,22 @@ class SpendingBudgetThresholdReached(Event):
 
 
 class ChannelConfig(WireModel):
-    """A ticketing channel as the write API stores it; its secrets travel sealed (``shared.sealed``)."""
+    """A channel as the write API stores it; its secrets travel sealed (``shared.sealed``).
 
+    A webhook channel has a secret; a Teams channel has none (Teams verifies no signature: its URL is
+    its credential). An event of before #13 names no kind: a webhook.
+    """
+
+    kind: ChannelKind = Field(
+        ChannelKind.webhook,
+        description="`webhook`: the signed JSON; `teams`: an Adaptive Card (no secret). Absent: `webhook`.",
+    )
     url: str = Field(description="Where deliveries are POSTed.")
-    secret: str = Field(description="The Standard Webhooks signing secret, sealed with the deployment's key.")
+    secret: str | None = Field(
+        None,
+        description="The Standard Webhooks signing secret, sealed with the deployment's key; "
+        "required for a webhook channel, null for a Teams channel.",
+    )
     previous_secret: str | None = Field(
         None, description="The secret it replaced, sealed, still signing beside it until `previousSecretUntil`."
     )
@@ -208,6 +221,14 @@ class ChannelConfig(WireModel):
         default_factory=list, description="Routing rules (`shared.channels.Route`); none: every alert."
     )
     escalation: bool = Field(False, description="Also receives escalations.")
+
+    @model_validator(mode="after")
+    def _secrets_fit_the_kind(self) -> ChannelConfig:
+        if self.kind is ChannelKind.webhook and not self.secret:
+            raise ValueError("a webhook channel needs its signing secret")
+        if self.kind is ChannelKind.teams and (self.secret or self.previous_secret):
+            raise ValueError("a Teams channel has no signing secret")
+        return self
 
 
 class NotificationChannelChanged(Event):
