@@ -1,4 +1,4 @@
-"""A ticketing channel as the event that tells of it (pure): its configuration, the secrets sealed.
+"""A channel as the event that tells of it (pure): its kind and configuration, the secrets sealed.
 
 The write API owns each channel's configuration; the notifier learns it only from these events on the
 compacted ``notification-channels`` topic, which keeps each channel's latest for as long as it lives.
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.channels import ChannelKind
 from shared.events import ChannelConfig, NotificationChannelChanged
 from shared.sealed import seal
 
@@ -32,8 +33,9 @@ def channel_changed(
         return NotificationChannelChanged(tenant_id=tenant_id, name=name, channel=None, **stamp)
     routes = row["routes"]
     config = ChannelConfig(
+        kind=row.get("kind") or ChannelKind.webhook,
         url=row["url"],
-        secret=seal(row["secret"], sealing_keys),
+        secret=seal(row["secret"], sealing_keys) if row["secret"] else None,  # a Teams channel has none
         previous_secret=seal(row["previous_secret"], sealing_keys) if row["previous_secret"] else None,
         previous_secret_until=row["previous_secret_until"],
         routes=json.loads(routes) if isinstance(routes, str) else routes,

@@ -1,8 +1,8 @@
-"""The write API's ticketing channels (table ``channels``, migration 0072), and their events.
+"""The write API's channels (table ``channels``, migrations 0072 and 0077), and their events.
 
 Each creation, replacement or deletion is, in one transaction: the row, its audit entry
-(``shared.auth.record_audit``: the new URL, routes and escalation flag and whether the secret changed,
-never the secret) and the ``notification-channel-changed`` event in the outbox, enqueued after the
+(``shared.auth.record_audit``: the new kind, URL, routes and escalation flag and whether the secret
+changed, never the secret) and the ``notification-channel-changed`` event in the outbox, enqueued after the
 row is locked so the events of one channel are published in the order of its changes. A channel no
 event told of yet (copied at the upgrade, ``announced`` false) is published by
 :func:`announce_unpublished` at start-up.
@@ -18,6 +18,7 @@ import asyncpg
 from services.ingest.channel_events import channel_changed
 from shared import outbox
 from shared.auth import UNATTRIBUTED, AuditAction, AuditActor, record_audit
+from shared.channels import ChannelKind
 from shared.events import Topic
 
 
@@ -31,53 +32,78 @@ async def put_channel(
     escalation: bool,
     secret_overlap_seconds: float = 86_400.0,
     *,
+    kind: ChannelKind = ChannelKind.webhook,
     sealing_keys: Sequence[str],
     actor: AuditActor = UNATTRIBUTED,
 ) -> tuple[asyncpg.Record | None, bool]:
-    """Create or replace a channel, audited as done by ``actor``; a missing secret keeps the current one.
-    (row, created); row None if a new channel came without a secret. A new secret replacing another leaves
-    the old one signing beside it for ``secret_overlap_seconds`` (rotation)."""
+    """Create or replace a channel, audited as done by ``actor``. (row, created); row None if a webhook
+    channel came without a secret and has none to keep (new, or a Teams channel until now).
+
+    A webhook's missing secret keeps the current one; a new secret replacing another leaves the old one
+    signing beside it for ``secret_overlap_seconds`` (rotation). A Teams channel has no secret (the
+    caller refuses one): made a Teams channel, a webhook's secrets are dropped, not kept aside.
+    """
     async with pool.acquire() as conn, conn.transaction():
         current_secret = await conn.fetchval(
             "SELECT secret FROM channels WHERE tenant_id = $1 AND name = $2 FOR UPDATE", tenant_id, name
         )
-        if secret is None:
+        if kind is ChannelKind.teams:
             row = await conn.fetchrow(
-                """UPDATE channels
-                   SET url = $3, routes = $4::jsonb, escalation = $5, updated_at = now(), announced = true
-                   WHERE tenant_id = $1 AND name = $2 RETURNING *, clock_timestamp() AS changed_at""",
+                """INSERT INTO channels (tenant_id, name, kind, url, secret, routes, escalation)
+                   VALUES ($1, $2, 'teams', $3, NULL, $4::jsonb, $5)
+                   ON CONFLICT (tenant_id, name) DO UPDATE SET kind = 'teams', url = excluded.url, secret = NULL,
+                       previous_secret = NULL, previous_secret_until = NULL, routes = excluded.routes,
+                       escalation = excluded.escalation, updated_at = now(), announced = true
+                   RETURNING *, (xmax = 0) AS created, clock_timestamp() AS changed_at""",
                 tenant_id,
                 name,
                 url,
                 json.dumps(routes),
                 escalation,
             )
-            if row is not None:
-                await _audit_put(conn, tenant_id, name, actor, routes, row, created=False, secret_changed=False)
-                await outbox.enqueue(conn, Topic.notification_channels,
-                                     channel_changed(tenant_id, name, row, sealing_keys))
-            return row, False
-        row = await conn.fetchrow(
-            """INSERT INTO channels (tenant_id, name, url, secret, routes, escalation)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-               ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
-                   routes = excluded.routes, escalation = excluded.escalation, updated_at = now(), announced = true,
-                   previous_secret = CASE WHEN channels.secret = excluded.secret
-                       THEN channels.previous_secret ELSE channels.secret END,
-                   previous_secret_until = CASE WHEN channels.secret = excluded.secret
-                       THEN channels.previous_secret_until
-                       ELSE now() + make_interval(secs => $7) END
-               RETURNING *, (xmax = 0) AS created, clock_timestamp() AS changed_at""",
-            tenant_id,
-            name,
-            url,
-            secret,
-            json.dumps(routes),
-            escalation,
-            secret_overlap_seconds,
-        )
+            secret_changed = current_secret is not None
+        elif secret is None:
+            row = await conn.fetchrow(
+                """UPDATE channels
+                   SET url = $3, routes = $4::jsonb, escalation = $5, updated_at = now(), announced = true
+                   WHERE tenant_id = $1 AND name = $2 AND kind = 'webhook'
+                   RETURNING *, false AS created, clock_timestamp() AS changed_at""",
+                tenant_id,
+                name,
+                url,
+                json.dumps(routes),
+                escalation,
+            )
+            secret_changed = False
+        else:
+            # A webhook until now: the replaced secret signs beside the new one for the overlap. A Teams
+            # channel until now had no secret: nothing overlaps.
+            row = await conn.fetchrow(
+                """INSERT INTO channels (tenant_id, name, kind, url, secret, routes, escalation)
+                   VALUES ($1, $2, 'webhook', $3, $4, $5::jsonb, $6)
+                   ON CONFLICT (tenant_id, name) DO UPDATE SET kind = 'webhook', url = excluded.url,
+                       secret = excluded.secret, routes = excluded.routes, escalation = excluded.escalation,
+                       updated_at = now(), announced = true,
+                       previous_secret = CASE WHEN channels.secret = excluded.secret
+                           THEN channels.previous_secret ELSE channels.secret END,
+                       previous_secret_until = CASE WHEN channels.secret = excluded.secret
+                           THEN channels.previous_secret_until
+                           WHEN channels.secret IS NULL THEN NULL
+                           ELSE now() + make_interval(secs => $7) END
+                   RETURNING *, (xmax = 0) AS created, clock_timestamp() AS changed_at""",
+                tenant_id,
+                name,
+                url,
+                secret,
+                json.dumps(routes),
+                escalation,
+                secret_overlap_seconds,
+            )
+            secret_changed = current_secret != secret
+        if row is None:
+            return None, False
         await _audit_put(conn, tenant_id, name, actor, routes, row, created=row["created"],
-                         secret_changed=current_secret != secret)
+                         secret_changed=secret_changed)
         await outbox.enqueue(conn, Topic.notification_channels, channel_changed(tenant_id, name, row, sealing_keys))
         return row, row["created"]
 
@@ -90,7 +116,8 @@ async def _audit_put(
         conn, tenant_id=tenant_id, actor=actor,
         action=AuditAction.channel_created if created else AuditAction.channel_replaced,
         target=f"channels/{name}",
-        changes={"url": row["url"], "routes": routes, "escalation": row["escalation"], "secretChanged": secret_changed},
+        changes={"kind": row["kind"], "url": row["url"], "routes": routes, "escalation": row["escalation"],
+                 "secretChanged": secret_changed},
     )
 
 

@@ -123,6 +123,7 @@ async def test_each_change_is_one_entry_with_its_actor_and_key(client, tenant_id
         "name": "SOC team", "email": "soc@example.com", "phone": "+442071234567"
     }
     assert by_action["channel-replaced"]["changes"] == {
+        "kind": "webhook",
         "url": "https://tickets.example/hook",
         "routes": [{"severities": ["high"], "alertTypes": [], "customerTenantIds": [], "includeTest": False}],
         "escalation": False,

@@ -48,9 +48,9 @@ def properties(document: dict, schema: dict) -> dict:
     ("/v1/keys", "post", {"keyId", "key", "expiresDateTime", "lastUsedDateTime", "ratePerSecond", "rateBurst"}),
     ("/v1/keys", "get", {"value", "@odata.nextLink", "keyId", "lastUsedDateTime"}),
     ("/v1/keys/{key_id}", "get", {"keyId", "revokedDateTime"}),
-    ("/v1/tenants/{tenant_id}/channels/{name}", "put", {"url", "routes", "secretConfigured"}),
+    ("/v1/tenants/{tenant_id}/channels/{name}", "put", {"kind", "url", "routes", "secretConfigured"}),
     ("/v1/tenants/{tenant_id}/channels/{name}", "get", {"url", "routes", "previousSecretValidUntil"}),
-    ("/v1/tenants/{tenant_id}/channels", "get", {"value", "url", "routes"}),
+    ("/v1/tenants/{tenant_id}/channels", "get", {"value", "kind", "url", "routes"}),
 ])
 def test_each_route_documents_its_answer_with_descriptions(document, path, method, fields):
     operation = document["paths"][path][method]

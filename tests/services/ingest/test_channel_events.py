@@ -86,6 +86,50 @@ async def test_each_change_is_an_event_whose_secrets_open_only_with_the_deployme
         unseal(created["channel"]["secret"], [Fernet.generate_key().decode()])
 
 
+async def test_a_teams_channel_has_no_secret_and_its_events_and_audit_entries_say_its_kind(
+    test_env, tenant_id, db_pool
+):
+    url = f"/v1/tenants/{tenant_id}/channels/soc"
+    teams = {"kind": "teams", "url": "https://contoso.webhook.office.com/webhookb2/abc", "routes": []}
+    async with running_ingest() as client:
+        created = await client.put(url, json=teams, headers=AUTH)
+        assert created.status_code == 201, created.text
+        assert (created.json()["kind"], created.json()["secretConfigured"]) == ("teams", False)
+        # Teams verifies no signature: a secret would only pretend to protect something. Refused.
+        for refused_body, field in (({**teams, "secret": SECRET}, "secret"), ({**teams, "kind": "fax"}, "kind")):
+            refused = await client.put(url, json=refused_body, headers=AUTH)
+            assert refused.status_code == 422, refused.text
+            assert field in [e["field"] for e in refused.json()["errors"]]
+        # Made a webhook, it needs a secret of its own (none to keep); then its rotation starts afresh.
+        no_secret = await client.put(url, json={"url": "https://tickets.example/hook"}, headers=AUTH)
+        assert no_secret.status_code == 422 and no_secret.json()["errors"][0]["field"] == "secret"
+        webhook = await client.put(url, json={"url": "https://tickets.example/hook", "secret": SECRET}, headers=AUTH)
+        assert webhook.status_code == 200, webhook.text
+        assert (webhook.json()["kind"], webhook.json()["secretConfigured"]) == ("webhook", True)
+        assert webhook.json()["previousSecretValidUntil"] is None
+        # And a Teams channel again: its secrets are gone, not kept aside.
+        again = await client.put(url, json=teams, headers=AUTH)
+        assert (again.status_code, again.json()["kind"], again.json()["secretConfigured"]) == (200, "teams", False)
+        listed = (await client.get(f"/v1/tenants/{tenant_id}/channels", headers=AUTH)).json()["value"]
+        assert [(c["name"], c["kind"]) for c in listed] == [("soc", "teams")]
+        records = await channel_events(test_env, tenant_id, "soc", count=3)
+        audit = (await client.get(f"/v1/tenants/{tenant_id}/audit", headers=AUTH)).json()["value"]
+
+    row = await db_pool.fetchrow(
+        "SELECT kind, secret, previous_secret, previous_secret_until FROM ingest.channels WHERE tenant_id = $1",
+        tenant_id)
+    assert dict(row) == {"kind": "teams", "secret": None, "previous_secret": None, "previous_secret_until": None}
+    first, made_webhook, made_teams = (r["value"]["channel"] for r in records)
+    assert (first["kind"], first["url"], first["secret"], first["previousSecret"]) == (
+        "teams", teams["url"], None, None)
+    assert made_webhook["kind"] == "webhook" and unseal(made_webhook["secret"], deployment_keys()) == SECRET
+    assert made_webhook["previousSecret"] is None
+    assert (made_teams["kind"], made_teams["secret"], made_teams["previousSecret"]) == ("teams", None, None)
+    assert [(e["action"], e["changes"]["kind"], e["changes"]["secretChanged"]) for e in reversed(audit)] == [
+        ("channel-created", "teams", False), ("channel-replaced", "webhook", True),
+        ("channel-replaced", "teams", True)]
+
+
 async def test_a_change_that_rolls_back_publishes_nothing(test_env, tenant_id, db_pool, monkeypatch):
     async def audit_fails(*args, **kwargs):
         raise ConnectionError("injected: the audit entry could not be written")
@@ -128,8 +172,8 @@ async def test_channels_no_event_told_of_are_published_once_at_start_up(test_env
         "SELECT announced FROM ingest.channels WHERE tenant_id = $1 AND name = 'legacy'", tenant_id) is True
     assert len(await channel_events(test_env, tenant_id, "legacy")) == 1
     channel = record["value"]["channel"]
-    assert (channel["url"], channel["escalation"], channel["routes"]) == (
-        "https://tickets.example/legacy", True, [{"severities": ["low"]}])
+    assert (channel["kind"], channel["url"], channel["escalation"], channel["routes"]) == (
+        "webhook", "https://tickets.example/legacy", True, [{"severities": ["low"]}])
     assert unseal(channel["secret"], deployment_keys()) == SECRET
 
 
@@ -164,12 +208,13 @@ async def test_the_upgrade_copies_the_channels_the_notifier_kept(bare_database):
                        true, '2026-01-02T03:04:05Z', 'whsec_old', '2026-12-01T00:00:00Z')""")
         await apply_migrations(bare_database, tuple(c for c in COMPONENTS if c.schema == "ingest"))
         rows = [dict(r) for r in await conn.fetch(
-            """SELECT tenant_id, name, url, secret, routes::text, escalation, previous_secret,
+            """SELECT tenant_id, name, kind, url, secret, routes::text, escalation, previous_secret,
                       previous_secret_until, created_at, announced FROM ingest.channels""")]
     finally:
         await conn.close()
     assert rows == [{
-        "tenant_id": "t1", "name": "jira", "url": "https://tickets.example/hook", "secret": "whsec_new",
+        "tenant_id": "t1", "name": "jira", "kind": "webhook", "url": "https://tickets.example/hook",
+        "secret": "whsec_new",
         "routes": '[{"severities": ["high"]}]', "escalation": True, "previous_secret": "whsec_old",
         "previous_secret_until": datetime(2026, 12, 1, tzinfo=UTC),
         "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
