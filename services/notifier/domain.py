@@ -27,7 +27,7 @@ from services.notifier.templates import EmailTemplates, Rendered
 from services.notifier.templates import shipped as shipped_templates
 from shared.action_links import ACTION_LABELS, Action, action_url, sign_action_link
 from shared.alerts import Alert, AlertStatus
-from shared.channels import Route
+from shared.channels import ChannelKind, Route
 from shared.dead_letters import DeadLetter, dead_delivery
 from shared.events import AlertCreated, AlertUpdated, ChannelConfig, DeliveryView, SpendingBudgetThresholdReached
 from shared.responses import first_partner_response
@@ -82,11 +82,12 @@ class OpenChannel:
     """A channel as the notifier keeps it: its secrets opened (it signs with them), its routes read."""
 
     url: str
-    secret: str
+    secret: str | None  # None: a Teams channel (nothing to sign with)
     previous_secret: str | None
     previous_secret_until: datetime | None
     routes: tuple[Route, ...]
     escalation: bool
+    kind: ChannelKind = ChannelKind.webhook
 
 
 class UnusableChannel(ValueError):
@@ -96,7 +97,7 @@ class UnusableChannel(ValueError):
 def open_channel(config: ChannelConfig, sealing_keys: Sequence[str]) -> OpenChannel:
     """``config`` with its sealed secrets opened with ``sealing_keys``; UnusableChannel if it cannot be."""
     try:
-        secret = unseal(config.secret, sealing_keys)
+        secret = unseal(config.secret, sealing_keys) if config.secret else None
         previous = unseal(config.previous_secret, sealing_keys) if config.previous_secret else None
     except SealBroken as exc:
         raise UnusableChannel(f"a secret of the channel: {exc}") from exc
@@ -104,7 +105,8 @@ def open_channel(config: ChannelConfig, sealing_keys: Sequence[str]) -> OpenChan
         routes = tuple(Route.model_validate(route) for route in config.routes)
     except ValidationError as exc:
         raise UnusableChannel(f"a route of the channel: {' '.join(str(exc).split())}") from exc
-    return OpenChannel(config.url, secret, previous, config.previous_secret_until, routes, config.escalation)
+    return OpenChannel(config.url, secret, previous, config.previous_secret_until, routes, config.escalation,
+                       config.kind)
 
 
 def route_matches(route: Route, alert: Alert) -> bool:
