@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from services.notifier import domain
 from services.notifier.domain import ChannelRule, Kind
 from shared import outbox
-from shared.channels import Route
+from shared.channels import ChannelKind, Route
 from shared.db import claim_event
 from shared.events import (
     AlertCreated,
@@ -323,12 +324,12 @@ async def record_channel(
         status = await conn.execute(
             """INSERT INTO notification_channels AS c
                    (tenant_id, name, url, secret, previous_secret, previous_secret_until, routes, escalation,
-                    deleted, occurred_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+                    deleted, occurred_at, kind)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)
                ON CONFLICT (tenant_id, name) DO UPDATE SET url = excluded.url, secret = excluded.secret,
                    previous_secret = excluded.previous_secret,
                    previous_secret_until = excluded.previous_secret_until, routes = excluded.routes,
-                   escalation = excluded.escalation, deleted = excluded.deleted,
+                   escalation = excluded.escalation, deleted = excluded.deleted, kind = excluded.kind,
                    occurred_at = excluded.occurred_at, updated_at = now()
                WHERE c.occurred_at IS NULL OR c.occurred_at <= excluded.occurred_at""",
             event.tenant_id,
@@ -341,6 +342,7 @@ async def record_channel(
             channel.escalation if channel else False,
             channel is None,
             event.occurred_date_time,
+            (channel.kind if channel else ChannelKind.webhook).value,
         )
         return status.endswith(" 1")
 
@@ -376,16 +378,26 @@ async def contact_email(pool: asyncpg.Pool, tenant_id: str) -> str | None:
     return await pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id)
 
 
-async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> tuple[str, list[str]] | None:
-    """The channel's URL and the secrets that sign for it: the current one, and the one it replaced
-    while their overlap lasts (rotation)."""
+@dataclass(frozen=True)
+class ChannelTarget:
+    """Where and how a delivery to a channel goes, as the channel is when it is sent."""
+
+    url: str
+    kind: ChannelKind
+    secrets: list[str]  # what signs a webhook's delivery (none for a Teams channel)
+
+
+async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> ChannelTarget | None:
+    """The channel's URL, its kind and the secrets that sign for it: the current one, and the one it
+    replaced while their overlap lasts (rotation). None if there is no such channel (any more)."""
     row = await pool.fetchrow(
-        """SELECT url, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END AS previous
+        """SELECT url, kind, secret, CASE WHEN previous_secret_until > now() THEN previous_secret END AS previous
            FROM notification_channels WHERE tenant_id = $1 AND name = $2 AND NOT deleted""", tenant_id, name
     )
     if row is None:
         return None
-    return row["url"], [row["secret"], *([row["previous"]] if row["previous"] else [])]
+    secrets = [secret for secret in (row["secret"], row["previous"]) if secret]
+    return ChannelTarget(row["url"], ChannelKind(row["kind"]), secrets)
 
 
 # --- the worker's side ------------------------------------------------------------------------------

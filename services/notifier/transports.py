@@ -1,7 +1,8 @@
-"""Sending one delivery: e-mail over SMTP (aiosmtplib) or a signed webhook (httpx).
+"""Sending one delivery: e-mail over SMTP (aiosmtplib), or a channel's POST (httpx): a signed webhook or
+a Teams card.
 
 Each send returns a :class:`domain.Attempt`; no exception escapes, so the worker always records
-an outcome. The recipient is looked up when sending: a changed contact or channel URL applies to
+an outcome. The recipient is looked up when sending: a changed contact, channel URL or kind applies to
 the next attempt, a deleted channel or a missing contact makes the delivery ``skipped``.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -17,10 +20,11 @@ import aiosmtplib
 import asyncpg
 import httpx
 
-from services.notifier import domain, store
+from services.notifier import domain, store, teams
 from services.notifier.config import Settings
 from services.notifier.domain import Attempt, Kind
 from services.notifier.templates import EmailTemplates
+from shared.channels import ChannelKind
 from shared.egress import EgressRefused
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
 from shared.webhooks import sign_headers
@@ -61,27 +65,36 @@ class Transports:
     # --- webhooks ---------------------------------------------------------------------------------
 
     async def send_webhook(self, row: asyncpg.Record) -> Attempt:
+        """A delivery to a channel, in the shape of the channel's kind when it is sent: the signed JSON
+        of a webhook, or the Adaptive Card of a Teams channel (``teams.py``). Either way one POST, whose
+        answer the same retries, dead letters and redeliveries follow."""
         name = row["channel"].removeprefix(domain.WEBHOOK_PREFIX)
         target = await store.channel_target(self.pool, row["tenant_id"], name)
         if target is None:
             return Attempt("skipped", f"channel {name} no longer exists")
-        url, secrets = target
         event = AlertCreated.model_validate_json(row["payload"])
-        delivery = row["delivery_id"]
-        body = domain.webhook_body(
-            delivery,
-            Kind(row["kind"]),
-            event,
-            self.links(event.tenant_id, event.alert.id),
-            self.settings.response_limit_seconds,
-        )
-        # webhook-id and Idempotency-Key stay the same on every attempt: receivers dedupe by them.
+        kind, delivery = Kind(row["kind"]), row["delivery_id"]
+        links = self.links(event.tenant_id, event.alert.id)
+        # Idempotency-Key stays the same on every attempt: receivers dedupe by it (Teams does not).
         headers = {
-            **sign_headers(secrets, body, msg_id=f"msg_{delivery.hex}"),
             "Idempotency-Key": str(delivery),
             "Content-Type": "application/json",
             "User-Agent": "csp-triage-notifier/1",
         }
+        if target.kind is ChannelKind.teams:
+            now = utcnow()
+            # Anyone in the channel may answer: the responses are signed for the channel.
+            links = replace(links, actions=domain.action_choices(
+                self.settings.action_link_key_list, self.settings.write_api_public_url, tenant_id=event.tenant_id,
+                alert_id=event.alert.id, recipient=teams.link_recipient(name), now=now))
+            body = teams.card_body(kind, event, links, now, self.settings.response_limit_seconds)
+            read_answer = teams.answer_attempt
+        else:
+            body = domain.webhook_body(delivery, kind, event, links, self.settings.response_limit_seconds)
+            # webhook-id is as stable as the Idempotency-Key.
+            headers |= sign_headers(target.secrets, body, msg_id=f"msg_{delivery.hex}")
+            read_answer = _webhook_answer
+        url = target.url
         try:
             response = await self.http.post(
                 url, content=body, headers=headers, timeout=self.settings.webhook_timeout_seconds
@@ -92,7 +105,7 @@ class Transports:
             return Attempt("transient", f"timeout: {type(exc).__name__}", recipient=url)
         except httpx.TransportError as exc:
             return Attempt("transient", f"connection error: {type(exc).__name__}: {exc}"[:500], recipient=url)
-        attempt = domain.classify_status(response.status_code, response.headers, utcnow())
+        attempt = read_answer(response.status_code, response.headers, response.text, utcnow())
         detail = " ".join(response.text[:300].split())
         error = f"{attempt.error}: {detail}" if attempt.error and detail else attempt.error
         return replace(attempt, error=error, recipient=url)
@@ -190,3 +203,8 @@ class Transports:
     def message_id(self, delivery) -> str:
         domain_part = parseaddr(self.settings.smtp_from)[1].rpartition("@")[2] or "localhost"
         return f"<{delivery}@{domain_part}>"
+
+
+def _webhook_answer(status: int, headers: Mapping[str, str], text: str, now: datetime) -> Attempt:
+    """What a ticketing system's answer means: its status alone."""
+    return domain.classify_status(status, headers, now)

@@ -17,6 +17,7 @@ from shared.auth import Role, create_key
 from shared.events import Topic
 from tests.conftest import AUTH
 from tests.services.notifier.helpers import OTHER_SECRET, SECRET, alert_created, deliveries, settled
+from tests.support.kafka import read_topic
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 
@@ -90,6 +91,8 @@ async def test_channels_are_created_replaced_read_and_deleted(apis, tenant_id, h
         ({"url": "https://tickets.example/hook", "secret": "whsec_!!!"}, "secret"),
         ({"url": "https://tickets.example/hook", "secret": "whsec_c2hvcnQ="}, "secret"),
         ({"url": "https://tickets.example/hook"}, "secret"),
+        ({"url": "https://tickets.example/hook", "kind": "teams", "secret": SECRET}, "secret"),
+        ({"url": "https://tickets.example/hook", "kind": "fax"}, "kind"),
         (
             {"url": "https://tickets.example/hook", "secret": SECRET, "routes": [{"severities": ["urgent"]}]},
             "routes[0].severities",
@@ -239,6 +242,43 @@ async def test_through_the_write_api_contact_channel_alert_and_response(
         what="the response to cancel both timers",
     )
     assert len(receiver.calls(path)) == 1 and len(smtp_server.mail.for_tenant(tenant_id)) == 1
+
+
+@pytest.mark.timeout(180)
+async def test_a_teams_channel_set_over_the_write_api_gets_the_card_whose_button_records_its_response(
+    apis, tenant_id, http, start_notifier, notifier_pool, receiver, kafka_bootstrap, topic_prefix
+):
+    """A Teams channel end to end: set over HTTP, an alert posted, its card received, the Acknowledge
+    button followed and confirmed: the response is the channel's, and the notifier sees it."""
+    path = f"/{tenant_id}/teams"
+    write = f"{apis['ingest'].url}/v1/tenants/{tenant_id}"
+    channel = {"kind": "teams", "url": receiver.url(path)}
+    assert (await http.put(f"{write}/channels/soc", json=channel, headers=AUTH)).status_code == 201
+    start_notifier(REMINDER_AFTER_SECONDS="3600", WRITE_API_PUBLIC_URL=apis["ingest"].url)
+    await eventually(lambda: notifier_has_channel(notifier_pool, tenant_id, "soc"), what="the channel event")
+
+    alert = {"id": "a1", "displayName": "Unusual activity", "severity": "medium", "alertType": "unusualActivity"}
+    assert (await http.post(f"{write}/alerts", json=alert, headers=AUTH)).status_code == 202
+    await eventually(lambda: receiver.calls(path), what="the card")
+    [call] = receiver.calls(path)
+    card = call.json["attachments"][0]["content"]
+    [acknowledge] = [a["url"] for a in card["actions"] if a["title"] == "Acknowledge"]
+    assert acknowledge.startswith(f"{apis['ingest'].url}/v1/actions/")
+    page = await http.get(acknowledge)  # what the click opens: a page, no change
+    assert page.status_code == 200 and "Confirm: Acknowledge" in page.text
+    confirmed = await http.post(acknowledge)
+    assert confirmed.status_code == 200, confirmed.text
+
+    [updated] = await read_topic(
+        kafka_bootstrap, f"{topic_prefix}alerts", count=1, timeout=30,
+        predicate=lambda r: r["headers"]["eventType"] == "alert-updated" and r["value"]["tenantId"] == tenant_id)
+    [change] = updated["value"]["statusChanges"]
+    assert (change["to"], change["actor"]) == ("investigating", {"type": "user", "id": "teams:soc"})
+    await eventually(
+        lambda: notifier_pool.fetchval(
+            "SELECT count(*) = 2 FROM notification_timers WHERE tenant_id = $1 AND state = 'cancelled'", tenant_id),
+        what="the channel's response to cancel both timers",
+    )
 
 
 async def test_a_channel_on_a_private_address_is_refused_unless_allowed(
