@@ -461,6 +461,11 @@ def alert_email(
     return _email((templates or shipped_templates()).render("alert", context))
 
 
+def warning_email(context: dict[str, Any], templates: EmailTemplates | None = None) -> Email:
+    """An at-risk warning's e-mail (``warnings.warning_context`` builds what it says)."""
+    return _email((templates or shipped_templates()).render("warning", context))
+
+
 def spending_email(
     event: SpendingBudgetThresholdReached, dashboard: str, templates: EmailTemplates | None = None
 ) -> Email:

@@ -14,18 +14,20 @@ from typing import Any
 from faststream import Context
 from faststream.kafka import KafkaRouter
 
-from services.notifier import domain, store
+from services.notifier import domain, store, warning_store
 from services.notifier.config import Settings
 from shared.events import (
     AlertCreated,
     AlertUpdated,
     NotificationChannelChanged,
     RedeliveryRequested,
+    RequirementStatusObserved,
     SecurityContactChanged,
     SpendingBudgetThresholdReached,
     Topic,
 )
 from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
+from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         Topic.notification_channels, "The ticketing channels (the write API's), kept with their secrets opened."
     )
     commands = subscriber(Topic.delivery_commands, "Redeliveries of dead deliveries.")
+    statuses = subscriber(
+        Topic.requirement_status, "Requirement statuses: a change for the worse is an at-risk warning."
+    )
 
     @alerts(filter=event_type_is("alert-created"))
     async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
@@ -103,5 +108,14 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         else:
             log.info("redelivery of %s of %s ignored: %s", event.delivery_id, event.tenant_id,
                      f"it is {state}, not dead" if state else "no such delivery")
+
+    @statuses(filter=event_type_is("requirement-status-observed"))
+    async def on_requirement_status(event: RequirementStatusObserved, pool=Context("pool")) -> None:
+        made = await warning_store.record_requirement_status(
+            pool, event, now=utcnow(), escalation_email=bool(settings.escalation_email))
+        if made:
+            log.info("%s: %s changed for the worse (%s): %d warning(s) to send", event.tenant_id,
+                     event.requirement_type, event.compliance_status.value, made)
+            wake_worker()
 
     return router

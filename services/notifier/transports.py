@@ -24,6 +24,9 @@ from services.notifier import domain, store, teams
 from services.notifier.config import Settings
 from services.notifier.domain import Attempt, Kind
 from services.notifier.templates import EmailTemplates
+from services.notifier.warning_store import WarningPayload
+from services.notifier.warnings import warning_context
+from shared.catalogue import load_catalogue
 from shared.channels import ChannelKind
 from shared.egress import EgressRefused
 from shared.events import AlertCreated, SpendingBudgetThresholdReached
@@ -39,6 +42,8 @@ class Transports:
     ) -> None:
         self.settings, self.pool, self.http = settings, pool, http
         self.templates = templates or EmailTemplates(settings.notifier_template_dir)
+        # The requirements' names and help links, for the at-risk warnings.
+        self.catalogue = load_catalogue(settings.catalogue_path)
 
     def links(self, tenant_id: str, alert_id: str) -> domain.Links:
         s = self.settings
@@ -163,6 +168,11 @@ class Transports:
         if kind is Kind.spending:
             event = SpendingBudgetThresholdReached.model_validate_json(row["payload"])
             content = domain.spending_email(event, self.settings.public_base_url, self.templates)
+        elif kind is Kind.warning:
+            warning = WarningPayload.model_validate_json(row["payload"])
+            content = domain.warning_email(
+                warning_context(warning.event, warning.reason, self.catalogue, self.settings.public_base_url),
+                self.templates)
         else:
             alert_event = AlertCreated.model_validate_json(row["payload"])
             links = replace(self.links(row["tenant_id"], alert_event.alert.id), actions=domain.action_choices(

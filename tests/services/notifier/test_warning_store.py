@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import asyncpg
 import pytest_asyncio
@@ -68,3 +69,34 @@ async def test_a_status_from_long_ago_is_recorded_but_warns_nobody(pool):
     assert await record_requirement_status(pool, status("noncompliant", minutes_ago=1,
                                                         requirement="mfaEnforcedForAdmins"),
                                            now=NOW, escalation_email=False) == 1
+
+
+async def test_a_notifier_mails_one_warning_per_change_from_the_requirement_status_topic(
+    tenant_id, start_notifier, publish, notifier_pool, smtp_server
+):
+    """The real notifier process on the real broker and SMTP server: a status change for the worse
+    is one e-mail to the contact, saying why and what to do; its repeat is none."""
+    from shared.events import Topic
+    from tests.services.notifier.helpers import applied, set_contact
+    from tests.support.polling import eventually
+
+    start_notifier(ESCALATION_EMAIL="")
+    await set_contact(publish, notifier_pool, tenant_id, "soc@partner.example")
+    observed = datetime.now(UTC)
+    fine = status("compliant").model_copy(update={"tenant_id": tenant_id, "observed_date_time": observed})
+    risky = RequirementStatusObserved(
+        tenant_id=tenant_id, requirement_type="securityAlertsPromptlyResolved", compliance_status="compliant",
+        source="response-time", observed_date_time=observed + timedelta(seconds=1),
+        insights={"atRisk": True, "averageResponseTimeInHours": 3.5, "projectedAverageResponseTimeInHours": 25.0,
+                  "openCount": 2, "oldestOpenAgeHours": 23.0})
+    again = risky.model_copy(update={"event_id": uuid4(), "observed_date_time": observed + timedelta(seconds=2)})
+    for event in (fine, risky, again):
+        await publish(Topic.requirement_status, event)
+    await eventually(lambda: applied(notifier_pool, fine.event_id, risky.event_id, again.event_id), interval=0.2,
+                     what="the three statuses applied")
+    mails = await eventually(lambda: smtp_server.mail.for_tenant(tenant_id, "warning"), interval=0.2,
+                             what="the warning e-mail")
+    assert len(mails) == 1 and mails[0]["To"] == "soc@partner.example"
+    assert mails[0]["Subject"] == "[Partner Center] At risk: Respond to security alerts within 24 hours on average"
+    body = mails[0].get_body(("plain",)).get_content()
+    assert "Projected, if the open alerts were answered now: 25.0 hours" in body and "Answer the open alerts" in body
