@@ -4,7 +4,8 @@ Routing (decided here, documented in docs/notifier.md): a channel holds a list o
 goes to the channel when ANY route matches; within a route every criterion given must match (an
 empty or absent list matches everything); test alerts match only routes with ``includeTest``. A
 channel with no routes receives every non-test alert. Channels flagged ``escalation`` receive
-escalations (by the same routes) and nothing else.
+escalations (by the same routes) and nothing else. A tenant with an escalation chain escalates along
+it instead: each step tells its one recipient (an address or a channel) at its own delay.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -29,13 +30,21 @@ from shared.action_links import ACTION_LABELS, Action, action_url, sign_action_l
 from shared.alerts import Alert, AlertStatus
 from shared.channels import ChannelKind, Route
 from shared.dead_letters import DeadLetter, dead_delivery
-from shared.events import AlertCreated, AlertUpdated, ChannelConfig, DeliveryView, SpendingBudgetThresholdReached
+from shared.events import (
+    AlertCreated,
+    AlertUpdated,
+    ChannelConfig,
+    DeliveryView,
+    EscalationStep,
+    SpendingBudgetThresholdReached,
+)
 from shared.responses import first_partner_response
 from shared.sealed import SealBroken, unseal
 from shared.wire import format_utc
 
 CONTACT_EMAIL = "email:contact"
 ESCALATION_EMAIL = "email:escalation"
+EMAIL_TO_PREFIX = "email:to:"  # an address named by an escalation chain's step
 WEBHOOK_PREFIX = "webhook:"
 
 # Fixed namespace: delivery ids (and so Idempotency-Keys) stay the same across processes and restarts.
@@ -54,6 +63,16 @@ class Kind(StrEnum):
 
 def webhook_channel(name: str) -> str:
     return f"{WEBHOOK_PREFIX}{name}"
+
+
+def email_channel(address: str) -> str:
+    return f"{EMAIL_TO_PREFIX}{address}"
+
+
+def email_address(channel: str) -> str | None:
+    """The address a delivery channel names itself (``email:to:<address>``); None for the contact,
+    the deployment's escalation address (both looked up when sent) and channels."""
+    return channel.removeprefix(EMAIL_TO_PREFIX) if channel.startswith(EMAIL_TO_PREFIX) else None
 
 
 def delivery_id(tenant_id: str, subject_id: str, channel: str, kind: str) -> uuid.UUID:
@@ -152,6 +171,52 @@ def reminder_channels() -> list[str]:
     return [CONTACT_EMAIL]
 
 
+# --- escalation chains -------------------------------------------------------------------------------
+# A tenant's chain (the write API's, from the escalation-chains topic) replaces, for that tenant, the
+# deployment's single escalation: step n (from 1) is a timer of its own, due ``afterMinutes`` after
+# detection, that tells the one recipient the chain names for step n when it fires.
+
+Chain = tuple[EscalationStep, ...]
+
+
+class UnusableChain(ValueError):
+    """A chain event the notifier can never apply: no steps, or a step naming no recipient or two."""
+
+
+def usable_chain(steps: Sequence[EscalationStep] | None) -> Chain | None:
+    """The chain an event sets (None: removed); UnusableChain if it tells nobody or a step is ambiguous."""
+    if steps is None:
+        return None
+    if not steps:
+        raise UnusableChain("a chain of no steps (a removed chain is null)")
+    for index, step in enumerate(steps):
+        if (step.email is None) == (step.channel is None):
+            raise UnusableChain(f"steps[{index}] names {'both an e-mail and a channel' if step.email else 'nobody'}")
+    return tuple(steps)
+
+
+def step_channel(step: EscalationStep) -> str:
+    """The delivery channel of a step's recipient: its address, or its channel (webhook or Teams)."""
+    return email_channel(step.email) if step.email is not None else webhook_channel(step.channel)
+
+
+def escalation_step_channels(
+    step: int, chain: Chain | None, channels: Iterable[ChannelRule], alert: Alert, *, escalation_email: bool
+) -> list[str]:
+    """Where an escalation timer that fires now goes, by the chain in force now (``chain``).
+
+    Step n of a chain: the recipient the chain names for step n (whatever the channel's routes or
+    flag: the chain names it), or nobody if the chain has no step n any more. The deployment's
+    escalation (``escalation_channels``) for step 0, the escalation of an alert that came while the
+    tenant had no chain, and for a step whose chain was removed since: the tenant's escalation falls
+    back to the deployment's, and one delivery per alert, channel and kind makes it one escalation
+    however many steps fall back to it.
+    """
+    if step == 0 or chain is None:
+        return escalation_channels(channels, alert, escalation_email=escalation_email)
+    return [step_channel(chain[step - 1])] if step <= len(chain) else []
+
+
 # --- timing ------------------------------------------------------------------------------------------
 
 
@@ -198,18 +263,34 @@ def why_timers_end(event: AlertUpdated) -> str | None:
     return None
 
 
+class TimerKey(NamedTuple):
+    """One timer of an alert: the reminder, the deployment's escalation (step 0), or step n of the
+    tenant's escalation chain (n from 1)."""
+
+    kind: Kind
+    step: int = 0
+
+
 def timers_for_new_alert(
-    event: AlertCreated, reminder_after: float, escalation_after: float, now: datetime
-) -> dict[Kind, datetime]:
-    """The reminder and escalation a newly seen alert gets (none unless ``needs_timers``); for one
-    whose escalation is already due on arrival, only the escalation: a reminder and an escalation
-    at once say the same thing twice.
+    event: AlertCreated, reminder_after: float, escalation_after: float, now: datetime, chain: Chain | None = None
+) -> dict[TimerKey, datetime]:
+    """The timers a newly seen alert gets (none unless ``needs_timers``): the reminder, and either the
+    deployment's escalation or, when the tenant has a chain, one escalation per step, due at
+    detection + its ``afterMinutes`` (a step already due fires at once: its recipient would have been
+    told by now). A reminder that would come at once beside an escalation is left out: they would
+    say the same thing twice at the same moment.
     """
     if not needs_timers(event):
         return {}
-    due = timer_due_times(event, reminder_after, escalation_after)
-    if due[Kind.escalation] <= now:
-        del due[Kind.reminder]
+    start = detection_time(event)
+    due = {TimerKey(kind): at for kind, at in timer_due_times(event, reminder_after, escalation_after).items()}
+    if chain is not None:
+        del due[TimerKey(Kind.escalation)]
+        due |= {TimerKey(Kind.escalation, number): start + timedelta(minutes=step.after_minutes)
+                for number, step in enumerate(chain, start=1)}
+    reminder = TimerKey(Kind.reminder)
+    if due[reminder] <= now and any(at <= now for key, at in due.items() if key.kind is Kind.escalation):
+        del due[reminder]
     return due
 
 

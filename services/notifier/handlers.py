@@ -1,5 +1,5 @@
-"""Translates events into the notifier's delivery log, timers, contacts and channels: one handler per
-event type.
+"""Translates events into the notifier's delivery log, timers, contacts, channels and escalation chains:
+one handler per event type.
 
 Handlers only record what must be sent (in the transaction that claims the event) and wake the
 delivery worker; they never wait on SMTP or a webhook, so a slow receiver cannot stall the consumer.
@@ -19,6 +19,7 @@ from services.notifier.config import Settings
 from shared.events import (
     AlertCreated,
     AlertUpdated,
+    EscalationChainChanged,
     NotificationChannelChanged,
     RedeliveryRequested,
     RequirementStatusObserved,
@@ -54,6 +55,10 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     commands = subscriber(Topic.delivery_commands, "Redeliveries of dead deliveries.")
     statuses = subscriber(
         Topic.requirement_status, "Requirement statuses: a change for the worse is an at-risk warning."
+    )
+    chains = subscriber(
+        Topic.escalation_chains, "Each tenant's escalation chain (the write API's): who is told, in order, of an "
+        "unanswered alert, instead of the deployment's escalation."
     )
 
     @alerts(filter=event_type_is("alert-created"))
@@ -95,6 +100,17 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         if changed is False:
             log.info("channel %s/%s: event of %s older than the one in force; ignored",
                      event.tenant_id, event.name, event.occurred_date_time)
+
+    @chains(filter=event_type_is("escalation-chain-changed"))
+    async def on_escalation_chain_changed(event: EscalationChainChanged, pool=Context("pool")) -> None:
+        try:
+            chain = domain.usable_chain(event.steps)
+        except domain.UnusableChain as exc:  # never applicable, whatever is retried: a dead letter
+            raise PoisonEvent(f"escalation chain of {event.tenant_id}: {exc}") from exc
+        changed = await store.record_escalation_chain(pool, event, chain)
+        if changed is False:
+            log.info("escalation chain of %s: event of %s older than the one in force; ignored",
+                     event.tenant_id, event.occurred_date_time)
 
     @commands(filter=event_type_is("redelivery-requested"))
     async def on_redelivery_requested(event: RedeliveryRequested, pool=Context("pool")) -> None:

@@ -1,4 +1,5 @@
-"""PostgreSQL I/O of the notifier: the delivery log, the timers, the contact, the channels.
+"""PostgreSQL I/O of the notifier: the delivery log, the timers, the contact, the channels, the
+escalation chains.
 
 Every event is applied in one transaction with its ``processed_events`` record (``claim_event``),
 and every delivery row is keyed by (tenant, subject, channel, kind) and inserted ``ON CONFLICT DO
@@ -30,6 +31,8 @@ from shared.events import (
     AlertUpdated,
     DeliveryChanged,
     DeliveryView,
+    EscalationChainChanged,
+    EscalationStep,
     NotificationChannelChanged,
     RedeliveryRequested,
     SecurityContactChanged,
@@ -142,10 +145,42 @@ async def _insert_deliveries(
     return len(inserted)
 
 
+async def escalation_chain(db: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> domain.Chain | None:
+    """The tenant's escalation chain in force; None if it has none (never set, or removed)."""
+    steps = await db.fetchval("SELECT steps FROM escalation_chains WHERE tenant_id = $1", tenant_id)
+    if steps is None:
+        return None
+    return tuple(EscalationStep.model_validate(step) for step in json.loads(steps))
+
+
+async def record_escalation_chain(
+    pool: asyncpg.Pool, event: EscalationChainChanged, chain: domain.Chain | None
+) -> bool | None:
+    """The tenant's chain as ``event`` says it now is (``chain``, from ``domain.usable_chain``; None:
+    removed, kept as a row without steps). An event older than the one in force changes nothing.
+    Returns whether it changed the chain (None if the event was applied before). Timers already
+    scheduled keep their steps: each reads the chain in force when it fires."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return None
+        steps = None if chain is None else json.dumps([step.model_dump(mode="json") for step in chain])
+        status = await conn.execute(
+            """INSERT INTO escalation_chains AS c (tenant_id, steps, occurred_at) VALUES ($1, $2::jsonb, $3)
+               ON CONFLICT (tenant_id) DO UPDATE SET steps = excluded.steps, occurred_at = excluded.occurred_at,
+                   updated_at = now()
+               WHERE c.occurred_at <= excluded.occurred_at""",
+            event.tenant_id,
+            steps,
+            event.occurred_date_time,
+        )
+        return status.endswith(" 1")
+
+
 async def record_alert_created(
     pool: asyncpg.Pool, event: AlertCreated, reminder_after: float, escalation_after: float
 ) -> bool:
-    """The new alert's deliveries and its two timers; False if the event was applied before."""
+    """The new alert's deliveries and its timers (the reminder, and the deployment's escalation or a
+    timer per step of the tenant's chain); False if the event was applied before."""
     alert = event.alert
     payload = event.model_dump_json()
     async with pool.acquire() as conn, conn.transaction():
@@ -153,12 +188,13 @@ async def record_alert_created(
             return False
         channels = domain.alert_channels(await channel_rules(conn, event.tenant_id), alert)
         await _insert_deliveries(conn, event.tenant_id, alert.id, alert.id, channels, Kind.alert, payload)
-        due = domain.timers_for_new_alert(event, reminder_after, escalation_after, utcnow())
+        chain = await escalation_chain(conn, event.tenant_id) if domain.needs_timers(event) else None
+        due = domain.timers_for_new_alert(event, reminder_after, escalation_after, utcnow(), chain)
         if due:
             await conn.executemany(
-                """INSERT INTO notification_timers (tenant_id, alert_id, kind, due_at, payload)
-                   VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (tenant_id, alert_id, kind) DO NOTHING""",
-                [(event.tenant_id, alert.id, kind.value, at, payload) for kind, at in due.items()],
+                """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload)
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
+                [(event.tenant_id, alert.id, timer.kind.value, timer.step, at, payload) for timer, at in due.items()],
             )
         return True
 
@@ -404,42 +440,47 @@ async def channel_target(pool: asyncpg.Pool, tenant_id: str, name: str) -> Chann
 
 
 async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: int) -> int:
-    """Turn due timers into delivery rows, in the transaction that marks them fired."""
+    """Turn due timers into delivery rows, in the transaction that marks them fired; a timer with
+    nobody left to tell (a test alert's, an unreadable one, a step its chain no longer has) is
+    marked cancelled instead."""
     async with pool.acquire() as conn, conn.transaction():
         due = await conn.fetch(
-            """SELECT tenant_id, alert_id, kind, payload FROM notification_timers
+            """SELECT tenant_id, alert_id, kind, step, payload FROM notification_timers
                WHERE state = 'scheduled' AND due_at <= now()
                ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
             limit,
         )
         rules: dict[str, list[ChannelRule]] = {}
+        chains: dict[str, domain.Chain | None] = {}
         for timer in due:
-            tenant_id, alert_id, kind = timer["tenant_id"], timer["alert_id"], Kind(timer["kind"])
+            tenant_id, alert_id, kind, step = timer["tenant_id"], timer["alert_id"], Kind(timer["kind"]), timer["step"]
             try:
                 event = AlertCreated.model_validate_json(timer["payload"])
             except ValidationError as exc:  # one unreadable row must not stop every other timer
-                log.error("timer %s/%s/%s has an unreadable payload; cancelled: %s",
-                          tenant_id, alert_id, kind.value, " ".join(str(exc).split()))
+                log.error("timer %s/%s/%s/%d has an unreadable payload; cancelled: %s",
+                          tenant_id, alert_id, kind.value, step, " ".join(str(exc).split()))
                 event = None
+            channels: list[str] = []
             # A timer scheduled by an older version for an alert that needs none (a test alert) ends here.
-            state = "fired" if event is not None and domain.needs_timers(event) else "cancelled"
-            if event is not None and state == "fired":
+            if event is not None and domain.needs_timers(event):
                 if kind is Kind.reminder:
                     channels = domain.reminder_channels()
                 else:
                     if tenant_id not in rules:
                         rules[tenant_id] = await channel_rules(conn, tenant_id)
-                    channels = domain.escalation_channels(
-                        rules[tenant_id], event.alert, escalation_email=escalation_email
+                        chains[tenant_id] = await escalation_chain(conn, tenant_id)
+                    channels = domain.escalation_step_channels(
+                        step, chains[tenant_id], rules[tenant_id], event.alert, escalation_email=escalation_email
                     )
                 await _insert_deliveries(conn, tenant_id, alert_id, alert_id, channels, kind, timer["payload"])
             await conn.execute(
-                """UPDATE notification_timers SET state = $4, updated_at = now()
-                   WHERE tenant_id = $1 AND alert_id = $2 AND kind = $3""",
+                """UPDATE notification_timers SET state = $5, updated_at = now()
+                   WHERE tenant_id = $1 AND alert_id = $2 AND kind = $3 AND step = $4""",
                 tenant_id,
                 alert_id,
                 kind.value,
-                state,
+                step,
+                "fired" if channels else "cancelled",
             )
         return len(due)
 

@@ -117,13 +117,19 @@ class Transports:
 
     # --- e-mail -----------------------------------------------------------------------------------
 
+    async def email_recipient(self, row: asyncpg.Record) -> str | None:
+        """Where an e-mail delivery goes: the address its channel names (an escalation chain's step),
+        the deployment's escalation address, or the tenant's contact as it is now."""
+        channel = row["channel"]
+        if (address := domain.email_address(channel)) is not None:
+            return address
+        if channel == domain.ESCALATION_EMAIL:
+            return self.settings.escalation_email
+        return await store.contact_email(self.pool, row["tenant_id"])
+
     async def send_email(self, row: asyncpg.Record) -> Attempt:
         s = self.settings
-        recipient = (
-            s.escalation_email
-            if row["channel"] == domain.ESCALATION_EMAIL
-            else await store.contact_email(self.pool, row["tenant_id"])
-        )
+        recipient = await self.email_recipient(row)
         if not recipient:
             return domain.NO_CONTACT if row["channel"] == domain.CONTACT_EMAIL else Attempt(
                 "skipped", "no escalation address")

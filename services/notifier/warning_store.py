@@ -22,10 +22,15 @@ class WarningPayload(WireModel):
     reason: warnings.WarningReason
 
 
-def recipients(*, escalation_email: bool) -> list[str]:
-    """The contact, and the deployment's escalation address if there is one (escalation chains per
-    tenant come later: docs/notifier.md)."""
-    return [domain.CONTACT_EMAIL, *([domain.ESCALATION_EMAIL] if escalation_email else [])]
+def recipients(chain: domain.Chain | None, *, escalation_email: bool) -> list[str]:
+    """The contact, and the people who would be told of an unanswered alert: each address of the
+    tenant's escalation chain, all at once (a warning waits for no delay), once each; without a
+    chain, the deployment's escalation address if there is one. A chain's channels are not told:
+    a warning is an e-mail."""
+    if chain is None:
+        return [domain.CONTACT_EMAIL, *([domain.ESCALATION_EMAIL] if escalation_email else [])]
+    addresses = dict.fromkeys(domain.email_channel(step.email) for step in chain if step.email is not None)
+    return [domain.CONTACT_EMAIL, *addresses]
 
 
 async def record_requirement_status(
@@ -54,12 +59,15 @@ async def record_requirement_status(
             event.tenant_id, event.requirement_type, current.compliance.value, current.at_risk,
             event.observed_date_time,
         )
+        reasons = warnings.warnings_for(previous, current, observed=event.observed_date_time, now=now)
+        if not reasons:
+            return 0
+        told = recipients(await store.escalation_chain(conn, event.tenant_id), escalation_email=escalation_email)
         made = 0
-        for reason in warnings.warnings_for(previous, current, observed=event.observed_date_time, now=now):
+        for reason in reasons:
             payload = WarningPayload(event=event, reason=reason).model_dump_json()
             subject = warnings.warning_subject(event.requirement_type, reason, event.observed_date_time)
             made += await store._insert_deliveries(  # the delivery log's one way in
-                conn, event.tenant_id, subject, None, recipients(escalation_email=escalation_email), Kind.warning,
-                payload,
+                conn, event.tenant_id, subject, None, told, Kind.warning, payload,
             )
         return made

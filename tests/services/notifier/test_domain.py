@@ -255,7 +255,8 @@ def test_an_alert_arriving_resolved_or_answered_gets_no_timers_and_an_old_one_on
         return AlertCreated(tenant_id="t1", alert=alert(**fields), ingested_date_time=NOW)
 
     fresh = created(detectedDateTime="2026-11-27T11:30:00Z")
-    assert set(domain.timers_for_new_alert(fresh, 3600, 72000, NOW)) == {Kind.reminder, Kind.escalation}
+    assert set(domain.timers_for_new_alert(fresh, 3600, 72000, NOW)) == {
+        domain.TimerKey(Kind.reminder), domain.TimerKey(Kind.escalation)}
 
     # An import of old alerts: 40 days old and resolved → the alert e-mail only, no timer.
     resolved = created(detectedDateTime="2026-10-18T12:00:00Z", status="resolved")
@@ -278,11 +279,12 @@ def test_an_alert_arriving_resolved_or_answered_gets_no_timers_and_an_old_one_on
     # Older than 20 h on arrival: the escalation (due at once), not also the reminder.
     old = created(detectedDateTime="2026-11-26T14:00:00Z", status="active")
     assert domain.timers_for_new_alert(old, 3600, 72000, NOW) == {
-        Kind.escalation: datetime(2026, 11, 27, 10, tzinfo=UTC)
+        domain.TimerKey(Kind.escalation): datetime(2026, 11, 27, 10, tzinfo=UTC)
     }
     # Between 1 h and 20 h old: the reminder (due at once) and the escalation later.
     late = created(detectedDateTime="2026-11-27T08:00:00Z")
-    assert set(domain.timers_for_new_alert(late, 3600, 72000, NOW)) == {Kind.reminder, Kind.escalation}
+    assert set(domain.timers_for_new_alert(late, 3600, 72000, NOW)) == {
+        domain.TimerKey(Kind.reminder), domain.TimerKey(Kind.escalation)}
 
 
 def test_a_test_alert_gets_no_timers():

@@ -1,7 +1,7 @@
 """The notifier and the state that crosses services as events (#11): channels arrive on the
 notification-channels topic (secrets sealed), every change of a delivery leaves on the deliveries
 topic (a death's dead letter on the dead-letter topic besides), redeliveries come as commands, and a
-notifier on an empty schema rebuilds its channels and contacts from the topics."""
+notifier on an empty schema rebuilds its channels, contacts and escalation chains from the topics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from cryptography.fernet import Fernet
 
 from services.notifier import store
 from shared.db import create_pool
-from shared.events import Actor, ActorType, DeliveryChanged, RedeliveryRequested, Topic
+from shared.events import (
+    Actor,
+    ActorType,
+    DeliveryChanged,
+    EscalationChainChanged,
+    EscalationStep,
+    RedeliveryRequested,
+    Topic,
+)
 from shared.kafka import ensure_topics
 from shared.webhooks import WebhookSignatureError, verify
 from shared.wire import utcnow
@@ -226,17 +234,20 @@ async def test_a_redelivery_command_requeues_a_dead_delivery_and_is_ignored_for_
 # --- rebuilding from the topics --------------------------------------------------------------------------------
 
 
-async def channels_and_contact(pool: asyncpg.Pool, tenant_id: str) -> tuple[list[dict], dict]:
-    """The tenant's channels (tombstones included) and contact, without the bookkeeping times of the rows."""
+async def copied_state(pool: asyncpg.Pool, tenant_id: str) -> tuple[list[dict], dict, dict]:
+    """The tenant's channels (tombstones included), contact and escalation chain, without the
+    bookkeeping times of the rows."""
     channels = await pool.fetch("SELECT * FROM notification_channels WHERE tenant_id = $1 ORDER BY name", tenant_id)
     contact = await pool.fetchrow("SELECT * FROM notifier_contacts WHERE tenant_id = $1", tenant_id)
+    chain = await pool.fetchrow("SELECT * FROM escalation_chains WHERE tenant_id = $1", tenant_id)
     bookkeeping = {"created_at", "updated_at"}
     return ([{k: v for k, v in dict(c).items() if k not in bookkeeping} for c in channels],
-            {k: v for k, v in dict(contact).items() if k not in bookkeeping})
+            {k: v for k, v in dict(contact).items() if k not in bookkeeping},
+            {k: v for k, v in dict(chain).items() if k not in bookkeeping})
 
 
 @pytest.mark.timeout(180)
-async def test_a_notifier_on_an_empty_schema_rebuilds_its_channels_and_contacts_from_the_topics(
+async def test_a_notifier_on_an_empty_schema_rebuilds_its_channels_contacts_and_escalation_chains_from_the_topics(
     tenant_id, start_notifier, notifier_pool, own_database, kafka_bootstrap, topic_prefix
 ):
     # Topics of this test alone: the rebuilding notifier reads them from the beginning, and must not
@@ -257,6 +268,13 @@ async def test_a_notifier_on_an_empty_schema_rebuilds_its_channels_and_contacts_
         (Topic.notification_channels, channel_changed(tenant_id, "old", None, occurred=now - timedelta(hours=1))),
         (Topic.security_contacts, contact_changed(tenant_id, "first@partner.example")),
         (Topic.security_contacts, contact_changed(tenant_id, "soc@partner.example")),
+        (Topic.escalation_chains, EscalationChainChanged(
+            tenant_id=tenant_id, occurred_date_time=now - timedelta(minutes=1),
+            steps=[EscalationStep(after_minutes=0, channel="pager")])),
+        (Topic.escalation_chains, EscalationChainChanged(
+            tenant_id=tenant_id, occurred_date_time=now, steps=[
+                EscalationStep(after_minutes=60, email="lead@partner.example"),
+                EscalationStep(after_minutes=240, channel="pager")])),
     ]
     for topic, event in events:
         await publish_event(kafka_bootstrap, prefix, topic, event)
@@ -264,9 +282,11 @@ async def test_a_notifier_on_an_empty_schema_rebuilds_its_channels_and_contacts_
 
     start_notifier(KAFKA_TOPIC_PREFIX=prefix)
     await eventually(lambda: applied(notifier_pool, *ids), what="the events applied as they came")
-    before = await channels_and_contact(notifier_pool, tenant_id)
+    before = await copied_state(notifier_pool, tenant_id)
     assert [c["name"] for c in before[0] if not c["deleted"]] == ["jira", "pager"]
     assert before[1]["email"] == "soc@partner.example"
+    assert [step.email or step.channel for step in await store.escalation_chain(notifier_pool, tenant_id)] == [
+        "lead@partner.example", "pager"]
 
     empty = await create_pool(own_database, schema="notifier")
     try:
@@ -274,6 +294,6 @@ async def test_a_notifier_on_an_empty_schema_rebuilds_its_channels_and_contacts_
         start_notifier(DATABASE_URL=own_database, KAFKA_TOPIC_PREFIX=prefix,
                        CONSUMER_GROUP=f"notifier-rebuild-{uuid.uuid4().hex[:8]}")
         await eventually(lambda: applied(empty, *ids), what="the events applied again from the beginning")
-        assert await channels_and_contact(empty, tenant_id) == before
+        assert await copied_state(empty, tenant_id) == before
     finally:
         await empty.close()
