@@ -300,8 +300,12 @@ class DeliveryView(WireModel):
 
     id: UUID = Field(description="Delivery id; also the Idempotency-Key receivers dedupe by.")
     alert_id: str | None = None
-    subject: str = Field(description="The alert id, or spending:<customer>:<month>.")
-    channel: str = Field(description="email:contact | email:escalation | email:to:<address> (a chain's step) | webhook:<name>.")
+    subject: str = Field(
+        description="The alert id, spending:<customer>:<month>, or warning:<requirement>:<reason>:<time>."
+    )
+    channel: str = Field(
+        description="email:contact | email:escalation | email:to:<address> (a chain's step) | webhook:<name>."
+    )
     kind: str = Field(description="alert | reminder | escalation | spending | warning.")
     state: str = Field(description="pending | delivered | dead | skipped | cancelled.")
     recipient: str | None = None
