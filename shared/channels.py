@@ -15,6 +15,10 @@ from shared.wire import WireModel
 
 _SEVERITIES = {s.value for s in Severity}
 
+# A channel's name (`/channels/{name}`, and an escalation chain's step naming a channel).
+CHANNEL_NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+CHANNEL_NAME_MAX_LENGTH = 64
+
 
 class ChannelKind(StrEnum):
     """What a channel's URL receives. A channel or event that names no kind is a webhook (before #13

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from services.ingest import channels_store
 from services.ingest.deps import CallerDep, PoolDep, SettingsDep, wake_relay_after_write
 from shared.auth import AuditActor, Permission, authorize
-from shared.channels import ChannelKind, Route
+from shared.channels import CHANNEL_NAME_MAX_LENGTH, CHANNEL_NAME_PATTERN, ChannelKind, Route
 from shared.egress import refusal_for_url
 from shared.http import Problem, TenantIdPath
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
@@ -39,8 +39,8 @@ ChannelName = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._-]+$",
+        max_length=CHANNEL_NAME_MAX_LENGTH,
+        pattern=CHANNEL_NAME_PATTERN,
         description="Letters, digits, `.`, `_`, `-`.",
     ),
 ]

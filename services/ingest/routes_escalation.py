@@ -22,6 +22,7 @@ from services.ingest import escalation_store
 from services.ingest.contact import Email
 from services.ingest.deps import CallerDep, PoolDep, wake_relay_after_write
 from shared.auth import AuditActor, Permission, Principal, authorize
+from shared.channels import CHANNEL_NAME_MAX_LENGTH, CHANNEL_NAME_PATTERN
 from shared.events import EscalationStep
 from shared.http import Problem, TenantIdPath
 from shared.wire import UtcDateTime, WireModel
@@ -45,7 +46,7 @@ ManagerDep = Annotated[Principal, Depends(_manager)]
 ReaderDep = Annotated[Principal, Depends(_reader)]
 
 # A channel's name, as /channels/{name} takes it.
-ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+ChannelName = Annotated[str, Field(min_length=1, max_length=CHANNEL_NAME_MAX_LENGTH, pattern=CHANNEL_NAME_PATTERN)]
 
 
 class EscalationStepIn(WireModel):
