@@ -10,8 +10,9 @@ from fastapi import Depends, Header, Request
 
 from services.ingest.config import Settings
 from services.ingest.webhook_auth import WebhookSecrets
-from shared.auth import KeyStore, Principal
+from shared.auth import KeyStore, Permission, Principal, authorize
 from shared.catalogue import Catalogue
+from shared.http import TenantIdPath
 from shared.http_guards import authenticated_caller, authenticates
 
 
@@ -50,6 +51,20 @@ CallerDep = Annotated[Principal, Depends(_principal)]
 KeysDep = Annotated[KeyStore, Depends(_keys)]
 WebhookSecretsDep = Annotated[WebhookSecrets, Depends(_webhook_secrets)]
 CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]
+
+
+async def _tenant_reader(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
+    return authorize(caller, Permission.read, tenant_id)
+
+
+async def _tenant_manager(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
+    return authorize(caller, Permission.manage, tenant_id)
+
+
+# The caller, once allowed to read / manage the path's tenant: as dependencies, a caller who may not
+# learns it before anything about the body.
+TenantReaderDep = Annotated[Principal, Depends(_tenant_reader)]
+TenantManagerDep = Annotated[Principal, Depends(_tenant_manager)]
 
 
 async def wake_relay_after_write(request: Request) -> AsyncIterator[None]:

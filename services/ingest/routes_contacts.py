@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Response
 
 from services.ingest import signals_store as store
 from services.ingest.contact import SecurityContactIn, contact_status, next_change_time
-from services.ingest.deps import CallerDep, PoolDep, SettingsDep, wake_relay_after_write
+from services.ingest.deps import CallerDep, PoolDep, SettingsDep, TenantReaderDep, wake_relay_after_write
 from services.ingest.outgoing import EventTooLarge, enqueue
 from shared.auth import AuditAction, AuditActor, Permission, Principal, authorize, record_audit
 from shared.events import Actor, ActorType, SecurityContactChanged, Topic
@@ -36,12 +36,7 @@ async def _setter(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
     return authorize(caller, Permission.set_contact, tenant_id)
 
 
-async def _reader(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
-    return authorize(caller, Permission.read, tenant_id)
-
-
 SetterDep = Annotated[Principal, Depends(_setter)]
-ReaderDep = Annotated[Principal, Depends(_reader)]
 
 
 class SecurityContactOut(WireModel):
@@ -125,7 +120,7 @@ async def put_contact(
     summary="The security contact in force",
     responses={404: {"description": "No contact set"}},
 )
-async def get_contact(tenant_id: TenantIdPath, _: ReaderDep, pool: PoolDep) -> SecurityContactOut:
+async def get_contact(tenant_id: TenantIdPath, _: TenantReaderDep, pool: PoolDep) -> SecurityContactOut:
     stored = await store.current_contact(pool, tenant_id)
     if stored is None:
         raise Problem(404, "No security contact", f"tenant {tenant_id} has no security contact; PUT one")

@@ -20,8 +20,8 @@ from pydantic import Field, field_validator, model_validator
 
 from services.ingest import escalation_store
 from services.ingest.contact import Email
-from services.ingest.deps import CallerDep, PoolDep, wake_relay_after_write
-from shared.auth import AuditActor, Permission, Principal, authorize
+from services.ingest.deps import PoolDep, TenantManagerDep, TenantReaderDep, wake_relay_after_write
+from shared.auth import AuditActor
 from shared.channels import CHANNEL_NAME_MAX_LENGTH, CHANNEL_NAME_PATTERN
 from shared.events import EscalationStep
 from shared.http import Problem, TenantIdPath
@@ -34,16 +34,6 @@ MAX_STEPS = 10
 MAX_AFTER_MINUTES = 7 * 24 * 60  # a week: what the event allows
 
 
-async def _manager(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
-    return authorize(caller, Permission.manage, tenant_id)
-
-
-async def _reader(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
-    return authorize(caller, Permission.read, tenant_id)
-
-
-ManagerDep = Annotated[Principal, Depends(_manager)]
-ReaderDep = Annotated[Principal, Depends(_reader)]
 
 # A channel's name, as /channels/{name} takes it.
 ChannelName = Annotated[str, Field(min_length=1, max_length=CHANNEL_NAME_MAX_LENGTH, pattern=CHANNEL_NAME_PATTERN)]
@@ -114,7 +104,7 @@ def _none(tenant_id: str) -> Problem:
                200: {"description": "Replaced, or the same chain again (nothing changed)"}},
 )
 async def put_chain(
-    tenant_id: TenantIdPath, body: EscalationChainIn, caller: ManagerDep, pool: PoolDep, response: Response
+    tenant_id: TenantIdPath, body: EscalationChainIn, caller: TenantManagerDep, pool: PoolDep, response: Response
 ) -> EscalationChainOut:
     chain, created = await escalation_store.set_chain(pool, tenant_id, [s.step() for s in body.steps],
                                                       actor=AuditActor.of(caller))
@@ -128,7 +118,7 @@ async def put_chain(
     summary="The tenant's escalation chain",
     responses={404: {"description": "No chain set"}},
 )
-async def get_chain(tenant_id: TenantIdPath, _: ReaderDep, pool: PoolDep) -> EscalationChainOut:
+async def get_chain(tenant_id: TenantIdPath, _: TenantReaderDep, pool: PoolDep) -> EscalationChainOut:
     chain = await escalation_store.current_chain(pool, tenant_id)
     if chain is None:
         raise _none(tenant_id)
@@ -141,7 +131,7 @@ async def get_chain(tenant_id: TenantIdPath, _: ReaderDep, pool: PoolDep) -> Esc
     summary="Remove the tenant's escalation chain: the deployment's escalation address applies again",
     responses={404: {"description": "No chain set"}},
 )
-async def delete_chain(tenant_id: TenantIdPath, caller: ManagerDep, pool: PoolDep) -> Response:
+async def delete_chain(tenant_id: TenantIdPath, caller: TenantManagerDep, pool: PoolDep) -> Response:
     if not await escalation_store.clear_chain(pool, tenant_id, actor=AuditActor.of(caller)):
         raise _none(tenant_id)
     return Response(status_code=204)

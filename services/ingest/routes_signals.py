@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from services.ingest import signals_store as store
 from services.ingest.config import Settings
-from services.ingest.deps import CallerDep, CatalogueDep, PoolDep, SettingsDep, wake_relay_after_write
+from services.ingest.deps import CatalogueDep, PoolDep, SettingsDep, TenantManagerDep, wake_relay_after_write
 from services.ingest.outgoing import EventTooLarge, enqueue
 from services.ingest.signals_models import (
     AdminMfaReport,
@@ -38,15 +38,9 @@ from services.ingest.signals_rules import (
     spending_status,
     threshold_notifications,
 )
-from shared.auth import Permission, Principal, authorize
 from shared.events import Event, RequirementStatusObserved, Topic
 from shared.http import Problem, TenantIdPath
 from shared.wire import utcnow
-
-
-# Dependencies, so a caller who may not send signals learns that before anything about the body.
-async def _manager(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
-    return authorize(caller, Permission.manage, tenant_id)
 
 
 async def _known_requirement(requirement_type: Annotated[str, Path()], catalogue: CatalogueDep) -> str:
@@ -56,7 +50,6 @@ async def _known_requirement(requirement_type: Annotated[str, Path()], catalogue
     return requirement_type
 
 
-ManagerDep = Annotated[Principal, Depends(_manager)]
 KnownRequirement = Annotated[str, Depends(_known_requirement)]
 
 
@@ -127,7 +120,7 @@ def _accepted(
     summary="Admin MFA counts of the partner tenant: mfaEnforcedForAdmins",
 )
 async def post_admin_mfa(
-    tenant_id: TenantIdPath, report: AdminMfaReport, _: ManagerDep, settings: SettingsDep, pool: PoolDep
+    tenant_id: TenantIdPath, report: AdminMfaReport, _: TenantManagerDep, settings: SettingsDep, pool: PoolDep
 ) -> JSONResponse:
     now = utcnow()
     refuse_future(report.observed_date_time, now)
@@ -145,7 +138,7 @@ async def post_admin_mfa(
 async def post_customer_mfa(
     tenant_id: TenantIdPath,
     report: CustomerMfaReport,
-    _: ManagerDep,
+    _: TenantManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
 ) -> JSONResponse:
@@ -171,7 +164,7 @@ async def post_customer_mfa(
 async def post_spending(
     tenant_id: TenantIdPath,
     report: SpendingReport,
-    _: ManagerDep,
+    _: TenantManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
 ) -> JSONResponse:
@@ -212,7 +205,7 @@ async def post_requirement_status(
     tenant_id: TenantIdPath,
     requirement_type: KnownRequirement,
     body: RequirementStatusIn,
-    _: ManagerDep,
+    _: TenantManagerDep,
     settings: SettingsDep,
     pool: PoolDep,
 ) -> JSONResponse:
