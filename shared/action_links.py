@@ -28,14 +28,19 @@ from itsdangerous.encoding import base64_decode, base64_encode
 __all__ = [
     "ACTION_CHANGES",
     "ACTION_LABELS",
+    "BULK_LINK_MAX_ALERTS",
     "Action",
     "ActionLink",
+    "BulkLink",
     "LinkExpired",
     "LinkInvalid",
     "action_url",
+    "bulk_action_url",
     "change_for",
     "read_action_link",
+    "read_bulk_link",
     "sign_action_link",
+    "sign_bulk_link",
 ]
 
 
@@ -179,6 +184,118 @@ def _link_from(payload: Any, issued_at: datetime) -> ActionLink:
     return ActionLink(
         tenant_id=payload["t"],
         alert_id=payload["a"],
+        action=action,
+        recipient=payload["r"],
+        link_id=payload["l"],
+        issued_at=issued_at.astimezone(UTC),
+    )
+
+
+# --- Bulk links: a storm digest's one link that acknowledges every alert it lists ------------------
+#
+# Signed and read as the one-alert links are (same keys, rotation, clock skew and maximum age), but
+# with a salt of their own: a bulk token never reads as a one-alert link, nor a one-alert token as a
+# bulk link. The list of alert ids is zlib-compressed when that makes the token shorter (itsdangerous'
+# URL-safe serializer does; it only decompresses after the signature checked out).
+
+# A digest lists at most this many alerts per link: keeps the URL under ~3 KB (mail programs and
+# proxies cut longer ones). The notifier splits a longer digest's alerts over several links.
+BULK_LINK_MAX_ALERTS = 50
+# The actions a bulk link may stand for: acknowledging is the one a storm calls for (resolving many
+# alerts at once, unseen, is not a one-click decision).
+BULK_ACTIONS = frozenset({Action.acknowledge})
+
+_BULK_SALT = "csp-alert-triage/bulk-action-link/v1"
+
+
+@dataclass(frozen=True)
+class BulkLink:
+    tenant_id: str
+    alert_ids: tuple[str, ...]  # each once, in the digest's order; 1 to BULK_LINK_MAX_ALERTS of them
+    action: Action
+    recipient: str
+    link_id: str  # random, unique per link: a link is used once
+    issued_at: datetime
+
+
+def _bulk_serializer(keys: Sequence[str], now: datetime) -> URLSafeTimedSerializer:
+    if not keys:
+        raise ValueError("at least one action link key is needed")
+    return URLSafeTimedSerializer(
+        list(reversed(keys)), salt=_BULK_SALT, signer=_ClockedSigner,
+        signer_kwargs={"now": now, "digest_method": hashlib.sha256},
+    )
+
+
+def sign_bulk_link(
+    keys: Sequence[str],
+    *,
+    tenant_id: str,
+    alert_ids: Sequence[str],
+    recipient: str,
+    now: datetime,
+    action: Action = Action.acknowledge,
+) -> str:
+    """A url-safe token for one new bulk link (a fresh ``link_id``) over ``alert_ids`` (each kept once,
+    in order), issued at ``now``, signed with ``keys[0]``. ValueError: no alert id, an empty one, more
+    than :data:`BULK_LINK_MAX_ALERTS`, or an action a bulk link does not take."""
+    ids = list(dict.fromkeys(alert_ids))
+    if not ids or not all(isinstance(alert_id, str) and alert_id for alert_id in ids):
+        raise ValueError("a bulk link needs at least one alert id, and no empty one")
+    if len(ids) > BULK_LINK_MAX_ALERTS:
+        raise ValueError(f"a bulk link lists at most {BULK_LINK_MAX_ALERTS} alerts, not {len(ids)}")
+    if Action(action) not in BULK_ACTIONS:
+        raise ValueError(f"a bulk link does not take the action {Action(action).value!r}")
+    payload = {"t": tenant_id, "a": ids, "x": Action(action).value, "r": recipient, "l": secrets.token_urlsafe(16)}
+    return _bulk_serializer(keys, now).dumps(payload)
+
+
+def bulk_action_url(write_api_public_url: str, token: str) -> str:
+    return f"{write_api_public_url.rstrip('/')}/v1/actions/bulk/{token}"
+
+
+def read_bulk_link(keys: Sequence[str], token: str, *, max_age_seconds: float, now: datetime) -> BulkLink:
+    """The bulk link ``token`` stands for, if one of ``keys`` signed it.
+
+    Raises :class:`LinkInvalid` (not a bulk link signed by any of ``keys``: altered, a one-alert link,
+    not a link at all) or :class:`LinkExpired` (authentic, issued more than ``max_age_seconds`` before ``now``).
+    """
+    try:
+        payload, issued_at = _bulk_serializer(keys, now).loads(token, return_timestamp=True)
+    except BadData:
+        raise LinkInvalid("the link is not one this deployment signed, or it was altered") from None
+    except (ValueError, TypeError, OverflowError):  # text that is no token at all (not even ASCII)
+        raise LinkInvalid("the link is malformed") from None
+    # Only the signature's one canonical spelling is the link (see read_action_link).
+    signature = token.rsplit(".", 1)[-1]
+    if base64_encode(base64_decode(signature)).decode() != signature:
+        raise LinkInvalid("the link is not one this deployment signed, or it was altered")
+    link = _bulk_link_from(payload, issued_at)
+    age = now - issued_at
+    if age < -_CLOCK_SKEW:
+        raise LinkInvalid("the link claims to be issued in the future")
+    if age.total_seconds() > max_age_seconds:
+        raise LinkExpired(issued_at)
+    return link
+
+
+def _bulk_link_from(payload: Any, issued_at: datetime) -> BulkLink:
+    fields = ("t", "x", "r", "l")
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(f), str) and payload[f] for f in fields):
+        raise LinkInvalid("the link's content is not a bulk response")
+    alert_ids = payload.get("a")
+    if (not isinstance(alert_ids, list) or not 1 <= len(alert_ids) <= BULK_LINK_MAX_ALERTS
+            or not all(isinstance(alert_id, str) and alert_id for alert_id in alert_ids)):
+        raise LinkInvalid("the link's content is not a bulk response")
+    try:
+        action = Action(payload["x"])
+    except ValueError:
+        raise LinkInvalid(f"the link names no known action ({payload['x']!r})") from None
+    if action not in BULK_ACTIONS:
+        raise LinkInvalid(f"a bulk link does not take the action {action.value!r}")
+    return BulkLink(
+        tenant_id=payload["t"],
+        alert_ids=tuple(dict.fromkeys(alert_ids)),
         action=action,
         recipient=payload["r"],
         link_id=payload["l"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,13 +15,18 @@ from shared import action_links
 from shared.action_links import (
     ACTION_CHANGES,
     ACTION_LABELS,
+    BULK_LINK_MAX_ALERTS,
     Action,
+    BulkLink,
     LinkExpired,
     LinkInvalid,
     action_url,
+    bulk_action_url,
     change_for,
     read_action_link,
+    read_bulk_link,
     sign_action_link,
+    sign_bulk_link,
 )
 
 KEY = "k" * 32
@@ -142,3 +149,118 @@ def test_every_action_has_a_change_and_a_label():
 ])
 def test_what_an_action_changes(action, status, reason, expected):
     assert change_for(action, status, reason) == expected
+
+
+# --- Bulk links (a storm digest's one "acknowledge them all" link) ---------------------------------
+
+DIGEST_IDS = ("alert-1", "alert-2", "alert-3")
+
+
+def sign_bulk(keys=(KEY,), *, now=NOW, alert_ids=DIGEST_IDS, recipient="soc@partner.example", **kwargs) -> str:
+    return sign_bulk_link(list(keys), tenant_id="tenant-a", alert_ids=alert_ids, recipient=recipient, now=now,
+                          **kwargs)
+
+
+def read_bulk(token: str, keys=(KEY,), *, now=NOW, max_age=WEEK):
+    return read_bulk_link(list(keys), token, max_age_seconds=max_age, now=now)
+
+
+def test_a_bulk_link_reads_back_as_signed():
+    token = sign_bulk(alert_ids=["b/2 ünïcode", "a-1", "c"], recipient="Zoë <zoe@partner.example>")
+    link = read_bulk(token, now=NOW + timedelta(hours=1))
+    assert link == BulkLink(tenant_id="tenant-a", alert_ids=("b/2 ünïcode", "a-1", "c"), action=Action.acknowledge,
+                            recipient="Zoë <zoe@partner.example>", link_id=link.link_id, issued_at=NOW)
+    assert link.link_id
+    assert len({read_bulk(sign_bulk()).link_id for _ in range(3)}) == 3
+
+
+def test_a_bulk_link_lists_each_alert_once_in_the_order_given():
+    assert read_bulk(sign_bulk(alert_ids=["b", "a", "b", "c", "a"])).alert_ids == ("b", "a", "c")
+
+
+def test_a_bulk_link_of_the_most_alerts_stays_a_short_url_safe_token():
+    draw = random.Random(13)
+    ids = [str(uuid.UUID(int=draw.getrandbits(128))) for _ in range(BULK_LINK_MAX_ALERTS)]
+    token = sign_bulk(alert_ids=ids)
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert len(bulk_action_url("https://triage.example/api", token)) < 3000
+    assert read_bulk(token).alert_ids == tuple(ids)
+    assert bulk_action_url("https://triage.example/api/", "t") == "https://triage.example/api/v1/actions/bulk/t"
+
+
+@pytest.mark.parametrize("alert_ids", [
+    [], ["a", ""], [f"alert-{n}" for n in range(BULK_LINK_MAX_ALERTS + 1)],
+])
+def test_a_bulk_link_of_no_alert_too_many_or_an_empty_id_is_a_programming_error(alert_ids):
+    with pytest.raises(ValueError):
+        sign_bulk(alert_ids=alert_ids)
+
+
+def test_a_bulk_link_only_acknowledges_for_now():
+    assert read_bulk(sign_bulk(action=Action.acknowledge)).action is Action.acknowledge
+    with pytest.raises(ValueError):
+        sign_bulk(action=Action.resolve_ignore)
+
+
+def test_a_bulk_link_works_until_its_maximum_age_then_is_expired():
+    token = sign_bulk()
+    assert read_bulk(token, now=NOW + timedelta(seconds=WEEK)).alert_ids == DIGEST_IDS
+    with pytest.raises(LinkExpired) as expired:
+        read_bulk(token, now=NOW + timedelta(seconds=WEEK + 1))
+    assert expired.value.issued_at == NOW
+    assert read_bulk(sign_bulk(now=NOW + timedelta(minutes=1))).issued_at == NOW + timedelta(minutes=1)
+    with pytest.raises(LinkInvalid):
+        read_bulk(sign_bulk(now=NOW + timedelta(hours=1)))
+
+
+def test_a_changed_character_anywhere_makes_a_bulk_link_invalid():
+    token = sign_bulk()
+    for position in range(len(token)):
+        changed = token[:position] + ("A" if token[position] != "A" else "B") + token[position + 1:]
+        with pytest.raises(LinkInvalid):
+            read_bulk(changed)
+    for character in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".replace(token[-1], ""):
+        with pytest.raises(LinkInvalid):
+            read_bulk(token[:-1] + character)
+
+
+def test_a_one_alert_link_never_reads_as_a_bulk_link_nor_a_bulk_link_as_a_one_alert_link():
+    with pytest.raises(LinkInvalid):
+        read_bulk(sign())
+    with pytest.raises(LinkInvalid):
+        read(sign_bulk())
+    with pytest.raises(LinkInvalid):
+        read(sign_bulk(alert_ids=["alert-1"]))
+
+
+def test_bulk_link_keys_rotate_as_one_alert_links_do():
+    signed_before = sign_bulk((OLD_KEY,))
+    assert read_bulk(signed_before, (KEY, OLD_KEY)).alert_ids == DIGEST_IDS
+    signed_after = sign_bulk((KEY, OLD_KEY))
+    assert read_bulk(signed_after, (KEY,)).alert_ids == DIGEST_IDS
+    with pytest.raises(LinkInvalid):
+        read_bulk(signed_after, (OLD_KEY,))
+    with pytest.raises(LinkInvalid):
+        read_bulk(signed_before, (KEY,))
+    with pytest.raises(LinkInvalid):
+        read_bulk(sign_bulk((OTHER_KEY,)))
+    with pytest.raises(ValueError):
+        sign_bulk(())
+
+
+def test_authentic_content_that_is_not_a_bulk_link_is_invalid():
+    serializer = action_links._bulk_serializer([KEY], NOW)
+    valid = {"t": "tenant-a", "a": ["alert-1"], "x": "acknowledge", "r": "soc@partner.example", "l": "id"}
+    for payload in (["tenant-a"], {"t": "tenant-a"}, {**valid, "a": "alert-1"}, {**valid, "a": []},
+                    {**valid, "a": ["alert-1", 2]}, {**valid, "a": ["alert-1", ""]},
+                    {**valid, "a": [f"a{n}" for n in range(BULK_LINK_MAX_ALERTS + 1)]},
+                    {**valid, "x": "resolve-fraud"}, {**valid, "x": "delete"}, {**valid, "r": 3}, {**valid, "l": ""}):
+        with pytest.raises(LinkInvalid):
+            read_bulk(serializer.dumps(payload))
+    assert read_bulk(serializer.dumps(valid)).alert_ids == ("alert-1",)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_a_bulk_link_or_invalid_never_another_error(text):
+    with pytest.raises(LinkInvalid):
+        read_bulk(text)
