@@ -1,4 +1,5 @@
-"""The small HTML pages of the one-click responses (``routes_actions``): Jinja2, autoescaped.
+"""The small HTML pages of the one-click responses (``routes_actions``, one alert) and of the bulk
+acknowledge links of storm digests (``routes_bulk_actions``, a list of alerts): Jinja2, autoescaped.
 
 Every page (and every problem document these routes answer with) is sent with headers that keep the
 link to itself: no ``Referer`` carries the token to another site, no cache keeps it, no frame shows
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +24,8 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:38rem;padding:0 1rem;color:#1b1b1b}"
     "dl{display:grid;grid-template-columns:max-content auto;gap:.3rem 1rem}dt{font-weight:600}dd{margin:0}"
     "button{font-size:1.1rem;padding:.6rem 1.2rem;cursor:pointer}.who,.note,.advice{color:#4a4a4a}"
+    "table{border-collapse:collapse;width:100%}th,td{text-align:left;vertical-align:top;padding:.3rem .5rem;"
+    "border-bottom:1px solid #ddd}h2{font-size:1.1rem;margin-top:1.5rem}"
 )
 # The one inline style is allowed by its hash; nothing else may load or run.
 _STYLE_SOURCE = "'sha256-" + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode() + "'"
@@ -39,6 +43,7 @@ _TEMPLATES = Environment(
     loader=PackageLoader("services.ingest", "templates"), autoescape=True, undefined=StrictUndefined
 )
 _PAGE = _TEMPLATES.get_template("action_page.html.j2")
+_BULK_PAGE = _TEMPLATES.get_template("bulk_action_page.html.j2")
 
 _JSON_TYPES = frozenset({"application/json", "application/problem+json"})
 _HTML_TYPES = frozenset({"text/html", "text/*", "*/*"})
@@ -70,6 +75,20 @@ class AlertSummary:
             customer=customer,
             status=status,
         )
+
+    @classmethod
+    def unknown(cls, alert_id: str) -> AlertSummary:
+        """An id a bulk link lists that names no alert of its tenant here."""
+        return cls(id=alert_id, title="not known", severity="-", customer="-", status="not known")
+
+
+@dataclass(frozen=True)
+class AlertList:
+    """A captioned list of alerts on a bulk link's page (those to acknowledge, those left as they are)."""
+
+    caption: str
+    alerts: Sequence[AlertSummary]
+    note: str | None = None
 
 
 def wants_json(accept: str | None) -> bool:
@@ -111,6 +130,32 @@ def page(
         heading=heading,
         message=message,
         alert=alert,
+        recipient=recipient,
+        confirm_label=confirm_label,
+        expires=f"{expires:%Y-%m-%d %H:%M} UTC" if expires else "it expires",
+        advice=advice,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def bulk_page(
+    status_code: int,
+    *,
+    heading: str,
+    message: str,
+    lists: Sequence[AlertList],
+    recipient: str,
+    confirm_label: str | None = None,
+    expires: datetime | None = None,
+    advice: str | None = None,
+) -> HTMLResponse:
+    """A bulk link's page: its alerts in captioned lists; with ``confirm_label``, the form that
+    confirms (it posts to the same URL), that label on its button."""
+    html = _BULK_PAGE.render(
+        style=Markup(_STYLE),
+        heading=heading,
+        message=message,
+        sections=[section for section in lists if section.alerts],
         recipient=recipient,
         confirm_label=confirm_label,
         expires=f"{expires:%Y-%m-%d %H:%M} UTC" if expires else "it expires",

@@ -13,6 +13,7 @@ from services.ingest import (
     routes_actions,
     routes_alerts,
     routes_audit,
+    routes_bulk_actions,
     routes_channels,
     routes_contacts,
     routes_deliveries,
@@ -97,7 +98,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
-                   routes_keys, routes_audit, routes_graph, routes_actions, routes_escalation):
+                   routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation):
         app.include_router(module.router)
     default_openapi = app.openapi
 
