@@ -37,7 +37,11 @@ pytestmark = pytest.mark.contract
 PUBLIC_OPERATIONS = frozenset({("GET", "/health/live"), ("GET", "/health/ready")})
 # The signed link in the path is the credential (it names tenant, alert, action and recipient): any
 # caller, with or without a key, gets a page or a refusal of the link, never 401/403 nor a 5xx.
-SIGNED_LINK_OPERATIONS = frozenset({("GET", "/v1/actions/{token}"), ("POST", "/v1/actions/{token}")})
+SIGNED_LINK_OPERATIONS = frozenset({
+    ("GET", "/v1/actions/{token}"), ("POST", "/v1/actions/{token}"),
+    # A storm digest's bulk acknowledge link: the same, for the alerts it lists.
+    ("GET", "/v1/actions/bulk/{token}"), ("POST", "/v1/actions/bulk/{token}"),
+})
 PROBLEM_JSON = "application/problem+json"
 
 NO_KEY = "no-key"
@@ -149,10 +153,10 @@ def test_signed_link_operations_refuse_a_made_up_link_to_any_caller(
             headers["Authorization"] = f"Bearer {intruder_keys[caller]}"
         elif caller == OPERATOR:
             headers.update(AUTH)
-        for method, _ in sorted(SIGNED_LINK_OPERATIONS):
-            answer = httpx.request(method, f"{system['ingest'].url}/v1/actions/not-a-link-we-signed",
-                                   headers=headers, timeout=10)
-            seen = f"{method} /v1/actions/... as {caller}: {answer.status_code} {answer.text[:300]}"
+        for method, path in sorted(SIGNED_LINK_OPERATIONS):
+            url = system["ingest"].url + path.replace("{token}", "not-a-link-we-signed")
+            answer = httpx.request(method, url, headers=headers, timeout=10)
+            seen = f"{method} {path} as {caller}: {answer.status_code} {answer.text[:300]}"
             assert answer.status_code == 400, seen
             assert answer.headers.get("content-type", "").startswith(PROBLEM_JSON), seen
 

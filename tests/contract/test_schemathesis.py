@@ -50,6 +50,9 @@ ACCEPTED_OR_RULED_OUT = ["2xx", "401", "403", "404", "409", "422", "429"]
 # or of an alert not there (404), used (409) or expired (410).
 SIGNED_LINK_PATH = "/v1/actions/{token}"
 SIGNED_LINK_REFUSALS = ["2xx", "400", "404", "409", "410"]
+# A storm digest's bulk acknowledge link: the same refusals but 404 (an unknown alert is listed as such).
+SIGNED_BULK_LINK_PATH = "/v1/actions/bulk/{token}"
+SIGNED_BULK_LINK_REFUSALS = ["2xx", "400", "409", "410"]
 
 
 # A fixed seed: every run sends the same cases, so CI passes or fails on the code alone, never on the
@@ -74,6 +77,10 @@ def contract_config(base_url: str) -> SchemathesisConfig:
             {
                 "include-path": SIGNED_LINK_PATH,
                 "checks": {"positive_data_acceptance": {"expected-statuses": SIGNED_LINK_REFUSALS}},
+            },
+            {
+                "include-path": SIGNED_BULK_LINK_PATH,
+                "checks": {"positive_data_acceptance": {"expected-statuses": SIGNED_BULK_LINK_REFUSALS}},
             },
             {
                 # `insights` is free-form JSON, stored as PostgreSQL jsonb, which cannot hold U+0000: the
