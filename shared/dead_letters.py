@@ -72,7 +72,7 @@ class DeadDelivery(_Envelope):
     delivery_id: str = Field(description="The delivery (redeliver it with `POST .../deliveries/{id}/redeliver`).")
     alert_id: str | None = Field(None, description="The alert it was about, if any (a spending one has none).")
     channel: str = Field(description="Where it was going: `email:contact`, `webhook:<name>`, ...")
-    kind: str = Field(description="`alert`, `reminder`, `escalation` or `spending`.")
+    kind: str = Field(description="`alert`, `reminder`, `escalation`, `spending`, `warning` or `digest`.")
     attempts: int = Field(description="Attempts made.")
     last_error: str = Field(description="What the last attempt met, e.g. `HTTP 400`.")
     last_attempt_date_time: OptionalUtcDateTime = Field(None, description="When the last attempt was made (UTC).")

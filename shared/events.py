@@ -301,13 +301,17 @@ class DeliveryView(WireModel):
     id: UUID = Field(description="Delivery id; also the Idempotency-Key receivers dedupe by.")
     alert_id: str | None = None
     subject: str = Field(
-        description="The alert id, spending:<customer>:<month>, or warning:<requirement>:<reason>:<time>."
+        description="The alert id, spending:<customer>:<month>, warning:<requirement>:<reason>:<time>, or "
+        "digest:<its first alert id>."
     )
     channel: str = Field(
         description="email:contact | email:escalation | email:to:<address> (a chain's step) | webhook:<name>."
     )
-    kind: str = Field(description="alert | reminder | escalation | spending | warning.")
-    state: str = Field(description="pending | delivered | dead | skipped | cancelled.")
+    kind: str = Field(description="alert | reminder | escalation | spending | warning | digest.")
+    state: str = Field(
+        description="pending | delivered | dead | skipped | cancelled | grouped (an alert's message went in a "
+        "storm's digest: `digestId`)."
+    )
     recipient: str | None = None
     attempts: int = 0
     redeliveries: int = 0
@@ -318,6 +322,9 @@ class DeliveryView(WireModel):
     delivered_date_time: UtcDateTime | None = None
     dead_lettered_date_time: UtcDateTime | None = None
     created_date_time: UtcDateTime
+    digest_id: UUID | None = Field(
+        None, description="The digest delivery that carried a grouped alert's message (a storm of new alerts)."
+    )
 
 
 class DeliveryChanged(Event):

@@ -1,5 +1,6 @@
 from pydantic import DirectoryPath, Field, SecretStr, model_validator
 
+from services.notifier.domain import StormPolicy
 from shared.catalogue import CatalogueError, RequirementType, load_catalogue
 from shared.responses import RESPONSE_TARGET_HOURS
 from shared.settings import CommonSettings, load_settings
@@ -53,6 +54,19 @@ class Settings(CommonSettings):
         "when a contact arrives (if its alert is still open); older ones are not.",
     )
 
+    storm_threshold: int = Field(
+        5,
+        ge=0,
+        description="A storm: a channel people read (the contact's e-mail, a Teams channel) that had this many new "
+        "alerts of a tenant within STORM_WINDOW_SECONDS gets each further one in a digest instead of on its own "
+        "(0: never group). Ticketing webhooks always get each alert.",
+    )
+    storm_window_seconds: float = Field(120, gt=0, description="The window a storm is counted over.")
+    storm_digest_wait_seconds: float = Field(
+        60, ge=0, description="A digest goes out this long after its first alert (or at once when it holds "
+        "the most alerts one bulk acknowledge link can carry, 50); alerts meanwhile join it.",
+    )
+
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook request.")
     max_attempts: int = Field(8, ge=1, description="Attempts of one delivery before it is dead-lettered.")
     retry_base_seconds: float = Field(
@@ -80,6 +94,10 @@ class Settings(CommonSettings):
         "(fired, cancelled) older than this are deleted.",
     )
     prune_every_seconds: float = Field(3600, gt=0, description="How often the finished rows are pruned.")
+
+    @property
+    def storm_policy(self) -> StormPolicy:
+        return StormPolicy(self.storm_threshold, self.storm_window_seconds, self.storm_digest_wait_seconds)
 
     @property
     def send_bound_seconds(self) -> float:

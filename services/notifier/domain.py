@@ -22,12 +22,20 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.notifier.templates import EmailTemplates, Rendered
 from services.notifier.templates import shipped as shipped_templates
-from shared.action_links import ACTION_LABELS, Action, action_url, sign_action_link
-from shared.alerts import Alert, AlertStatus
+from shared.action_links import (
+    ACTION_LABELS,
+    BULK_LINK_MAX_ALERTS,
+    Action,
+    action_url,
+    bulk_action_url,
+    sign_action_link,
+    sign_bulk_link,
+)
+from shared.alerts import Alert, AlertStatus, Severity
 from shared.channels import ChannelKind, Route
 from shared.dead_letters import DeadLetter, dead_delivery
 from shared.events import (
@@ -59,6 +67,7 @@ class Kind(StrEnum):
     escalation = "escalation"
     spending = "spending"
     warning = "warning"  # a requirement at risk or no longer met (services/notifier/warnings.py)
+    digest = "digest"  # the new alerts of a storm, in one message (see "storms" below)
 
 
 def webhook_channel(name: str) -> str:
@@ -94,6 +103,7 @@ class ChannelRule:
     name: str
     routes: tuple[Route, ...]
     escalation: bool = False
+    kind: ChannelKind = ChannelKind.webhook
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,154 @@ def escalation_step_channels(
     return [step_channel(chain[step - 1])] if step <= len(chain) else []
 
 
+# --- storms ------------------------------------------------------------------------------------------
+# More new alerts for a tenant than STORM_THRESHOLD within STORM_WINDOW_SECONDS on one channel people
+# read (the contact's e-mail, a Teams channel) is a storm: each further alert joins a digest, one
+# message listing them with one bulk acknowledge link, sent STORM_DIGEST_WAIT_SECONDS after its first
+# alert or as soon as it holds BULK_LINK_MAX_ALERTS. A ticketing webhook still gets every alert on its
+# own (a ticket each). Each alert keeps its own timers, and its own delivery row ('grouped', naming
+# the digest) in the log.
+
+
+@dataclass(frozen=True)
+class StormPolicy:
+    threshold: int  # alerts a channel gets one by one within the window before grouping; 0: never group
+    window_seconds: float
+    digest_wait_seconds: float
+    digest_max_alerts: int = BULK_LINK_MAX_ALERTS
+
+
+def groups_in_storms(channel: str, kinds: Mapping[str, ChannelKind]) -> bool:
+    """Whether a delivery channel of a new alert joins digests in a storm: the contact's e-mail and
+    Teams channels (people read them) do; a ticketing webhook (``kinds``: each channel's kind by
+    name) does not."""
+    if channel == CONTACT_EMAIL:
+        return True
+    name = channel.removeprefix(WEBHOOK_PREFIX)
+    return channel.startswith(WEBHOOK_PREFIX) and kinds.get(name) is ChannelKind.teams
+
+
+def in_storm(recent_alerts: int, policy: StormPolicy) -> bool:
+    """Whether a new alert joins a digest, the channel having had ``recent_alerts`` new alerts (sent or
+    grouped) within the window before it."""
+    return policy.threshold > 0 and recent_alerts >= policy.threshold
+
+
+def digest_subject(first_alert_id: str) -> str:
+    """A digest's subject in the delivery log: named after its first alert (one digest per channel
+    opens with a given alert)."""
+    return f"digest:{first_alert_id}"
+
+
+class DigestPayload(BaseModel):
+    """What a digest delivery holds: the alert-created events it lists, in the order they came, and
+    how many alerts the channel had within the window when it opened (those sent one by one)."""
+
+    alerts: list[AlertCreated]
+    earlier: int = 0
+
+
+def digest_payload(event: AlertCreated, earlier: int) -> str:
+    return DigestPayload(alerts=[event], earlier=earlier).model_dump_json()
+
+
+_SEVERITY_ORDER = {Severity.informational: 0, Severity.low: 1, Severity.medium: 2, Severity.high: 3}
+
+
+def highest_severity(alerts: Iterable[Alert]) -> str:
+    severities = [alert.severity for alert in alerts if alert.severity is not None]
+    return max(severities, key=_SEVERITY_ORDER.__getitem__).value if severities else "unknown severity"
+
+
+# The alert ids one bulk link carries, at most this many bytes of them: the link (compressed, base64)
+# stays a few KB, well within what browsers and the write API's server take in a request line. Alert
+# ids are short in practice (a GUID), so a digest's link covers all of its alerts; one of very long
+# ids covers the first that fit, and says so.
+BULK_LINK_ID_BYTES = 3000
+
+
+def bulk_link_alerts(alert_ids: Sequence[str], max_bytes: int = BULK_LINK_ID_BYTES) -> list[str]:
+    """The first of ``alert_ids`` (in order, at least one) whose ids fit in ``max_bytes``."""
+    taken: list[str] = []
+    size = 0
+    for alert_id in alert_ids:
+        size += len(json.dumps(alert_id)) + 1
+        if taken and size > max_bytes:
+            break
+        taken.append(alert_id)
+    return taken
+
+
+@dataclass(frozen=True)
+class DigestLinks:
+    """The links of a digest: each alert's dashboard page, the help page, one bulk acknowledge (signed
+    for the recipient, over the first ``bulk_count`` alerts; None on a digest shown without links)."""
+
+    dashboards: Mapping[str, str]  # by alert id
+    help: str
+    bulk_acknowledge: str | None = None
+    bulk_count: int | None = None  # None: every alert of the digest
+
+
+def bulk_acknowledge_url(
+    keys: Sequence[str], write_api_public_url: str, *, tenant_id: str, alert_ids: Sequence[str], recipient: str,
+    now: datetime,
+) -> str:
+    """The one link of a digest that acknowledges the alerts ``alert_ids`` still untouched, as ``recipient``."""
+    return bulk_action_url(write_api_public_url, sign_bulk_link(
+        keys, tenant_id=tenant_id, alert_ids=list(alert_ids), recipient=recipient, now=now))
+
+
+def _bulk_label(count: int, covered: int) -> str:
+    if covered < count:
+        return f"Acknowledge the first {covered} alerts listed"
+    return "Acknowledge the alert" if count == 1 else f"Acknowledge all {count} alerts"
+
+
+def digest_context(
+    tenant_id: str, digest: DigestPayload, links: DigestLinks, now: datetime, limit_seconds: float,
+    window_seconds: float,
+) -> dict[str, Any]:
+    """What the ``digest.*.j2`` templates (and the digest's Teams card) receive (docs/notifier.md)."""
+    alerts = []
+    for event in digest.alerts:
+        row = alert_email_context(Kind.alert, event, Links(links.dashboards[event.alert.id], links.help),
+                                  now, limit_seconds)["alert"]
+        alerts.append({**row, "dashboard": links.dashboards[event.alert.id]})
+    count = len(alerts)
+    covered = count if links.bulk_count is None else links.bulk_count
+    return {
+        "tenant_id": tenant_id,
+        "limit_hours": f"{limit_seconds / 3600:g}",
+        "window_minutes": f"{window_seconds / 60:g}",
+        "earlier": digest.earlier,
+        "highest_severity": highest_severity(event.alert for event in digest.alerts),
+        "alerts": alerts,
+        "links": {"help": links.help},
+        "bulk_acknowledge": (
+            {"label": _bulk_label(count, covered), "url": links.bulk_acknowledge, "count": covered}
+            if links.bulk_acknowledge else None
+        ),
+    }
+
+
+def digest_webhook_body(delivery: uuid.UUID, tenant_id: str, digest: DigestPayload, help_url: str) -> bytes:
+    """A digest for a channel that was a Teams channel when the digest opened and is a ticketing
+    webhook when it is sent: the alerts, as JSON (its alerts came to no other delivery of it)."""
+    document = {
+        "type": "alert.digest",
+        "deliveryId": str(delivery),
+        "tenantId": tenant_id,
+        "alerts": [event.alert.model_dump(mode="json") for event in digest.alerts],
+        "links": {"help": help_url},
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def digest_email(context: dict[str, Any], templates: EmailTemplates | None = None) -> Email:
+    return _email((templates or shipped_templates()).render("digest", context))
+
+
 # --- timing ------------------------------------------------------------------------------------------
 
 
@@ -301,7 +459,7 @@ def worth_sending_late(kind: Kind, payload: str, *, closed_since: bool) -> bool:
     still open: it arrived neither resolved nor answered, and was not answered or resolved since (``closed_since``). The
     caller also leaves out e-mails skipped longer ago than CONTACT_CATCH_UP_SECONDS.
     """
-    if kind in (Kind.spending, Kind.warning):
+    if kind in (Kind.spending, Kind.warning, Kind.digest):  # (a digest leaves out alerts closed when it is sent)
         return True
     if closed_since:
         return False
@@ -574,7 +732,12 @@ def sample_contexts() -> dict[str, list[dict[str, Any]]]:
                                             month="2026-01", budget=1000, spend=812.5)
     from services.notifier.warnings import sample_warning_contexts  # (warnings imports shared modules only)
 
-    return {"alert": alerts, "spending": [spending_email_context(budget, url)], "warning": sample_warning_contexts(url)}
+    many = DigestPayload(alerts=[full, bare], earlier=5)
+    digests = [digest_context("sample-tenant", many, DigestLinks({"sample-alert": url, "bare-alert": url}, url, bulk),
+                              detected, 86400, 120)
+               for bulk in (None, url)]
+    return {"alert": alerts, "spending": [spending_email_context(budget, url)], "warning": sample_warning_contexts(url),
+            "digest": digests}
 
 
 _WEBHOOK_TYPES = {

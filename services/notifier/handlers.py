@@ -64,7 +64,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     @alerts(filter=event_type_is("alert-created"))
     async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
         if await store.record_alert_created(
-            pool, event, settings.reminder_after_seconds, settings.escalation_after_seconds
+            pool, event, settings.reminder_after_seconds, settings.escalation_after_seconds, settings.storm_policy
         ):
             wake_worker()
         else:

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # What a delivery-changed event tells of a row.
 DELIVERY_COLUMNS = """delivery_id, tenant_id, subject_id, alert_id, channel, kind, state, recipient, attempts,
     redeliveries, next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, dead_at,
-    created_at"""
+    created_at, digest_id"""
 # ...and when it changed, for RETURNING: the clock once the statement holds the row, not now() (the
 # transaction's start: one that started earlier may change the row later), so each change of a
 # delivery is later than the one before, and consumers that keep the newest keep the last.
@@ -78,6 +78,7 @@ def delivery_view(row: asyncpg.Record) -> DeliveryView:
         delivered_date_time=row["delivered_at"],
         dead_lettered_date_time=row["dead_at"],
         created_date_time=row["created_at"],
+        digest_id=row["digest_id"],
     )
 
 
@@ -104,12 +105,13 @@ async def _publish_dead_letter(conn: asyncpg.Connection, row: asyncpg.Record) ->
 
 async def channel_rules(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> list[ChannelRule]:
     rows = await conn.fetch(
-        "SELECT name, routes, escalation FROM notification_channels WHERE tenant_id = $1 AND NOT deleted",
+        "SELECT name, routes, escalation, kind FROM notification_channels WHERE tenant_id = $1 AND NOT deleted",
         tenant_id,
     )
     return [
         ChannelRule(
-            r["name"], tuple(Route.model_validate(x) for x in json.loads(r["routes"])), r["escalation"]
+            r["name"], tuple(Route.model_validate(x) for x in json.loads(r["routes"])), r["escalation"],
+            ChannelKind(r["kind"]),
         )
         for r in rows
     ]
@@ -177,16 +179,24 @@ async def record_escalation_chain(
 
 
 async def record_alert_created(
-    pool: asyncpg.Pool, event: AlertCreated, reminder_after: float, escalation_after: float
+    pool: asyncpg.Pool, event: AlertCreated, reminder_after: float, escalation_after: float,
+    storm: domain.StormPolicy | None = None,
 ) -> bool:
     """The new alert's deliveries and its timers (the reminder, and the deployment's escalation or a
-    timer per step of the tenant's chain); False if the event was applied before."""
+    timer per step of the tenant's chain); False if the event was applied before. In a storm
+    (``storm``), the channels people read give the alert to a digest instead (``_group_into_digests``)."""
     alert = event.alert
     payload = event.model_dump_json()
     async with pool.acquire() as conn, conn.transaction():
         if not await claim_event(conn, CONSUMER, event.event_id):
             return False
-        channels = domain.alert_channels(await channel_rules(conn, event.tenant_id), alert)
+        rules = await channel_rules(conn, event.tenant_id)
+        channels = domain.alert_channels(rules, alert)
+        if storm is not None and storm.threshold > 0:
+            kinds = {rule.name: rule.kind for rule in rules}
+            grouped = await _group_into_digests(
+                conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, storm)
+            channels = [c for c in channels if c not in grouped]
         await _insert_deliveries(conn, event.tenant_id, alert.id, alert.id, channels, Kind.alert, payload)
         chain = await escalation_chain(conn, event.tenant_id) if domain.needs_timers(event) else None
         due = domain.timers_for_new_alert(event, reminder_after, escalation_after, utcnow(), chain)
@@ -197,6 +207,76 @@ async def record_alert_created(
                 [(event.tenant_id, alert.id, timer.kind.value, timer.step, at, payload) for timer, at in due.items()],
             )
         return True
+
+
+async def _group_into_digests(
+    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, storm: domain.StormPolicy
+) -> set[str]:
+    """The channels (of ``channels``, those that group) in a storm for this new alert: on each, the
+    alert joins the channel's open digest, or opens one, and its own delivery is logged 'grouped',
+    naming the digest. Returns them; the caller sends the alert on its own to the others."""
+    if not channels:
+        return set()
+    tenant_id, alert_id = event.tenant_id, event.alert.id
+    # One storm count at a time per tenant: two alerts counted at once would both see the calm before.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-storm:' || $1, 0))", tenant_id)
+    recent = dict(await conn.fetch(
+        """SELECT channel, count(*) FROM notification_deliveries
+           WHERE tenant_id = $1 AND kind = 'alert' AND channel = ANY($2::text[])
+             AND created_at > now() - make_interval(secs => $3)
+           GROUP BY channel""",
+        tenant_id, list(channels), storm.window_seconds))
+    grouped: set[str] = set()
+    for channel in channels:
+        earlier = recent.get(channel, 0)
+        if not domain.in_storm(earlier, storm):
+            continue
+        # The digest still open (never tried yet) with room; its row lock keeps the worker from
+        # claiming it while the alert is added (a digest claimed first is no longer open).
+        digest = await conn.fetchrow(
+            """SELECT delivery_id FROM notification_deliveries
+               WHERE tenant_id = $1 AND channel = $2 AND kind = 'digest' AND state = 'pending' AND attempts = 0
+                 AND redeliveries = 0 AND jsonb_array_length(payload -> 'alerts') < $3
+               ORDER BY created_at DESC LIMIT 1 FOR UPDATE""",
+            tenant_id, channel, storm.digest_max_alerts)
+        if digest is not None:
+            changed = await conn.fetch(
+                f"""UPDATE notification_deliveries
+                    SET payload = jsonb_set(payload, '{{alerts}}',
+                                            (payload -> 'alerts') || jsonb_build_array($2::jsonb)),
+                        next_attempt_at = CASE WHEN jsonb_array_length(payload -> 'alerts') + 1 >= $3 THEN now()
+                                               ELSE next_attempt_at END,
+                        updated_at = now()
+                    WHERE delivery_id = $1
+                    RETURNING {DELIVERY_CHANGE}""",
+                digest["delivery_id"], payload, storm.digest_max_alerts)
+            # (The digest changes as the log shows it only when it falls due at once: it is full.)
+            await _publish_changes(conn, [row for row in changed if row["next_attempt_at"] <= row["changed_at"]])
+            digest_id = digest["delivery_id"]
+        else:
+            subject = domain.digest_subject(alert_id)
+            digest_id = domain.delivery_id(tenant_id, subject, channel, Kind.digest)
+            opened = await conn.fetch(
+                f"""INSERT INTO notification_deliveries
+                       (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, next_attempt_at)
+                    VALUES ($1, $2, $3, NULL, $4, 'digest', $5::jsonb,
+                            now() + make_interval(secs => CASE WHEN $7 <= 1 THEN 0 ELSE $6 END))
+                    ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
+                    RETURNING {DELIVERY_CHANGE}""",
+                digest_id, tenant_id, subject, channel, domain.digest_payload(event, earlier),
+                storm.digest_wait_seconds, storm.digest_max_alerts)
+            await _publish_changes(conn, opened)
+        logged = await conn.fetch(
+            f"""INSERT INTO notification_deliveries
+                   (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, digest_id)
+                VALUES ($1, $2, $3, $3, $4, 'alert', $5::jsonb, 'grouped', $6)
+                ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
+                RETURNING {DELIVERY_CHANGE}""",
+            domain.delivery_id(tenant_id, alert_id, channel, Kind.alert), tenant_id, alert_id, channel, payload,
+            digest_id)
+        await _publish_changes(conn, logged)
+        grouped.add(channel)
+    return grouped
 
 
 async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int | None:
@@ -410,6 +490,14 @@ async def requeue_dead(pool: asyncpg.Pool, event: RedeliveryRequested) -> tuple[
         return True, row["state"]
 
 
+async def closed_alerts(pool: asyncpg.Pool, tenant_id: str, alert_ids: Sequence[str]) -> set[str]:
+    """Which of the tenant's ``alert_ids`` were answered or resolved (``record_alert_updated``)."""
+    rows = await pool.fetch(
+        "SELECT alert_id FROM notifier_closed_alerts WHERE tenant_id = $1 AND alert_id = ANY($2::text[])",
+        tenant_id, list(alert_ids))
+    return {row["alert_id"] for row in rows}
+
+
 async def contact_email(pool: asyncpg.Pool, tenant_id: str) -> str | None:
     return await pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1", tenant_id)
 
@@ -599,7 +687,7 @@ async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int
     async with pool.acquire() as conn, conn.transaction():
         deliveries = await conn.execute(
             """DELETE FROM notification_deliveries
-               WHERE state IN ('delivered', 'dead', 'skipped', 'cancelled') AND dead_letter_published
+               WHERE state IN ('delivered', 'dead', 'skipped', 'cancelled', 'grouped') AND dead_letter_published
                  AND updated_at < now() - make_interval(secs => $1)""",
             keep_days * 86400,
         )

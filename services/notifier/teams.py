@@ -140,3 +140,67 @@ def answer_attempt(status: int, headers: Mapping[str, str], text: str, now: date
         return classify_status(status, headers, now)
     meant = classify_status(int(refused.group(1)), headers, now)
     return replace(meant, status_code=status, error=f"HTTP {refused.group(1)} (in a {status} answer from Teams)")
+
+
+# A digest card lists this many alerts at most (the bulk acknowledge covers them whether listed or
+# not), each text cut shorter than an alert card's, and no more than fit in this many bytes of JSON:
+# with the bulk link, the whole message stays under Teams' 28 KB.
+_DIGEST_LISTED = 20
+_DIGEST_TITLE_CHARS = 80
+_DIGEST_CUSTOMER_CHARS = 40
+_DIGEST_LINES_BYTES = 16 * 1024
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _digest_line(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """One alert of a digest: severity, title (opening it in the dashboard), customer, time left."""
+    title = {"type": "TextRun", "text": _bounded(header_text(alert["title"]), _DIGEST_TITLE_CHARS) or "(untitled)"}
+    if len(alert["dashboard"]) <= 1024:  # (an alert id of hundreds of escaped characters makes a link too long)
+        title["selectAction"] = {"type": "Action.OpenUrl", "url": alert["dashboard"]}
+    return {"type": "RichTextBlock", "inlines": [
+        {"type": "TextRun", "text": f"[{alert['severity']}] ", "weight": "Bolder"},
+        title,
+        {"type": "TextRun", "isSubtle": True,
+         "text": f" · {_bounded(header_text(alert['customer']), _DIGEST_CUSTOMER_CHARS)} · {alert['time_left']}"},
+    ]}
+
+
+def digest_card_message(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The message a Teams channel receives for a storm's digest: ``domain.digest_context`` (texts ready
+    to show), a line per alert (its title opens it in the dashboard), the bulk acknowledge button."""
+    alerts = context["alerts"]
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "weight": "Bolder", "color": "Attention", "wrap": True,
+         "text": f"{len(alerts)} more new security alerts within {context['window_minutes']} minutes"},
+        {"type": "TextBlock", "wrap": True, "isSubtle": True,
+         "text": f"Listed together so they do not arrive as {len(alerts)} separate cards. Each still needs a "
+                 f"response within {context['limit_hours']} hours and keeps its own reminder and escalation."},
+    ]
+    listed, size = 0, 0
+    for alert in alerts[:_DIGEST_LISTED]:
+        line = _digest_line(alert)
+        size += _json_size(line) + 1
+        if size > _DIGEST_LINES_BYTES:
+            break
+        body.append(line)
+        listed += 1
+    if listed < len(alerts):
+        body.append({"type": "TextBlock", "wrap": True, "isSubtle": True,
+                     "text": f"…and {len(alerts) - listed} more: see the dashboard."})
+    actions = []
+    if context["bulk_acknowledge"]:
+        body.append({"type": "TextBlock", "size": "Small", "isSubtle": True, "wrap": True,
+                     "text": "Acknowledging opens a confirmation page; alerts already taken up are left as they are."})
+        actions.append({"type": "Action.OpenUrl", "title": context["bulk_acknowledge"]["label"],
+                        "url": context["bulk_acknowledge"]["url"]})
+    actions.append({"type": "Action.OpenUrl", "title": "What the requirement asks", "url": context["links"]["help"]})
+    card = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": CARD_VERSION, "msteams": {"width": "Full"},
+            "body": body, "actions": actions}
+    return {"type": "message", "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}]}
+
+
+def digest_card_body(context: Mapping[str, Any]) -> bytes:
+    return json.dumps(digest_card_message(context), separators=(",", ":"), ensure_ascii=False).encode()

@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-EMAILS = ("alert", "spending", "warning")
+EMAILS = ("alert", "spending", "warning", "digest")
 PARTS = ("subject", "txt", "html")
 _PLAIN = ("txt.j2", "subject.j2")  # every other template is HTML, autoescaped
 

@@ -52,15 +52,44 @@ class Transports:
             s.requirement_help_url,
         )
 
+    async def open_digest(self, row: asyncpg.Record) -> domain.DigestPayload | None:
+        """A digest's alerts still open when it is sent (an alert answered or resolved meanwhile needs
+        no word); None if none is."""
+        digest = domain.DigestPayload.model_validate_json(row["payload"])
+        closed = await store.closed_alerts(self.pool, row["tenant_id"], [e.alert.id for e in digest.alerts])
+        open_ones = [event for event in digest.alerts if event.alert.id not in closed]
+        return digest.model_copy(update={"alerts": open_ones}) if open_ones else None
+
+    def digest_context(self, row: asyncpg.Record, digest: domain.DigestPayload, recipient: str,
+                       now: datetime) -> dict:
+        s = self.settings
+        tenant_id = row["tenant_id"]
+        ids = [event.alert.id for event in digest.alerts]
+        covered = domain.bulk_link_alerts(ids)
+        links = domain.DigestLinks(
+            {alert_id: domain.dashboard_link(s.dashboard_alert_url, s.public_base_url, tenant_id, alert_id)
+             for alert_id in ids},
+            s.requirement_help_url,
+            domain.bulk_acknowledge_url(s.action_link_key_list, s.write_api_public_url, tenant_id=tenant_id,
+                                        alert_ids=covered, recipient=recipient, now=now),
+            len(covered),
+        )
+        return domain.digest_context(tenant_id, digest, links, now, s.response_limit_seconds, s.storm_window_seconds)
+
     async def send(self, row: asyncpg.Record) -> Attempt:
         bound = self.settings.send_bound_seconds
         try:
             # The whole send ends within the lease: a slower one is a transient failure, retried
             # later with the same ids, rather than a second send by the worker that claims it next.
             async with asyncio.timeout(bound):
+                digest = None
+                if row["kind"] == Kind.digest:
+                    digest = await self.open_digest(row)
+                    if digest is None:
+                        return Attempt("skipped", "every alert of the digest was answered or resolved before it went")
                 if row["channel"].startswith(domain.WEBHOOK_PREFIX):
-                    return await self.send_webhook(row)
-                return await self.send_email(row)
+                    return await self.send_webhook(row, digest)
+                return await self.send_email(row, digest)
         except TimeoutError:
             return Attempt("transient", f"send took longer than {bound:g} s (bounded by the lease)")
         except Exception as exc:  # a bug or an unreadable payload must not stop the worker
@@ -69,23 +98,34 @@ class Transports:
 
     # --- webhooks ---------------------------------------------------------------------------------
 
-    async def send_webhook(self, row: asyncpg.Record) -> Attempt:
+    async def send_webhook(self, row: asyncpg.Record, digest: domain.DigestPayload | None = None) -> Attempt:
         """A delivery to a channel, in the shape of the channel's kind when it is sent: the signed JSON
         of a webhook, or the Adaptive Card of a Teams channel (``teams.py``). Either way one POST, whose
-        answer the same retries, dead letters and redeliveries follow."""
+        answer the same retries, dead letters and redeliveries follow. A digest (``digest``: its alerts
+        still open) is one card, or one JSON document for a channel no longer a Teams one."""
         name = row["channel"].removeprefix(domain.WEBHOOK_PREFIX)
         target = await store.channel_target(self.pool, row["tenant_id"], name)
         if target is None:
             return Attempt("skipped", f"channel {name} no longer exists")
-        event = AlertCreated.model_validate_json(row["payload"])
         kind, delivery = Kind(row["kind"]), row["delivery_id"]
-        links = self.links(event.tenant_id, event.alert.id)
         # Idempotency-Key stays the same on every attempt: receivers dedupe by it (Teams does not).
         headers = {
             "Idempotency-Key": str(delivery),
             "Content-Type": "application/json",
             "User-Agent": "csp-triage-notifier/1",
         }
+        if digest is not None:
+            context = self.digest_context(row, digest, teams.link_recipient(name), utcnow())
+            if target.kind is ChannelKind.teams:
+                body, read_answer = teams.digest_card_body(context), teams.answer_attempt
+            else:
+                body = domain.digest_webhook_body(delivery, row["tenant_id"], digest,
+                                                  self.settings.requirement_help_url)
+                headers |= sign_headers(target.secrets, body, msg_id=f"msg_{delivery.hex}")
+                read_answer = _webhook_answer
+            return await self._post(target.url, body, headers, read_answer)
+        event = AlertCreated.model_validate_json(row["payload"])
+        links = self.links(event.tenant_id, event.alert.id)
         if target.kind is ChannelKind.teams:
             now = utcnow()
             # Anyone in the channel may answer: the responses are signed for the channel.
@@ -99,7 +139,9 @@ class Transports:
             # webhook-id is as stable as the Idempotency-Key.
             headers |= sign_headers(target.secrets, body, msg_id=f"msg_{delivery.hex}")
             read_answer = _webhook_answer
-        url = target.url
+        return await self._post(target.url, body, headers, read_answer)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], read_answer) -> Attempt:
         try:
             response = await self.http.post(
                 url, content=body, headers=headers, timeout=self.settings.webhook_timeout_seconds
@@ -127,13 +169,13 @@ class Transports:
             return self.settings.escalation_email
         return await store.contact_email(self.pool, row["tenant_id"])
 
-    async def send_email(self, row: asyncpg.Record) -> Attempt:
+    async def send_email(self, row: asyncpg.Record, digest: domain.DigestPayload | None = None) -> Attempt:
         s = self.settings
         recipient = await self.email_recipient(row)
         if not recipient:
             return domain.NO_CONTACT if row["channel"] == domain.CONTACT_EMAIL else Attempt(
                 "skipped", "no escalation address")
-        message = self.compose(row, recipient)
+        message = self.compose(row, recipient, digest)
         try:
             await aiosmtplib.send(
                 message,
@@ -164,14 +206,20 @@ class Transports:
             )
         return Attempt("delivered", recipient=recipient)
 
-    def compose(self, row: asyncpg.Record, recipient: str) -> EmailMessage:
+    def compose(self, row: asyncpg.Record, recipient: str, digest: domain.DigestPayload | None = None) -> EmailMessage:
         """The e-mail of one delivery. Every header value goes through ``domain.header_text``:
         alert fields may hold line breaks, which belong in the body only. An alert e-mail carries the
-        one-click responses signed for ``recipient``: whoever it reaches answers as themselves."""
+        one-click responses signed for ``recipient``: whoever it reaches answers as themselves (a
+        digest, ``digest``: its alerts still open, one bulk acknowledge)."""
         kind = Kind(row["kind"])
         now = utcnow()
         headers: dict[str, str] = {}
-        if kind is Kind.spending:
+        if kind is Kind.digest:
+            if digest is None:
+                digest = domain.DigestPayload.model_validate_json(row["payload"])
+            content = domain.digest_email(self.digest_context(row, digest, recipient, now), self.templates)
+            headers["X-CSP-Alert-Count"] = str(len(digest.alerts))
+        elif kind is Kind.spending:
             event = SpendingBudgetThresholdReached.model_validate_json(row["payload"])
             content = domain.spending_email(event, self.settings.public_base_url, self.templates)
         elif kind is Kind.warning:
