@@ -196,9 +196,12 @@ def graph_emulator() -> Iterator[GraphEmulator]:
 def system(make_service, system_mail: Smtp, graph_emulator: GraphEmulator) -> dict[str, ServiceProcess]:
     """All four services running as processes (shared by the end-to-end tests of a run). The notifier
     sends its mail to ``system_mail``, with one-click links to this write API; the write API polls
-    Partner Center at ``graph_emulator`` every second and writes responses back there."""
+    Partner Center at ``graph_emulator`` every second and writes responses back there; a storm's
+    digest goes out 5 s after its first alert."""
     env = {
-        "notifier": {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(system_mail.port)},
+        # A storm's digest goes out 5 s after it opened (60 s by default): the end-to-end test of
+        # storms waits for it.
+        "notifier": {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(system_mail.port), "STORM_DIGEST_WAIT_SECONDS": "5"},
         "ingest": {"GRAPH_SYNC_ENABLED": "true", "GRAPH_BASE_URL": graph_emulator.base_url,
                    "GRAPH_LOGIN_BASE_URL": graph_emulator.base_url, "GRAPH_POLL_INTERVAL": "1",
                    "GRAPH_WRITEBACK_MAX_BACKOFF_SECONDS": "2"},
