@@ -17,14 +17,25 @@ status as a problem document): 400 not a link of this deployment (altered, anoth
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from typing import Annotated
+from datetime import datetime
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.ingest.action_pages import SECURITY_HEADERS, AlertSummary, page, wants_json
+from services.ingest.action_pages import AlertSummary, page
+from services.ingest.action_refusals import (
+    DASHBOARD_ADVICE,
+    NO_KEY,
+    REFUSALS,
+    Refusal,
+    Token,
+    max_age,
+    refusal_doc,
+    refused,
+    unavailable,
+    used_refusal,
+)
 from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
 from services.ingest.domain import patched
 from services.ingest.graph.writeback import queue_writebacks
@@ -40,76 +51,18 @@ from shared.action_links import (
 )
 from shared.alerts import Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, ActorType
-from shared.http import Problem, problem_response
+from shared.http import Problem
 from shared.http_guards import takes_no_key
-from shared.problems import DEPENDENCY_ERRORS, DEPENDENCY_RETRY_AFTER_SECONDS, PROBLEM_JSON
+from shared.problems import DEPENDENCY_ERRORS
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/actions", tags=["one-click responses"], dependencies=[Depends(wake_relay_after_write)])
 
-Token = Annotated[str, Path(max_length=4096, description="The signed link's token, as the e-mail gives it.")]
-
-_DASHBOARD_ADVICE = "Open the alert from the dashboard link in the e-mail to see where it stands and respond there."
-
-
-def _refusal_doc(description: str, headers: dict | None = None) -> dict:
-    doc = {
-        "description": description,
-        "content": {
-            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}},
-            "text/html": {"schema": {"type": "string"}},
-        },
-    }
-    return {**doc, "headers": headers} if headers else doc
-
-
-# Each refusal is a page, or a problem document for a client asking for JSON.
-_REFUSALS = {
-    400: _refusal_doc("Not a link this deployment signed: altered, signed with another key, or malformed"),
-    404: _refusal_doc("The link's alert is not known (anymore)"),
-    410: _refusal_doc("The link expired (`ACTION_LINK_MAX_AGE_HOURS`)"),
-    503: _refusal_doc(
-        "The database does not answer: nothing changed; retry after `Retry-After` seconds",
-        {"Retry-After": {"description": "Seconds to wait before retrying.",
-                         "schema": {"type": "integer", "minimum": 1}}},
-    ),
-}
-# No key: the signed token is the credential (an empty requirement, stated).
-_NO_KEY = {"security": []}
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, title: str, detail: str, advice: str = _DASHBOARD_ADVICE,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail, self.advice, self.headers = status, title, detail, advice, headers
-
-
-def _refused(request: Request, refusal: Refusal) -> Response:
-    headers = {**SECURITY_HEADERS, **(refusal.headers or {})}
-    if wants_json(request.headers.get("accept")):
-        # (No `instance`: the path is the credential.)
-        return problem_response(refusal.status, refusal.title, refusal.detail, headers=headers)
-    response = page(refusal.status, heading=refusal.title, message=refusal.detail, advice=refusal.advice)
-    response.headers.update(headers)
-    return response
-
-
-def _unavailable() -> Refusal:
-    return Refusal(503, "Try again in a minute", "The service cannot reach its database just now; nothing was changed.",
-                   advice="Reload this page in a minute.",
-                   headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)})
-
-
-def _max_age(settings) -> timedelta:
-    return timedelta(hours=settings.action_link_max_age_hours)
-
-
 def _read(token: str, settings) -> ActionLink:
     try:
         return read_action_link(settings.action_link_key_list, token,
-                                max_age_seconds=_max_age(settings).total_seconds(), now=utcnow())
+                                max_age_seconds=max_age(settings).total_seconds(), now=utcnow())
     except LinkExpired as expired:
         raise Refusal(410, "This link has expired",
                       f"It was sent at {expired.issued_at:%Y-%m-%d %H:%M} UTC; links work for "
@@ -118,7 +71,7 @@ def _read(token: str, settings) -> ActionLink:
         raise Refusal(400, "This link is not valid",
                       f"{str(invalid).capitalize()}. Nothing was changed.",
                       advice="Open the link exactly as the e-mail gives it (some mail programs break long "
-                      f"links over lines); or: {_DASHBOARD_ADVICE[0].lower()}{_DASHBOARD_ADVICE[1:]}") from None
+                      f"links over lines); or: {DASHBOARD_ADVICE[0].lower()}{DASHBOARD_ADVICE[1:]}") from None
 
 
 def _not_found(link: ActionLink) -> Refusal:
@@ -126,18 +79,12 @@ def _not_found(link: ActionLink) -> Refusal:
                    f"This deployment knows no alert {link.alert_id!r} of tenant {link.tenant_id}. Nothing was changed.")
 
 
-def _used() -> Refusal:
-    return Refusal(409, "This link was already used",
-                   "The response it stands for was recorded when it was first confirmed; a link works once. "
-                   "Nothing was changed now.")
-
-
 def _nothing_to_change(alert: Alert, link: ActionLink) -> HTMLResponse:
     summary = AlertSummary.of(alert)
     return page(200, heading="Nothing to change",
                 message=f"The alert is already {summary.status}: “{ACTION_LABELS[link.action]}” would change "
                 "nothing, so nothing was recorded (and the link was not used).",
-                alert=summary, recipient=link.recipient, advice=_DASHBOARD_ADVICE)
+                alert=summary, recipient=link.recipient, advice=DASHBOARD_ADVICE)
 
 
 async def _known_alert(pool: asyncpg.Pool, link: ActionLink) -> tuple[Alert, bool]:
@@ -155,8 +102,8 @@ async def _known_alert(pool: asyncpg.Pool, link: ActionLink) -> tuple[Alert, boo
 @router.get(
     "/{token}",
     response_class=HTMLResponse,
-    responses={**_REFUSALS, 409: _refusal_doc("The link was already used (it works once)")},
-    openapi_extra=_NO_KEY,
+    responses={**REFUSALS, 409: refusal_doc("The link was already used (it works once)")},
+    openapi_extra=NO_KEY,
     summary="The confirmation page of a one-click response link (changes nothing)",
 )
 @takes_no_key
@@ -169,18 +116,18 @@ async def show_action(token: Token, request: Request, settings: SettingsDep, poo
             alert, used = await _known_alert(pool, link)
         except DEPENDENCY_ERRORS as exc:
             log.warning("one-click page: the database is unavailable: %s", type(exc).__name__)
-            raise _unavailable() from None
+            raise unavailable() from None
         if used:
-            raise _used()
+            raise used_refusal()
     except Refusal as refusal:
-        return _refused(request, refusal)
+        return refused(request, refusal)
     reason = alert.resolved_reason.value if alert.resolved_reason else None
     if change_for(link.action, alert.status.value, reason) is None:
         return _nothing_to_change(alert, link)
     label = ACTION_LABELS[link.action]
     return page(200, heading=f"{label}?", message=f"Confirm to record “{label}” for this alert as its response.",
                 alert=AlertSummary.of(alert), recipient=link.recipient, confirm_label=label,
-                expires=link.issued_at + _max_age(settings))
+                expires=link.issued_at + max_age(settings))
 
 
 # HEAD answers as GET does, without a body (a link checker's request).
@@ -240,8 +187,8 @@ class _Recording:
 @router.post(
     "/{token}",
     response_class=HTMLResponse,
-    responses={**_REFUSALS, 409: _refusal_doc("The link was already used (it works once): nothing changed")},
-    openapi_extra=_NO_KEY,
+    responses={**REFUSALS, 409: refusal_doc("The link was already used (it works once): nothing changed")},
+    openapi_extra=NO_KEY,
     summary="Confirm a one-click response: record it as the link's recipient",
 )
 @takes_no_key
@@ -257,18 +204,18 @@ async def confirm_action(token: Token, request: Request, settings: SettingsDep, 
                                          api_actor=recording.actor, patch=recording.patch,
                                          adjust=recording.refuse_used, after=recording.use)
         except _LinkUsed:
-            raise _used() from None
+            raise used_refusal() from None
         except Problem as problem:
             if problem.status == 404:
                 raise _not_found(link) from None
             if problem.status == 503:
-                raise _unavailable() from None
+                raise unavailable() from None
             raise Refusal(problem.status, problem.title, problem.detail or problem.title) from None
         except DEPENDENCY_ERRORS as exc:
             log.warning("one-click response: the database is unavailable: %s", type(exc).__name__)
-            raise _unavailable() from None
+            raise unavailable() from None
     except Refusal as refusal:
-        return _refused(request, refusal)
+        return refused(request, refusal)
     if not events:
         return _nothing_to_change(recording.before, link)
     log.info("one-click response %s on alert %s of tenant %s recorded", link.action.value, link.alert_id,

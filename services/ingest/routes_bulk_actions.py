@@ -29,21 +29,21 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.ingest.action_pages import AlertList, AlertSummary, bulk_page
+from services.ingest.action_refusals import (
+    NO_KEY,
+    REFUSALS,
+    Refusal,
+    Token,
+    max_age,
+    refusal_doc,
+    refused,
+    unavailable,
+    used_refusal,
+)
 from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
 from services.ingest.domain import patched
 from services.ingest.graph.writeback import queue_writebacks
 from services.ingest.recording import AlertEvents, record_alerts
-from services.ingest.routes_actions import (
-    _NO_KEY,
-    _REFUSALS,
-    Refusal,
-    Token,
-    _max_age,
-    _refusal_doc,
-    _refused,
-    _unavailable,
-    _used,
-)
 from services.ingest.store import AlertStates
 from shared.action_links import BulkLink, LinkExpired, LinkInvalid, change_for, read_bulk_link
 from shared.alerts import Alert, AlertStatus, ResolvedReason
@@ -59,7 +59,7 @@ router = APIRouter(
 )
 
 # As the one-click responses' refusals, but an alert unknown is listed, not refused (no 404).
-_BULK_REFUSALS = {status: doc for status, doc in _REFUSALS.items() if status != 404}
+_BULK_REFUSALS = {status: doc for status, doc in REFUSALS.items() if status != 404}
 _ADVICE = "Open the alerts from the dashboard to see where they stand and respond there."
 
 
@@ -70,7 +70,7 @@ def _alerts(count: int) -> str:
 def _read(token: str, settings) -> BulkLink:
     try:
         return read_bulk_link(settings.action_link_key_list, token,
-                              max_age_seconds=_max_age(settings).total_seconds(), now=utcnow())
+                              max_age_seconds=max_age(settings).total_seconds(), now=utcnow())
     except LinkExpired as expired:
         raise Refusal(410, "This link has expired",
                       f"It was sent at {expired.issued_at:%Y-%m-%d %H:%M} UTC; links work for "
@@ -130,8 +130,8 @@ def _nothing_to_change(link: BulkLink, listing: _Listing) -> HTMLResponse:
 @router.get(
     "/{token}",
     response_class=HTMLResponse,
-    responses={**_BULK_REFUSALS, 409: _refusal_doc("The link was already used (it works once)")},
-    openapi_extra=_NO_KEY,
+    responses={**_BULK_REFUSALS, 409: refusal_doc("The link was already used (it works once)")},
+    openapi_extra=NO_KEY,
     summary="The confirmation page of a storm digest's bulk acknowledge link (changes nothing)",
 )
 @takes_no_key
@@ -145,11 +145,11 @@ async def show_bulk_action(token: Token, request: Request, settings: SettingsDep
             states, used = await _recorded_states(pool, link)
         except DEPENDENCY_ERRORS as exc:
             log.warning("bulk acknowledge page: the database is unavailable: %s", type(exc).__name__)
-            raise _unavailable() from None
+            raise unavailable() from None
         if used:
-            raise _used()
+            raise used_refusal()
     except Refusal as refusal:
-        return _refused(request, refusal)
+        return refused(request, refusal)
     listing = _Listing.of(link, states)
     if not listing.to_change:
         return _nothing_to_change(link, listing)
@@ -161,7 +161,7 @@ async def show_bulk_action(token: Token, request: Request, settings: SettingsDep
         lists=[AlertList("To acknowledge", [AlertSummary.of(a) for a in listing.to_change]),
                AlertList("Left as they are", listing.left,
                          note="Already taken up, resolved, or not known: confirming leaves them as they are.")],
-        recipient=link.recipient, confirm_label=f"Acknowledge {count}", expires=link.issued_at + _max_age(settings),
+        recipient=link.recipient, confirm_label=f"Acknowledge {count}", expires=link.issued_at + max_age(settings),
     )
 
 
@@ -223,8 +223,8 @@ class _BulkRecording:
 @router.post(
     "/{token}",
     response_class=HTMLResponse,
-    responses={**_BULK_REFUSALS, 409: _refusal_doc("The link was already used (it works once): nothing changed")},
-    openapi_extra=_NO_KEY,
+    responses={**_BULK_REFUSALS, 409: refusal_doc("The link was already used (it works once): nothing changed")},
+    openapi_extra=NO_KEY,
     summary="Confirm a bulk acknowledge: acknowledge the link's alerts still active, as its recipient",
 )
 @takes_no_key
@@ -241,22 +241,22 @@ async def confirm_bulk_action(token: Token, request: Request, settings: Settings
             # alert known here is still there in the transaction.
             states, used = await _recorded_states(pool, link)
             if used:
-                raise _used()
+                raise used_refusal()
             known = [Alert(id=alert_id) for alert_id in link.alert_ids if alert_id in states]
             events = await record_alerts(pool, settings, link.tenant_id, known, api_actor=recording.actor,
                                          patch=recording.patch, adjust=recording.refuse_used,
                                          after=recording.use) if known else []
         except _LinkUsed:
-            raise _used() from None
+            raise used_refusal() from None
         except Problem as problem:
             if problem.status == 503:
-                raise _unavailable() from None
+                raise unavailable() from None
             raise Refusal(problem.status, problem.title, problem.detail or problem.title, advice=_ADVICE) from None
         except DEPENDENCY_ERRORS as exc:
             log.warning("bulk acknowledge: the database is unavailable: %s", type(exc).__name__)
-            raise _unavailable() from None
+            raise unavailable() from None
     except Refusal as refusal:
-        return _refused(request, refusal)
+        return refused(request, refusal)
     found = {**states, **recording.before}  # as the transaction found them, where it did
     if not events:
         return _nothing_to_change(link, _Listing.of(link, found))
