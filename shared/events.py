@@ -40,6 +40,9 @@ class Topic(StrEnum):
     alert_sync = "alert-sync"
     # Each tenant's escalation chain (#13): owner ingest (the write API); consumer the notifier.
     escalation_chains = "escalation-chains"
+    # Each alert's triage (#18): who it is assigned to, and its notes; owner ingest (the write API).
+    # Never sent to Partner Center, never a response: the clock keeps running.
+    alert_triage = "alert-triage"
 
 
 class Event(WireModel):
@@ -403,6 +406,41 @@ class AlertSyncChanged(Event):
 
     def kafka_key(self) -> bytes:
         return f"{self.tenant_id}:{self.alert_id}".encode()
+
+
+# --- alert-triage topic (compacted): owner ingest (#18) --------------------------------------------------
+# An assignment is keyed tenant:alert:assignee (the latest is the alert's assignee); a note
+# tenant:alert:note:<noteId> (each note kept). Neither is a response to the alert.
+
+
+class AlertAssigned(Event):
+    """An alert was assigned to a person, or unassigned (``assignee`` null). Not a response: the
+    Partner Center clock keeps running unless the status changes."""
+
+    event_type: Literal["alert-assigned"] = "alert-assigned"
+    alert_id: str = Field(min_length=1)
+    assignee: str | None = Field(description="The person's e-mail address; null: unassigned.")
+    previous_assignee: str | None = Field(None, description="Who it was assigned to before; null: nobody.")
+    actor: Actor = Field(description="Who assigned it.")
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.alert_id}:assignee".encode()
+
+
+class AlertNoteAdded(Event):
+    """A free-text note on an alert, for the people triaging it (the next shift). Never sent to
+    Partner Center."""
+
+    event_type: Literal["alert-note-added"] = "alert-note-added"
+    alert_id: str = Field(min_length=1)
+    note_id: UUID = Field(description="The note's id (one note per id).")
+    text: str = Field(
+        min_length=1, max_length=4000, description="The note; no control characters but line breaks and tabs."
+    )
+    author: Actor = Field(description="Who wrote it.")
+
+    def kafka_key(self) -> bytes:
+        return f"{self.tenant_id}:{self.alert_id}:note:{self.note_id}".encode()
 
 
 # --- dead-letter topic -------------------------------------------------------------------------------
