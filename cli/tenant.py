@@ -1,0 +1,45 @@
+"""``csp-triage score`` and ``csp-triage response-time``: where a tenant stands (read API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.context import Settings, emit, json_option, pass_settings
+from cli.output import fields, table
+
+REQUIREMENT_HEADINGS = ["REQUIREMENT", "KIND", "STATE", "STATUS", "SCORE", "MAX", "UPDATED"]
+
+
+def requirement_row(requirement: dict[str, Any]) -> list[Any]:
+    return [requirement.get("requirementType"), requirement.get("kind"), requirement.get("state"),
+            requirement.get("complianceStatus"), requirement.get("score"), requirement.get("maxScore"),
+            requirement.get("updatedDateTime")]
+
+
+def _score_text(document: dict[str, Any]) -> str:
+    return "\n\n".join([fields(document["score"]),
+                        table(REQUIREMENT_HEADINGS, [requirement_row(r) for r in document["requirements"]])])
+
+
+@click.command()
+@json_option
+@pass_settings
+def score(settings: Settings) -> None:
+    """The tenant's security score and its requirements.
+
+    With --json: {"score": <GET /security-score>, "requirements": <the value of GET
+    /security-score/requirements>}.
+    """
+    path = f"{settings.tenant_path()}/security-score"
+    document = {"score": settings.read.get(path), "requirements": settings.read.get(f"{path}/requirements")["value"]}
+    emit(settings, document, _score_text)
+
+
+@click.command("response-time")
+@json_option
+@pass_settings
+def response_time(settings: Settings) -> None:
+    """The tenant's 30-day average response time and open alerts."""
+    emit(settings, settings.read.get(f"{settings.tenant_path()}/response-time"), fields)
