@@ -21,6 +21,7 @@ from services.ingest import (
     routes_graph,
     routes_keys,
     routes_signals,
+    routes_triage,
     signals_store,
 )
 from services.ingest.config import get_settings
@@ -98,7 +99,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
-                   routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation):
+                   routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation,
+                   routes_triage):
         app.include_router(module.router)
     default_openapi = app.openapi
 
