@@ -1,18 +1,21 @@
 """PostgreSQL I/O of the read API's read model: what other services own, kept from their events.
 
-Four tables of the scoring schema, one per topic: ``alert_response_times`` (each alert as the
+Tables of the scoring schema, one per topic: ``alert_response_times`` (each alert as the
 response-time service knows it), ``deliveries`` (each notification, as the notifier shows it),
 ``customer_mfa`` (each customer's MFA figures, as the write API took them; a customer a later report
-left out is a tombstone row, migration 0073, that no read lists), all three of migration 0071, and
+left out is a tombstone row, migration 0073, that no read lists), all three of migration 0071,
 ``alert_sync`` (each alert's sync state with Partner Center, as the write API's Graph connector tells
-it, migration 0074; joined to its alert at read time, so either may arrive first). Each event
+it, migration 0074; joined to its alert at read time, so either may arrive first), and ``alert_triage``
+(each alert's assignee and count of notes, from ``alert-triage``, migration 0075; joined likewise).
+Besides, each alert's timeline (``timeline.py``, ``timeline_store.py``): every event that tells of one
+alert, those of ``alerts`` included, records its entry in the transaction that applies it. Each event
 is applied once (its id claimed in ``processed_events`` in the transaction of the change), and a row
 only ever moves to a newer event of its key: an older one arriving late (a replay, a consumer
 catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
 the key's partition. So consuming a topic from the beginning rebuilds a table exactly.
 
 The routes read these tables only (``routes_alerts``, ``routes_response_time``, ``routes_deliveries``,
-``routes_customers``).
+``routes_customers``, ``routes_timeline``).
 """
 
 from __future__ import annotations
@@ -23,13 +26,19 @@ from datetime import datetime
 
 import asyncpg
 
+from services.scoring import timeline, timeline_store
 from shared.db import claim_event
 from shared.events import (
+    AlertAssigned,
+    AlertCreated,
+    AlertNoteAdded,
     AlertResponseTimeChanged,
     AlertSyncChanged,
+    AlertUpdated,
     CustomerMfaObserved,
     CustomerMfaRemoved,
     DeliveryChanged,
+    Event,
 )
 from shared.response_time import (
     ResponseTimeFigures,
@@ -65,6 +74,8 @@ async def apply_alert_response_time(pool: asyncpg.Pool, event: AlertResponseTime
             event.clock_started_date_time, event.responded_date_time, event.responded_by,
             event.latency_us,
             event.occurred_date_time, event.event_id)
+        if (entry := timeline.response(event)) is not None:
+            await timeline_store.record(conn, entry)
         return True
 
 
@@ -84,6 +95,8 @@ async def apply_delivery(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
                WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
             event.tenant_id, view.id, view.alert_id, view.state, view.created_date_time,
             view.model_dump_json(), event.occurred_date_time, event.event_id)
+        if (entry := timeline.delivery(event)) is not None:
+            await timeline_store.record(conn, entry)
         return True
 
 
@@ -135,6 +148,11 @@ async def apply_alert_sync(pool: asyncpg.Pool, event: AlertSyncChanged) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         if not await claim_event(conn, CONSUMER, event.event_id):
             return False
+        # The state held before, to tell whether this event changes it (the timeline's synced entry).
+        held = await conn.fetchrow("SELECT state, changed_at FROM alert_sync WHERE tenant_id = $1 AND alert_id = $2"
+                                   " FOR UPDATE", event.tenant_id, event.alert_id)
+        if (entry := timeline.sync(event, None if held is None else (held["state"], held["changed_at"]))) is not None:
+            await timeline_store.record(conn, entry)
         await conn.execute(
             """INSERT INTO alert_sync (tenant_id, alert_id, state, last_synced_at, pending_status, attempts,
                                        last_error, changed_at, event_id)
@@ -147,6 +165,62 @@ async def apply_alert_sync(pool: asyncpg.Pool, event: AlertSyncChanged) -> bool:
             event.tenant_id, event.alert_id, sync.state.value, sync.last_synced_date_time, sync.pending_status,
             sync.attempts, sync.last_error, event.occurred_date_time, event.event_id)
         return True
+
+
+async def _apply_entry(pool: asyncpg.Pool, event: Event, entry: timeline.Entry) -> bool:
+    """Record the one timeline entry an event makes; False if the event was applied before."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await timeline_store.record(conn, entry)
+        return True
+
+
+async def apply_alert_created(pool: asyncpg.Pool, event: AlertCreated) -> bool:
+    """The alert's ``received`` entry; False if the event was applied before."""
+    return await _apply_entry(pool, event, timeline.received(event))
+
+
+async def apply_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> bool:
+    """The change's ``updated`` entry; False if the event was applied before."""
+    return await _apply_entry(pool, event, timeline.updated(event))
+
+
+async def apply_alert_assigned(pool: asyncpg.Pool, event: AlertAssigned) -> bool:
+    """Keep the alert's assignee if this assignment is its newest, and its entry either way (an older
+    assignment arriving late still happened); False if the event was applied before."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        await conn.execute(
+            """INSERT INTO alert_triage (tenant_id, alert_id, assignee, assigned_at, assignment_event_id)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
+                   assignee = EXCLUDED.assignee, assigned_at = EXCLUDED.assigned_at,
+                   assignment_event_id = EXCLUDED.assignment_event_id
+               WHERE alert_triage.assigned_at IS NULL OR alert_triage.assigned_at <= EXCLUDED.assigned_at""",
+            event.tenant_id, event.alert_id, event.assignee, event.occurred_date_time, event.event_id)
+        await timeline_store.record(conn, timeline.assignment(event))
+        return True
+
+
+async def apply_alert_note_added(pool: asyncpg.Pool, event: AlertNoteAdded) -> bool:
+    """The note's entry, and one more note on the alert if the note is new (a note told again under
+    another event id is the same note); False if the event was applied before."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await claim_event(conn, CONSUMER, event.event_id):
+            return False
+        if await timeline_store.record(conn, timeline.note(event)):
+            await conn.execute(
+                """INSERT INTO alert_triage (tenant_id, alert_id, notes_count) VALUES ($1, $2, 1)
+                   ON CONFLICT (tenant_id, alert_id) DO UPDATE SET notes_count = alert_triage.notes_count + 1""",
+                event.tenant_id, event.alert_id)
+        return True
+
+
+async def get_triage(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT assignee, notes_count FROM alert_triage WHERE tenant_id = $1 AND alert_id = $2",
+                               tenant_id, alert_id)
 
 
 # --- GET /alerts ----------------------------------------------------------------------------------
