@@ -14,6 +14,7 @@ from services.ingest import (
     routes_alerts,
     routes_audit,
     routes_bulk_actions,
+    routes_bulk_alerts,
     routes_channels,
     routes_contacts,
     routes_deliveries,
@@ -100,7 +101,7 @@ def create_app() -> FastAPI:
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
                    routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation,
-                   routes_triage):
+                   routes_triage, routes_bulk_alerts):
         app.include_router(module.router)
     default_openapi = app.openapi
 

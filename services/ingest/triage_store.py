@@ -75,6 +75,22 @@ async def known_alert_ids(db: Database, tenant_id: str, alert_ids: Sequence[str]
     return {row["alert_id"] for row in rows}
 
 
+async def alerts_matching(
+    db: Database, tenant_id: str, *, status: str | None, severity: str | None, customer_tenant_id: str | None,
+    limit: int,
+) -> tuple[list[str], int]:
+    """The tenant's alerts (ids, first seen first) whose status, severity and customer are those given
+    (None: any), at most ``limit`` of them; and how many match in all."""
+    rows = await db.fetch(
+        """SELECT alert_id, count(*) OVER () AS matched FROM ingest_alert_state
+           WHERE tenant_id = $1 AND ($2::text IS NULL OR alert->>'status' = $2)
+               AND ($3::text IS NULL OR alert->>'severity' = $3)
+               AND ($4::text IS NULL OR alert->>'customerTenantId' = $4)
+           ORDER BY first_seen_at, alert_id LIMIT $5""",
+        tenant_id, status, severity, customer_tenant_id, limit)
+    return [row["alert_id"] for row in rows], rows[0]["matched"] if rows else 0
+
+
 async def _lock_alerts(conn: asyncpg.Connection, tenant_id: str, alert_ids: Sequence[str]) -> list[str]:
     # Sorted, FOR UPDATE, as store.lock_alert_states locks them: never a deadlock with a status change.
     rows = await conn.fetch(
