@@ -13,6 +13,8 @@ Decisions the spec leaves open (docs/response-time.md explains each):
 - No responded alert in the window: the average is ``null`` and the requirement is compliant.
 - An alert is *open* while it has no partner response, is not a test alert and is not resolved. One
   resolved with no partner response is *closed unanswered*: in neither the average nor the open set.
+- An open alert is *near the limit* from ``NEAR_LIMIT_HOURS`` (20 h) old: ``openAlertNearLimit`` says
+  whether the oldest open alert is, a state of the tenant (not one per alert) that the notifier warns of.
 - Durations are kept in whole microseconds (what PostgreSQL and ``datetime`` hold), so sums are
   exact and "an average of exactly 24.0 hours" is compliant without floating-point doubt.
 """
@@ -26,13 +28,14 @@ from typing import Any, Protocol
 
 from pydantic import Field
 
-from shared.responses import RESPONSE_TARGET_HOURS
+from shared.responses import NEAR_LIMIT_HOURS, RESPONSE_TARGET_HOURS
 from shared.wire import WireModel
 
 WINDOW_DAYS = 30
 WINDOW = timedelta(days=WINDOW_DAYS)
 MICROSECONDS_PER_HOUR = 3_600_000_000
 TARGET_US = RESPONSE_TARGET_HOURS * MICROSECONDS_PER_HOUR
+NEAR_LIMIT_US = NEAR_LIMIT_HOURS * MICROSECONDS_PER_HOUR
 RESOLVED = "resolved"
 
 
@@ -71,6 +74,11 @@ def in_window(responded_at: datetime, now: datetime) -> bool:
 def open_age_us(clock_started_at: datetime, now: datetime) -> int:
     """How long an open alert has waited; 0 for one detected in the future."""
     return max(0, microseconds(now - clock_started_at))
+
+
+def near_limit_at(clock_started_at: datetime) -> datetime:
+    """When an open alert started then becomes near the limit (``openAlertNearLimit``)."""
+    return clock_started_at + timedelta(microseconds=NEAR_LIMIT_US)
 
 
 class AlertTiming(Protocol):
@@ -168,20 +176,24 @@ class ResponseTimeFigures(WireModel):
         description="The average if every open alert were answered now; null if nothing to average.")
     compliant: bool = Field(description="The average is at most 24.0 hours (or nothing was answered).")
     at_risk: bool = Field(description="The projected average exceeds 24 hours.")
+    open_alert_near_limit: bool = Field(
+        description="The oldest open alert is at least 20 hours old: answered after 24 hours, its response time "
+        "counts against the limit.")
 
 
 def figures(agg: WindowAggregates, now: datetime) -> ResponseTimeFigures:
     """Compliance and risk compare exact integer sums; the hours are for display."""
     total_count = agg.responded_count + agg.open_count
     total_us = agg.responded_latency_us + agg.open_age_us
+    oldest_age_us = None if agg.oldest_open_started_at is None else open_age_us(agg.oldest_open_started_at, now)
     return ResponseTimeFigures(
         average_response_time_in_hours=(hours(agg.responded_latency_us / agg.responded_count)
                                         if agg.responded_count else None),
         responded_count=agg.responded_count,
         open_count=agg.open_count,
-        oldest_open_age_hours=(hours(open_age_us(agg.oldest_open_started_at, now))
-                               if agg.oldest_open_started_at is not None else None),
+        oldest_open_age_hours=None if oldest_age_us is None else hours(oldest_age_us),
         projected_average_response_time_in_hours=hours(total_us / total_count) if total_count else None,
         compliant=agg.responded_latency_us <= TARGET_US * agg.responded_count,
         at_risk=total_us > TARGET_US * total_count,
+        open_alert_near_limit=oldest_age_us is not None and oldest_age_us >= NEAR_LIMIT_US,
     )

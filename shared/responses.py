@@ -13,6 +13,9 @@ from shared.events import ActorType, StatusChange
 # The requirement's target (securityAlertsPromptlyResolved, SPEC §3): partner responses within 24 hours
 # on average. Response time judges compliance by it; the notifier shows the time left to it.
 RESPONSE_TARGET_HOURS = 24
+# An open alert this old is near that target (``openAlertNearLimit``): the notifier warns the tenant
+# while there are still hours to answer it. The per-alert escalation fires at the same age by default.
+NEAR_LIMIT_HOURS = 20
 
 
 def first_partner_response(changes: Iterable[StatusChange]) -> StatusChange | None:

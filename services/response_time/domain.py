@@ -20,7 +20,15 @@ from typing import Any
 from shared.alerts import Alert
 from shared.catalogue import RequirementType
 from shared.events import AlertCreated, AlertResponseTimeChanged, AlertUpdated, StatusChange
-from shared.response_time import TARGET_US, WINDOW, ResponseTimeFigures, WindowAggregates, is_open, latency_us
+from shared.response_time import (
+    TARGET_US,
+    WINDOW,
+    ResponseTimeFigures,
+    WindowAggregates,
+    is_open,
+    latency_us,
+    near_limit_at,
+)
 from shared.responses import first_partner_response
 
 REQUIREMENT_TYPE = RequirementType.security_alerts_promptly_resolved
@@ -170,8 +178,9 @@ def _earlier(a: Response | None, b: Response | None) -> Response | None:
 def next_edge(agg: WindowAggregates, now: datetime) -> datetime | None:
     """The next time the published figures can change with no new event; None if never.
 
-    Either the earliest response in the window leaves it, or the open alerts, ageing, push the
-    projected average over 24 h (``atRisk`` flips). The sum of open ages grows by at most
+    Either the earliest response in the window leaves it, the oldest open alert becomes near the limit
+    (``openAlertNearLimit`` flips; once near, it stays so until an event answers or closes it), or the
+    open alerts, ageing, push the projected average over 24 h (``atRisk`` flips). The sum of open ages grows by at most
     ``open_count`` µs per µs (less while an alert detected in the future is clamped at 0), so the
     flip is never earlier than computed: a wake-up there is at worst early, never late.
     """
@@ -180,6 +189,8 @@ def next_edge(agg: WindowAggregates, now: datetime) -> datetime | None:
     headroom_us = TARGET_US * total_count - (agg.responded_latency_us + agg.open_age_us)
     if agg.open_count and headroom_us >= 0:
         edges.append(now + timedelta(microseconds=headroom_us // agg.open_count + 1))
+    if agg.oldest_open_started_at is not None and (near := near_limit_at(agg.oldest_open_started_at)) > now:
+        edges.append(near)
     return min(edges, default=None)
 
 
@@ -187,10 +198,12 @@ def emission_key(f: ResponseTimeFigures) -> dict[str, Any]:
     """The figures whose change publishes a new requirement status.
 
     The open alerts' ages (oldest age, projected average) drift every second; publishing each drift
-    would flood the topic, so they ride along in the insights and publish only when ``atRisk`` flips.
+    would flood the topic, so they ride along in the insights and publish only when ``atRisk`` or
+    ``openAlertNearLimit`` flips.
     """
-    return {"compliant": f.compliant, "atRisk": f.at_risk, "respondedCount": f.responded_count,
-            "openCount": f.open_count, "averageResponseTimeInHours": f.average_response_time_in_hours}
+    return {"compliant": f.compliant, "atRisk": f.at_risk, "openAlertNearLimit": f.open_alert_near_limit,
+            "respondedCount": f.responded_count, "openCount": f.open_count,
+            "averageResponseTimeInHours": f.average_response_time_in_hours}
 
 
 def should_publish(last_key: dict[str, Any] | None, current: ResponseTimeFigures) -> bool:

@@ -3,10 +3,10 @@
 Every applied batch of alert events marks its tenants *dirty* in the same transaction; this task
 takes the marks and re-evaluates those tenants as soon as it is woken (after each commit, with a short
 pause so a burst yields one evaluation), each tenant again at its next *edge* (recorded at each
-evaluation: when its earliest response leaves the 30-day window, or when its open alerts' ages make
-``atRisk`` flip), so such a change publishes on time with no new event, and every tenant on a timer
-(a safety net). That sweep goes on in short slices with the changed and due tenants evaluated
-between two of them, so a sweep over many tenants never delays a change.
+evaluation: when its earliest response leaves the 30-day window, its oldest open alert becomes near the
+limit, or its open alerts' ages make ``atRisk`` flip), so such a change publishes on time with no new
+event, and every tenant on a timer (a safety net). That sweep goes on in short slices with the changed
+and due tenants evaluated between two of them, so a sweep over many tenants never delays a change.
 
 Per tenant, one transaction holds the tenant's status row locked, computes the figures and, if they
 changed, enqueues the status in the outbox and records it as published: several instances never
@@ -196,7 +196,7 @@ class StatusPublisher:
             return [], True
 
     async def _seconds_to_next_edge(self) -> float:
-        """Until the earliest tenant edge (a response leaving the window, atRisk flipping)."""
+        """Until the earliest tenant edge (a response leaving the window, openAlertNearLimit or atRisk flipping)."""
         try:
             edge = await store.next_edge(self.pool)
         except Exception:

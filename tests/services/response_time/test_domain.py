@@ -9,6 +9,7 @@ from services.response_time.domain import AlertClock, Response
 from shared.alerts import Alert
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, StatusChange
 from shared.response_time import MICROSECONDS_PER_HOUR, WINDOW, WindowAggregates, aggregate, figures
+from shared.responses import NEAR_LIMIT_HOURS
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -266,6 +267,7 @@ def test_no_response_in_the_window_is_compliant_with_a_null_average():
         "projectedAverageResponseTimeInHours": None,
         "compliant": True,
         "atRisk": False,
+        "openAlertNearLimit": False,
     }
 
 
@@ -296,6 +298,52 @@ def test_projection_of_exactly_24_hours_is_not_at_risk():
 def test_an_open_alert_detected_in_the_future_has_age_zero():
     agg = aggregate([open_alert("future", NOW + H)], NOW)
     assert agg.open_age_us == 0 and figures(agg, NOW).oldest_open_age_hours == 0.0
+
+
+def test_an_open_alert_is_near_the_limit_from_20_hours_old():
+    """Exact in microseconds, like the other figures: 20 h is near, one microsecond less is not."""
+    edge = timedelta(hours=NEAR_LIMIT_HOURS)
+    assert not figures(aggregate([open_alert("a", NOW - edge + timedelta(microseconds=1))], NOW), NOW
+                       ).open_alert_near_limit
+    assert figures(aggregate([open_alert("a", NOW - edge)], NOW), NOW).open_alert_near_limit
+    # only the oldest open alert counts; one past 24 h is near too (it has passed it)
+    assert figures(aggregate([open_alert("young", NOW - H), open_alert("old", NOW - 30 * H)], NOW), NOW
+                   ).open_alert_near_limit
+    # not open: answered (however late), a test alert, closed unanswered, none at all
+    not_open = [responded("late", 30 * H, NOW - H), open_alert("test", NOW - 30 * H, is_test=True),
+                open_alert("closed", NOW - 30 * H, status="resolved")]
+    assert not figures(aggregate(not_open, NOW), NOW).open_alert_near_limit
+    assert not figures(aggregate([], NOW), NOW).open_alert_near_limit
+    assert not figures(aggregate([open_alert("future", NOW + H)], NOW), NOW).open_alert_near_limit
+
+
+def test_an_open_alert_reaching_20_hours_publishes_a_status():
+    clocks = [open_alert("a", NOW - 19 * H)]
+    young = figures(aggregate(clocks, NOW), NOW)
+    near = figures(aggregate(clocks, NOW + H), NOW + H)
+    assert (young.open_alert_near_limit, near.open_alert_near_limit, near.at_risk) == (False, True, False)
+    assert domain.emission_key(near)["openAlertNearLimit"] is True
+    assert domain.should_publish(domain.emission_key(young), near)
+    # staying near (the alert keeps ageing) publishes nothing more
+    later = figures(aggregate(clocks, NOW + 2 * H), NOW + 2 * H)
+    assert not domain.should_publish(domain.emission_key(near), later)
+
+
+def test_the_next_edge_includes_the_oldest_open_alert_reaching_20_hours():
+    # one alert open 19 h, nothing answered: near the limit in 1 h, at risk only after 5 h
+    clocks = [open_alert("a", NOW - 19 * H)]
+    edge = domain.next_edge(aggregate(clocks, NOW), NOW)
+    assert edge == NOW + H
+    just_before = edge - timedelta(microseconds=1)
+    assert not figures(aggregate(clocks, just_before), just_before).open_alert_near_limit
+    assert figures(aggregate(clocks, edge), edge).open_alert_near_limit
+    # the oldest one decides, whatever the younger ones
+    assert domain.next_edge(aggregate([open_alert("b", NOW - 2 * H), *clocks], NOW), NOW) == NOW + H
+    # already near: only the risk flip remains (3 h of headroom, then one microsecond)
+    near = aggregate([open_alert("c", NOW - 21 * H)], NOW)
+    assert domain.next_edge(near, NOW) == NOW + 3 * H + timedelta(microseconds=1)
+    # detected in the future: near 20 h after its detection
+    assert domain.next_edge(aggregate([open_alert("d", NOW + H)], NOW), NOW) == NOW + 21 * H
 
 
 def test_tenants_are_kept_apart_by_event_tenant():

@@ -16,6 +16,7 @@ from services.response_time import domain, store
 from shared.dead_letters import DeadLetter
 from shared.events import Actor, ActorType
 from shared.response_time import WINDOW, aggregate
+from shared.responses import NEAR_LIMIT_HOURS
 from tests.services.response_time.events import created, folded, mixed_stream
 from tests.services.response_time.running import produce_all, service
 from tests.support.kafka import produce, read_topic
@@ -95,6 +96,36 @@ async def test_status_is_published_and_a_response_leaving_the_window_changes_it(
         # Published at the edge itself, not at a later sweep: correct to the minute.
         published_after_edge = datetime.fromisoformat(second["observedDateTime"]) - edge
         assert timedelta(0) <= published_after_edge < timedelta(minutes=1), published_after_edge
+    finally:
+        rt.stop()
+
+
+async def test_an_open_alert_reaching_20_hours_publishes_a_status_with_no_further_event(
+    make_service, kafka_bootstrap, prefix, own_database
+):
+    """The notifier warns when an open alert nears 24 hours: the status saying so must go out when the
+    alert reaches 20 h, though nothing happens to it then (no sweep comes within the test either)."""
+    rt = service(make_service, prefix, own_database, RESPONSE_TIME_REEVALUATE_SECONDS="3600").start()
+    try:
+        tenant = f"tenant-near-{uuid.uuid4().hex[:8]}"
+        # 40 s of margin: on a loaded machine the first evaluation must still come before the crossing.
+        crossing = datetime.now(UTC) + timedelta(seconds=40)
+        await produce_all(kafka_bootstrap, f"{prefix}alerts",
+                          [created(tenant, "n1", crossing - timedelta(hours=NEAR_LIMIT_HOURS))])
+
+        records = await read_topic(kafka_bootstrap, f"{prefix}requirement-status", count=2, timeout=100,
+                                   predicate=status_records(tenant))
+        statuses = [r["value"] for r in records]
+        assert statuses and datetime.fromisoformat(statuses[0]["observedDateTime"]) < crossing, (
+            f"the first evaluation came after the crossing, the test proves nothing: {statuses}")
+        assert len(statuses) == 2, f"no status when the open alert reached 20 hours: {statuses}"
+        first, second = (s["insights"] for s in statuses)
+        assert (first["openCount"], first["openAlertNearLimit"]) == (1, False)
+        assert (second["openCount"], second["openAlertNearLimit"], second["atRisk"]) == (1, True, False)
+        assert 20.0 <= second["oldestOpenAgeHours"] < 20.1
+        # Published at the crossing itself (the wake-up there), not at a later sweep.
+        published_after = datetime.fromisoformat(statuses[1]["observedDateTime"]) - crossing
+        assert timedelta(0) <= published_after < timedelta(seconds=30), published_after
     finally:
         rt.stop()
 
