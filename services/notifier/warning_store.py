@@ -43,20 +43,22 @@ async def record_requirement_status(
         if not await claim_event(conn, store.CONSUMER, event.event_id):
             return None
         row = await conn.fetchrow(
-            """SELECT compliance_status, at_risk, observed_at FROM requirement_states
+            """SELECT compliance_status, at_risk, near_limit, observed_at FROM requirement_states
                WHERE tenant_id = $1 AND requirement_type = $2 FOR UPDATE""",
             event.tenant_id, event.requirement_type,
         )
         if row is not None and row["observed_at"] >= event.observed_date_time:
             return 0
-        previous = (warnings.RequirementState(ComplianceStatus(row["compliance_status"]), row["at_risk"])
+        previous = (warnings.RequirementState(ComplianceStatus(row["compliance_status"]), row["at_risk"],
+                                              row["near_limit"])
                     if row is not None else None)
         await conn.execute(
-            """INSERT INTO requirement_states (tenant_id, requirement_type, compliance_status, at_risk, observed_at)
-               VALUES ($1, $2, $3, $4, $5)
+            """INSERT INTO requirement_states (tenant_id, requirement_type, compliance_status, at_risk, near_limit,
+                                                observed_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
                ON CONFLICT (tenant_id, requirement_type) DO UPDATE SET compliance_status = excluded.compliance_status,
-                   at_risk = excluded.at_risk, observed_at = excluded.observed_at""",
-            event.tenant_id, event.requirement_type, current.compliance.value, current.at_risk,
+                   at_risk = excluded.at_risk, near_limit = excluded.near_limit, observed_at = excluded.observed_at""",
+            event.tenant_id, event.requirement_type, current.compliance.value, current.at_risk, current.near_limit,
             event.observed_date_time,
         )
         reasons = warnings.warnings_for(previous, current, observed=event.observed_date_time, now=now)

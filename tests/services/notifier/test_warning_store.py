@@ -26,11 +26,12 @@ async def pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-def status(compliance: str, *, at_risk: bool = False, minutes_ago: float = 0,
+def status(compliance: str, *, at_risk: bool = False, minutes_ago: float = 0, near_limit: bool = False,
            requirement: str = "securityAlertsPromptlyResolved") -> RequirementStatusObserved:
     return RequirementStatusObserved(
         tenant_id="t1", requirement_type=requirement, compliance_status=compliance, source="test",
-        observed_date_time=NOW - timedelta(minutes=minutes_ago), insights={"atRisk": at_risk, "openCount": 1})
+        observed_date_time=NOW - timedelta(minutes=minutes_ago),
+        insights={"atRisk": at_risk, "openCount": 1, "openAlertNearLimit": near_limit})
 
 
 async def warnings_sent(pool) -> list[tuple[str, str, str]]:
@@ -56,6 +57,28 @@ async def test_a_warning_per_change_for_the_worse_to_the_contact_and_the_escalat
         ("noncompliant", "email:contact", "noncompliant")]
     state = await pool.fetchrow("SELECT compliance_status, at_risk FROM requirement_states WHERE tenant_id = 't1'")
     assert (state["compliance_status"], state["at_risk"]) == ("noncompliant", False)
+
+
+async def test_an_open_alert_nearing_24_hours_is_one_warning_per_flip(pool):
+    """The row keeps the near-limit state: a warning when it turns true, none while it stays true (even
+    with the requirement failing meanwhile: that is a warning of its own), one again after it was false."""
+    apply = record_requirement_status
+    assert await apply(pool, status("compliant", minutes_ago=30), now=NOW, escalation_email=False) == 0
+    near = status("compliant", near_limit=True, minutes_ago=25)
+    assert await apply(pool, near, now=NOW, escalation_email=False) == 1
+    assert await apply(pool, near, now=NOW, escalation_email=False) is None  # redelivered: applied before
+    assert await apply(pool, status("compliant", near_limit=True, minutes_ago=20), now=NOW,
+                       escalation_email=False) == 0
+    assert await apply(pool, status("noncompliant", near_limit=True, minutes_ago=15), now=NOW,
+                       escalation_email=False) == 1
+    state = await pool.fetchrow("SELECT near_limit FROM requirement_states WHERE tenant_id = 't1'")
+    assert state["near_limit"] is True
+    assert await apply(pool, status("noncompliant", minutes_ago=10), now=NOW, escalation_email=False) == 0
+    assert await apply(pool, status("noncompliant", near_limit=True, minutes_ago=5), now=NOW,
+                       escalation_email=False) == 1
+    assert await warnings_sent(pool) == [
+        ("alert-near-limit", "email:contact", "alert-near-limit"), ("noncompliant", "email:contact", "noncompliant"),
+        ("alert-near-limit", "email:contact", "alert-near-limit")]
 
 
 async def test_a_status_from_long_ago_is_recorded_but_warns_nobody(pool):
