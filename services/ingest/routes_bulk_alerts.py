@@ -115,8 +115,12 @@ def refusals(body: BulkRequest) -> list[dict[str, str]]:
     """The rules JSON Schema does not say (which fields go with which action), each naming its field."""
     given = body.model_fields_set
     errors = []
-    if (body.alert_ids is None) == (body.filter is None):
+    # (A null given counts as given: the schema's oneOf says so, and a null is no list of alerts.)
+    if len(given & {"alert_ids", "filter"}) != 1:
         errors.append({"field": "body", "message": "give exactly one of alertIds and filter"})
+    elif body.alert_ids is None and body.filter is None:
+        field = "alertIds" if "alert_ids" in given else "filter"
+        errors.append({"field": field, "message": "must not be null"})
     if body.filter is not None and all(value is None for value in body.filter.model_dump().values()):
         errors.append({"field": "filter", "message": "give at least one of status, severity and customerTenantId"})
     if body.action == "resolve" and body.resolved_reason is None:
