@@ -54,6 +54,7 @@ async def test_response_time_figures(read_api, db_pool, tenant_id):
         "projectedAverageResponseTimeInHours",
         "compliant",
         "atRisk",
+        "openAlertNearLimit",
     }
     assert (
         body["averageResponseTimeInHours"],

@@ -25,7 +25,7 @@ H = timedelta(hours=1)
 DAY = timedelta(days=1)
 DELIVERY_FIELDS = {"id", "alertId", "subject", "channel", "kind", "state", "recipient", "attempts", "redeliveries",
                    "nextAttemptDateTime", "lastAttemptDateTime", "lastStatusCode", "lastError",
-                   "deliveredDateTime", "deadLetteredDateTime", "createdDateTime"}
+                   "deliveredDateTime", "deadLetteredDateTime", "createdDateTime", "digestId"}
 
 
 async def get(process, tenant_id: str, path: str, **params: Any) -> httpx.Response:
