@@ -15,6 +15,7 @@ from services.scoring import (
     routes_deliveries,
     routes_response_time,
     routes_score,
+    routes_timeline,
 )
 from services.scoring.cache import ScoreCache, connect_redis
 from services.scoring.config import get_settings
@@ -102,7 +103,7 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    for module in (routes_score, routes_response_time, routes_alerts, routes_customers, routes_deliveries,
-                   routes_dashboard):
+    for module in (routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
+                   routes_deliveries, routes_dashboard):
         app.include_router(module.router)
     return app

@@ -1,8 +1,9 @@
 """Translates the scoring service's topics into the score and the read model: one handler per event type.
 
 ``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries``,
-``customer-mfa`` and ``alert-sync`` feed the read API's read model (``read_model.py``). On each topic a record of an
-event type no handler takes is poison: it goes to the dead-letter topic and the consumer moves on.
+``customer-mfa``, ``alert-sync`` and ``alert-triage`` feed the read API's read model (``read_model.py``), and
+``alerts`` with them each alert's timeline (``timeline.py``). On each topic a record of an event type no
+handler takes is poison: it goes to the dead-letter topic and the consumer moves on.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from services.scoring import read_model
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from shared.events import (
+    AlertAssigned,
+    AlertCreated,
+    AlertNoteAdded,
     AlertResponseTimeChanged,
     AlertSyncChanged,
+    AlertUpdated,
     CustomerMfaObserved,
     CustomerMfaRemoved,
     DeliveryChanged,
@@ -62,6 +67,10 @@ def build_router(settings: Settings) -> KafkaRouter:
     syncs = subscriber(
         Topic.alert_sync, "Each alert's sync state with Partner Center: partnerCenterSync on GET /alerts."
     )
+    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.")
+    triage = subscriber(
+        Topic.alert_triage, "Each alert's assignee and notes: assignedTo and notesCount on GET /alerts, its timeline."
+    )
 
     @statuses(filter=event_type_is("requirement-status-observed"))
     async def on_requirement_status_observed(
@@ -98,9 +107,29 @@ def build_router(settings: Settings) -> KafkaRouter:
         if not await read_model.apply_alert_sync(pool, event):
             log.debug("event %s already applied", event.event_id)
 
+    @alerts(filter=event_type_is("alert-created"))
+    async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
+        if not await read_model.apply_alert_created(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    @alerts(filter=event_type_is("alert-updated"))
+    async def on_alert_updated(event: AlertUpdated, pool=Context("pool")) -> None:
+        if not await read_model.apply_alert_updated(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    @triage(filter=event_type_is("alert-assigned"))
+    async def on_alert_assigned(event: AlertAssigned, pool=Context("pool")) -> None:
+        if not await read_model.apply_alert_assigned(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
+    @triage(filter=event_type_is("alert-note-added"))
+    async def on_alert_note_added(event: AlertNoteAdded, pool=Context("pool")) -> None:
+        if not await read_model.apply_alert_note_added(pool, event):
+            log.debug("event %s already applied", event.event_id)
+
     for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),
                            (Topic.deliveries, deliveries), (Topic.customer_mfa, customers),
-                           (Topic.alert_sync, syncs)):
+                           (Topic.alert_sync, syncs), (Topic.alerts, alerts), (Topic.alert_triage, triage)):
         refuse_other_event_types(topic, records)
 
     return router

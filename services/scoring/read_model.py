@@ -225,30 +225,42 @@ async def get_triage(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> async
 
 # --- GET /alerts ----------------------------------------------------------------------------------
 
-# Each alert with its sync state with Partner Center, if it has one (the LEFT JOIN: one primary-key
-# probe per alert of the page, so the paging below stays an index range scan of alert_response_times).
+# Each alert with its sync state with Partner Center and its triage, if it has them (the LEFT JOINs:
+# one primary-key probe each per alert of the page, so the paging below stays an index range scan of
+# alert_response_times).
 _ALERT_COLUMNS = """a.alert_id, a.alert, a.status, a.clock_started_at, a.responded_at, a.responded_by, a.latency_us,
                     a.is_test, s.state AS sync_state, s.last_synced_at, s.pending_status, s.attempts AS sync_attempts,
-                    s.last_error AS sync_last_error"""
+                    s.last_error AS sync_last_error, t.assignee, t.notes_count"""
 _ALERTS_WITH_SYNC = """alert_response_times a
-                       LEFT JOIN alert_sync s ON s.tenant_id = a.tenant_id AND s.alert_id = a.alert_id"""
+                       LEFT JOIN alert_sync s ON s.tenant_id = a.tenant_id AND s.alert_id = a.alert_id
+                       LEFT JOIN alert_triage t ON t.tenant_id = a.tenant_id AND t.alert_id = a.alert_id"""
 
 
 async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
-                      top: int, skip: int = 0, after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
+                      top: int, skip: int = 0, after: tuple[datetime, str] | None = None,
+                      assignee: str | None = None, unassigned: bool = False) -> list[asyncpg.Record]:
     """Newest first (clock start, then alert id, both descending), through ``alert_response_times_newest_first``.
 
     ``after``: the (clock start, alert id) of the last alert of the previous page; the page starts
     right after it (keyset paging: an index range scan however deep, and stable while alerts arrive).
+    ``assignee``: only the alerts assigned to that address (any case); ``unassigned``: only those
+    assigned to nobody.
     """
     # Two statements rather than "$6 IS NULL OR …": a prepared plan must see the bound to use the index.
     position = "AND (a.clock_started_at, a.alert_id) < ($6, $7)" if after else ""
+    arguments: list = [tenant_id, status, responded, top, skip, *(after or ())]
+    assigned = ""
+    if unassigned:
+        assigned = "AND t.assignee IS NULL"
+    elif assignee is not None:
+        arguments.append(assignee)
+        assigned = f"AND lower(t.assignee) = lower(${len(arguments)})"
     return await pool.fetch(
         f"""SELECT {_ALERT_COLUMNS} FROM {_ALERTS_WITH_SYNC}
             WHERE a.tenant_id = $1 AND ($2::text IS NULL OR a.status = $2)
-              AND ($3::boolean IS NULL OR (a.responded_at IS NOT NULL) = $3) {position}
+              AND ($3::boolean IS NULL OR (a.responded_at IS NOT NULL) = $3) {position} {assigned}
             ORDER BY a.clock_started_at DESC, a.alert_id DESC LIMIT $4 OFFSET $5""",
-        tenant_id, status, responded, top, skip, *(after or ()))
+        *arguments)
 
 
 async def get_alert(pool: asyncpg.Pool, tenant_id: str, alert_id: str) -> asyncpg.Record | None:

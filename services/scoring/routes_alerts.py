@@ -1,9 +1,10 @@
-"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from its read model of ``alert-response-times``
-and ``alert-sync``.
+"""``GET /alerts`` and ``GET /alerts/{alertId}`` of the read API, from its read model of ``alert-response-times``,
+``alert-sync`` and ``alert-triage``.
 
 Each alert comes back as its latest known state plus its response-time fields: when its clock
-started, its first partner response (time and actor) and latency, or its age while open; and its
-sync state with Partner Center (``partnerCenterSync``), null for an alert that did not come from it.
+started, its first partner response (time and actor) and latency, or its age while open; its
+sync state with Partner Center (``partnerCenterSync``), null for an alert that did not come from it;
+and its triage: who it is assigned to (``assignedTo``, null: nobody) and how many notes it has.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from services.scoring import read_model
 from services.scoring.deps import PoolDep, ReaderDep
 from shared.alerts import AlertStatus
+from shared.auth import Principal
 from shared.events import PartnerCenterSync
 from shared.http import Problem
 from shared.response_time import RESOLVED, hours, open_age_us
@@ -58,21 +60,25 @@ def _view(row, now: datetime) -> dict[str, Any]:
                          else hours(open_age_us(row["clock_started_at"], now))),
         "countsTowardResponseTime": not row["is_test"] and not closed_unanswered,
         "partnerCenterSync": _partner_center_sync(row),
+        "assignedTo": row["assignee"],
+        "notesCount": row["notes_count"] or 0,
     }
 
 
-def skip_token(row) -> str:
-    """The opaque position after ``row``: its clock start and id (``list_alerts``'s ``after``)."""
-    position = json.dumps([row["clock_started_at"].isoformat(), row["alert_id"]]).encode()
+def encode_position(started: datetime, *rest: str | int) -> str:
+    """An opaque ``skiptoken``: a list's position after one of its rows (a time, then what breaks ties)."""
+    position = json.dumps([started.isoformat(), *rest]).encode()
     return base64.urlsafe_b64encode(position).decode().rstrip("=")
 
 
-def position_of(token: str) -> tuple[datetime, str]:
-    """The position a ``skiptoken`` names; 422 naming the parameter if it is not one of ours."""
+def decode_position(token: str, *rest: type) -> tuple:
+    """The position a ``skiptoken`` of ``encode_position`` names, its time then values of the types
+    ``rest``; 422 naming the parameter if it is not one of ours."""
     try:
-        started, alert_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position = datetime.fromisoformat(started), alert_id
-        if position[0].tzinfo is None or not isinstance(alert_id, str):
+        started, *others = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = datetime.fromisoformat(started), *others
+        if (position[0].tzinfo is None or len(others) != len(rest)
+                or not all(type(value) is kind for value, kind in zip(others, rest, strict=True))):
             raise ValueError("not a position")
     except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
         raise Problem(422, "Invalid request", "skiptoken: not a token of this API; follow @odata.nextLink",
@@ -80,8 +86,36 @@ def position_of(token: str) -> tuple[datetime, str]:
     return position
 
 
-@router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time and sync "
-             "state with Partner Center")
+def skip_token(row) -> str:
+    """The opaque position after ``row``: its clock start and id (``list_alerts``'s ``after``)."""
+    return encode_position(row["clock_started_at"], row["alert_id"])
+
+
+def position_of(token: str) -> tuple[datetime, str]:
+    """The position a ``skiptoken`` names; 422 naming the parameter if it is not one of ours."""
+    return decode_position(token, str)
+
+
+# ``assignee=``: the calling key's user, nobody, or a person's e-mail address.
+ASSIGNEE_ME, ASSIGNEE_NONE = "me", "none"
+
+
+def assignee_filter(assignee: str, caller: Principal) -> tuple[str | None, bool]:
+    """Whom ``assignee=`` names: (an address, False), or (None, True) for nobody; 422 naming the
+    parameter if it is no e-mail address."""
+    if assignee == ASSIGNEE_ME:
+        return caller.user_id, False
+    if assignee == ASSIGNEE_NONE:
+        return None, True
+    local, at, domain = assignee.partition("@")
+    if not (local and at and domain) or any(c.isspace() for c in assignee):
+        raise Problem(422, "Invalid request", f"assignee: {assignee!r} is not an e-mail address, `me` or `none`",
+                      errors=[{"field": "query.assignee", "message": "an e-mail address, `me` or `none`"}])
+    return assignee, False
+
+
+@router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time, sync "
+             "state with Partner Center and assignee")
 async def list_alerts(
     tenant_id: str, caller: ReaderDep, pool: PoolDep, request: Request,
     status: Annotated[AlertStatus | None, Query(description="active | investigating | resolved")] = None,
@@ -91,10 +125,14 @@ async def list_alerts(
                                "skiptoken's position if there is one).")] = 0,
     skiptoken: Annotated[str | None, Query(max_length=512, description="Where the page starts; from "
                                            "`@odata.nextLink`, opaque.")] = None,
+    assignee: Annotated[str | None, Query(max_length=320, description="Only the alerts assigned to this e-mail "
+                                          "address (any case); `me`: to the calling key's user; `none`: to "
+                                          "nobody.")] = None,
 ) -> dict[str, Any]:
-    rows = await read_model.list_alerts(pool, tenant_id, status=status.value if status else None,
-                                   responded=responded, top=top + 1, skip=skip,
-                                   after=position_of(skiptoken) if skiptoken else None)
+    assigned_to, unassigned = (None, False) if assignee is None else assignee_filter(assignee, caller)
+    rows = await read_model.list_alerts(
+        pool, tenant_id, status=status.value if status else None, responded=responded, top=top + 1, skip=skip,
+        after=position_of(skiptoken) if skiptoken else None, assignee=assigned_to, unassigned=unassigned)
     now = utcnow()
     body: dict[str, Any] = {"value": [_view(r, now) for r in rows[:top]]}
     if len(rows) > top:
