@@ -11,7 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
+import pytest
 
+from services.ingest.routes_triage import note_text
+from services.ingest.triage_store import same_assignee
 from shared.events import Topic
 from tests.conftest import AUTH
 from tests.services.ingest.support import alert_records, running_ingest, topic_records
@@ -37,7 +40,8 @@ async def bearer_of(client: httpx.AsyncClient, tenant_id: str, role: str) -> dic
 
 
 async def triage_events(test_env, tenant_id: str, alert_id: str, kind: str, count: int | None = None) -> list[dict]:
-    """The alert's ``kind`` records (``assignee`` or ``note``) on the triage topic, in the order published."""
+    """The alert's ``kind`` records (``assignee`` or ``note``) on the triage topic, by offset (the order
+    published for one key, ``assignee``; notes have a key each)."""
     records = await topic_records(test_env, Topic.alert_triage, f"{tenant_id}:{alert_id}:{kind}", count=count)
     return sorted(records, key=lambda r: r["offset"])
 
@@ -52,6 +56,31 @@ def assert_problem(answer: httpx.Response, status: int, field: str | None = None
     assert answer.headers["content-type"] == "application/problem+json", answer.headers
     if field is not None:
         assert field in [e["field"] for e in answer.json()["errors"]], answer.json()
+
+
+# --- the rules, no I/O ----------------------------------------------------------------------------
+
+
+def test_a_note_is_kept_with_its_line_breaks_as_newlines_trimmed():
+    assert note_text(" \r\n a\r\nb\rc\t d \n") == "a\nb\nc\t d"
+    assert note_text("x" * 4000 + "   ") == "x" * 4000
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("", "must not be empty"), (" \r\n\t", "must not be empty"), ("x" * 4001, "this has 4001"),
+    ("ok\x0b", "U+000B at position 2"), ("\x0c page", "U+000C at position 0"), ("a\x85", "U+0085 at position 1"),
+    ("\x1b[0m", "U+001B"), ("a\x7f", "U+007F"),
+])
+def test_a_note_that_breaks_a_rule_is_refused_saying_which(text, says):
+    with pytest.raises(ValueError, match=says.replace("[", r"\[").replace("+", r"\+")):
+        note_text(text)
+
+
+def test_one_assignee_in_any_case_and_nobody_is_nobody():
+    assert same_assignee("Kim@partner.example", "kim@partner.example")
+    assert same_assignee(None, None)
+    assert not same_assignee("kim@partner.example", None) and not same_assignee(None, "kim@partner.example")
+    assert not same_assignee("kim@partner.example", "lee@partner.example")
 
 
 # --- assignment -----------------------------------------------------------------------------------
@@ -207,7 +236,9 @@ async def test_notes_are_told_listed_newest_first_in_pages_and_change_nothing_of
         assert_problem(await client.get(url, params={"top": 0}, headers=AUTH), 422)
         assert_problem(await client.get(f"{url}/00000000-0000-4000-8000-000000000000", headers=AUTH), 404)
 
-        records = await triage_events(test_env, tenant_id, "a1", "note", count=3)
+        # Each note its own key, so maybe its own partition: in the order written, by their times.
+        records = sorted(await triage_events(test_env, tenant_id, "a1", "note", count=3),
+                         key=lambda r: datetime.fromisoformat(r["value"]["occurredDateTime"]))
         alert_events = await alert_records(kafka_bootstrap, topic_prefix, tenant_id, at_least=1)
         assert await stored_version(db_pool, tenant_id) == 1
     assert [r["headers"]["eventType"] for r in records] == ["alert-note-added"] * 3
