@@ -61,10 +61,16 @@ async def _tenant_manager(tenant_id: TenantIdPath, caller: CallerDep) -> Princip
     return authorize(caller, Permission.manage, tenant_id)
 
 
+async def _alert_updater(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
+    return authorize(caller, Permission.update_alerts, tenant_id)
+
+
 # The caller, once allowed to read / manage the path's tenant: as dependencies, a caller who may not
 # learns it before anything about the body.
 TenantReaderDep = Annotated[Principal, Depends(_tenant_reader)]
 TenantManagerDep = Annotated[Principal, Depends(_tenant_manager)]
+# ...and to change its alerts (status, assignee, notes; as PATCH /alerts/{id} requires).
+AlertUpdaterDep = Annotated[Principal, Depends(_alert_updater)]
 
 
 async def wake_relay_after_write(request: Request) -> AsyncIterator[None]:

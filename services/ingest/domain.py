@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.action_links import Action, change_for
 from shared.alerts import ActivityLog, Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated, FieldChange, StatusChange
 
@@ -225,3 +226,23 @@ def patched(
             update["resolved_on_date_time"] = None
             update["resolved_by"] = None
     return previous.model_copy(update=update)
+
+
+def acted_on(previous: Alert, action: Action, actor: Actor, now: datetime) -> Alert:
+    """``previous`` as a one-click or bulk ``action`` (acknowledge, resolve with a reason) by ``actor``
+    at ``now`` changes it (``shared.action_links.change_for``: acknowledging never reopens an alert);
+    ``previous`` itself when the action would change nothing."""
+    status = previous.status.value if previous.status else AlertStatus.active.value  # (unknown: as new)
+    reason = previous.resolved_reason.value if previous.resolved_reason else None
+    change = change_for(action, status, reason)
+    if change is None:
+        return previous
+    new_status, new_reason = change
+    return patched(
+        previous,
+        status=AlertStatus(new_status),
+        resolved_reason=ResolvedReason(new_reason) if new_reason else None,
+        fields={"status", "resolved_reason"} if new_reason else {"status"},
+        actor=actor,
+        now=now,
+    )

@@ -41,12 +41,12 @@ from services.ingest.action_refusals import (
     used_refusal,
 )
 from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
-from services.ingest.domain import patched
+from services.ingest.domain import acted_on
 from services.ingest.graph.writeback import queue_writebacks
 from services.ingest.recording import AlertEvents, record_alerts
 from services.ingest.store import AlertStates
 from shared.action_links import BulkLink, LinkExpired, LinkInvalid, change_for, read_bulk_link
-from shared.alerts import Alert, AlertStatus, ResolvedReason
+from shared.alerts import Alert, AlertStatus
 from shared.events import Actor, ActorType
 from shared.http import Problem
 from shared.http_guards import takes_no_key
@@ -187,18 +187,7 @@ class _BulkRecording:
 
     def patch(self, previous: Alert, now: datetime) -> Alert:
         self.before[previous.id], self.at = previous, now
-        if not _would_change(self.link, previous):
-            return previous
-        status, new_reason = change_for(self.link.action, previous.status.value,
-                                        previous.resolved_reason.value if previous.resolved_reason else None)
-        return patched(
-            previous,
-            status=AlertStatus(status),
-            resolved_reason=ResolvedReason(new_reason) if new_reason else None,
-            fields={"status", "resolved_reason"} if new_reason else {"status"},
-            actor=self.actor,
-            now=now,
-        )
+        return acted_on(previous, self.link.action, self.actor, now)
 
     async def refuse_used(self, conn: asyncpg.Connection, states: AlertStates, alerts: list[Alert],
                           now: datetime) -> list[Alert]:

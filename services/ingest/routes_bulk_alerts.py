@@ -1,4 +1,4 @@
-"""``POST /v1/tenants/{tenantId}/alerts/bulk``: acknowledge, resolve or assign many of a tenant's alerts
+"""``POST /v1/tenants/{tenantId}/alert-actions``: acknowledge, resolve or assign many of a tenant's alerts
 in one call (#18), named by id (``alertIds``) or by a filter (``filter``: status, severity, customer).
 
 At most :data:`MAX_BULK_ALERTS` alerts a call: more ids, or a filter matching more, is a 422 saying how
@@ -28,14 +28,14 @@ from pydantic import ConfigDict, Field
 
 from services.ingest import triage_store
 from services.ingest.contact import Email
-from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
-from services.ingest.domain import patched
+from services.ingest.deps import AlertUpdaterDep, PoolDep, SettingsDep, wake_relay_after_write
+from services.ingest.domain import acted_on
 from services.ingest.graph.writeback import queue_writebacks
 from services.ingest.outgoing import EventTooLarge
 from services.ingest.recording import record_alerts
-from services.ingest.routes_triage import AlertUpdaterDep, actor_of, too_large
-from shared.action_links import Action, change_for
-from shared.alerts import Alert, AlertStatus, ResolvedReason
+from services.ingest.routes_triage import actor_of, too_large
+from shared.action_links import Action
+from shared.alerts import Alert, AlertStatus
 from shared.events import Actor
 from shared.http import Problem, TenantIdPath
 from shared.wire import WireModel
@@ -168,14 +168,7 @@ class _StatusChange:
 
     def patch(self, previous: Alert, now: datetime) -> Alert:
         self.found[previous.id] = previous
-        status = previous.status.value if previous.status else AlertStatus.active.value
-        change = change_for(self.action, status, previous.resolved_reason.value if previous.resolved_reason else None)
-        if change is None:
-            return previous
-        new_status, new_reason = change
-        return patched(previous, status=AlertStatus(new_status),
-                       resolved_reason=ResolvedReason(new_reason) if new_reason else None,
-                       fields={"status", "resolved_reason"} if new_reason else {"status"}, actor=self.actor, now=now)
+        return acted_on(previous, self.action, self.actor, now)
 
     def why_unchanged(self, alert: Alert) -> str:
         if self.action is Action.acknowledge:
@@ -235,7 +228,7 @@ async def _assign(pool, settings, tenant_id: str, alert_ids: list[str], assignee
 
 
 @router.post(
-    "/alerts/bulk",
+    "/alert-actions",
     response_model=BulkAnswer,
     summary=f"Acknowledge, resolve or assign up to {MAX_BULK_ALERTS} alerts, by id or by a filter; each its own event",
     responses={422: {"description": "A rule of the body broken, or more alerts than a call may change (`matched` "

@@ -25,11 +25,11 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from services.ingest import triage_store
 from services.ingest.contact import Email
-from services.ingest.deps import CallerDep, PoolDep, SettingsDep, TenantReaderDep, wake_relay_after_write
+from services.ingest.deps import AlertUpdaterDep, PoolDep, SettingsDep, TenantReaderDep, wake_relay_after_write
 from services.ingest.outgoing import EventTooLarge
 from services.ingest.paging import NextLinkPage
 from services.ingest.routes_alerts import AlertId
-from shared.auth import Permission, Principal, authorize
+from shared.auth import Principal
 from shared.events import Actor, ActorType
 from shared.http import Problem, TenantIdPath
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel
@@ -42,14 +42,6 @@ MAX_PAGE = 1000
 # Control characters (Unicode's Cc: C0, DEL, C1) but line breaks (\r\n and \r kept as \n) and tabs,
 # a note's layout.
 _REFUSED_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-async def _alert_updater(tenant_id: TenantIdPath, caller: CallerDep) -> Principal:
-    return authorize(caller, Permission.update_alerts, tenant_id)
-
-
-# The caller, once allowed to change the path's tenant's alerts (as PATCH /alerts/{id} requires).
-AlertUpdaterDep = Annotated[Principal, Depends(_alert_updater)]
 
 
 def actor_of(caller: Principal) -> Actor:

@@ -1,4 +1,4 @@
-"""Bulk actions on a tenant's alerts (#18): ``POST /v1/tenants/{t}/alerts/bulk`` acknowledges, resolves or
+"""Bulk actions on a tenant's alerts (#18): ``POST /v1/tenants/{t}/alert-actions`` acknowledges, resolves or
 assigns many alerts at once, named by id or by a filter; real PostgreSQL and Kafka, the write API in-process.
 
 Each alert a status action changes gets its own ``alert-updated`` (its own status change, by the
@@ -19,7 +19,7 @@ OPERATOR_ACTOR = {"type": "user", "id": "operator"}
 
 
 def bulk_url(tenant_id: str) -> str:
-    return f"/v1/tenants/{tenant_id}/alerts/bulk"
+    return f"/v1/tenants/{tenant_id}/alert-actions"
 
 
 async def post_alerts(client: httpx.AsyncClient, tenant_id: str, *alerts: dict) -> None:

@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime
 
-from services.ingest.domain import actor_from, decide, event_id_for, patched
+from services.ingest.domain import acted_on, actor_from, decide, event_id_for, patched
+from shared.action_links import Action
 from shared.alerts import Alert, AlertStatus, ResolvedReason
 from shared.events import Actor, ActorType, AlertCreated, AlertUpdated
 from shared.responses import first_partner_response
@@ -274,3 +275,18 @@ def test_a_state_read_back_from_storage_equals_the_same_post():
     stored = decide(T, Alert.model_validate(posted), None, now=NOW).alert
     read_back = Alert.model_validate_json(stored.model_dump_json())
     assert decide(T, Alert.model_validate(posted), read_back, now=NOW, previous_version=1) is None
+
+
+def test_a_one_click_or_bulk_action_changes_the_alert_as_change_for_says_and_never_reopens():
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    bob = Actor(type=ActorType.user, id="bob@partner.example")
+    new = Alert(id="a1")
+    taken = acted_on(new, Action.acknowledge, bob, now)
+    assert taken.status.value == "investigating" and taken.activity_logs[-1].updated_by == "bob@partner.example"
+    assert acted_on(taken, Action.acknowledge, bob, now) is taken  # already taken up: nothing to change
+    resolved = acted_on(taken, Action.resolve_fraud, bob, now)
+    assert (resolved.status.value, resolved.resolved_reason.value, resolved.resolved_by) == (
+        "resolved", "fraud", "bob@partner.example")
+    assert acted_on(resolved, Action.acknowledge, bob, now) is resolved  # never reopens
+    unknown = new.model_copy(update={"status": None})
+    assert acted_on(unknown, Action.acknowledge, bob, now).status.value == "investigating"
