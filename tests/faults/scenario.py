@@ -47,8 +47,8 @@ SERVICES = ("ingest", "response-time", "scoring", "notifier")
 DEPENDENTS = {"kafka": ("response-time", "scoring", "notifier"), "postgres": SERVICES, "redis": ("scoring",)}
 # Topic -> the services consuming it (each dead-letters a poison record of it once).
 CONSUMERS = {
-    "alerts": ("response-time", "notifier"),
-    "requirement-status": ("scoring",),
+    "alerts": ("response-time", "notifier", "scoring"),
+    "requirement-status": ("scoring", "notifier"),
     "security-contacts": ("notifier",),
     "notifications": ("notifier",),
     "notification-channels": ("notifier",),
@@ -56,6 +56,9 @@ CONSUMERS = {
     "alert-response-times": ("scoring",),
     "customer-mfa": ("scoring",),
     "deliveries": ("scoring", "ingest"),
+    "alert-sync": ("scoring",),
+    "escalation-chains": ("notifier",),
+    "alert-triage": ("scoring",),
 }
 EVENT_TYPES = {
     "alerts": "alert-created",
@@ -67,6 +70,9 @@ EVENT_TYPES = {
     "alert-response-times": "alert-response-time-changed",
     "customer-mfa": "customer-mfa-observed",
     "deliveries": "delivery-changed",
+    "alert-sync": "alert-sync-changed",
+    "escalation-chains": "escalation-chain-changed",
+    "alert-triage": "alert-assigned",
 }
 PROFILES = [Profile("prompt", None), Profile("prompt", frozenset({"medium", "high"}))] * 3 + [
     Profile("late", None), Profile("late", frozenset({"high"}))]

@@ -342,8 +342,10 @@ async def test_poison_records_of_every_consumed_topic_reach_the_dead_letter_topi
 async def test_no_consumer_group_is_left_behind(fault_run: FaultRun):
     groups = {
         "response-time": ["alerts"],
-        "scoring": ["requirement-status", "alert-response-times", "deliveries", "customer-mfa"],
-        "notifier": ["alerts", "security-contacts", "notifications", "notification-channels", "delivery-commands"],
+        "scoring": ["requirement-status", "alert-response-times", "deliveries", "customer-mfa", "alerts",
+                    "alert-sync", "alert-triage"],
+        "notifier": ["alerts", "security-contacts", "notifications", "notification-channels", "delivery-commands",
+                     "requirement-status", "escalation-chains"],
         "ingest": ["deliveries"],
     }
 

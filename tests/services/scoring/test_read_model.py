@@ -90,6 +90,8 @@ async def test_alert_response_times_show_on_alerts_and_the_figures_are_the_respo
         "openAgeHours": None,
         "countsTowardResponseTime": True,
         "partnerCenterSync": None,  # it did not come from Partner Center (test_alert_sync.py)
+        "assignedTo": None,
+        "notesCount": 0,
     }
     still_open = next(a for a in listed["value"] if a["id"] == "open")
     assert still_open["latencyHours"] is None and 5.0 <= still_open["openAgeHours"] < 6.0
