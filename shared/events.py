@@ -43,6 +43,9 @@ class Topic(StrEnum):
     # Each alert's triage (#18): who it is assigned to, and its notes; owner ingest (the write API).
     # Never sent to Partner Center, never a response: the clock keeps running.
     alert_triage = "alert-triage"
+    # Tenants offboarded (#18): owner ingest (the write API, an operator's request); every service
+    # deletes what it holds of the tenant and tombstones the compacted keys it published for it.
+    tenants = "tenants"
 
 
 class Event(WireModel):
@@ -441,6 +444,21 @@ class AlertNoteAdded(Event):
 
     def kafka_key(self) -> bytes:
         return f"{self.tenant_id}:{self.alert_id}:note:{self.note_id}".encode()
+
+
+# --- tenants topic (compacted, key tenant): owner ingest (#18) -----------------------------------------
+
+
+class TenantOffboarded(Event):
+    """An operator offboarded the tenant: every service deletes all it holds of it (rows, Redis keys),
+    tombstones the keys of compacted topics it published for it, and from then on drops any event of
+    it (one still in flight, or replayed by a rebuild from the topics). The tenant id stays retired."""
+
+    event_type: Literal["tenant-offboarded"] = "tenant-offboarded"
+    actor: Actor = Field(description="The operator who offboarded it.")
+
+    def kafka_key(self) -> bytes:
+        return self.tenant_id.encode()
 
 
 # --- dead-letter topic -------------------------------------------------------------------------------

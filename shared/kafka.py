@@ -56,6 +56,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.alert_sync, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
     TopicSpec(Topic.escalation_chains, 3, {"cleanup.policy": "compact"}),
     TopicSpec(Topic.alert_triage, 3, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+    TopicSpec(Topic.tenants, 3, {"cleanup.policy": "compact"}),
 )
 
 
