@@ -166,6 +166,15 @@ def event_type_is(event_type: str):
     return matches
 
 
+def is_tombstone(record: Any) -> bool:
+    """Whether a consumed record is a tombstone: a key whose value is gone (None, or empty bytes).
+
+    A compacted topic's way of saying "this key no longer exists" (shared.outbox.enqueue_tombstones,
+    #18 offboarding): no event, nothing to apply. A batch (a tuple of records) is not one record.
+    """
+    return hasattr(record, "value") and not record.value
+
+
 class PoisonEvent(Exception):
     """An event that can never be applied (malformed, or contradicting its own contract)."""
 
@@ -194,7 +203,8 @@ def is_poison(exc: BaseException) -> bool:
 
 class DeadLetterMiddleware(BaseMiddleware):
     """Sends a poison record (:func:`is_poison`) to the dead-letter topic as a ``poison-record``
-    :class:`shared.dead_letters.DeadLetter`, then lets it be committed.
+    :class:`shared.dead_letters.DeadLetter`, then lets it be committed. A tombstone
+    (:func:`is_tombstone`) reaches no handler: it is committed as it is.
 
     Any other error propagates, so FastStream does not commit the record and it is consumed again
     after a short pause (the database or Redis being briefly unreachable, or a bad row of the
@@ -212,6 +222,11 @@ class DeadLetterMiddleware(BaseMiddleware):
         return type(cls.__name__, (cls,), {"dead_letter_topic": topic, "consumer": consumer})
 
     async def consume_scope(self, call_next, msg):
+        if is_tombstone(msg.raw_message):
+            # A compacted topic's deleted key (#18): nothing to apply, and not poison either. Every
+            # handler of every subscriber goes through here, so none of them ever sees one.
+            log.debug("tombstone of key %r on %s skipped", msg.raw_message.key, msg.raw_message.topic)
+            return None
         try:
             return await call_next(msg)
         except Exception as exc:

@@ -16,6 +16,9 @@ rows, in the order they were written, and deletes them once the broker acknowled
   change gets the larger id.
 - **Latency**: the enqueueing transaction notifies ``outbox_<schema>`` (delivered at commit); the
   relay LISTENs, so it publishes within milliseconds, and polls every ``poll_seconds`` besides.
+- **Tombstones** (#18, offboarding): a row with no value (:func:`enqueue_tombstones`) is published
+  as a record with a null value, which deletes its key from a compacted topic once compacted;
+  consumers skip it (``shared.kafka.is_tombstone``).
 
 Each owning service's migration creates its table with :data:`OUTBOX_DDL` (copied, not imported:
 a migration is frozen once applied).
@@ -32,7 +35,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from shared.events import Event, Topic
+from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.kafka import event_headers, topic_name
 from shared.settings import CommonSettings
 
@@ -45,7 +48,7 @@ CREATE TABLE outbox (
     id         bigserial   PRIMARY KEY,
     topic      text        NOT NULL,            -- logical topic (shared.events.Topic), without prefix
     key        bytea       NOT NULL,
-    value      bytea       NOT NULL,
+    value      bytea,                               -- NULL: a tombstone (enqueue_tombstones)
     headers    jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -60,7 +63,11 @@ SELECT pg_notify('outbox_' || current_schema(), '')
 """
 
 
-def _record(topic: Topic, event: Event) -> tuple[str, bytes, bytes, str]:
+# The eventType header of a tombstone: says what it is to whoever reads the topic by hand.
+TOMBSTONE_EVENT_TYPE = "tombstone"
+
+
+def _record(topic: Topic, event: Event) -> tuple[str, bytes, bytes | None, str]:
     headers = {"content-type": "application/json", **event_headers(event)}
     return topic.value, event.kafka_key(), event.model_dump_json().encode(), json.dumps(headers)
 
@@ -83,7 +90,15 @@ async def enqueue_record(
     await _insert(conn, [(topic.value, key, value, json.dumps(dict(headers)))])
 
 
-async def _insert(conn: asyncpg.Connection, records: list[tuple[str, bytes, bytes, str]]) -> None:
+async def enqueue_tombstones(conn: asyncpg.Connection, topic: Topic, keys: Sequence[bytes]) -> None:
+    """Delete ``keys`` from the compacted ``topic`` once the caller's transaction commits: a record
+    with a null value for each, in this order, after what the outbox already holds. One statement."""
+    if keys:
+        header = json.dumps({EVENT_TYPE_HEADER: TOMBSTONE_EVENT_TYPE})
+        await _insert(conn, [(topic.value, key, None, header) for key in keys])
+
+
+async def _insert(conn: asyncpg.Connection, records: list[tuple[str, bytes, bytes | None, str]]) -> None:
     topics, keys, values, headers = (list(column) for column in zip(*records, strict=True))
     await conn.execute(_INSERT, topics, keys, values, headers)
 
@@ -215,7 +230,9 @@ class OutboxRelay:
             # producer), then every ack awaited before anything is deleted.
             sent = [
                 await producer.send(
-                    topic_name(self._settings, Topic(row["topic"])), bytes(row["value"]), key=bytes(row["key"]),
+                    topic_name(self._settings, Topic(row["topic"])),
+                    None if row["value"] is None else bytes(row["value"]),  # None: a tombstone
+                    key=bytes(row["key"]),
                     headers=[(k, v.encode()) for k, v in json.loads(row["headers"]).items()])
                 for row in rows
             ]
