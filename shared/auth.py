@@ -45,7 +45,7 @@ from typing import Any
 import asyncpg
 from cachetools import LRUCache, TTLCache
 
-from shared.http import Problem
+from shared.problems import Problem
 from shared.settings import ApiKeySettings
 from shared.wire import format_utc
 
