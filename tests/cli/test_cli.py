@@ -1,69 +1,20 @@
-"""The operator CLI (``csp-triage``) as a process, against the four services running as processes.
-
-Each call starts a process (about 0.3 s), so each test makes few of them.
-"""
+"""The operator CLI (``csp-triage``) as a process, against the four services running as processes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import re
-import sys
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import click
 import httpx
-import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from tests.cli.running import INSTALLED, csp_triage, environment, rows_of, without
 from tests.conftest import AUTH
 from tests.support.polling import eventually
-from tests.support.processes import REPO, free_port
-
-OPERATOR_KEY = AUTH["Authorization"].removeprefix("Bearer ")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-MODULE = (sys.executable, "-m", "cli.main")
-INSTALLED = (os.path.join(os.path.dirname(sys.executable), "csp-triage"),)
-
-
-async def csp_triage(*args: str, env: dict[str, str], program: tuple[str, ...] = MODULE) -> Run:
-    process = await asyncio.create_subprocess_exec(
-        *program, *args, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    return Run(process.returncode, out.decode(), err.decode())
-
-
-def environment(**settings: str) -> dict[str, str]:
-    """This process's environment without any CSP_TRIAGE_ setting of the machine, plus ``settings``."""
-    clean = {name: value for name, value in os.environ.items() if not name.startswith("CSP_TRIAGE_")}
-    return {**clean, **{f"CSP_TRIAGE_{name.upper()}": value for name, value in settings.items()}}
-
-
-def without(env: dict[str, str], setting: str) -> dict[str, str]:
-    return {name: value for name, value in env.items() if name != setting}
-
-
-@pytest.fixture
-def env(system, tenant_id) -> dict[str, str]:
-    return environment(write_url=system["ingest"].url, read_url=system["scoring"].url, api_key=OPERATOR_KEY,
-                       tenant=tenant_id)
-
-
-def rows_of(table: str) -> dict[str, list[str]]:
-    """A table's rows by their first cell, each split on its column gaps."""
-    return {cells[0]: cells for cells in (re.split(r"\s{2,}", line.strip()) for line in table.splitlines()[1:])}
+from tests.support.processes import free_port
 
 
 def test_every_command_says_what_it_does():

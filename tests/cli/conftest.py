@@ -1,0 +1,14 @@
+"""Fixtures of the CLI's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.running import OPERATOR_KEY, environment
+
+
+@pytest.fixture
+def env(system, tenant_id) -> dict[str, str]:
+    """The CLI's settings for this test's tenant on the running services, with the operator's key."""
+    return environment(write_url=system["ingest"].url, read_url=system["scoring"].url, api_key=OPERATOR_KEY,
+                       tenant=tenant_id)
