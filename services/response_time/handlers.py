@@ -1,4 +1,4 @@
-"""Translates ``alerts`` events into response-time state.
+"""Translates ``alerts`` events into response-time state, and ``tenant-offboarded`` into the tenant's end.
 
 Records are consumed in batches (up to ``RESPONSE_TIME_BATCH_SIZE``), each batch applied in one
 PostgreSQL transaction and its offsets committed after that commit: a process killed mid-batch
@@ -9,10 +9,14 @@ handler, unlike a per-type ``filter``, cannot route by header, so each record is
 ``eventType`` header into the event type of its own, and a poison record is dead-lettered here, one
 record at a time, the way the broker's dead-letter middleware does it for a whole message
 (``shared.dead_letters``): the rest of the batch is applied.
+
+``tenants`` is consumed one record at a time, like every other service's topics: a tenant offboarded
+loses every row here (``offboarding.py``), and its events are dropped from then on.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -21,15 +25,17 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel
 
-from services.response_time import store
+from services.response_time import offboarding, store
 from services.response_time.config import Settings
 from shared.dead_letters import poison_record, publish_dead_letter
-from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, Topic
-from shared.kafka import POISON_ERRORS, topic_name
+from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, TenantOffboarded, Topic
+from shared.kafka import POISON_ERRORS, event_type_is, is_tombstone, subscriber_options, topic_name
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 # Who refused a poison record, in its dead letter: the service's name, as the middleware names it.
 CONSUMER = "response-time"
+
+log = logging.getLogger(__name__)
 
 
 async def _raw_records(message: Any) -> Any:
@@ -38,7 +44,10 @@ async def _raw_records(message: Any) -> Any:
 
 
 def parse_record(record: ConsumerRecord) -> AlertCreated | AlertUpdated | None:
-    """The event a record carries; None for a type this service does not use. Raises if malformed."""
+    """The event a record carries; None for a type this service does not use, or a tombstone (no
+    event: a deleted key). Raises if malformed."""
+    if is_tombstone(record):
+        return None
     headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
     model = EVENT_TYPES.get(headers.get(EVENT_TYPE_HEADER, ""))
     if model is None:
@@ -84,6 +93,26 @@ def build_router(settings: Settings) -> KafkaRouter:
                 relay.wake()
             if status is not None:
                 status.wake()
+
+    tenants = router.subscriber(
+        topic_name(settings, Topic.tenants),
+        **subscriber_options(settings),
+        title="response-time/tenants",
+        description="tenant-offboarded: every alert and figure of the tenant deleted, its keys tombstoned, "
+        "its later events dropped.",
+    )
+
+    @tenants(filter=event_type_is("tenant-offboarded"))
+    async def on_tenant_offboarded(event: TenantOffboarded, pool=Context("pool"),
+                                   relay=Context("relay", default=None)) -> None:
+        done = await offboarding.offboard(pool, event)
+        if done is None:
+            log.debug("event %s already applied", event.event_id)
+            return
+        log.info("tenant %s offboarded: %d alert(s) deleted, %d key(s) tombstoned", event.tenant_id, done.alerts,
+                 done.tombstones)
+        if relay is not None:
+            relay.wake()
 
     return router
 

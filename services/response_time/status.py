@@ -63,6 +63,8 @@ async def evaluate_tenant(pool: asyncpg.Pool, tenant_id: str) -> bool:
     """Recompute the tenant's figures; if they changed, enqueue the status. True if enqueued."""
     async with pool.acquire() as conn, conn.transaction():
         last = await store.lock_tenant(conn, tenant_id)
+        if last is None:  # offboarded: nothing of it is evaluated again
+            return False
         now = utcnow()
         aggregates = await store.window_aggregates(conn, tenant_id, now)
         current = figures(aggregates, now)
