@@ -6,6 +6,7 @@ answered with; an API that cannot be reached at all is :class:`Unreachable`, nam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -74,6 +75,25 @@ class Api:
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
+
+    def get_if_any(self, path: str, **params: Any) -> Any:
+        """The answer, or None where the API says there is none (404: no contact set...)."""
+        try:
+            return self.get(path, **params)
+        except ApiProblem as problem:
+            if problem.status == 404:
+                return None
+            raise
+
+    def every(self, path: str, params: dict[str, Any], page_size: int) -> Iterator[Any]:
+        """Every item of a paged list, as the pages come (following ``@odata.nextLink`` to the last)."""
+        document = self.get(path, **params, top=page_size)
+        while True:
+            yield from document.get("value", [])
+            link = document.get("@odata.nextLink")
+            if not link:
+                return
+            document = self.get(link)
 
     def pages(self, path: str, params: dict[str, Any], limit: int, page_size: int) -> dict[str, Any]:
         """Up to ``limit`` items of a paged list, following ``@odata.nextLink`` as the API gives it

@@ -11,7 +11,7 @@ from cli.client import ApiProblem, Unreachable
 from cli.context import Settings
 from cli.deliveries import deliveries
 from cli.keys import keys
-from cli.tenant import response_time, score
+from cli.tenant import response_time, score, tenant
 
 
 class _Commands(click.Group):
@@ -66,6 +66,7 @@ cli.add_command(deliveries)
 cli.add_command(keys)
 cli.add_command(score)
 cli.add_command(response_time)
+cli.add_command(tenant)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``csp-triage score`` and ``csp-triage response-time``: where a tenant stands (read API)."""
+"""``csp-triage score`` and ``csp-triage response-time``: where a tenant stands (read API);
+``csp-triage tenant``: export everything of a tenant, and offboard it (write API)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import click
 
+from cli import export as exporting
 from cli.context import Settings, emit, json_option, pass_settings
 from cli.output import fields, table
 
@@ -43,3 +45,28 @@ def score(settings: Settings) -> None:
 def response_time(settings: Settings) -> None:
     """The tenant's 30-day average response time and open alerts."""
     emit(settings, settings.read.get(f"{settings.tenant_path()}/response-time"), fields)
+
+
+@click.group()
+def tenant() -> None:
+    """Export everything of a tenant; offboard it (operators only)."""
+
+
+@tenant.command("export")
+@click.option("--output", "-o", default="-", metavar="FILE",
+              help="Where to write it (readable by you alone); written whole or not at all. Default: stdout.")
+@pass_settings
+def export(settings: Settings, output: str) -> None:
+    """Everything both APIs serve of the tenant, as JSON lines, every page followed: one object a
+    line, {"kind", "alertId" (of an alert's), "data"}, between a first line "export" and a last
+    line "export-complete" counting each kind. Takes an operator's key (the tenant's keys are
+    listed; never a key itself nor any secret)."""
+    settings.tenant_path()  # no tenant: bad usage before anything is written
+
+    def warn(text: str) -> None:
+        click.echo(f"warning: {text}", err=True)
+
+    with exporting.output(output) as stream:
+        counts = exporting.export(settings, stream, warn)
+    where = "stdout" if output == "-" else output
+    click.echo(f"exported {sum(counts.values())} records of tenant {settings.tenant} to {where}", err=True)
