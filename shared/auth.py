@@ -346,6 +346,8 @@ class AuditAction(StrEnum):
     graph_connection_deleted = "graph-connection-deleted"
     escalation_chain_set = "escalation-chain-set"
     escalation_chain_cleared = "escalation-chain-cleared"
+    # In the deployment's log (tenant null, target tenants/{tenantId}): the tenant's own log goes with it.
+    tenant_offboarded = "tenant-offboarded"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from services.ingest import (
     channels_store,
@@ -21,6 +21,7 @@ from services.ingest import (
     routes_escalation,
     routes_graph,
     routes_keys,
+    routes_offboarding,
     routes_signals,
     routes_triage,
     signals_store,
@@ -102,7 +103,9 @@ def create_app() -> FastAPI:
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
                    routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation,
                    routes_triage, routes_bulk_alerts):
-        app.include_router(module.router)
+        # A tenant offboarded takes no more writes (410); the offboarding itself may be run again.
+        app.include_router(module.router, dependencies=[Depends(routes_offboarding.refuse_writes_of_offboarded)])
+    app.include_router(routes_offboarding.router)
     default_openapi = app.openapi
 
     def openapi() -> dict:
@@ -113,6 +116,7 @@ def create_app() -> FastAPI:
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
                 routes_alerts.openapi_schemas()
             )
+            routes_offboarding.document_gone(schema)
         return app.openapi_schema
 
     app.openapi = openapi

@@ -1,5 +1,6 @@
 """Translates the events the write API consumes: the notifier's ``delivery-changed`` (its deliveries,
-known so a redelivery request is answered 404 / 409 / 202 without the notifier's tables)."""
+known so a redelivery request is answered 404 / 409 / 202 without the notifier's tables). An event of
+a tenant offboarded (#18) is dropped: one in flight, or one a rebuild of the view reads again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from faststream.kafka import KafkaRouter
 
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
+from shared import offboarding
 from shared.events import DeliveryChanged, Topic
 from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
 
@@ -28,6 +30,9 @@ def build_router(settings: Settings) -> KafkaRouter:
 
     @deliveries(filter=event_type_is("delivery-changed"))
     async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool")) -> None:
+        if await offboarding.is_offboarded(pool, event.tenant_id):
+            log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
+            return
         if not await deliveries_store.apply_delivery_changed(pool, event):
             log.debug("event %s already applied", event.event_id)
 
