@@ -7,6 +7,14 @@ so a fresh consumer reads the tenant's old alerts again). A row stays for good: 
 retired. One indexed lookup per event (:func:`is_offboarded`), or one per batch
 (:func:`offboarded_among`).
 
+An apply that looked ("not offboarded") and commits its rows after the offboarding deleted the
+tenant's would leave them behind. So the two are serialised per tenant by a PostgreSQL advisory lock:
+the offboarding transaction takes it exclusively first (:func:`lock_for_offboarding`), an apply
+transaction takes it shared before it looks (:func:`is_offboarded`, :func:`offboarded_among`, called
+inside the apply's transaction, before it touches a row of the tenant). An apply waits for an
+offboarding in progress and then sees it; an offboarding waits for the applies that looked before it.
+Applies of one tenant never wait for each other.
+
 Each service's migration creates its table with :data:`OFFBOARDED_TENANTS_DDL` (copied, not
 imported: a migration is frozen once applied).
 """
@@ -29,6 +37,20 @@ CREATE TABLE offboarded_tenants (
 
 Queryable = asyncpg.Connection | asyncpg.Pool
 
+_LOCK = "SELECT {function}(hashtextextended('offboarding:' || $1, 0))"
+
+
+async def lock_for_offboarding(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """First in the offboarding transaction: waits for the applies of the tenant in progress, and
+    holds off the next ones until it commits."""
+    await conn.execute(_LOCK.format(function="pg_advisory_xact_lock"), tenant_id)
+
+
+async def _lock_shared(conn: asyncpg.Connection, tenant_ids: list[str]) -> None:
+    # Sorted: two batches locking some of the same tenants take them in one order (no deadlock).
+    for tenant_id in sorted(set(tenant_ids)):
+        await conn.execute(_LOCK.format(function="pg_advisory_xact_lock_shared"), tenant_id)
+
 
 async def record_offboarded(conn: Queryable, tenant_id: str, at: datetime) -> bool:
     """Record the tenant as offboarded at ``at``; False if it already was (its first time stays)."""
@@ -43,14 +65,19 @@ async def offboarded_at(conn: Queryable, tenant_id: str) -> datetime | None:
     return await conn.fetchval("SELECT offboarded_at FROM offboarded_tenants WHERE tenant_id = $1", tenant_id)
 
 
-async def is_offboarded(conn: Queryable, tenant_id: str) -> bool:
+async def is_offboarded(conn: asyncpg.Connection, tenant_id: str) -> bool:
+    """In an apply's transaction, before it touches the tenant's rows: whether to drop the event.
+    Waits for an offboarding of the tenant in progress (the lock), then looks (a statement of its own,
+    so it sees what that offboarding committed)."""
+    await _lock_shared(conn, [tenant_id])
     return await offboarded_at(conn, tenant_id) is not None
 
 
-async def offboarded_among(conn: Queryable, tenant_ids: Iterable[str]) -> set[str]:
-    """Which of ``tenant_ids`` are offboarded: one query for a batch of events."""
+async def offboarded_among(conn: asyncpg.Connection, tenant_ids: Iterable[str]) -> set[str]:
+    """:func:`is_offboarded` for a batch of events: which of ``tenant_ids`` to drop."""
     wanted = sorted(set(tenant_ids))
     if not wanted:
         return set()
+    await _lock_shared(conn, wanted)
     rows = await conn.fetch("SELECT tenant_id FROM offboarded_tenants WHERE tenant_id = ANY($1::text[])", wanted)
     return {row["tenant_id"] for row in rows}

@@ -132,6 +132,7 @@ async def offboard(
     tells the others again; the first time stays the tenant's ``offboarded_at``.
     """
     async with pool.acquire() as conn, conn.transaction():
+        await offboarding.lock_for_offboarding(conn, tenant_id)  # one offboarding of a tenant at a time
         tombstones = tombstone_keys(tenant_id, await held_keys(conn, tenant_id), requirement_types)
         rows: dict[str, int] = {}
         for table in TENANT_TABLES + ("auth.audit_log",):

@@ -1,8 +1,10 @@
 """The offboarded tenants every service keeps (#18), on the real PostgreSQL: recorded once (the first
-time stays), looked up one by one or for a batch of events."""
+time stays), looked up one by one or for a batch of events; a look-up in an apply transaction waits for
+an offboarding of the tenant in progress, and then sees it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,13 +18,26 @@ pytestmark = pytest.mark.integration
 
 
 @pytest_asyncio.fixture
-async def conn(own_database: str):
+async def connect(own_database: str):
+    """Connections to a schema of this test holding the table as shared.offboarding describes it."""
     schema = f"offboarding_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(own_database)
-    await connection.execute(f"CREATE SCHEMA {schema}; SET search_path TO {schema}; "
-                             f"{offboarding.OFFBOARDED_TENANTS_DDL}")
+    opened: list[asyncpg.Connection] = []
+
+    async def connection() -> asyncpg.Connection:
+        opened.append(await asyncpg.connect(own_database, server_settings={"search_path": schema}))
+        return opened[-1]
+
+    setup = await asyncpg.connect(own_database)
+    await setup.execute(f"CREATE SCHEMA {schema}; SET search_path TO {schema}; {offboarding.OFFBOARDED_TENANTS_DDL}")
+    await setup.close()
     yield connection
-    await connection.close()
+    for each in opened:
+        await each.close()
+
+
+@pytest_asyncio.fixture
+async def conn(connect):
+    return await connect()
 
 
 async def test_a_tenant_is_recorded_once_and_keeps_its_first_time(conn, tenant_id):
@@ -43,3 +58,36 @@ async def test_the_offboarded_among_a_batch_of_tenants(conn, tenant_id):
     await offboarding.record_offboarded(conn, gone, datetime.now(UTC))
     assert await offboarding.offboarded_among(conn, [kept, gone, gone]) == {gone}
     assert await offboarding.offboarded_among(conn, []) == set()
+
+
+async def test_a_look_up_in_an_apply_waits_for_the_offboarding_in_progress_and_sees_it(connect, tenant_id):
+    offboarder, applier = await connect(), await connect()
+    offboarding_done = offboarder.transaction()
+    await offboarding_done.start()
+    await offboarding.lock_for_offboarding(offboarder, tenant_id)
+    await offboarding.record_offboarded(offboarder, tenant_id, datetime.now(UTC))
+    async with applier.transaction():
+        looking = asyncio.create_task(offboarding.is_offboarded(applier, tenant_id))
+        await asyncio.sleep(0.5)
+        assert not looking.done(), "an apply must not decide while the tenant is being offboarded"
+        await offboarding_done.commit()
+        assert await asyncio.wait_for(looking, 10), "once committed, the offboarding is seen"
+        batch = asyncio.create_task(offboarding.offboarded_among(applier, [tenant_id, f"{tenant_id}-kept"]))
+        assert await asyncio.wait_for(batch, 10) == {tenant_id}
+
+
+async def test_an_offboarding_waits_for_the_applies_that_looked_before_it(connect, tenant_id):
+    offboarder, applier, other = await connect(), await connect(), await connect()
+    applying = applier.transaction()
+    await applying.start()
+    assert not await offboarding.is_offboarded(applier, tenant_id)  # and then it writes the tenant's rows
+    offboarding_it = offboarder.transaction()
+    await offboarding_it.start()
+    locking = asyncio.create_task(offboarding.lock_for_offboarding(offboarder, tenant_id))
+    await asyncio.sleep(0.5)
+    assert not locking.done(), "the offboarding must wait for the apply: its deletes would miss the apply's rows"
+    async with other.transaction():  # another tenant's applies are not held up
+        assert not await asyncio.wait_for(offboarding.is_offboarded(other, f"{tenant_id}-other"), 5)
+    await applying.commit()
+    await asyncio.wait_for(locking, 10)
+    await offboarding_it.commit()
