@@ -1,5 +1,6 @@
 """Translates events into the notifier's delivery log, timers, contacts, channels and escalation chains:
-one handler per event type.
+one handler per event type. A tenant offboarded (``tenants``) loses all of them (``offboarding.py``),
+and every later event of it is dropped (``store.claim``).
 
 Handlers only record what must be sent (in the transaction that claims the event) and wake the
 delivery worker; they never wait on SMTP or a webhook, so a slow receiver cannot stall the consumer.
@@ -14,7 +15,7 @@ from typing import Any
 from faststream import Context
 from faststream.kafka import KafkaRouter
 
-from services.notifier import domain, store, warning_store
+from services.notifier import domain, offboarding, store, warning_store
 from services.notifier.config import Settings
 from shared.events import (
     AlertCreated,
@@ -25,6 +26,7 @@ from shared.events import (
     RequirementStatusObserved,
     SecurityContactChanged,
     SpendingBudgetThresholdReached,
+    TenantOffboarded,
     Topic,
 )
 from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
@@ -59,6 +61,10 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     chains = subscriber(
         Topic.escalation_chains, "Each tenant's escalation chain (the write API's): who is told, in order, of an "
         "unanswered alert, instead of the deployment's escalation."
+    )
+    tenants = subscriber(
+        Topic.tenants, "Tenants offboarded: everything of the tenant deleted, its deliveries' keys tombstoned, "
+        "its later events dropped."
     )
 
     @alerts(filter=event_type_is("alert-created"))
@@ -133,5 +139,14 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
             log.info("%s: %s changed for the worse (%s): %d warning(s) to send", event.tenant_id,
                      event.requirement_type, event.compliance_status.value, made)
             wake_worker()
+
+    @tenants(filter=event_type_is("tenant-offboarded"))
+    async def on_tenant_offboarded(event: TenantOffboarded, pool=Context("pool")) -> None:
+        done = await offboarding.offboard(pool, event)
+        if done is None:
+            log.debug("event %s already applied", event.event_id)
+            return
+        log.info("tenant %s offboarded: %s deleted, %d delivery key(s) tombstoned", event.tenant_id,
+                 ", ".join(f"{count} {table}" for table, count in done.rows.items() if count), done.tombstones)
 
     return router

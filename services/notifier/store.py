@@ -1,9 +1,10 @@
 """PostgreSQL I/O of the notifier: the delivery log, the timers, the contact, the channels, the
 escalation chains.
 
-Every event is applied in one transaction with its ``processed_events`` record (``claim_event``),
-and every delivery row is keyed by (tenant, subject, channel, kind) and inserted ``ON CONFLICT DO
-NOTHING``: a redelivered event or a second event about the same thing adds nothing.
+Every event is applied in one transaction with its ``processed_events`` record (:func:`claim`, which
+also drops the events of an offboarded tenant), and every delivery row is keyed by (tenant, subject,
+channel, kind) and inserted ``ON CONFLICT DO NOTHING``: a redelivered event or a second event about the
+same thing adds nothing.
 
 Every change of a delivery's state or attempts enqueues its ``delivery-changed`` event (the delivery
 after the change) in the transaction that makes it, and a death its dead letter besides
@@ -33,12 +34,14 @@ from shared.events import (
     DeliveryView,
     EscalationChainChanged,
     EscalationStep,
+    Event,
     NotificationChannelChanged,
     RedeliveryRequested,
     SecurityContactChanged,
     SpendingBudgetThresholdReached,
     Topic,
 )
+from shared.offboarding import is_offboarded
 from shared.wire import utcnow
 
 CONSUMER = "notifier"
@@ -102,6 +105,31 @@ async def _publish_dead_letter(conn: asyncpg.Connection, row: asyncpg.Record) ->
 
 # --- applying events ------------------------------------------------------------------------------------
 
+# One advisory lock per tenant orders its offboarding (offboarding.py) and the transactions that apply
+# its events: those hold it shared, the offboarding exclusively. Without it a transaction that found the
+# tenant not offboarded could commit its rows after the offboarding deleted the rest.
+_OFFBOARDING_LOCK = "hashtextextended('offboarding:' || $1, 0)"
+
+
+async def claim(conn: asyncpg.Connection, event: Event) -> bool:
+    """Whether to apply ``event``, in the caller's transaction: False if it was applied before, or if
+    its tenant is offboarded (dropped, its id claimed all the same). Holds the tenant's offboarding
+    lock shared until the transaction ends: an offboarding under way is waited for, then seen."""
+    if not await claim_event(conn, CONSUMER, event.event_id):
+        return False
+    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_OFFBOARDING_LOCK})", event.tenant_id)
+    if await is_offboarded(conn, event.tenant_id):  # a statement after the lock's: sees what it waited for
+        log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
+        return False
+    return True
+
+
+async def lock_for_offboarding(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """Hold the tenant's offboarding lock exclusively until the transaction ends: after the
+    transactions applying its events now, before any later one (which then finds it offboarded)."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock({_OFFBOARDING_LOCK})", tenant_id)
+
+
 
 async def channel_rules(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> list[ChannelRule]:
     rows = await conn.fetch(
@@ -160,10 +188,10 @@ async def record_escalation_chain(
 ) -> bool | None:
     """The tenant's chain as ``event`` says it now is (``chain``, from ``domain.usable_chain``; None:
     removed, kept as a row without steps). An event older than the one in force changes nothing.
-    Returns whether it changed the chain (None if the event was applied before). Timers already
-    scheduled keep their steps: each reads the chain in force when it fires."""
+    Returns whether it changed the chain (None if the event was applied before or dropped (:func:`claim`)).
+    Timers already scheduled keep their steps: each reads the chain in force when it fires."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return None
         steps = None if chain is None else json.dumps([step.model_dump(mode="json") for step in chain])
         status = await conn.execute(
@@ -183,12 +211,13 @@ async def record_alert_created(
     storm: domain.StormPolicy | None = None,
 ) -> bool:
     """The new alert's deliveries and its timers (the reminder, and the deployment's escalation or a
-    timer per step of the tenant's chain); False if the event was applied before. In a storm
-    (``storm``), the channels people read give the alert to a digest instead (``_group_into_digests``)."""
+    timer per step of the tenant's chain); False if the event was applied before or dropped
+    (:func:`claim`). In a storm (``storm``), the channels people read give the alert to a digest
+    instead (``_group_into_digests``)."""
     alert = event.alert
     payload = event.model_dump_json()
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return False
         rules = await channel_rules(conn, event.tenant_id)
         channels = domain.alert_channels(rules, alert)
@@ -284,7 +313,7 @@ async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int |
     and no e-mail about it is sent late any more; returns how many timers were cancelled (None if
     the event was applied before)."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return None
         reason = domain.why_timers_end(event)
         if reason is None:
@@ -351,11 +380,11 @@ async def record_contact(
 ) -> int | None:
     """The tenant's contact; with an address, the e-mails that waited for one are due again.
 
-    Returns how many e-mails are due again (None if the event was applied before).
+    Returns how many e-mails are due again (None if the event was applied before or dropped (:func:`claim`)).
     """
     contact = event.contact
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return None
         await _lock_tenant_contact(conn, event.tenant_id)
         await conn.execute(
@@ -414,7 +443,7 @@ async def _send_what_awaited_the_contact(conn: asyncpg.Connection, tenant_id: st
 
 async def record_spending(pool: asyncpg.Pool, event: SpendingBudgetThresholdReached) -> bool:
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return False
         await _insert_deliveries(
             conn,
@@ -433,9 +462,9 @@ async def record_channel(
 ) -> bool | None:
     """The channel as ``event`` says it now is, opened (``channel``; None: deleted, kept as a tombstone
     without URL or secrets). An event older than the one in force changes nothing. Returns whether
-    it changed the channel (None if the event was applied before)."""
+    it changed the channel (None if the event was applied before or dropped (:func:`claim`))."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return None
         status = await conn.execute(
             """INSERT INTO notification_channels AS c
@@ -466,10 +495,11 @@ async def record_channel(
 async def requeue_dead(pool: asyncpg.Pool, event: RedeliveryRequested) -> tuple[bool, str | None] | None:
     """Put the delivery back in the queue with fresh attempts if (and only if) it is dead.
 
-    Returns (requeued, its state now: None if unknown), or None if the event was applied before.
+    Returns (requeued, its state now: None if unknown), or None if the event was applied before or
+    dropped (:func:`claim`).
     """
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, event):
             return None
         row = await conn.fetchrow(
             f"""UPDATE notification_deliveries

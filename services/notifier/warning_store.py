@@ -10,7 +10,6 @@ import asyncpg
 
 from services.notifier import domain, store, warnings
 from services.notifier.domain import Kind
-from shared.db import claim_event
 from shared.events import ComplianceStatus, RequirementStatusObserved
 from shared.wire import WireModel
 
@@ -36,11 +35,12 @@ def recipients(chain: domain.Chain | None, *, escalation_email: bool) -> list[st
 async def record_requirement_status(
     pool: asyncpg.Pool, event: RequirementStatusObserved, *, now: datetime, escalation_email: bool
 ) -> int | None:
-    """Apply the status; the number of warning deliveries it made (None: the event was applied before).
+    """Apply the status; the number of warning deliveries it made (None: the event was applied before, or
+    its tenant is offboarded).
     An observation older than the one recorded changes nothing."""
     current = warnings.state_of(event)
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, store.CONSUMER, event.event_id):
+        if not await store.claim(conn, event):
             return None
         row = await conn.fetchrow(
             """SELECT compliance_status, at_risk, near_limit, observed_at FROM requirement_states
