@@ -44,8 +44,9 @@ class _Commands(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, write_url: str, read_url: str, key: str | None, tenant: str | None, timeout: float,
         as_json: bool) -> None:
-    """Triage a partner's alerts from the command line: list, show, acknowledge and resolve alerts,
-    list and redeliver notifications, manage API keys, show the security score and the response time.
+    """Triage a partner's alerts from the command line: list, show, acknowledge, resolve, assign and
+    note alerts, show their timelines, act on many at once; list and redeliver notifications; manage
+    API keys; show the security score and the response time; export and offboard a tenant.
 
     It talks to the write API and the read API with a key, e.g.:
 
@@ -53,6 +54,7 @@ def cli(ctx: click.Context, write_url: str, read_url: str, key: str | None, tena
       export CSP_TRIAGE_API_KEY=...   CSP_TRIAGE_TENANT=contoso
       csp-triage alerts list --status active
       csp-triage alerts acknowledge alert-1 alert-2
+      csp-triage alerts assign alert-1 --to ana@partner.example
       csp-triage --json score
 
     Exit codes: 0 done; 1 an API refused (its problem on stderr); 2 bad usage, or an API cannot be reached.

@@ -70,3 +70,32 @@ def export(settings: Settings, output: str) -> None:
         counts = exporting.export(settings, stream, warn)
     where = "stdout" if output == "-" else output
     click.echo(f"exported {sum(counts.values())} records of tenant {settings.tenant} to {where}", err=True)
+
+
+def offboarding_text(answer: dict[str, Any]) -> str:
+    """The answer of ``POST /offboarding``: the tenant, then each table's rows, then each topic's tombstones."""
+    head = {name: value for name, value in answer.items() if name not in ("rows", "tombstones")}
+    return "\n\n".join([fields(head),
+                         table(["TABLE", "ROWS"], list((answer.get("rows") or {}).items())),
+                         table(["TOPIC", "TOMBSTONES"], list((answer.get("tombstones") or {}).items()))])
+
+
+@tenant.command("offboard")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted; nothing changes.")
+@click.option("--yes", is_flag=True, help="Delete the tenant set (--tenant), everywhere, for good. Export it first.")
+@json_option
+@pass_settings
+def offboard(settings: Settings, dry_run: bool, yes: bool) -> None:
+    """Delete everything of the tenant everywhere it lives (every service's tables, Redis, its keys on
+    the compacted topics); from then on its writes are refused (410). Operators only; audited. Give
+    --dry-run to see what the write API would delete, or --yes to do it: nothing goes by omission."""
+    if dry_run == yes:
+        raise click.UsageError("give --dry-run to see what would be deleted, or --yes to delete it (one of them)")
+    body: dict[str, Any] = {"dryRun": dry_run}
+    if yes:
+        body["confirmTenantId"] = settings.tenant  # --yes names it: the tenant set is the one confirmed
+    answer = settings.write.request("POST", f"{settings.tenant_path()}/offboarding", json=body)
+    emit(settings, answer, offboarding_text)
+    if yes:
+        click.echo(f"tenant {settings.tenant} offboarded from the write API; each other service deletes what it "
+                   "holds of it as it reads tenant-offboarded (its consumer lag on the tenants topic)", err=True)
