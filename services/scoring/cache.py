@@ -141,6 +141,10 @@ class ScoreCache:
     def tenant_key(self, tenant_id: str) -> str:
         return f"{self.prefix}t:{tenant_id}"
 
+    async def forget(self, tenant_id: str) -> None:
+        """Delete the tenant's hash, its only key here (an offboarded tenant: ``offboarding.py``)."""
+        await self.redis.delete(self.tenant_key(tenant_id))
+
     async def merge(self, snapshot: TenantSnapshot) -> int:
         args: list[Any] = [
             to_micros(snapshot.refreshed_at) if snapshot.refreshed_at else "",

@@ -2,7 +2,8 @@
 
 ``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries``,
 ``customer-mfa``, ``alert-sync`` and ``alert-triage`` feed the read API's read model (``read_model.py``), and
-``alerts`` with them each alert's timeline (``timeline.py``). On each topic a record of an event type no
+``alerts`` with them each alert's timeline (``timeline.py``). ``tenants`` ends a tenant: everything of it
+deleted, its later events dropped (``offboarding.py``). On each topic a record of an event type no
 handler takes is poison: it goes to the dead-letter topic and the consumer moves on.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from faststream import Context
 from faststream.kafka import KafkaRouter
 
-from services.scoring import read_model
+from services.scoring import offboarding, read_model
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from shared.events import (
@@ -28,6 +29,7 @@ from shared.events import (
     CustomerMfaRemoved,
     DeliveryChanged,
     RequirementStatusObserved,
+    TenantOffboarded,
     Topic,
 )
 from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
@@ -70,6 +72,10 @@ def build_router(settings: Settings) -> KafkaRouter:
     alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.")
     triage = subscriber(
         Topic.alert_triage, "Each alert's assignee and notes: assignedTo and notesCount on GET /alerts, its timeline."
+    )
+    tenants = subscriber(
+        Topic.tenants, "Tenants offboarded: every row and the Redis hash of the tenant deleted, its later events "
+        "dropped."
     )
 
     @statuses(filter=event_type_is("requirement-status-observed"))
@@ -127,9 +133,20 @@ def build_router(settings: Settings) -> KafkaRouter:
         if not await read_model.apply_alert_note_added(pool, event):
             log.debug("event %s already applied", event.event_id)
 
+    @tenants(filter=event_type_is("tenant-offboarded"))
+    async def on_tenant_offboarded(event: TenantOffboarded, pool=Context("pool"),
+                                   keeper: ScoreKeeper = Context("keeper")) -> None:
+        done = await offboarding.offboard(pool, keeper.cache, event)
+        if done is None:
+            log.debug("event %s already applied", event.event_id)
+            return
+        log.info("tenant %s offboarded: %s deleted", event.tenant_id,
+                 ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing")
+
     for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),
                            (Topic.deliveries, deliveries), (Topic.customer_mfa, customers),
-                           (Topic.alert_sync, syncs), (Topic.alerts, alerts), (Topic.alert_triage, triage)):
+                           (Topic.alert_sync, syncs), (Topic.alerts, alerts), (Topic.alert_triage, triage),
+                           (Topic.tenants, tenants)):
         refuse_other_event_types(topic, records)
 
     return router

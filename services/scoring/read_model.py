@@ -12,7 +12,8 @@ alert, those of ``alerts`` included, records its entry in the transaction that a
 is applied once (its id claimed in ``processed_events`` in the transaction of the change), and a row
 only ever moves to a newer event of its key: an older one arriving late (a replay, a consumer
 catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
-the key's partition. So consuming a topic from the beginning rebuilds a table exactly.
+the key's partition. So consuming a topic from the beginning rebuilds a table exactly. An event of an
+offboarded tenant is dropped (``store.claim``): a rebuild brings nothing of it back (``offboarding.py``).
 
 The routes read these tables only (``routes_alerts``, ``routes_response_time``, ``routes_deliveries``,
 ``routes_customers``, ``routes_timeline``).
@@ -26,8 +27,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.scoring import timeline, timeline_store
-from shared.db import claim_event
+from services.scoring import store, timeline, timeline_store
 from shared.events import (
     AlertAssigned,
     AlertCreated,
@@ -58,7 +58,7 @@ CONSUMER = "scoring-read-model"
 async def apply_alert_response_time(pool: asyncpg.Pool, event: AlertResponseTimeChanged) -> bool:
     """Keep the alert's state the event brings; False if the event was applied before."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         await conn.execute(
             """INSERT INTO alert_response_times (tenant_id, alert_id, alert, status, is_test, clock_started_at,
@@ -83,7 +83,7 @@ async def apply_delivery(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
     """Keep the delivery's view the event brings; False if the event was applied before."""
     view = event.delivery
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         await conn.execute(
             """INSERT INTO deliveries (tenant_id, delivery_id, alert_id, state, created_at, view, changed_at,
@@ -103,7 +103,7 @@ async def apply_delivery(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
 async def apply_customer_mfa(pool: asyncpg.Pool, event: CustomerMfaObserved) -> bool:
     """Keep the customer's figures of the newest report; False if the event was applied before."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         await conn.execute(
             """INSERT INTO customer_mfa (tenant_id, customer_tenant_id, customer_name, admins, admins_with_mfa,
@@ -128,7 +128,7 @@ async def apply_customer_mfa_removed(pool: asyncpg.Pool, event: CustomerMfaRemov
     of the customer arriving later finds it newer and changes nothing, as it would a newer figure.
     """
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         await conn.execute(
             """INSERT INTO customer_mfa (tenant_id, customer_tenant_id, observed_at, event_id, removed)
@@ -146,7 +146,7 @@ async def apply_alert_sync(pool: asyncpg.Pool, event: AlertSyncChanged) -> bool:
     """Keep the alert's sync state with Partner Center the event brings; False if applied before."""
     sync = event.sync
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         # The state held before, to tell whether this event changes it (the timeline's synced entry).
         held = await conn.fetchrow("SELECT state, changed_at FROM alert_sync WHERE tenant_id = $1 AND alert_id = $2"
@@ -170,7 +170,7 @@ async def apply_alert_sync(pool: asyncpg.Pool, event: AlertSyncChanged) -> bool:
 async def _apply_entry(pool: asyncpg.Pool, event: Event, entry: timeline.Entry) -> bool:
     """Record the one timeline entry an event makes; False if the event was applied before."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         await timeline_store.record(conn, entry)
         return True
@@ -190,7 +190,7 @@ async def apply_alert_assigned(pool: asyncpg.Pool, event: AlertAssigned) -> bool
     """Keep the alert's assignee if this assignment is its newest, and its entry either way (an older
     assignment arriving late still happened); False if the event was applied before."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         await conn.execute(
             """INSERT INTO alert_triage (tenant_id, alert_id, assignee, assigned_at, assignment_event_id)
@@ -208,7 +208,7 @@ async def apply_alert_note_added(pool: asyncpg.Pool, event: AlertNoteAdded) -> b
     """The note's entry, and one more note on the alert if the note is new (a note told again under
     another event id is the same note); False if the event was applied before."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await store.claim(conn, CONSUMER, event):
             return False
         if await timeline_store.record(conn, timeline.note(event)):
             await conn.execute(

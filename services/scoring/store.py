@@ -10,6 +10,7 @@ committed, and only then. The Redis cache derived from it is ``cache.py``.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ from services.scoring import domain
 from shared import outbox
 from shared.catalogue import Catalogue
 from shared.db import claim_event
-from shared.events import ComplianceStatus, RequirementStatusObserved, ScoreChanged, Topic
+from shared.events import ComplianceStatus, Event, RequirementStatusObserved, ScoreChanged, Topic
+from shared.offboarding import is_offboarded
 
 CONSUMER = "scoring"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ async def apply_observation(
         applied_at=now,
     )
     async with pool.acquire() as conn, conn.transaction():
-        if not await claim_event(conn, CONSUMER, event.event_id):
+        if not await claim(conn, CONSUMER, event):
             return Applied(claimed=False, superseded=False, score_changed=False)
         state = await _lock_tenant(conn, event.tenant_id)
         statuses = await _statuses(conn, event.tenant_id)
@@ -190,8 +194,11 @@ async def apply_observation(
 
 
 async def rescore(pool: asyncpg.Pool, catalogue: Catalogue, tenant_id: str, now: datetime) -> bool:
-    """Recompute a tenant's score with no new status (a preview requirement became active)."""
+    """Recompute a tenant's score with no new status (a preview requirement became active); never an
+    offboarded tenant's (False)."""
     async with pool.acquire() as conn, conn.transaction():
+        if await _offboarded(conn, tenant_id):
+            return False
         state = await _lock_tenant(conn, tenant_id)
         return await _record_score(conn, catalogue, tenant_id, state, await _statuses(conn, tenant_id), now)
 
@@ -241,3 +248,35 @@ async def history(pool: asyncpg.Pool, tenant_id: str, top: int) -> list[asyncpg.
         tenant_id,
         top,
     )
+
+
+# --- offboarded tenants (#18, offboarding.py) -----------------------------------------------------------
+
+# One advisory lock per tenant orders its offboarding and the transactions that apply its events or
+# recompute its score: those hold it shared, the offboarding exclusively. Without it a transaction that
+# found the tenant not offboarded could commit its rows after the offboarding deleted the rest.
+_OFFBOARDING_LOCK = "hashtextextended('offboarding:' || $1, 0)"
+
+
+async def claim(conn: asyncpg.Connection, consumer: str, event: Event) -> bool:
+    """Whether ``consumer`` applies ``event``, in the caller's transaction: False if it did before, or if
+    the event's tenant is offboarded (dropped, its id claimed all the same; ``claim_event`` otherwise)."""
+    if not await claim_event(conn, consumer, event.event_id):
+        return False
+    if await _offboarded(conn, event.tenant_id):
+        log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
+        return False
+    return True
+
+
+async def _offboarded(conn: asyncpg.Connection, tenant_id: str) -> bool:
+    """Whether the tenant is offboarded, holding its offboarding lock shared until the transaction ends:
+    an offboarding under way is waited for, then seen (the look-up is a statement after the lock's)."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_OFFBOARDING_LOCK})", tenant_id)
+    return await is_offboarded(conn, tenant_id)
+
+
+async def lock_for_offboarding(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """Hold the tenant's offboarding lock exclusively until the transaction ends: after the
+    transactions applying its events now, before any later one (which then finds it offboarded)."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock({_OFFBOARDING_LOCK})", tenant_id)
