@@ -147,6 +147,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
             log.debug("event %s already applied", event.event_id)
             return
         log.info("tenant %s offboarded: %s deleted, %d delivery key(s) tombstoned", event.tenant_id,
-                 ", ".join(f"{count} {table}" for table, count in done.rows.items() if count), done.tombstones)
+                 ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing",
+                 done.tombstones)
 
     return router
