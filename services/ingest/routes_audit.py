@@ -36,7 +36,8 @@ class AuditEntry(WireModel):
     key_id: str = Field(description="With which key: its `keyId`, `operator` (OPERATOR_API_KEY) or `cli`.")
     action: AuditAction = Field(description="What was done.")
     target: str = Field(description="What it was done to: `security-contact`, `channels/{name}`, `keys/{keyId}`, "
-                        "`webhook-secrets/{secretId}` or `webhook-secrets`.")
+                        "`webhook-secrets/{secretId}`, `webhook-secrets`, `connections/graph`, `escalation-chain` "
+                        "or `tenants/{tenantId}`.")
     changes: dict[str, Any] = Field(description="A summary of the change (new values; never a secret).")
 
 
