@@ -24,6 +24,7 @@ from services.ingest import (
     routes_offboarding,
     routes_signals,
     routes_triage,
+    routes_webhook_secrets,
     signals_store,
 )
 from services.ingest.config import get_settings
@@ -102,7 +103,7 @@ def create_app() -> FastAPI:
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
                    routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation,
-                   routes_triage, routes_bulk_alerts):
+                   routes_triage, routes_bulk_alerts, routes_webhook_secrets):
         # A tenant offboarded takes no more writes (410); the offboarding itself may be run again.
         app.include_router(module.router, dependencies=[Depends(routes_offboarding.refuse_writes_of_offboarded)])
     app.include_router(routes_offboarding.router)

@@ -1,7 +1,12 @@
-"""A tenant's inbound webhook secrets (table of migration 0010): read to verify signatures, changed from
-the CLI with each change audited in its own transaction. Entries name the secrets by id, never by value."""
+"""A tenant's inbound webhook secrets (table of migration 0010): read to verify signatures, listed by id
+and changed through the write API (``routes_webhook_secrets``) or the command-line tool
+(``webhook_auth``), each change audited in its own transaction. Entries name the secrets by id, never
+by value."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -21,6 +26,35 @@ async def active_secrets(pool: asyncpg.Pool, tenant_id: str) -> list[str]:
     return [row["secret"] for row in rows]
 
 
+@dataclass(frozen=True)
+class ActiveSecret:
+    """One of a tenant's secrets that sign, as it may be shown: its id and creation, never its value."""
+
+    secret_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A secret added: its id and creation, and the ids it retired (only two stay active)."""
+
+    secret_id: int
+    created_at: datetime
+    revoked_secret_ids: list[int]
+
+
+async def list_active(pool: asyncpg.Pool, tenant_id: str) -> list[ActiveSecret]:
+    """The tenant's secrets that sign (those :func:`active_secrets` reads), newest first; none: its
+    default secret signs."""
+    rows = await pool.fetch(
+        """SELECT secret_id, created_at FROM ingest_webhook_secrets WHERE tenant_id = $1 AND revoked_at IS NULL
+           ORDER BY created_at DESC, secret_id DESC LIMIT $2""",
+        tenant_id,
+        ACTIVE_SECRETS,
+    )
+    return [ActiveSecret(row["secret_id"], row["created_at"]) for row in rows]
+
+
 async def _lock(conn: asyncpg.Connection, tenant_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"webhook-secrets:{tenant_id}")
 
@@ -38,20 +72,27 @@ async def _revoke_all_but_newest(conn: asyncpg.Connection, tenant_id: str, keep_
     return sorted(row["secret_id"] for row in rows)
 
 
-async def add_secret(pool: asyncpg.Pool, tenant_id: str, secret: str, *, actor: AuditActor) -> int:
-    """Add a secret and revoke all but the two newest (the new one and the one it replaces); its id."""
+async def rotate(pool: asyncpg.Pool, tenant_id: str, secret: str, *, actor: AuditActor) -> Rotation:
+    """Add a secret and revoke all but the two newest (the new one and the one it replaces)."""
     async with pool.acquire() as conn, conn.transaction():
         await _lock(conn, tenant_id)
-        secret_id = await conn.fetchval(
-            "INSERT INTO ingest_webhook_secrets (tenant_id, secret) VALUES ($1, $2) RETURNING secret_id",
+        row = await conn.fetchrow(
+            """INSERT INTO ingest_webhook_secrets (tenant_id, secret) VALUES ($1, $2)
+               RETURNING secret_id, created_at""",
             tenant_id,
             secret,
         )
+        secret_id = row["secret_id"]
         revoked = await _revoke_all_but_newest(conn, tenant_id, ACTIVE_SECRETS)
         await record_audit(conn, tenant_id=tenant_id, actor=actor, action=AuditAction.webhook_secret_added,
                            target=f"webhook-secrets/{secret_id}",
                            changes={"secretId": secret_id, "revokedSecretIds": revoked})
-    return secret_id
+    return Rotation(secret_id, row["created_at"], revoked)
+
+
+async def add_secret(pool: asyncpg.Pool, tenant_id: str, secret: str, *, actor: AuditActor) -> int:
+    """:func:`rotate`, for who needs only the new secret's id."""
+    return (await rotate(pool, tenant_id, secret, actor=actor)).secret_id
 
 
 async def revoke_secrets(pool: asyncpg.Pool, tenant_id: str, *, keep_newest: int, actor: AuditActor) -> list[int]:
