@@ -5,7 +5,8 @@ may manage keys; any tenant's key is 403. A key is shown once, in the answer tha
 that only its public ``keyId`` names it (its SHA-256 digest is never shown). Revoking stops the key at
 once in this process and within ``API_KEY_CACHE_SECONDS`` in every other one. Each creation and
 revocation is audited (``key-created``, ``key-revoked``) in its own transaction: under the key's
-tenant, or the deployment's log (``GET /v1/audit``) for a key of every tenant.
+tenant, or the deployment's log (``GET /v1/audit``) for a key of every tenant. No key is made for an
+offboarded tenant (410): its id is retired.
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ from pydantic import Field, field_validator
 
 from services.ingest.deps import CallerDep, KeysDep, PoolDep
 from services.ingest.paging import NextLinkPage
-from shared import auth
+from shared import auth, offboarding
 from shared.auth import AuditActor, Role, authorize_operator
 from shared.http import Problem
-from shared.wire import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN, OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
+from shared.wire import (
+    TENANT_ID_MAX_LENGTH,
+    TENANT_ID_PATTERN,
+    OptionalUtcDateTime,
+    UtcDateTime,
+    WireModel,
+    format_utc,
+    utcnow,
+)
 
 router = APIRouter(prefix="/v1/keys", tags=["api keys"])
 
@@ -109,10 +118,13 @@ OPERATORS_ONLY = {403: {"description": "The key is not an operator's (adminAgent
     status_code=201,
     response_model=KeyCreated,
     summary="Create an API key (operators); the key is in this answer only",
-    responses=OPERATORS_ONLY,
+    responses={**OPERATORS_ONLY, 410: {"description": "The tenant was offboarded: it gets no more keys"}},
 )
 async def create_key(body: KeyIn, caller: CallerDep, pool: PoolDep, response: Response) -> KeyCreated:
     authorize_operator(caller, "create API keys")
+    if body.tenant_id is not None and (gone_at := await offboarding.offboarded_at(pool, body.tenant_id)):
+        raise Problem(410, "Tenant offboarded",
+                      f"tenant {body.tenant_id} was offboarded at {format_utc(gone_at)}; it gets no more keys")
     key, row = await auth.add_key(
         pool, body.tenant_id, body.role, body.user_id, actor=AuditActor.of(caller),
         expires_at=body.expires_date_time, rate_per_second=body.rate_per_second, rate_burst=body.rate_burst,

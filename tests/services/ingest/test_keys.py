@@ -251,3 +251,19 @@ async def test_the_cli_creates_lists_and_revokes_and_a_revocation_reaches_the_ap
 async def test_create_key_keeps_working_for_scripts(client, tenant_id, test_env):
     key = await create_key(test_env["DATABASE_URL"], tenant_id, Role.security_reader, "script")
     assert (await client.get(f"/v1/tenants/{tenant_id}/channels", headers=bearer(key))).status_code == 200
+
+
+async def test_no_key_is_made_for_an_offboarded_tenant(client, tenant_id, db_pool):
+    offboarded = await client.post(f"/v1/tenants/{tenant_id}/offboarding",
+                                   json={"dryRun": False, "confirmTenantId": tenant_id}, headers=AUTH)
+    assert offboarded.status_code == 202, offboarded.text
+    refused = await client.post("/v1/keys", json={"tenantId": tenant_id, "role": "adminAgent", "userId": "late"},
+                                headers=AUTH)
+    assert refused.status_code == 410, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["detail"].startswith(
+        f"tenant {tenant_id} was offboarded at {offboarded.json()['offboardedDateTime']}")
+    assert await db_pool.fetchval("SELECT count(*) FROM auth.api_keys WHERE tenant_id = $1", tenant_id) == 0
+    # Another tenant, and a key of every tenant, are made as ever.
+    await new_key(client, f"{tenant_id}-other")
+    await new_key(client, None)
