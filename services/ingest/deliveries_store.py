@@ -3,29 +3,39 @@
 The notifier owns its delivery log and tells each change of a delivery as a ``delivery-changed``
 event; the write API keeps the latest view of each (newest ``occurredDateTime`` wins, each event
 applied once), so it can answer ``POST .../redeliver`` with 404 or 409 itself. A redelivery is the
-notifier's to make: the write API only enqueues the ``redelivery-requested`` command.
+notifier's to make: the write API only enqueues the ``redelivery-requested`` command. A change of an
+offboarded tenant (#18) is dropped, looked at in the apply's transaction under the offboarding's lock
+(``shared.offboarding``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from shared import outbox
+from shared import offboarding, outbox
 from shared.db import claim_event
 from shared.events import Actor, DeliveryChanged, RedeliveryRequested, Topic
 
 CONSUMER = "ingest-deliveries"
+log = logging.getLogger(__name__)
 
 
 async def apply_delivery_changed(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
-    """Record the delivery's view unless a newer one is known; False if the event was applied before."""
+    """Record the delivery's view unless a newer one is known, or drop it if its tenant is offboarded
+    (#18); False if the event was applied before."""
     view = event.delivery
     async with pool.acquire() as conn, conn.transaction():
+        # In this transaction, first: an offboarding of the tenant in progress is waited for and then
+        # seen, so no row of the tenant is committed after the offboarding deleted its rows.
+        if await offboarding.is_offboarded(conn, event.tenant_id):
+            log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
+            return True
         if not await claim_event(conn, CONSUMER, event.event_id):
             return False
         await conn.execute(

@@ -1,0 +1,47 @@
+"""What the write API keeps of the notifier's deliveries (``deliveries_store``), on the real PostgreSQL:
+a delivery change of a tenant being offboarded waits for the offboarding and is then dropped, in the
+apply's own transaction (#18), so no row of the tenant outlives its offboarding."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.ingest import deliveries_store
+from shared import offboarding
+from shared.events import DeliveryChanged, DeliveryView
+
+
+def delivery_changed(tenant_id: str) -> DeliveryChanged:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    view = DeliveryView(id=uuid.uuid4(), alert_id="a1", subject="a1", channel="webhook:jira", kind="alert",
+                        state="dead", recipient="https://tickets.example/hook", attempts=3,
+                        created_date_time=at, last_attempt_date_time=at)
+    return DeliveryChanged(tenant_id=tenant_id, occurred_date_time=at, delivery=view)
+
+
+async def rows_of(db_pool, tenant_id: str) -> int:
+    return await db_pool.fetchval("SELECT count(*) FROM deliveries WHERE tenant_id = $1", tenant_id)
+
+
+async def test_a_change_applied_while_its_tenant_is_offboarded_waits_and_leaves_no_row(db_pool, tenant_id):
+    other = f"{tenant_id}-other"
+    async with db_pool.acquire() as offboarder:
+        offboarding_it = offboarder.transaction()
+        await offboarding_it.start()
+        await offboarding.lock_for_offboarding(offboarder, tenant_id)
+        applying = asyncio.create_task(deliveries_store.apply_delivery_changed(db_pool, delivery_changed(tenant_id)))
+        # Another tenant's change is not held up meanwhile.
+        assert await asyncio.wait_for(deliveries_store.apply_delivery_changed(db_pool, delivery_changed(other)), 10)
+        await asyncio.sleep(0.5)
+        assert not applying.done(), "the apply must wait for the offboarding in progress"
+        await offboarding.record_offboarded(offboarder, tenant_id, datetime.now(UTC))
+        await offboarding_it.commit()
+    await asyncio.wait_for(applying, 10)
+    assert await rows_of(db_pool, tenant_id) == 0, "the offboarding committed first: the change is dropped"
+    assert await rows_of(db_pool, other) == 1
+
+    # And once offboarded, a change told later (a replay) is dropped too, without waiting.
+    assert await asyncio.wait_for(deliveries_store.apply_delivery_changed(db_pool, delivery_changed(tenant_id)), 10)
+    assert await rows_of(db_pool, tenant_id) == 0
