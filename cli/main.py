@@ -12,6 +12,7 @@ from cli.context import Settings
 from cli.deliveries import deliveries
 from cli.keys import keys
 from cli.tenant import response_time, score, tenant
+from cli.webhook_secrets import webhook_secrets
 
 
 class _Commands(click.Group):
@@ -46,7 +47,8 @@ def cli(ctx: click.Context, write_url: str, read_url: str, key: str | None, tena
         as_json: bool) -> None:
     """Triage a partner's alerts from the command line: list, show, acknowledge, resolve, assign and
     note alerts, show their timelines, act on many at once; list and redeliver notifications; manage
-    API keys; show the security score and the response time; export and offboard a tenant.
+    API keys and inbound webhook secrets; show the security score and the response time; export and
+    offboard a tenant.
 
     It talks to the write API and the read API with a key, e.g.:
 
@@ -69,6 +71,7 @@ cli.add_command(keys)
 cli.add_command(score)
 cli.add_command(response_time)
 cli.add_command(tenant)
+cli.add_command(webhook_secrets)
 
 
 def main() -> None:
