@@ -12,7 +12,6 @@ from faststream.kafka import KafkaRouter
 
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
-from shared import offboarding
 from shared.events import DeliveryChanged, Topic
 from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
 
@@ -30,11 +29,7 @@ def build_router(settings: Settings) -> KafkaRouter:
 
     @deliveries(filter=event_type_is("delivery-changed"))
     async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool")) -> None:
-        # (Outside the apply's transaction, deliveries_store's: a change applied while its tenant is being
-        # offboarded may stay; running the offboarding again deletes it.)
-        if await offboarding.offboarded_at(pool, event.tenant_id) is not None:
-            log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
-            return
+        # (An event of an offboarded tenant is dropped in the apply's transaction: deliveries_store.)
         if not await deliveries_store.apply_delivery_changed(pool, event):
             log.debug("event %s already applied", event.event_id)
 

@@ -35,7 +35,7 @@ def test_every_command_says_what_it_does():
 async def test_the_installed_command_answers_help():
     shown = await csp_triage("--help", env=environment(), program=INSTALLED)
     assert shown.code == 0, shown.err
-    for group in ("alerts", "deliveries", "keys", "score", "response-time", "tenant"):
+    for group in ("alerts", "deliveries", "keys", "webhook-secrets", "score", "response-time", "tenant"):
         assert group in shown.out
 
 

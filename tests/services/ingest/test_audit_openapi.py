@@ -1,5 +1,6 @@
 """The write API documents what the audit log, the key and the channel routes answer (no I/O: the app's
-OpenAPI document only), and no answer but a key's creation can carry a key or a secret."""
+OpenAPI document only), and no answer but a key's creation can carry a key, and none but a webhook
+secret's rotation a secret."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_each_route_documents_its_answer_with_descriptions(document, path, metho
         assert found[name].get("description"), name
 
 
-def test_only_a_key_creation_answers_with_a_key_and_nothing_answers_with_a_secret(document):
+def test_only_a_key_creation_answers_with_a_key_and_only_a_webhook_secret_rotation_with_a_secret(document):
     checked = 0
     for path, item in document["paths"].items():
         for method in item:
@@ -72,6 +73,9 @@ def test_only_a_key_creation_answers_with_a_key_and_nothing_answers_with_a_secre
                 continue
             checked += 1
             found = properties(document, schema)
-            assert "secret" not in found and "keyDigest" not in found, (method, path)
+            assert "keyDigest" not in found, (method, path)
+            # A new webhook secret is shown once, in the rotation's answer (Cache-Control: no-store).
+            assert ("secret" in found) == ((path, method) == ("/v1/tenants/{tenant_id}/webhook-secrets", "post")), (
+                method, path)
             assert ("key" in found) == ((path, method) == ("/v1/keys", "post")), (method, path)
     assert checked >= 8
