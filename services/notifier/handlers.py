@@ -1,6 +1,8 @@
 """Translates events into the notifier's delivery log, timers, contacts, channels and escalation chains:
 one handler per event type. A tenant offboarded (``tenants``) loses all of them (``offboarding.py``),
-and every later event of it is dropped (``store.claim``).
+and every later event of it is dropped (``store.claim``). On each topic a record of an event type no
+handler takes is poison: it goes to the dead-letter topic and the consumer moves on; a tombstone (a key
+another service deleted, #18) is skipped (``shared.kafka.DeadLetterMiddleware``).
 
 Handlers only record what must be sent (in the transaction that claims the event) and wake the
 delivery worker; they never wait on SMTP or a webhook, so a slow receiver cannot stall the consumer.
@@ -140,6 +142,15 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
                      event.requirement_type, event.compliance_status.value, made)
             wake_worker()
 
+    def refuse_other_event_types(topic: Topic, records: Any) -> None:
+        # Registered after the topic's handlers, so it only sees records none of them took (a tombstone
+        # included, which the dead-letter middleware then skips). Without it FastStream raises "no suitable
+        # handler" outside any middleware's reach: never committed, the partition stalls behind it.
+        @records()
+        async def on_other_event_type(body: Any, message=Context("message")) -> None:
+            event_type = (message.headers or {}).get("eventType")
+            raise PoisonEvent(f"no notifier handler for eventType {event_type!r} on the {topic.value} topic")
+
     @tenants(filter=event_type_is("tenant-offboarded"))
     async def on_tenant_offboarded(event: TenantOffboarded, pool=Context("pool")) -> None:
         done = await offboarding.offboard(pool, event)
@@ -149,5 +160,11 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         log.info("tenant %s offboarded: %s deleted, %d delivery key(s) tombstoned", event.tenant_id,
                  ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing",
                  done.tombstones)
+
+    for topic, records in ((Topic.alerts, alerts), (Topic.security_contacts, contacts),
+                           (Topic.notifications, notifications), (Topic.notification_channels, channels),
+                           (Topic.delivery_commands, commands), (Topic.requirement_status, statuses),
+                           (Topic.escalation_chains, chains), (Topic.tenants, tenants)):
+        refuse_other_event_types(topic, records)
 
     return router

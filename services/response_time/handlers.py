@@ -29,7 +29,7 @@ from services.response_time import offboarding, store
 from services.response_time.config import Settings
 from shared.dead_letters import poison_record, publish_dead_letter
 from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, TenantOffboarded, Topic
-from shared.kafka import POISON_ERRORS, event_type_is, is_tombstone, subscriber_options, topic_name
+from shared.kafka import POISON_ERRORS, PoisonEvent, event_type_is, is_tombstone, subscriber_options, topic_name
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 # Who refused a poison record, in its dead letter: the service's name, as the middleware names it.
@@ -113,6 +113,14 @@ def build_router(settings: Settings) -> KafkaRouter:
                  done.tombstones)
         if relay is not None:
             relay.wake()
+
+    # After the handler, so it only sees records it did not take: one of another event type is poison (a
+    # dead letter), a tombstone is skipped (the dead-letter middleware). Without it FastStream raises "no
+    # suitable handler" outside any middleware's reach: never committed, the partition stalls behind it.
+    @tenants()
+    async def on_other_event_type(body: Any, message=Context("message")) -> None:
+        event_type = (message.headers or {}).get(EVENT_TYPE_HEADER)
+        raise PoisonEvent(f"no response-time handler for eventType {event_type!r} on the tenants topic")
 
     return router
 

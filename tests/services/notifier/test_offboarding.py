@@ -7,13 +7,16 @@ process on the real broker."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest_asyncio
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.notifier import domain, offboarding, store, warning_store
 from shared.db import create_pool
+from shared.dead_letters import DeadLetter
 from shared.events import (
     Actor,
     ActorType,
@@ -25,10 +28,11 @@ from shared.events import (
     TenantOffboarded,
     Topic,
 )
+from shared.kafka import ensure_topics
 from shared.settings import DEV_SEALING_KEY
 from shared.wire import utcnow
 from tests.services.notifier.helpers import alert_created, channel_changed, contact_changed, partner_response
-from tests.support.kafka import read_topic
+from tests.support.kafka import produce, read_topic
 from tests.support.polling import eventually
 
 TABLES = ("notifier_contacts", "notification_channels", "escalation_chains", "notification_deliveries",
@@ -43,6 +47,21 @@ async def pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(own_database, schema="notifier")
     yield pool
     await pool.close()
+
+
+@pytest_asyncio.fixture
+async def topic_prefix(test_env: dict[str, str], kafka_bootstrap: str) -> AsyncIterator[str]:
+    """Topics of one test (overrides the notifier tests'): the tombstones these tests make would reach the
+    other notifier tests, which read every record of their topics as an event."""
+    own = f"{test_env['KAFKA_TOPIC_PREFIX']}notifier-off-{uuid.uuid4().hex[:6]}-"
+    created = await ensure_topics(kafka_bootstrap, own)
+    yield own
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(created)
+    finally:
+        await admin.close()
 
 
 def offboarded(tenant_id: str) -> TenantOffboarded:
@@ -191,3 +210,30 @@ async def test_a_notifier_process_offboards_on_the_event_and_publishes_the_tombs
     await eventually(lambda: notifier_pool.fetchval(
         "SELECT count(*) FROM processed_events WHERE event_id = $1", replayed.event_id), what="the replay taken")
     assert await rows_of(notifier_pool, tenant_id) == dict.fromkeys(TABLES, 0)
+
+
+async def test_a_tombstone_on_a_notifier_topic_is_skipped_and_the_partition_moves_on(
+    tenant_id, start_notifier, publish, notifier_pool, kafka_bootstrap, topic_prefix
+):
+    """The write API tombstones the contact and channels of a tenant it offboards, on topics the notifier
+    reads: no event, committed and skipped (never a dead letter), and the records after it on the same
+    partition are applied; a record of an event type nobody handles is a dead letter, not a stall."""
+    start_notifier()
+    key = tenant_id.encode()  # the contact's key: the tombstone, the unknown record and the contact share a partition
+    await produce(kafka_bootstrap, f"{topic_prefix}security-contacts", None, key=key,
+                  headers={"eventType": "tombstone"})
+    await produce(kafka_bootstrap, f"{topic_prefix}security-contacts", b"{}", key=key,
+                  headers={"eventType": "mystery", "tenantId": tenant_id})
+    await publish(Topic.tenants, offboarded("tenant-elsewhere"))
+    await produce(kafka_bootstrap, f"{topic_prefix}tenants", None, key=key, headers={"eventType": "tombstone"})
+    await publish(Topic.security_contacts, contact_changed(tenant_id, "soc@partner.example"))
+    await publish(Topic.tenants, (later := offboarded(f"{tenant_id}-later")))
+
+    await eventually(lambda: notifier_pool.fetchval("SELECT email FROM notifier_contacts WHERE tenant_id = $1",
+                                                    tenant_id), what="the contact after the tombstone applied")
+    await eventually(lambda: notifier_pool.fetchval(
+        "SELECT count(*) FROM offboarded_tenants WHERE tenant_id = $1", later.tenant_id),
+        what="the offboarding after the tombstone on tenants applied")
+    dead = await read_topic(kafka_bootstrap, f"{topic_prefix}dead-letter", timeout=10,
+                            predicate=lambda r: r["key"] == tenant_id)
+    assert [DeadLetter.model_validate(d["value"]).record.headers["eventType"] for d in dead] == ["mystery"]

@@ -14,10 +14,11 @@ from aiokafka import ConsumerRecord
 
 from services.response_time import offboarding, status, store
 from services.response_time.handlers import parse_record
+from shared.dead_letters import DeadLetter
 from shared.events import Actor, ActorType, TenantOffboarded
 from tests.services.response_time.events import created, updated
 from tests.services.response_time.running import produce_all, service
-from tests.support.kafka import read_topic
+from tests.support.kafka import produce, read_topic
 from tests.support.polling import eventually
 
 H = timedelta(hours=1)
@@ -168,6 +169,12 @@ async def test_a_response_time_process_offboards_on_the_event_and_publishes_the_
         await read_topic(kafka_bootstrap, f"{prefix}alert-response-times", count=2, timeout=60,
                          predicate=lambda r: r["key"] in (f"{tenant}:a1", f"{other}:b1"))
 
+        # Before the event, on its partition (its key): a tombstone (skipped) and a record of an event type
+        # nobody handles (a dead letter); neither holds it up.
+        await produce(kafka_bootstrap, f"{prefix}tenants", None, key=tenant.encode(),
+                      headers={"eventType": "tombstone"})
+        await produce(kafka_bootstrap, f"{prefix}tenants", b"{}", key=tenant.encode(),
+                      headers={"eventType": "mystery", "tenantId": tenant})
         await produce_all(kafka_bootstrap, f"{prefix}tenants", [offboarded(tenant)])
         tombstones = await read_topic(
             kafka_bootstrap, f"{prefix}alert-response-times", count=1, timeout=60,
@@ -183,5 +190,8 @@ async def test_a_response_time_process_offboards_on_the_event_and_publishes_the_
         await eventually(lambda: own_rt_pool.fetchval(
             "SELECT count(*) FROM processed_events WHERE event_id = $1", replayed.event_id), what="the replay taken")
         assert await rows_of(own_rt_pool, tenant) == dict.fromkeys(TABLES, 0)
+        dead = await read_topic(kafka_bootstrap, f"{prefix}dead-letter", timeout=10,
+                                predicate=lambda r: r["key"] == tenant)
+        assert [DeadLetter.model_validate(d["value"]).record.headers["eventType"] for d in dead] == ["mystery"]
     finally:
         rt.stop()
