@@ -22,6 +22,7 @@ from services.scoring import domain, store
 from services.scoring.cache import ScoreCache
 from shared.catalogue import Catalogue
 from shared.events import RequirementStatusObserved
+from shared.offboarding import offboarded_among
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,15 @@ class ScoreKeeper:
         return applied
 
     async def sync_tenant(self, tenant_id: str) -> None:
-        for snapshot in await store.snapshots(self.pool, [tenant_id]):
+        await self._merge(await store.snapshots(self.pool, [tenant_id]))
+
+    async def _merge(self, snapshots: list[store.TenantSnapshot]) -> None:
+        """Merge each tenant's state into Redis, then forget any of them offboarded meanwhile: a snapshot
+        read just before an offboarding committed must not bring back the hash it deleted after."""
+        for snapshot in snapshots:
             await self.cache.merge(snapshot)
+        for tenant_id in await offboarded_among(self.pool, [s.tenant_id for s in snapshots]):
+            await self.cache.forget(tenant_id)
 
     # --- preview requirements becoming active -----------------------------------------------------------
 
@@ -125,8 +133,7 @@ class ScoreKeeper:
             token = await self.cache.begin_rebuild()
             tenants = 0
             async for batch in store.every_tenant(self.pool):
-                for snapshot in await store.snapshots(self.pool, batch):
-                    await self.cache.merge(snapshot)
+                await self._merge(await store.snapshots(self.pool, batch))
                 tenants += len(batch)
             done = await self.cache.finish_rebuild(token, run_id)
             if done:

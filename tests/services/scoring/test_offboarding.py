@@ -205,3 +205,21 @@ async def score_body(process, tenant_id: str) -> tuple[int, dict]:
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{process.url}/v1/tenants/{tenant_id}/security-score", headers=AUTH)
     return response.status_code, response.json()
+
+
+async def test_a_merge_that_read_the_tenant_just_before_its_offboarding_leaves_no_hash_behind(
+    scoring_pool, redis_client
+):
+    """A status applied just before the offboarding commits merges into Redis what it read before: if the
+    hash went meanwhile, the merge must not bring it back. (The rows are still there, the tenant already
+    recorded: the moment between the merge's read and its write.)"""
+    pool, keeper = scoring_pool, keeper_of(scoring_pool, redis_client)
+    tenant = "tenant-merging"
+    assert (await store.apply_observation(pool, CATALOGUE, observed(tenant), utcnow())).score_changed
+    await pool.execute("INSERT INTO offboarded_tenants (tenant_id, offboarded_at) VALUES ($1, now())", tenant)
+
+    await keeper.sync_tenant(tenant)
+    assert not await redis_client.exists(keeper.cache.tenant_key(tenant))
+    await keeper.cache.redis.delete(keeper.cache.ready_key)
+    assert await keeper.rebuild()
+    assert not await redis_client.exists(keeper.cache.tenant_key(tenant))
