@@ -20,7 +20,7 @@ from services.notifier import store
 from shared import outbox
 from shared.db import claim_event
 from shared.events import TenantOffboarded, Topic
-from shared.offboarding import record_offboarded
+from shared.offboarding import lock_for_offboarding, record_offboarded
 
 # In this order: the timers first, so a worker firing some of them (holding them, adding their
 # deliveries) is waited for before the deliveries go, and what it added goes too.
@@ -49,7 +49,7 @@ async def offboard_in(conn: asyncpg.Connection, event: TenantOffboarded) -> Offb
     if not await claim_event(conn, store.CONSUMER, event.event_id):
         return None
     # After the transactions applying its events now; any later one finds it offboarded.
-    await store.lock_for_offboarding(conn, tenant_id)
+    await lock_for_offboarding(conn, tenant_id)
     rows: dict[str, int] = {}
     deliveries: list[str] = []
     for table in TABLES:

@@ -105,30 +105,18 @@ async def _publish_dead_letter(conn: asyncpg.Connection, row: asyncpg.Record) ->
 
 # --- applying events ------------------------------------------------------------------------------------
 
-# One advisory lock per tenant orders its offboarding (offboarding.py) and the transactions that apply
-# its events: those hold it shared, the offboarding exclusively. Without it a transaction that found the
-# tenant not offboarded could commit its rows after the offboarding deleted the rest.
-_OFFBOARDING_LOCK = "hashtextextended('offboarding:' || $1, 0)"
-
 
 async def claim(conn: asyncpg.Connection, event: Event) -> bool:
     """Whether to apply ``event``, in the caller's transaction: False if it was applied before, or if
     its tenant is offboarded (dropped, its id claimed all the same). Holds the tenant's offboarding
-    lock shared until the transaction ends: an offboarding under way is waited for, then seen."""
+    lock shared until the transaction ends (``shared.offboarding``): an offboarding under way is waited
+    for, then seen, and none starts before this transaction ends, so nothing it writes is left behind."""
     if not await claim_event(conn, CONSUMER, event.event_id):
         return False
-    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_OFFBOARDING_LOCK})", event.tenant_id)
-    if await is_offboarded(conn, event.tenant_id):  # a statement after the lock's: sees what it waited for
+    if await is_offboarded(conn, event.tenant_id):
         log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
         return False
     return True
-
-
-async def lock_for_offboarding(conn: asyncpg.Connection, tenant_id: str) -> None:
-    """Hold the tenant's offboarding lock exclusively until the transaction ends: after the
-    transactions applying its events now, before any later one (which then finds it offboarded)."""
-    await conn.execute(f"SELECT pg_advisory_xact_lock({_OFFBOARDING_LOCK})", tenant_id)
-
 
 
 async def channel_rules(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> list[ChannelRule]:

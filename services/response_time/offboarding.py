@@ -1,8 +1,8 @@
 """Offboarding a tenant (#18) in the response-time service: on the ``tenant-offboarded`` event, in one
 transaction with its claim, every row of the tenant goes (its alerts' clocks, its status bookkeeping),
-the tenant is recorded as offboarded (every later event of it is then dropped:
-``store.lock_and_find_offboarded``), and each key the service published for it on a compacted topic
-gets a tombstone in the outbox: each alert's ``alert-response-times`` key and the tenant's
+the tenant is recorded as offboarded (every later event of it is then dropped by ``store``, under
+``shared.offboarding``'s per-tenant lock), and each key the service published for it on a compacted
+topic gets a tombstone in the outbox: each alert's ``alert-response-times`` key and the tenant's
 ``securityAlertsPromptlyResolved`` status on ``requirement-status``. They go out after whatever the
 outbox already held for those keys, so compaction keeps the tombstone.
 """
@@ -17,7 +17,7 @@ from services.response_time import domain, store
 from shared import outbox
 from shared.db import claim_event
 from shared.events import TenantOffboarded, Topic
-from shared.offboarding import record_offboarded
+from shared.offboarding import lock_for_offboarding, record_offboarded
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ async def offboard_in(conn: asyncpg.Connection, event: TenantOffboarded) -> Offb
     if not await claim_event(conn, store.CONSUMER, event.event_id):
         return None
     # After the transactions applying its events now; any later one finds it offboarded.
-    await store.lock_for_offboarding(conn, tenant_id)
+    await lock_for_offboarding(conn, tenant_id)
     alerts = await conn.fetch("DELETE FROM alerts WHERE tenant_id = $1 RETURNING alert_id", tenant_id)
     await conn.execute("DELETE FROM response_time_tenants WHERE tenant_id = $1", tenant_id)
     await conn.execute("DELETE FROM response_time_dirty WHERE tenant_id = $1", tenant_id)

@@ -16,7 +16,7 @@ from services.response_time.domain import AlertClock, Response
 from shared import outbox
 from shared.alerts import Alert
 from shared.events import AlertCreated, AlertUpdated, RequirementStatusObserved, Topic
-from shared.offboarding import offboarded_among
+from shared.offboarding import is_offboarded, offboarded_among
 from shared.response_time import (
     ResponseTimeFigures,
     WindowAggregates,
@@ -53,11 +53,12 @@ async def apply_events_in(conn: asyncpg.Connection, events: Sequence[AlertCreate
     Each event id is claimed in the dedupe ledger (``processed_events``) in the transaction that
     applies it, so an event already applied (a redelivery, or a replay after a crash mid-batch) is
     dropped, and a crash before the commit leaves neither the claims nor the effects. So is an event
-    of an offboarded tenant (:func:`lock_and_find_offboarded`). Each alert whose row changed is saved, its
+    of an offboarded tenant (``shared.offboarding.offboarded_among``, under the tenants' offboarding
+    locks, shared: an offboarding under way is waited for). Each alert whose row changed is saved, its
     tenant marked for re-evaluation, and, if what ``alert-response-times`` says of it changed, its
-    new state enqueued in the outbox (published once the transaction commits, never before). Eight
-    round trips per batch, whatever its size: claim, lock and look up the offboarded tenants, lock
-    the alerts, read their rows, upsert, mark the tenants, enqueue.
+    new state enqueued in the outbox (published once the transaction commits, never before). Seven
+    round trips per batch, whatever its size (claim, look up the offboarded tenants, lock the alerts,
+    read their rows, upsert, mark the tenants, enqueue), and the tenants' offboarding locks.
     """
     unique, seen = [], set()
     for event in events:  # an id twice in one batch: its first occurrence only
@@ -72,7 +73,7 @@ async def apply_events_in(conn: asyncpg.Connection, events: Sequence[AlertCreate
     todo = [e for e in unique if e.event_id in claimed]
     if not todo:
         return []
-    if retired := await lock_and_find_offboarded(conn, sorted({e.tenant_id for e in todo})):
+    if retired := await offboarded_among(conn, [e.tenant_id for e in todo]):
         log.debug("%d event(s) of offboarded tenant(s) %s dropped", sum(e.tenant_id in retired for e in todo),
                   ", ".join(sorted(retired)))
         todo = [e for e in todo if e.tenant_id not in retired]
@@ -228,7 +229,7 @@ async def lock_tenant(conn: asyncpg.Connection, tenant_id: str) -> LastPublished
     Returns the key and ``observedDateTime`` of the last published figures; None, and no row, if the
     tenant is offboarded (its figures are never evaluated, nor published, again).
     """
-    if await lock_and_find_offboarded(conn, [tenant_id]):
+    if await is_offboarded(conn, tenant_id):
         return None
     await conn.execute(
         "INSERT INTO response_time_tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id)
@@ -253,29 +254,3 @@ async def record_published(conn: asyncpg.Connection, event: RequirementStatusObs
            WHERE tenant_id = $1""",
         event.tenant_id, json.dumps(domain.emission_key(published)), published.model_dump_json(),
         event.observed_date_time)
-
-
-# --- offboarded tenants (#18, offboarding.py) -----------------------------------------------------------
-
-# One advisory lock per tenant orders its offboarding and the transactions that apply its events or
-# evaluate its figures: those hold it shared, the offboarding exclusively. Without it a transaction
-# that found the tenant not offboarded could commit its rows after the offboarding deleted the rest.
-_OFFBOARDING_LOCK = "hashtextextended('offboarding:' || {tenant}, 0)"
-
-
-async def lock_and_find_offboarded(conn: asyncpg.Connection, tenants: Sequence[str]) -> set[str]:
-    """Which of ``tenants`` are offboarded: drop their events. Holds each one's offboarding lock shared
-    until the transaction ends, so none is offboarded meanwhile (an offboarding under way is waited
-    for, and then seen: the look-up is a statement after the lock's)."""
-    await conn.execute(
-        f"""SELECT pg_advisory_xact_lock_shared(lock_key)
-            FROM (SELECT DISTINCT {_OFFBOARDING_LOCK.format(tenant='t')} AS lock_key
-                  FROM unnest($1::text[]) AS t ORDER BY lock_key) AS locks""",
-        list(tenants))
-    return await offboarded_among(conn, tenants)
-
-
-async def lock_for_offboarding(conn: asyncpg.Connection, tenant_id: str) -> None:
-    """Hold the tenant's offboarding lock exclusively until the transaction ends: after the
-    transactions applying its events now, before any later one (which then finds it offboarded)."""
-    await conn.execute(f"SELECT pg_advisory_xact_lock({_OFFBOARDING_LOCK.format(tenant='$1')})", tenant_id)

@@ -22,7 +22,6 @@ from services.scoring import domain, store
 from services.scoring.cache import ScoreCache
 from shared.catalogue import Catalogue
 from shared.events import RequirementStatusObserved
-from shared.offboarding import offboarded_among
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class ScoreKeeper:
         read just before an offboarding committed must not bring back the hash it deleted after."""
         for snapshot in snapshots:
             await self.cache.merge(snapshot)
-        for tenant_id in await offboarded_among(self.pool, [s.tenant_id for s in snapshots]):
+        for tenant_id in await store.offboarded_now(self.pool, [s.tenant_id for s in snapshots]):
             await self.cache.forget(tenant_id)
 
     # --- preview requirements becoming active -----------------------------------------------------------

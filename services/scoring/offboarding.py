@@ -16,7 +16,7 @@ from services.scoring import store
 from services.scoring.cache import ScoreCache
 from shared.db import claim_event
 from shared.events import TenantOffboarded
-from shared.offboarding import record_offboarded
+from shared.offboarding import lock_for_offboarding, record_offboarded
 
 TABLES = ("requirement_status", "score_state", "score_history", "alert_response_times", "deliveries",
           "customer_mfa", "alert_sync", "alert_timeline", "alert_triage")
@@ -46,7 +46,7 @@ async def offboard_in(conn: asyncpg.Connection, event: TenantOffboarded) -> Offb
     if not await claim_event(conn, store.CONSUMER, event.event_id):
         return None
     # After the transactions applying its events now; any later one finds it offboarded.
-    await store.lock_for_offboarding(conn, tenant_id)
+    await lock_for_offboarding(conn, tenant_id)
     rows = {}
     for table in TABLES:
         status = await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)

@@ -197,7 +197,7 @@ async def rescore(pool: asyncpg.Pool, catalogue: Catalogue, tenant_id: str, now:
     """Recompute a tenant's score with no new status (a preview requirement became active); never an
     offboarded tenant's (False)."""
     async with pool.acquire() as conn, conn.transaction():
-        if await _offboarded(conn, tenant_id):
+        if await is_offboarded(conn, tenant_id):  # under its offboarding lock, as claim()
             return False
         state = await _lock_tenant(conn, tenant_id)
         return await _record_score(conn, catalogue, tenant_id, state, await _statuses(conn, tenant_id), now)
@@ -252,31 +252,22 @@ async def history(pool: asyncpg.Pool, tenant_id: str, top: int) -> list[asyncpg.
 
 # --- offboarded tenants (#18, offboarding.py) -----------------------------------------------------------
 
-# One advisory lock per tenant orders its offboarding and the transactions that apply its events or
-# recompute its score: those hold it shared, the offboarding exclusively. Without it a transaction that
-# found the tenant not offboarded could commit its rows after the offboarding deleted the rest.
-_OFFBOARDING_LOCK = "hashtextextended('offboarding:' || $1, 0)"
-
 
 async def claim(conn: asyncpg.Connection, consumer: str, event: Event) -> bool:
     """Whether ``consumer`` applies ``event``, in the caller's transaction: False if it did before, or if
-    the event's tenant is offboarded (dropped, its id claimed all the same; ``claim_event`` otherwise)."""
+    the event's tenant is offboarded (dropped, its id claimed all the same). Holds the tenant's
+    offboarding lock shared until the transaction ends (``shared.offboarding``): an offboarding under
+    way is waited for, then seen, and none starts before this transaction ends, so nothing it writes is
+    left behind."""
     if not await claim_event(conn, consumer, event.event_id):
         return False
-    if await _offboarded(conn, event.tenant_id):
+    if await is_offboarded(conn, event.tenant_id):
         log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
         return False
     return True
 
 
-async def _offboarded(conn: asyncpg.Connection, tenant_id: str) -> bool:
-    """Whether the tenant is offboarded, holding its offboarding lock shared until the transaction ends:
-    an offboarding under way is waited for, then seen (the look-up is a statement after the lock's)."""
-    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_OFFBOARDING_LOCK})", tenant_id)
-    return await is_offboarded(conn, tenant_id)
-
-
-async def lock_for_offboarding(conn: asyncpg.Connection, tenant_id: str) -> None:
-    """Hold the tenant's offboarding lock exclusively until the transaction ends: after the
-    transactions applying its events now, before any later one (which then finds it offboarded)."""
-    await conn.execute(f"SELECT pg_advisory_xact_lock({_OFFBOARDING_LOCK})", tenant_id)
+async def offboarded_now(db: asyncpg.Pool | asyncpg.Connection, tenants: list[str]) -> set[str]:
+    """Which of ``tenants`` are offboarded as committed now, without the lock (nothing to hold off)."""
+    rows = await db.fetch("SELECT tenant_id FROM offboarded_tenants WHERE tenant_id = ANY($1::text[])", tenants)
+    return {row["tenant_id"] for row in rows}
