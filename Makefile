@@ -11,6 +11,10 @@ STAMP  := $(VENV)/.installed
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export DATABASE_URL ?= postgresql://csp:csp@127.0.0.1:5432/csp_triage
 export REDIS_URL ?= redis://127.0.0.1:6379/0
+# Test workers (pytest-xdist): most tests wait on a broker, a timer or a process, so two runs side by
+# side (each its own database, topics and Redis database) take far less than one after the other;
+# a file stays on one worker. 0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help install infra-up infra-down run stop test test-unit bench lint clean-data
 
@@ -40,7 +44,7 @@ stop: ## stop the services and the infrastructure started by `make run`
 	@bash infra/scripts/infra.sh down
 
 test: infra-up ## run every test against the real Kafka, PostgreSQL and Redis
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-unit: install ## only the tests that need no infrastructure
 	@$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)

@@ -27,6 +27,11 @@ from tests.support.peers import Receiver, Smtp, run_receiver, run_smtp_server
 from tests.support.processes import ServiceProcess
 
 RUN_ID = uuid.uuid4().hex[:8]
+# With pytest-xdist (`make test` runs two workers), each worker is a run of its own (RUN_ID: its own
+# database and topics) and gets a Redis database of its own: the read API's Redis holds keys of no one
+# tenant (its cache marker), which two runs must not share. (13 is the scoring tests' flushable one.)
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_DATABASES = ("15", "14")
 INFRA_FIXTURES = {"infra", "test_env"}
 
 
@@ -57,7 +62,8 @@ async def test_env(infra: Infra) -> AsyncIterator[dict[str, str]]:
             "ENVIRONMENT": "development",
             "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
             "DATABASE_URL": database_url,
-            "REDIS_URL": with_database(infra.redis_url, os.environ.get("TEST_REDIS_DB", "15")),
+            "REDIS_URL": with_database(infra.redis_url,
+                                       os.environ.get("TEST_REDIS_DB", REDIS_DATABASES[WORKER % len(REDIS_DATABASES)])),
             "KAFKA_TOPIC_PREFIX": prefix,
             # The tests' HTTP receivers listen on 127.0.0.1 (test_egress.py tests the guard itself).
             "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",

@@ -4,6 +4,9 @@ events, and the events of the read model's topics)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -26,14 +29,36 @@ from tests.support.processes import ServiceProcess
 FLUSHABLE_REDIS_DB = 13
 
 
+def scoring_topic_prefix() -> str:
+    """The topics of the scoring tests alone (the run's prefix, set by ``test_env``, + ``scoring-``):
+    on the run's topics the ``system`` fixture's notifier and write API would add their own deliveries
+    and sync states to these tests' alerts (their timelines), and its read API would share their events."""
+    return f"{os.environ['KAFKA_TOPIC_PREFIX']}scoring-"
+
+
+@pytest.fixture(scope="session")
+def topic_prefix(test_env: dict[str, str]) -> str:
+    """Overrides the run's: the scoring tests' own topics (``scoring_topic_prefix``), created here."""
+    prefix = scoring_topic_prefix()
+    subprocess.run(
+        [sys.executable, "-m", "shared.kafka", "ensure-topics",
+         "--bootstrap-servers", test_env["KAFKA_BOOTSTRAP_SERVERS"], "--prefix", prefix],
+        check=True, capture_output=True,
+    )
+    return prefix
+
+
 def isolated_env(**extra: str) -> dict[str, str]:
-    """A consumer group and Redis key prefix of its own: the process sees every event and only its keys."""
+    """A consumer group and Redis key prefix of its own, on the scoring tests' topics: the process sees
+    every event of these tests and only its own keys. (Its tests ask for ``topic_prefix``, which
+    creates those topics.)"""
     name = uuid.uuid4().hex[:8]
-    return {"CONSUMER_GROUP": f"scoring-test-{name}", "REDIS_KEY_PREFIX": f"scoring-test-{name}:", **extra}
+    return {"CONSUMER_GROUP": f"scoring-test-{name}", "REDIS_KEY_PREFIX": f"scoring-test-{name}:",
+            "KAFKA_TOPIC_PREFIX": scoring_topic_prefix(), **extra}
 
 
 @pytest_asyncio.fixture(scope="session")
-async def scoring(make_service, redis_client) -> AsyncIterator[ServiceProcess]:
+async def scoring(make_service, redis_client, topic_prefix) -> AsyncIterator[ServiceProcess]:
     process = make_service("scoring", **isolated_env())
     await asyncio.to_thread(process.start)
     yield process
