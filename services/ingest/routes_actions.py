@@ -17,7 +17,6 @@ status as a problem document): 400 not a link of this deployment (altered, anoth
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request
@@ -37,10 +36,8 @@ from services.ingest.action_refusals import (
     used_refusal,
 )
 from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
-from services.ingest.domain import acted_on
-from services.ingest.graph.writeback import queue_writebacks
-from services.ingest.recording import AlertEvents, record_alerts
-from services.ingest.store import AlertStates
+from services.ingest.link_recording import LinkRecording, LinkUsed
+from services.ingest.recording import record_alerts
 from shared.action_links import (
     ACTION_LABELS,
     ActionLink,
@@ -50,7 +47,6 @@ from shared.action_links import (
     read_action_link,
 )
 from shared.alerts import Alert
-from shared.events import Actor, ActorType
 from shared.http import Problem
 from shared.http_guards import takes_no_key
 from shared.problems import DEPENDENCY_ERRORS
@@ -134,44 +130,6 @@ async def show_action(token: Token, request: Request, settings: SettingsDep, poo
 router.head("/{token}", include_in_schema=False)(show_action)
 
 
-class _LinkUsed(Exception):
-    pass
-
-
-class _Recording:
-    """``record_alerts``'s ``patch`` and hooks for one link, run in the transaction holding the alert's
-    row lock: a used link changes nothing; a link whose response is recorded is used up, and the
-    response queued for Partner Center (an alert that came from there)."""
-
-    def __init__(self, link: ActionLink) -> None:
-        self.link = link
-        self.actor = Actor(type=ActorType.user, id=link.recipient)
-        self.before: Alert | None = None  # the alert as the transaction found it
-        self.at: datetime | None = None  # the time of the response
-
-    def patch(self, previous: Alert, now: datetime) -> Alert:
-        self.before, self.at = previous, now
-        return acted_on(previous, self.link.action, self.actor, now)
-
-    async def refuse_used(self, conn: asyncpg.Connection, states: AlertStates, alerts: list[Alert],
-                          now: datetime) -> list[Alert]:
-        if await conn.fetchval("SELECT true FROM used_action_links WHERE link_id = $1", self.link.link_id):
-            raise _LinkUsed
-        return alerts
-
-    async def use(self, conn: asyncpg.Connection, states: AlertStates, events: AlertEvents, now: datetime) -> None:
-        if not events:
-            return  # nothing changed: the link stays unused
-        link = self.link
-        used = await conn.fetchval(
-            """INSERT INTO used_action_links (link_id, tenant_id, alert_id, action, recipient, issued_at, used_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (link_id) DO NOTHING RETURNING true""",
-            link.link_id, link.tenant_id, link.alert_id, link.action.value, link.recipient, link.issued_at, now)
-        if not used:
-            raise _LinkUsed
-        await queue_writebacks(conn, states, events, now)
-
-
 @router.post(
     "/{token}",
     response_class=HTMLResponse,
@@ -186,12 +144,12 @@ async def confirm_action(token: Token, request: Request, settings: SettingsDep, 
     link is the credential."""
     try:
         link = _read(token, settings)
-        recording = _Recording(link)
+        recording = LinkRecording(link)
         try:
             events = await record_alerts(pool, settings, link.tenant_id, [Alert(id=link.alert_id)],
                                          api_actor=recording.actor, patch=recording.patch,
                                          adjust=recording.refuse_used, after=recording.use)
-        except _LinkUsed:
+        except LinkUsed:
             raise used_refusal() from None
         except Problem as problem:
             if problem.status == 404:
@@ -205,7 +163,7 @@ async def confirm_action(token: Token, request: Request, settings: SettingsDep, 
     except Refusal as refusal:
         return refused(request, refusal)
     if not events:
-        return _nothing_to_change(recording.before, link)
+        return _nothing_to_change(recording.before[link.alert_id], link)
     log.info("one-click response %s on alert %s of tenant %s recorded", link.action.value, link.alert_id,
              link.tenant_id)
     return page(200, heading="Recorded",

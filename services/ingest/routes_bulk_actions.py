@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request
@@ -41,13 +40,10 @@ from services.ingest.action_refusals import (
     used_refusal,
 )
 from services.ingest.deps import PoolDep, SettingsDep, wake_relay_after_write
-from services.ingest.domain import acted_on
-from services.ingest.graph.writeback import queue_writebacks
-from services.ingest.recording import AlertEvents, record_alerts
-from services.ingest.store import AlertStates
+from services.ingest.link_recording import LinkRecording, LinkUsed
+from services.ingest.recording import record_alerts
 from shared.action_links import BulkLink, LinkExpired, LinkInvalid, change_for, read_bulk_link
 from shared.alerts import Alert, AlertStatus
-from shared.events import Actor, ActorType
 from shared.http import Problem
 from shared.http_guards import takes_no_key
 from shared.problems import DEPENDENCY_ERRORS
@@ -169,46 +165,6 @@ async def show_bulk_action(token: Token, request: Request, settings: SettingsDep
 router.head("/{token}", include_in_schema=False)(show_bulk_action)
 
 
-class _LinkUsed(Exception):
-    pass
-
-
-class _BulkRecording:
-    """``record_alerts``'s ``patch`` and hooks for one bulk link, run in the transaction holding the
-    alerts' row locks: a used link changes nothing; the alerts still active are acknowledged, the
-    others left as they are; a link that acknowledged any is used up, and the acknowledgements queued
-    for Partner Center (alerts that came from there)."""
-
-    def __init__(self, link: BulkLink) -> None:
-        self.link = link
-        self.actor = Actor(type=ActorType.user, id=link.recipient)
-        self.before: dict[str, Alert] = {}  # the alerts as the transaction found them
-        self.at: datetime | None = None  # the time of the response
-
-    def patch(self, previous: Alert, now: datetime) -> Alert:
-        self.before[previous.id], self.at = previous, now
-        return acted_on(previous, self.link.action, self.actor, now)
-
-    async def refuse_used(self, conn: asyncpg.Connection, states: AlertStates, alerts: list[Alert],
-                          now: datetime) -> list[Alert]:
-        if await conn.fetchval("SELECT true FROM used_action_links WHERE link_id = $1", self.link.link_id):
-            raise _LinkUsed
-        return alerts
-
-    async def use(self, conn: asyncpg.Connection, states: AlertStates, events: AlertEvents, now: datetime) -> None:
-        if not events:
-            return  # nothing changed: the link stays unused
-        link = self.link
-        # The table has one alert per link: a bulk link is recorded under the first alert it acknowledged.
-        used = await conn.fetchval(
-            """INSERT INTO used_action_links (link_id, tenant_id, alert_id, action, recipient, issued_at, used_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (link_id) DO NOTHING RETURNING true""",
-            link.link_id, link.tenant_id, events[0].alert.id, link.action.value, link.recipient, link.issued_at, now)
-        if not used:
-            raise _LinkUsed
-        await queue_writebacks(conn, states, events, now)
-
-
 @router.post(
     "/{token}",
     response_class=HTMLResponse,
@@ -223,7 +179,7 @@ async def confirm_bulk_action(token: Token, request: Request, settings: Settings
     confirmation page; any body is ignored. No key: the signed link is the credential."""
     try:
         link = _read(token, settings)
-        recording = _BulkRecording(link)
+        recording = LinkRecording(link)
         try:
             # Which ids the tenant knows: the recording path changes known alerts only (it refuses an
             # unknown one with a 404, failing the others). Alert states are never deleted, so an
@@ -235,7 +191,7 @@ async def confirm_bulk_action(token: Token, request: Request, settings: Settings
             events = await record_alerts(pool, settings, link.tenant_id, known, api_actor=recording.actor,
                                          patch=recording.patch, adjust=recording.refuse_used,
                                          after=recording.use) if known else []
-        except _LinkUsed:
+        except LinkUsed:
             raise used_refusal() from None
         except Problem as problem:
             if problem.status == 503:
