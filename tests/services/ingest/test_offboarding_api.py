@@ -173,15 +173,25 @@ async def test_a_dry_run_counts_what_would_go_and_changes_nothing(client, db_poo
     answer = await client.post(offboarding_url(tenant_id), json={"dryRun": True}, headers=AUTH)
     assert answer.status_code == 200, answer.text
     body = answer.json()
+    assert_rows(body.pop("rows"), before)
     assert body == {
-        "tenantId": tenant_id, "dryRun": True, "offboardedDateTime": None, "rows": before,
+        "tenantId": tenant_id, "dryRun": True, "offboardedDateTime": None,
         "tombstones": {topic: len(keys) for topic, keys in expected_tombstones(tenant_id, held["note_id"]).items()},
     }
-    assert await rows_of(db_pool, tenant_id) == before
+    assert_rows(await rows_of(db_pool, tenant_id), before)
     assert await db_pool.fetchval("SELECT count(*) FROM offboarded_tenants WHERE tenant_id = $1", tenant_id) == 0
     assert await records_of(test_env, "tenants", tenant_id, timeout=3) == []
     # The tenant still works.
     ok(await client.put(f"/v1/tenants/{tenant_id}/security-contact", json=CONTACT, headers=AUTH), 200)
+
+
+def assert_rows(found: dict[str, int], before: dict[str, int]) -> None:
+    """``found`` counts the rows ``before`` counted. Only the deliveries may have grown since: the run's
+    notifier (the ``system`` fixture's, on the same topics) delivers the seeded alerts, and the write API
+    keeps each delivery it tells of."""
+    growing = "ingest.deliveries"
+    assert {t: n for t, n in found.items() if t != growing} == {t: n for t, n in before.items() if t != growing}
+    assert found.get(growing, 0) >= before.get(growing, 0)
 
 
 async def test_an_offboarding_deletes_the_tenant_tombstones_its_keys_tells_the_others_and_audits_itself(
@@ -196,12 +206,13 @@ async def test_an_offboarding_deletes_the_tenant_tombstones_its_keys_tells_the_o
     assert answer.status_code == 202, answer.text
     body = answer.json()
     tombstoned = expected_tombstones(tenant_id, held["note_id"])
-    assert (body["tenantId"], body["dryRun"], body["rows"]) == (tenant_id, False, before)
+    assert (body["tenantId"], body["dryRun"]) == (tenant_id, False)
+    assert_rows(body["rows"], before)
     assert body["tombstones"] == {topic: len(keys) for topic, keys in tombstoned.items()}
     offboarded_at = datetime.fromisoformat(body["offboardedDateTime"])
 
     assert set((await rows_of(db_pool, tenant_id)).values()) == {0}, "nothing of the tenant is left"
-    assert await rows_of(db_pool, other) == others_before, "nothing of another tenant went"
+    assert_rows(await rows_of(db_pool, other), others_before)  # nothing of another tenant went
     assert await db_pool.fetchval("SELECT offboarded_at FROM offboarded_tenants WHERE tenant_id = $1",
                                   tenant_id) == offboarded_at
 
@@ -227,7 +238,7 @@ async def test_an_offboarding_deletes_the_tenant_tombstones_its_keys_tells_the_o
     entry = next(e for e in deployment["value"] if e["target"] == f"tenants/{tenant_id}")
     assert (entry["action"], entry["tenantId"], entry["userId"], entry["keyId"]) == (
         "tenant-offboarded", None, "operator", "operator")
-    assert entry["changes"] == {"rows": before, "tombstones": body["tombstones"]}
+    assert entry["changes"] == {"rows": body["rows"], "tombstones": body["tombstones"]}
     assert (ok(await client.get(f"/v1/tenants/{tenant_id}/audit", headers=AUTH), 200))["value"] == []
 
     # Its key is gone; every write for it is refused, saying since when; its reads find nothing.

@@ -67,8 +67,11 @@ async def test_a_status_event_moves_score_requirements_and_history(
         (37.5, 2, 5)
     ]
 
+    # (30 s, as the other reads of what the outbox publishes: the first record on a topic just created
+    # waits for its partition's leader.)
     changes = await read_topic(
-        kafka_bootstrap, f"{topic_prefix}score-changes", count=1, predicate=lambda r: r["key"] == tenant_id
+        kafka_bootstrap, f"{topic_prefix}score-changes", count=1, timeout=30,
+        predicate=lambda r: r["key"] == tenant_id,
     )
     assert changes[0]["headers"]["eventType"] == "score-changed"
     assert changes[0]["value"]["currentScore"] == 37.5 and changes[0]["value"]["previousScore"] is None
