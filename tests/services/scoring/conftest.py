@@ -20,7 +20,8 @@ import pytest_asyncio
 from shared.db import create_pool
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.kafka import event_headers
-from tests.conftest import AUTH
+from tests.conftest import AUTH, RUN_ID
+from tests.support.databases import migrated_database
 from tests.support.kafka import produce
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
@@ -30,15 +31,30 @@ FLUSHABLE_REDIS_DB = 13
 
 
 def scoring_topic_prefix() -> str:
-    """The topics of the scoring tests alone (the run's prefix, set by ``test_env``, + ``scoring-``):
-    on the run's topics the ``system`` fixture's notifier and write API would add their own deliveries
-    and sync states to these tests' alerts (their timelines), and its read API would share their events."""
+    """The topics of the scoring tests alone (the run's prefix, set by ``test_env``, + ``scoring-``)."""
     return f"{os.environ['KAFKA_TOPIC_PREFIX']}scoring-"
 
 
+# Set by ``scoring_database`` for ``isolated_env``.
+_DATABASE_URL_VARIABLE = "SCORING_TESTS_DATABASE_URL"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def scoring_database(test_env: dict[str, str]) -> AsyncIterator[str]:
+    """A database of the scoring tests alone. With topics of their own (``topic_prefix``), the scoring
+    processes of these tests share nothing with the ``system`` fixture's services: on the run's topics
+    its notifier and write API would add deliveries and sync states to these tests' alerts, and in the
+    session database its read API would relay these processes' outbox to the run's topics."""
+    async with migrated_database(test_env["DATABASE_URL"], f"csp_test_{RUN_ID}_scoring") as url:
+        os.environ[_DATABASE_URL_VARIABLE] = url
+        yield url
+        os.environ.pop(_DATABASE_URL_VARIABLE, None)
+
+
 @pytest.fixture(scope="session")
-def topic_prefix(test_env: dict[str, str]) -> str:
-    """Overrides the run's: the scoring tests' own topics (``scoring_topic_prefix``), created here."""
+def topic_prefix(test_env: dict[str, str], scoring_database: str) -> str:
+    """Overrides the run's: the scoring tests' own topics (``scoring_topic_prefix``), created here (and
+    their own database, which every scoring process of these tests uses)."""
     prefix = scoring_topic_prefix()
     subprocess.run(
         [sys.executable, "-m", "shared.kafka", "ensure-topics",
@@ -49,12 +65,13 @@ def topic_prefix(test_env: dict[str, str]) -> str:
 
 
 def isolated_env(**extra: str) -> dict[str, str]:
-    """A consumer group and Redis key prefix of its own, on the scoring tests' topics: the process sees
-    every event of these tests and only its own keys. (Its tests ask for ``topic_prefix``, which
-    creates those topics.)"""
+    """A consumer group and Redis key prefix of its own, on the scoring tests' topics and database: the
+    process sees every event of these tests and only its own keys. (Its tests ask for ``topic_prefix``,
+    which makes both.)"""
     name = uuid.uuid4().hex[:8]
     return {"CONSUMER_GROUP": f"scoring-test-{name}", "REDIS_KEY_PREFIX": f"scoring-test-{name}:",
-            "KAFKA_TOPIC_PREFIX": scoring_topic_prefix(), **extra}
+            "KAFKA_TOPIC_PREFIX": scoring_topic_prefix(), "DATABASE_URL": os.environ[_DATABASE_URL_VARIABLE],
+            **extra}
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -109,10 +126,12 @@ def send_status(kafka_bootstrap, topic_prefix) -> Callable[[dict[str, Any]], Awa
 
 
 @pytest_asyncio.fixture(scope="session")
-async def db_pool(schema_pool) -> asyncpg.Pool:
-    """The session database as the scoring service's pool sees it: the scoring schema alone (where the
-    ``scoring`` process of these tests keeps its statuses, read model and ledger)."""
-    return await schema_pool("scoring")
+async def db_pool(scoring_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """The scoring tests' database as the scoring service's pool sees it: the scoring schema alone (where
+    the ``scoring`` process of these tests keeps its statuses, read model and ledger)."""
+    pool = await create_pool(scoring_database, schema="scoring")
+    yield pool
+    await pool.close()
 
 
 @pytest_asyncio.fixture

@@ -144,11 +144,11 @@ async def test_a_timeline_of_an_alert_never_heard_of_is_404_and_a_bad_token_422(
 
 
 async def test_alerts_show_their_assignee_and_notes_and_filter_by_assignee_me_and_none(
-    scoring, send_event, db_pool, tenant_id, test_env
+    scoring, send_event, db_pool, tenant_id, scoring_database
 ):
     now = utcnow().replace(microsecond=0)
     me = "me@partner.example"
-    my_key = {"Authorization": "Bearer " + await create_key(test_env["DATABASE_URL"], tenant_id,
+    my_key = {"Authorization": "Bearer " + await create_key(scoring_database, tenant_id,
                                                             Role.security_reader, me)}
     events: list[tuple[Topic, Event]] = [
         *((Topic.alert_response_times, alert_response_time(tenant_id, f"a{n}", now - n * H)) for n in range(1, 5)),
