@@ -153,8 +153,16 @@ def read_action_link(keys: Sequence[str], token: str, *, max_age_seconds: float,
     Raises :class:`LinkInvalid` (not signed by any of ``keys``, altered, not a link at all) or
     :class:`LinkExpired` (authentic, issued more than ``max_age_seconds`` before ``now``).
     """
+    payload, issued_at = _verified(_serializer(keys, now), token, max_age_seconds=max_age_seconds, now=now)
+    return _link_from(payload, issued_at)
+
+
+def _verified(serializer: URLSafeTimedSerializer, token: str, *, max_age_seconds: float,
+              now: datetime) -> tuple[Any, datetime]:
+    """The payload ``serializer`` signed into ``token`` and when, checked as every link is: the
+    signature (in its one spelling), the issue time (not ahead of ``now`` beyond the clock skew), the age."""
     try:
-        payload, issued_at = _serializer(keys, now).loads(token, return_timestamp=True)
+        payload, issued_at = serializer.loads(token, return_timestamp=True)
     except BadData:
         raise LinkInvalid("the link is not one this deployment signed, or it was altered") from None
     except (ValueError, TypeError, OverflowError):  # text that is no token at all (not even ASCII)
@@ -164,13 +172,12 @@ def read_action_link(keys: Sequence[str], token: str, *, max_age_seconds: float,
     signature = token.rsplit(".", 1)[-1]
     if base64_encode(base64_decode(signature)).decode() != signature:
         raise LinkInvalid("the link is not one this deployment signed, or it was altered")
-    link = _link_from(payload, issued_at)
     age = now - issued_at
     if age < -_CLOCK_SKEW:
         raise LinkInvalid("the link claims to be issued in the future")
     if age.total_seconds() > max_age_seconds:
         raise LinkExpired(issued_at)
-    return link
+    return payload, issued_at
 
 
 def _link_from(payload: Any, issued_at: datetime) -> ActionLink:
@@ -260,23 +267,8 @@ def read_bulk_link(keys: Sequence[str], token: str, *, max_age_seconds: float, n
     Raises :class:`LinkInvalid` (not a bulk link signed by any of ``keys``: altered, a one-alert link,
     not a link at all) or :class:`LinkExpired` (authentic, issued more than ``max_age_seconds`` before ``now``).
     """
-    try:
-        payload, issued_at = _bulk_serializer(keys, now).loads(token, return_timestamp=True)
-    except BadData:
-        raise LinkInvalid("the link is not one this deployment signed, or it was altered") from None
-    except (ValueError, TypeError, OverflowError):  # text that is no token at all (not even ASCII)
-        raise LinkInvalid("the link is malformed") from None
-    # Only the signature's one canonical spelling is the link (see read_action_link).
-    signature = token.rsplit(".", 1)[-1]
-    if base64_encode(base64_decode(signature)).decode() != signature:
-        raise LinkInvalid("the link is not one this deployment signed, or it was altered")
-    link = _bulk_link_from(payload, issued_at)
-    age = now - issued_at
-    if age < -_CLOCK_SKEW:
-        raise LinkInvalid("the link claims to be issued in the future")
-    if age.total_seconds() > max_age_seconds:
-        raise LinkExpired(issued_at)
-    return link
+    payload, issued_at = _verified(_bulk_serializer(keys, now), token, max_age_seconds=max_age_seconds, now=now)
+    return _bulk_link_from(payload, issued_at)
 
 
 def _bulk_link_from(payload: Any, issued_at: datetime) -> BulkLink:
