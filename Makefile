@@ -43,7 +43,8 @@ stop: ## stop the services and the infrastructure started by `make run`
 	@$(PY) infra/scripts/run_services.py --stop 2>/dev/null || true
 	@bash infra/scripts/infra.sh down
 
-test: infra-up ## run every test against the real Kafka, PostgreSQL and Redis
+test: infra-up ## run every test against the real Kafka, PostgreSQL and Redis (and Debian's chromium)
+	@bash infra/scripts/infra.sh browser
 	@$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-unit: install ## only the tests that need no infrastructure

@@ -212,7 +212,11 @@ def system(make_service, system_mail: Smtp, graph_emulator: GraphEmulator) -> di
                    "GRAPH_LOGIN_BASE_URL": graph_emulator.base_url, "GRAPH_POLL_INTERVAL": "1",
                    "GRAPH_WRITEBACK_MAX_BACKOFF_SECONDS": "2"},
     }
-    processes = {name: make_service(name, **env.get(name, {})) for name in ("ingest", "response-time", "scoring")}
+    processes = {"response-time": make_service("response-time")}
+    # The dashboard (read API) writes to this write API from the browser, which must name its origin.
+    processes["scoring"] = make_service("scoring")
+    processes["ingest"] = make_service("ingest", **env["ingest"], DASHBOARD_ORIGINS=processes["scoring"].url)
+    processes["scoring"].env["WRITE_API_PUBLIC_URL"] = processes["ingest"].url
     # The notifier signs one-click links for the write API as people reach it: this run's.
     processes["notifier"] = make_service("notifier", **env["notifier"], WRITE_API_PUBLIC_URL=processes["ingest"].url)
     for process in processes.values():

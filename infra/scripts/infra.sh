@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# infra.sh up|down: the local infrastructure of `make run` and `make test`.
+# infra.sh up|down|browser: the local infrastructure of `make run` and `make test`; `browser` installs
+# the real browser the dashboard's tests drive (Debian's chromium: Playwright downloads no browser).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 up() {
@@ -20,8 +21,15 @@ down() {
   bash "$REPO_ROOT/infra/scripts/kafka.sh" stop
 }
 
+browser() {
+  local chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+  [[ -x $chromium ]] || need_root_or_say "Chromium (the dashboard's browser tests)" "chromium"
+  [[ -x $chromium ]] || die "no Chromium at $chromium; set CHROMIUM_PATH to one"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) die "usage: infra.sh up|down" ;;
+  browser) browser ;;
+  *) die "usage: infra.sh up|down|browser" ;;
 esac

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.ingest import (
     channels_store,
@@ -100,6 +101,16 @@ def create_app() -> FastAPI:
         description="Alerts, security contact, channels and requirement signals in; events out to Kafka.",
         health=health,
         lifespan=lifespan,
+    )
+    # Outermost, so a preflight is answered before the guards ask for a key, and every answer (a
+    # problem too) carries the headers the dashboard's browser needs to read it.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.dashboard_origin_list,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=["Location", "Retry-After"],
+        max_age=600,
     )
     for module in (routes_alerts, routes_contacts, routes_signals, routes_channels, routes_deliveries,
                    routes_keys, routes_audit, routes_graph, routes_actions, routes_bulk_actions, routes_escalation,

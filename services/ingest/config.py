@@ -1,6 +1,7 @@
 from typing import ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import CommonSettings, load_settings
 
@@ -62,6 +63,38 @@ class Settings(CommonSettings):
     graph_lease_seconds: float = Field(
         120.0, ge=5, description="How long one instance holds a poll or a write-back before another may take it.",
     )
+
+    # The dashboard is served by the read API and writes here from the browser (#14): a cross-origin
+    # request, which the browser makes only if this API names the dashboard's origin (CORS).
+    dashboard_origins: str = Field(
+        "",
+        description="Origins (`scheme://host[:port]`, comma-separated) of dashboards allowed to call this API "
+        "from a browser. Empty: the origin of PUBLIC_BASE_URL, the read API's dashboard (in development also "
+        "its `localhost` / `127.0.0.1` twin).",
+    )
+
+    @field_validator("dashboard_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path, no `*`")
+        return value
+
+    @property
+    def dashboard_origin_list(self) -> list[str]:
+        """The origins whose pages may call this API (CORS), as the browser spells them."""
+        given = [o.strip().rstrip("/") for o in self.dashboard_origins.split(",") if o.strip()]
+        if given:
+            return given
+        parts = urlsplit(self.public_base_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if not self.is_development:
+            return [origin]
+        twins = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}
+        twin = twins.get(parts.hostname or "")
+        return [origin] + ([origin.replace(parts.hostname, twin, 1)] if twin else [])
 
 
 def get_settings() -> Settings:
