@@ -13,6 +13,7 @@ from services.scoring import (
     routes_customers,
     routes_dashboard,
     routes_deliveries,
+    routes_me,
     routes_response_time,
     routes_score,
     routes_timeline,
@@ -103,7 +104,7 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    for module in (routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
+    for module in (routes_me, routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
                    routes_deliveries, routes_dashboard):
         app.include_router(module.router)
     return app

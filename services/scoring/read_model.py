@@ -41,6 +41,7 @@ from shared.events import (
     Event,
 )
 from shared.response_time import (
+    RESOLVED,
     ResponseTimeFigures,
     WindowAggregates,
     figures,
@@ -238,28 +239,52 @@ _ALERTS_WITH_SYNC = """alert_response_times a
 
 async def list_alerts(pool: asyncpg.Pool, tenant_id: str, *, status: str | None, responded: bool | None,
                       top: int, skip: int = 0, after: tuple[datetime, str] | None = None,
-                      assignee: str | None = None, unassigned: bool = False) -> list[asyncpg.Record]:
-    """Newest first (clock start, then alert id, both descending), through ``alert_response_times_newest_first``.
+                      assignee: str | None = None, unassigned: bool = False, severity: str | None = None,
+                      customer_tenant_id: str | None = None, least_time_left_first: bool = False,
+                      ) -> list[asyncpg.Record]:
+    """Newest first (clock start, then alert id, both descending), through ``alert_response_times_newest_first``;
+    or, ``least_time_left_first``, the open alerts alone (whose clock counts: no partner response, not
+    resolved, not a test; ``shared.response_time.is_open``), the clock started first first (then alert
+    id), through ``alert_response_times_open_unresolved_clock``.
 
     ``after``: the (clock start, alert id) of the last alert of the previous page; the page starts
-    right after it (keyset paging: an index range scan however deep, and stable while alerts arrive).
-    ``assignee``: only the alerts assigned to that address (any case); ``unassigned``: only those
-    assigned to nobody.
+    right after it in the list's order (keyset paging: an index range scan however deep, and stable
+    while alerts arrive). ``assignee``: only the alerts assigned to that address (any case);
+    ``unassigned``: only those assigned to nobody. ``severity`` and ``customer_tenant_id``: only the
+    alerts with that value of the field (exactly).
     """
-    # Two statements rather than "$6 IS NULL OR …": a prepared plan must see the bound to use the index.
-    position = "AND (a.clock_started_at, a.alert_id) < ($6, $7)" if after else ""
-    arguments: list = [tenant_id, status, responded, top, skip, *(after or ())]
-    assigned = ""
+    arguments: list = [tenant_id, status, responded, top, skip]
+
+    def parameter(value: object) -> str:
+        arguments.append(value)
+        return f"${len(arguments)}"
+
+    # Conditions added only when asked for, rather than "$n IS NULL OR …": a prepared plan must see
+    # the bound to use the index.
+    conditions = []
+    if after:
+        started, alert_id = after
+        beyond = ">" if least_time_left_first else "<"
+        conditions.append(f"(a.clock_started_at, a.alert_id) {beyond} ({parameter(started)}, {parameter(alert_id)})")
     if unassigned:
-        assigned = "AND t.assignee IS NULL"
+        conditions.append("t.assignee IS NULL")
     elif assignee is not None:
-        arguments.append(assignee)
-        assigned = f"AND lower(t.assignee) = lower(${len(arguments)})"
+        conditions.append(f"lower(t.assignee) = lower({parameter(assignee)})")
+    if severity is not None:
+        conditions.append(f"a.alert->>'severity' = {parameter(severity)}")
+    if customer_tenant_id is not None:
+        conditions.append(f"a.alert->>'customerTenantId' = {parameter(customer_tenant_id)}")
+    if least_time_left_first:
+        conditions.append(f"NOT a.is_test AND a.responded_at IS NULL AND a.status <> '{RESOLVED}'")
+        order = "a.clock_started_at, a.alert_id"
+    else:
+        order = "a.clock_started_at DESC, a.alert_id DESC"
     return await pool.fetch(
         f"""SELECT {_ALERT_COLUMNS} FROM {_ALERTS_WITH_SYNC}
             WHERE a.tenant_id = $1 AND ($2::text IS NULL OR a.status = $2)
-              AND ($3::boolean IS NULL OR (a.responded_at IS NOT NULL) = $3) {position} {assigned}
-            ORDER BY a.clock_started_at DESC, a.alert_id DESC LIMIT $4 OFFSET $5""",
+              AND ($3::boolean IS NULL OR (a.responded_at IS NOT NULL) = $3)
+              {"".join(f" AND {c}" for c in conditions)}
+            ORDER BY {order} LIMIT $4 OFFSET $5""",
         *arguments)
 
 

@@ -13,17 +13,18 @@ import base64
 import binascii
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from services.scoring import read_model
 from services.scoring.deps import PoolDep, ReaderDep
-from shared.alerts import AlertStatus
+from shared.alerts import AlertStatus, Severity
 from shared.auth import Principal
 from shared.events import PartnerCenterSync
 from shared.http import Problem
-from shared.response_time import RESOLVED, hours, open_age_us
+from shared.response_time import RESOLVED, TARGET_US, hours, open_age_us
 from shared.wire import format_utc, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
@@ -58,6 +59,9 @@ def _view(row, now: datetime) -> dict[str, Any]:
         # While open: how long the clock has run (test alerts too, though they never count).
         "openAgeHours": (None if responded or closed_unanswered
                          else hours(open_age_us(row["clock_started_at"], now))),
+        # What is left of the 24 hours before a response counts against the limit; negative past them.
+        "timeLeftHours": (None if responded or closed_unanswered
+                          else hours(TARGET_US - open_age_us(row["clock_started_at"], now))),
         "countsTowardResponseTime": not row["is_test"] and not closed_unanswered,
         "partnerCenterSync": _partner_center_sync(row),
         "assignedTo": row["assignee"],
@@ -96,6 +100,10 @@ def position_of(token: str) -> tuple[datetime, str]:
     return decode_position(token, str)
 
 
+class AlertOrder(StrEnum):
+    time_left = "timeLeft"
+
+
 # ``assignee=``: the calling key's user, nobody, or a person's e-mail address.
 ASSIGNEE_ME, ASSIGNEE_NONE = "me", "none"
 
@@ -114,8 +122,8 @@ def assignee_filter(assignee: str, caller: Principal) -> tuple[str | None, bool]
     return assignee, False
 
 
-@router.get("/alerts", summary="The tenant's alerts, newest first, with each one's response time, sync "
-             "state with Partner Center and assignee")
+@router.get("/alerts", summary="The tenant's alerts, newest first (or the open ones, least time left first), "
+             "with each one's response time, sync state with Partner Center and assignee")
 async def list_alerts(
     tenant_id: str, caller: ReaderDep, pool: PoolDep, request: Request,
     status: Annotated[AlertStatus | None, Query(description="active | investigating | resolved")] = None,
@@ -128,11 +136,20 @@ async def list_alerts(
     assignee: Annotated[str | None, Query(max_length=320, description="Only the alerts assigned to this e-mail "
                                           "address (any case); `me`: to the calling key's user; `none`: to "
                                           "nobody.")] = None,
+    severity: Annotated[Severity | None, Query(description="Only the alerts of this severity.")] = None,
+    customer_tenant_id: Annotated[str | None, Query(alias="customerTenantId", max_length=256,
+                                                    description="Only the alerts of this customer tenant "
+                                                    "(exactly).")] = None,
+    orderby: Annotated[AlertOrder | None, Query(description="`timeLeft`: only the open alerts whose clock "
+                                                "counts (no partner response, not resolved, not a test), "
+                                                "the least time left before 24 hours first.")] = None,
 ) -> dict[str, Any]:
     assigned_to, unassigned = (None, False) if assignee is None else assignee_filter(assignee, caller)
     rows = await read_model.list_alerts(
         pool, tenant_id, status=status.value if status else None, responded=responded, top=top + 1, skip=skip,
-        after=position_of(skiptoken) if skiptoken else None, assignee=assigned_to, unassigned=unassigned)
+        after=position_of(skiptoken) if skiptoken else None, assignee=assigned_to, unassigned=unassigned,
+        severity=severity.value if severity else None, customer_tenant_id=customer_tenant_id,
+        least_time_left_first=orderby is AlertOrder.time_left)
     now = utcnow()
     body: dict[str, Any] = {"value": [_view(r, now) for r in rows[:top]]}
     if len(rows) > top:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from services.scoring import domain, store
 from services.scoring.cache import CachedTenant, ScoreCache
 from services.scoring.deps import CacheDep, CatalogueDep, KeeperDep, PoolDep, ReaderDep, SettingsDep
+from services.scoring.insights import insight_summary
 from shared.catalogue import Kind, State
 from shared.events import ComplianceStatus
 from shared.http import Problem
@@ -62,6 +63,9 @@ class SecurityRequirement(WireModel):
     observed_date_time: OptionalUtcDateTime = Field(None, description="When the status was observed.")
     source: str | None = Field(None, description="What observed it.")
     insights: dict[str, Any] = Field(default_factory=dict, description="Figures behind the status.")
+    insight_summary: str | None = Field(
+        None, description="The insights in one short sentence (e.g. \"3 of 4 admins have MFA\"); null when "
+        "there is nothing to say (no status yet, or insights of a requirement type this service does not know).")
     display_name: str = ""
     description: str = ""
 
@@ -144,6 +148,7 @@ def _requirement(view: domain.RequirementView) -> SecurityRequirement:
         observed_date_time=status.observed_at if status else None,
         source=status.source if status else None,
         insights=status.insights if status else {},
+        insight_summary=insight_summary(r.requirement_type, status.insights) if status else None,
         display_name=r.display_name,
         description=r.description,
     )

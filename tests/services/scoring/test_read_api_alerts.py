@@ -164,3 +164,64 @@ async def test_a_closed_unanswered_alert_is_listed_as_neither_open_nor_counted(r
     assert one["countsTowardResponseTime"] is False
     figures = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)).json()
     assert (figures["openCount"], figures["respondedCount"], figures["oldestOpenAgeHours"]) == (0, 0, None)
+
+
+async def test_severity_and_customer_filters(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC).replace(microsecond=0)
+    await known(db_pool, tenant_id, "h1", now - 3 * H, severity="high", customerTenantId="cust-a")
+    await known(db_pool, tenant_id, "l1", now - 2 * H, severity="low", customerTenantId="cust-a")
+    await known(db_pool, tenant_id, "h2", now - 1 * H, severity="high", customerTenantId="cust-b")
+
+    async def ids(query: str) -> list[str]:
+        response = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?{query}", headers=AUTH)
+        assert response.status_code == 200, response.text
+        return [a["id"] for a in response.json()["value"]]
+
+    assert await ids("severity=high") == ["h2", "h1"]
+    assert await ids("customerTenantId=cust-a") == ["l1", "h1"]
+    assert await ids("severity=high&customerTenantId=cust-a") == ["h1"]
+    assert await ids("customerTenantId=CUST-A") == []  # exact
+    assert await ids("severity=medium") == []
+    bad = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?severity=severe", headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.severity"
+
+
+async def test_time_left_and_the_open_alerts_least_time_left_first(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC).replace(microsecond=0)
+    await known(db_pool, tenant_id, "young", now - 2 * H)
+    await known(db_pool, tenant_id, "old", now - 23 * H)
+    await known(db_pool, tenant_id, "late", now - 30 * H)
+    await known(db_pool, tenant_id, "tie-b", now - 10 * H)
+    await known(db_pool, tenant_id, "tie-a", now - 10 * H)
+    await known(db_pool, tenant_id, "answered", now - 40 * H, responded_at=now - 39 * H, status="investigating")
+    await known(db_pool, tenant_id, "closed", now - 50 * H, status="resolved")  # closed unanswered
+    await known(db_pool, tenant_id, "test", now - 60 * H, is_test=True)  # no clock that counts
+
+    listed = {a["id"]: a for a in (await read_api.get(f"/v1/tenants/{tenant_id}/alerts",
+                                                      headers=AUTH)).json()["value"]}
+    assert 21.9 < listed["young"]["timeLeftHours"] <= 22.0
+    assert 0.9 < listed["old"]["timeLeftHours"] <= 1.0
+    assert -6.1 < listed["late"]["timeLeftHours"] <= -6.0  # past the 24 hours: negative
+    assert listed["answered"]["timeLeftHours"] is None and listed["closed"]["timeLeftHours"] is None
+    one = (await read_api.get(f"/v1/tenants/{tenant_id}/alerts/old", headers=AUTH)).json()
+    assert 0.9 < one["timeLeftHours"] <= 1.0
+
+    url = f"/v1/tenants/{tenant_id}/alerts?orderby=timeLeft&top=2"
+    pages, page = [], (await read_api.get(url, headers=AUTH)).json()
+    while True:
+        pages.append([a["id"] for a in page["value"]])
+        if "@odata.nextLink" not in page:
+            break
+        assert "orderby=timeLeft" in page["@odata.nextLink"]
+        page = (await read_api.get(page["@odata.nextLink"], headers=AUTH)).json()
+    # open alerts only, the clock started first (least time left) first; ties by id
+    assert pages == [["late", "old"], ["tie-a", "tie-b"], ["young"]]
+    # a newer open alert arriving between two pages does not shift them
+    first = (await read_api.get(url, headers=AUTH)).json()
+    await known(db_pool, tenant_id, "older-still", now - 35 * H)
+    second = (await read_api.get(first["@odata.nextLink"], headers=AUTH)).json()
+    assert [a["id"] for a in second["value"]] == ["tie-a", "tie-b"]
+    with_filter = (await read_api.get(f"{url}&severity=high&top=10", headers=AUTH)).json()["value"]
+    assert [a["id"] for a in with_filter] == ["older-still", "late", "old", "tie-a", "tie-b", "young"]
+    bad = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?orderby=severity", headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.orderby"

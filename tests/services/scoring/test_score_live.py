@@ -32,7 +32,7 @@ async def test_a_status_event_moves_score_requirements_and_history(
             "compliant",
             T0,
             source="admin-mfa-report",
-            insights={"admins": 3, "adminsWithMfa": 3},
+            insights={"totalAdmins": 3, "adminsWithMfa": 3},
         )
     )
     score = await wait_for_score(scoring, tenant_id, 37.5)  # 20 + 10 (no responded alert) of 80
@@ -51,7 +51,8 @@ async def test_a_status_event_moves_score_requirements_and_history(
         "maxScore": 20,
         "observedDateTime": "2026-11-27T06:00:00Z",
         "source": "admin-mfa-report",
-        "insights": {"admins": 3, "adminsWithMfa": 3},
+        "insights": {"totalAdmins": 3, "adminsWithMfa": 3},
+        "insightSummary": "3 of 3 admins have MFA",
         "updatedDateTime": None,
     }
     assert mfa["helpUrl"].startswith("https://learn.microsoft.com/")
@@ -60,7 +61,7 @@ async def test_a_status_event_moves_score_requirements_and_history(
         for r in requirements
         if r["requirementType"] not in ("mfaEnforcedForAdmins", "securityAlertsPromptlyResolved")
     ]
-    assert {(r["complianceStatus"], r["score"]) for r in others} == {("noncompliant", 0)}
+    assert {(r["complianceStatus"], r["score"], r["insightSummary"]) for r in others} == {("noncompliant", 0, None)}
 
     history = (await read_api(scoring, tenant_id, "/history")).json()["value"]
     assert [(h["score"], h["compliantRequirementsCount"], h["totalRequirementsCount"]) for h in history] == [
