@@ -27,7 +27,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.scoring import store, timeline, timeline_store
+from services.scoring import store, timeline, timeline_store, trend
 from shared.events import (
     AlertAssigned,
     AlertCreated,
@@ -311,6 +311,18 @@ async def window_aggregates(pool: asyncpg.Pool, tenant_id: str, now: datetime) -
 
 async def current_figures(pool: asyncpg.Pool, tenant_id: str, now: datetime) -> ResponseTimeFigures:
     return figures(await window_aggregates(pool, tenant_id, now), now)
+
+
+async def responses_after(pool: asyncpg.Pool, tenant_id: str, after: datetime) -> list[trend.Response]:
+    """The non-test first responses made strictly after ``after`` (GET /response-time/trend): one range
+    scan of ``alert_response_times_responded_window``, which holds the latency too. The read model
+    keeps every alert until its tenant is offboarded, so the windows of a trend's first days, up to
+    ``trend.MAX_DAYS`` + 30 days back, are whole."""
+    rows = await pool.fetch(
+        """SELECT responded_at, latency_us FROM alert_response_times
+           WHERE tenant_id = $1 AND NOT is_test AND responded_at IS NOT NULL AND responded_at > $2""",
+        tenant_id, after)
+    return [trend.Response(row["responded_at"], row["latency_us"]) for row in rows]
 
 
 # --- GET /deliveries ------------------------------------------------------------------------------

@@ -225,3 +225,35 @@ async def test_time_left_and_the_open_alerts_least_time_left_first(read_api, db_
     assert [a["id"] for a in with_filter] == ["older-still", "late", "old", "tie-a", "tie-b", "young"]
     bad = await read_api.get(f"/v1/tenants/{tenant_id}/alerts?orderby=severity", headers=AUTH)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.orderby"
+
+
+async def test_the_response_time_trend(read_api, db_pool, tenant_id):
+    now = datetime.now(UTC)
+    today = now.date()
+    # Answered 45 days ago: outside today's window, inside the windows of the trend's first days.
+    await known(db_pool, tenant_id, "long-ago", now - 45 * 24 * H - 6 * H, responded_at=now - 45 * 24 * H,
+                status="resolved")
+    await known(db_pool, tenant_id, "recent", now - 3 * H, responded_at=now - 1 * H, status="investigating")
+    await known(db_pool, tenant_id, "test", now - 30 * H, responded_at=now - 2 * H, is_test=True,
+                status="resolved")
+    await known(db_pool, tenant_id, "open", now - 5 * H)
+
+    response = await read_api.get(f"/v1/tenants/{tenant_id}/response-time/trend", headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["limitHours"], body["goalHours"], body["windowDays"]) == (24.0, 1.0, 30)
+    points = body["value"]
+    assert len(points) == 30 and points[-1]["date"] == today.isoformat()
+    assert points[0]["date"] == (today - timedelta(days=29)).isoformat()
+    assert set(points[0]) == {"date", "averageResponseTimeInHours", "respondedCount"}
+    assert (points[0]["averageResponseTimeInHours"], points[0]["respondedCount"]) == (6.0, 1)
+    assert (points[-1]["averageResponseTimeInHours"], points[-1]["respondedCount"]) == (2.0, 1)
+    now_figures = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time", headers=AUTH)).json()
+    assert now_figures["averageResponseTimeInHours"] == points[-1]["averageResponseTimeInHours"]
+
+    week = (await read_api.get(f"/v1/tenants/{tenant_id}/response-time/trend?days=7", headers=AUTH)).json()
+    assert [p["date"] for p in week["value"]] == [(today - timedelta(days=6 - i)).isoformat() for i in range(7)]
+    for days in (0, 91, "x"):
+        bad = await read_api.get(f"/v1/tenants/{tenant_id}/response-time/trend?days={days}", headers=AUTH)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.days"
+    assert (await read_api.get(f"/v1/tenants/{tenant_id}/response-time/trend")).status_code == 401
