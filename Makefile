@@ -51,6 +51,7 @@ test-unit: install ## only the tests that need no infrastructure
 	@$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
 bench: infra-up ## run the benchmarks, each beside its baseline in the same run
+	@bash infra/scripts/bench_tools.sh
 	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: install ## ruff, then the import contracts (a service imports no other; shared/ imports none)
