@@ -179,7 +179,8 @@ async def test_acknowledging_an_alert_from_the_page_stops_its_clock(system, tena
 
         # The open-alerts table follows, and the alert's page says it was answered and when.
         await expect(row).to_have_count(0, timeout=10_000)
-        await page.goto(f"{read}/dashboard#/alerts/ack-1")
+        # As the alert e-mail's link opens it.
+        await page.goto(f"{read}/dashboard?tenant={tenant_id}&alert=ack-1")
         await expect(page.locator("#alert-response")).to_contain_text("Responded")
         await expect(page.locator("#alert-status")).to_have_text("investigating")
     no_page_errors(page)
@@ -190,6 +191,13 @@ async def test_a_security_reader_sees_no_write_control(system, seeded, page):
     key = await new_key(system, seeded.tenant_id, "securityReader")
     await sign_in(page, read, seeded.tenant_id, key)
     await expect(page.locator("#role")).to_have_text("securityReader")
+    # Keyboard: the first Tab reaches the skip link, and the views are links reached and followed by keys.
+    await page.evaluate("document.activeElement.blur()")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.locator('nav a[data-view="alerts"]').focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("main h1")).to_have_text("Alerts")
 
     async def visible_controls() -> tuple[set[str], int]:
         names = set(await page.get_by_role("button").evaluate_all(
@@ -210,3 +218,20 @@ async def test_a_security_reader_sees_no_write_control(system, seeded, page):
     assert await page.get_by_role("button", name=WRITE_CONTROL).count() == 0
     await screenshot(page, "reader-alert")
     no_page_errors(page)
+
+
+async def test_the_page_serves_its_own_files_and_nothing_else(system):
+    read, write = system["scoring"].url, system["ingest"].url
+    async with httpx.AsyncClient(base_url=read, timeout=10) as http:
+        page = await http.get("/dashboard")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and f"connect-src 'self' {write}" in policy, policy
+        module = await http.get("/dashboard/assets/views/overview.js")
+        assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
+        assert (await http.get("/dashboard/config.json")).json() == {"writeApiUrl": write}
+        for outside in ("/dashboard/assets/%2e%2e/app.py", "/dashboard/assets/..%2f..%2fshared%2fsettings.py",
+                        "/dashboard/assets/missing.js"):
+            refused = await http.get(outside)
+            assert refused.status_code == 404, (outside, refused.status_code)
+            assert refused.headers["content-type"] == "application/problem+json"
