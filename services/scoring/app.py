@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.scoring import (
     routes_alerts,
+    routes_changes,
     routes_customers,
     routes_dashboard,
     routes_deliveries,
@@ -19,6 +20,7 @@ from services.scoring import (
     routes_timeline,
 )
 from services.scoring.cache import ScoreCache, connect_redis
+from services.scoring.changes import Changes
 from services.scoring.config import get_settings
 from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
@@ -68,17 +70,20 @@ def create_app() -> FastAPI:
         app.state.catalogue = catalogue
         app.state.keys = KeyStore(settings.operator_api_key.get_secret_value(), app.state.pool)
         app.state.cache = ScoreCache(app.state.redis, settings.redis_key_prefix)
+        app.state.changes = Changes(app.state.redis, settings.redis_key_prefix)
         app.state.keeper = keeper = ScoreKeeper(
             app.state.pool,
             app.state.cache,
             catalogue,
             check_seconds=settings.cache_check_seconds,
             activation_check_max_seconds=settings.activation_check_max_seconds,
+            changes=app.state.changes,
         )
         broker.context.set_global("pool", app.state.pool)
         broker.context.set_global("redis", app.state.redis)
         broker.context.set_global("settings", settings)
         broker.context.set_global("keeper", keeper)
+        broker.context.set_global("changes", app.state.changes)
         await broker.start()
         await relay.start()
         keeper.start()
@@ -105,6 +110,6 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     for module in (routes_me, routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
-                   routes_deliveries, routes_dashboard):
+                   routes_deliveries, routes_changes, routes_dashboard):
         app.include_router(module.router)
     return app

@@ -44,6 +44,11 @@ class Settings(CommonSettings):
         description="Longest sleep of the timer that records preview requirements becoming active.",
     )
 
+    changes_ping_seconds: float = Field(
+        15.0, gt=0, description="How often an open `GET /changes` stream sends a keep-alive comment (so proxies "
+        "keep an idle stream open).",
+    )
+
 
 def get_settings() -> Settings:
     return load_settings(Settings)

@@ -16,6 +16,7 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 
 from services.scoring import offboarding, read_model
+from services.scoring.changes import ChangeKind, Changes
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from shared.events import (
@@ -35,6 +36,15 @@ from shared.events import (
 from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
+
+
+async def told(applied: bool, event: Any, changes: Changes, kind: ChangeKind, alert_id: str | None = None) -> None:
+    """After an event's change is committed, tell the tenant's open streams (``changes.py``); an event
+    applied before (or dropped: an offboarded tenant's) changed nothing and tells nothing."""
+    if applied:
+        await changes.publish(event.tenant_id, kind, alert_id)
+    else:
+        log.debug("event %s already applied", event.event_id)
 
 
 def build_router(settings: Settings) -> KafkaRouter:
@@ -87,51 +97,58 @@ def build_router(settings: Settings) -> KafkaRouter:
             log.debug("event %s already applied", event.event_id)
 
     @response_times(filter=event_type_is("alert-response-time-changed"))
-    async def on_alert_response_time_changed(event: AlertResponseTimeChanged, pool=Context("pool")) -> None:
+    async def on_alert_response_time_changed(event: AlertResponseTimeChanged, pool=Context("pool"),
+                                             changes: Changes = Context("changes")) -> None:
         if (event.responded_date_time is None) != (event.latency_us is None):
             raise PoisonEvent("respondedDateTime and latencyUs must both be set or both be null")
-        if not await read_model.apply_alert_response_time(pool, event):
-            log.debug("event %s already applied", event.event_id)
+        await told(await read_model.apply_alert_response_time(pool, event), event, changes, ChangeKind.alert,
+                   event.alert_id)
 
     @deliveries(filter=event_type_is("delivery-changed"))
-    async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool")) -> None:
-        if not await read_model.apply_delivery(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool"),
+                                  changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_delivery(pool, event), event, changes, ChangeKind.delivery,
+                   event.delivery.alert_id)
 
     @customers(filter=event_type_is("customer-mfa-observed"))
-    async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool")) -> None:
-        if not await read_model.apply_customer_mfa(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool"),
+                                       changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_customer_mfa(pool, event), event, changes, ChangeKind.customer_mfa)
 
     @customers(filter=event_type_is("customer-mfa-removed"))
-    async def on_customer_mfa_removed(event: CustomerMfaRemoved, pool=Context("pool")) -> None:
-        if not await read_model.apply_customer_mfa_removed(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_customer_mfa_removed(event: CustomerMfaRemoved, pool=Context("pool"),
+                                      changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_customer_mfa_removed(pool, event), event, changes,
+                   ChangeKind.customer_mfa)
 
     @syncs(filter=event_type_is("alert-sync-changed"))
-    async def on_alert_sync_changed(event: AlertSyncChanged, pool=Context("pool")) -> None:
-        if not await read_model.apply_alert_sync(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_alert_sync_changed(event: AlertSyncChanged, pool=Context("pool"),
+                                    changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_alert_sync(pool, event), event, changes, ChangeKind.alert, event.alert_id)
 
     @alerts(filter=event_type_is("alert-created"))
-    async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
-        if not await read_model.apply_alert_created(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_alert_created(event: AlertCreated, pool=Context("pool"),
+                               changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_alert_created(pool, event), event, changes, ChangeKind.alert,
+                   event.alert.id)
 
     @alerts(filter=event_type_is("alert-updated"))
-    async def on_alert_updated(event: AlertUpdated, pool=Context("pool")) -> None:
-        if not await read_model.apply_alert_updated(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_alert_updated(event: AlertUpdated, pool=Context("pool"),
+                               changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_alert_updated(pool, event), event, changes, ChangeKind.alert,
+                   event.alert_id)
 
     @triage(filter=event_type_is("alert-assigned"))
-    async def on_alert_assigned(event: AlertAssigned, pool=Context("pool")) -> None:
-        if not await read_model.apply_alert_assigned(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_alert_assigned(event: AlertAssigned, pool=Context("pool"),
+                                changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_alert_assigned(pool, event), event, changes, ChangeKind.alert,
+                   event.alert_id)
 
     @triage(filter=event_type_is("alert-note-added"))
-    async def on_alert_note_added(event: AlertNoteAdded, pool=Context("pool")) -> None:
-        if not await read_model.apply_alert_note_added(pool, event):
-            log.debug("event %s already applied", event.event_id)
+    async def on_alert_note_added(event: AlertNoteAdded, pool=Context("pool"),
+                                  changes: Changes = Context("changes")) -> None:
+        await told(await read_model.apply_alert_note_added(pool, event), event, changes, ChangeKind.alert,
+                   event.alert_id)
 
     @tenants(filter=event_type_is("tenant-offboarded"))
     async def on_tenant_offboarded(event: TenantOffboarded, pool=Context("pool"),

@@ -20,6 +20,7 @@ import asyncpg
 
 from services.scoring import domain, store
 from services.scoring.cache import ScoreCache
+from services.scoring.changes import ChangeKind, Changes
 from shared.catalogue import Catalogue
 from shared.events import RequirementStatusObserved
 from shared.wire import utcnow
@@ -37,8 +38,10 @@ class ScoreKeeper:
         check_seconds: float = 1.0,
         activation_check_max_seconds: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
+        changes: Changes | None = None,
     ) -> None:
         self.pool = pool
+        self.changes = changes  # None: nobody is told (tests of the keeper alone)
         self.cache = cache
         self.catalogue = catalogue
         self.check_seconds = check_seconds
@@ -60,7 +63,14 @@ class ScoreKeeper:
         applied = await store.apply_observation(self.pool, self.catalogue, event, self.clock())
         # Also on a redelivery: the previous attempt may have stopped after its commit.
         await self.sync_tenant(event.tenant_id)
+        if applied.claimed and (applied.superseded or applied.score_changed):
+            await self._tell(event.tenant_id)
         return applied
+
+    async def _tell(self, tenant_id: str) -> None:
+        """The tenant's streams: its score or a requirement's status changed (committed and in Redis)."""
+        if self.changes is not None:
+            await self.changes.publish(tenant_id, ChangeKind.score)
 
     async def sync_tenant(self, tenant_id: str) -> None:
         await self._merge(await store.snapshots(self.pool, [tenant_id]))
@@ -84,6 +94,7 @@ class ScoreKeeper:
                 if await store.rescore(self.pool, self.catalogue, tenant_id, now):
                     changed += 1
                     await self.sync_tenant(tenant_id)
+                    await self._tell(tenant_id)
         return changed
 
     async def _activation_timer(self) -> None:

@@ -88,6 +88,7 @@ async def test_alert_response_times_show_on_alerts_and_the_figures_are_the_respo
         "respondedBy": "ana@partner.example",
         "latencyHours": 2.0,
         "openAgeHours": None,
+        "timeLeftHours": None,  # answered
         "countsTowardResponseTime": True,
         "partnerCenterSync": None,  # it did not come from Partner Center (test_alert_sync.py)
         "assignedTo": None,
@@ -95,8 +96,10 @@ async def test_alert_response_times_show_on_alerts_and_the_figures_are_the_respo
     }
     still_open = next(a for a in listed["value"] if a["id"] == "open")
     assert still_open["latencyHours"] is None and 5.0 <= still_open["openAgeHours"] < 6.0
+    assert abs(still_open["timeLeftHours"] - (24.0 - still_open["openAgeHours"])) < 1e-6
     unanswered = next(a for a in listed["value"] if a["id"] == "closed-unanswered")
-    assert (unanswered["openAgeHours"], unanswered["countsTowardResponseTime"]) == (None, False)
+    assert (unanswered["openAgeHours"], unanswered["countsTowardResponseTime"], unanswered["timeLeftHours"]) == (
+        None, False, None)
     assert next(a for a in listed["value"] if a["id"] == "test")["countsTowardResponseTime"] is False
     answered = await body_of(scoring, tenant_id, "/alerts", responded="true", status="resolved")
     assert [a["id"] for a in answered["value"]] == ["fast", "long-ago"]

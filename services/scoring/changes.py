@@ -1,0 +1,90 @@
+"""What changed for a tenant, told through Redis pub/sub to every read API process's open streams
+(``GET /changes``, ``routes_changes.py``), whichever process applied the change.
+
+A handler or the keeper publishes after the change is committed (and, for the score, merged into the
+Redis cache), so a client that reads on a change reads it. A change is a hint to read again, not
+data: publishing is best effort. Redis failing to take it is logged and the handler goes on (the
+change itself is committed; a client that misses the hint sees the change on its next read or
+reconnection). An event applied before (a redelivery) publishes nothing: it changed nothing.
+
+Redis pub/sub channels are global to the server, across its databases, so a channel's name starts
+with the service's key prefix (``REDIS_KEY_PREFIX``): two deployments on one Redis hear only their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+log = logging.getLogger(__name__)
+
+# Most seconds a subscription's clean-up may take (it runs shielded from the stream's cancellation).
+_CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class ChangeKind(StrEnum):
+    score = "score"  # the score or a requirement's status (a preview requirement activating included)
+    alert = "alert"  # an alert created or updated, its response time, its sync, its triage
+    delivery = "delivery"
+    customer_mfa = "customer-mfa"
+
+
+class Changes:
+    """Publish a tenant's changes, and subscribe to them."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    def channel(self, tenant_id: str) -> str:
+        return f"{self.prefix}changes:{tenant_id}"
+
+    async def publish(self, tenant_id: str, kind: ChangeKind, alert_id: str | None = None) -> None:
+        """Tell the tenant's streams; never raises (see the module's text)."""
+        change: dict[str, Any] = {"kind": kind.value}
+        if alert_id is not None:
+            change["alertId"] = alert_id
+        try:
+            await self.redis.publish(self.channel(tenant_id), json.dumps(change))
+        except Exception as exc:  # noqa: BLE001 - a hint lost must never fail the handler that committed
+            log.warning("could not publish the %s change of tenant %s: %s: %s", kind.value, tenant_id,
+                        type(exc).__name__, exc)
+
+    async def subscribe(self, tenant_id: str) -> Subscription:
+        """Subscribed once this returns: every change published from then on is in it. Close it."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel(tenant_id))
+        except BaseException:
+            await _close(pubsub)
+            raise
+        return Subscription(pubsub)
+
+
+class Subscription:
+    """One tenant's changes as they are published (JSON objects), until closed."""
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        async for message in self._pubsub.listen():
+            if message.get("type") == "message":
+                yield json.loads(message["data"])
+
+    async def close(self) -> None:
+        """Unsubscribe and give the connection back; idempotent, and safe while being cancelled."""
+        await _close(self._pubsub)
+
+
+async def _close(pubsub: PubSub) -> None:
+    with anyio.move_on_after(_CLOSE_TIMEOUT_SECONDS, shield=True), contextlib.suppress(Exception):
+        await pubsub.aclose()
