@@ -22,6 +22,7 @@ class Seeded:
     urgent_alert: str  # open for 22 hours: 2 hours left
     fresh_alert: str  # open for 40 minutes
     dead_delivery: str
+    partner_center_alert: str  # polled from Partner Center (the Graph emulator), resolved and written back
 
 
 def ago(**delta: float) -> str:
@@ -49,10 +50,10 @@ async def requirement_status(http: httpx.AsyncClient, read_url: str, tenant_id: 
     return {r["requirementType"]: r["complianceStatus"] for r in answer.json()["value"]}.get(requirement)
 
 
-async def seed(system, test_env: dict[str, str], tenant_id: str) -> Seeded:
+async def seed(system, test_env: dict[str, str], tenant_id: str, graph_emulator) -> Seeded:
     write, read = system["ingest"].url, system["scoring"].url
     base = f"/v1/tenants/{tenant_id}"
-    seeded = Seeded(tenant_id, "urgent-1", "fresh-1", str(uuid.uuid4()))
+    seeded = Seeded(tenant_id, "urgent-1", "fresh-1", str(uuid.uuid4()), f"pc-{uuid.uuid4().hex[:8]}")
     async with httpx.AsyncClient(timeout=15) as http:
         contact = await http.put(f"{write}{base}/security-contact", headers=AUTH, json={
             "name": "Security team", "email": "soc@partner.example", "phone": "+44 20 7946 0000"})
@@ -73,6 +74,21 @@ async def seed(system, test_env: dict[str, str], tenant_id: str) -> Seeded:
                                     json={"status": "resolved", "resolvedReason": "legitimate"})
         assert answered.status_code == 202, answered.text
 
+        # A Graph connection, and an alert that came through it, answered here and written back.
+        directory_id, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), f"secret~{uuid.uuid4().hex}"
+        graph_emulator.register_app(directory_id, client_id, secret=secret)
+        connected = await http.put(f"{write}{base}/connections/graph", headers=AUTH, json={
+            "directoryId": directory_id, "clientId": client_id, "clientSecret": secret})
+        assert connected.status_code == 201, connected.text
+        graph_emulator.add_alert(directory_id, id=seeded.partner_center_alert, severity="low",
+                                 customerTenantId="contoso-customer",
+                                 detectedDateTime=datetime.now(UTC) - timedelta(hours=3))
+        await eventually(lambda: http.get(f"{read}{base}/alerts/{seeded.partner_center_alert}", headers=AUTH),
+                         lambda answer: answer.status_code == 200, what="the Partner Center alert on the read API")
+        resolved = await http.patch(f"{write}{base}/alerts/{seeded.partner_center_alert}", headers=AUTH,
+                                    json={"status": "resolved", "resolvedReason": "legitimate"})
+        assert resolved.status_code == 202, resolved.text
+
         # A notification the notifier gave up on, as the notifier tells of it.
         now = datetime.now(UTC)
         dead = DeliveryChanged(tenant_id=tenant_id, occurred_date_time=now, delivery=DeliveryView(
@@ -90,8 +106,10 @@ async def seed(system, test_env: dict[str, str], tenant_id: str) -> Seeded:
             dead_ones = (await http.get(f"{read}{base}/deliveries?state=dead", headers=AUTH)).json().get("value", [])
             customers = (await http.get(f"{read}{base}/customers/mfa", headers=AUTH)).json().get("value", [])
             contact_status = await requirement_status(http, read, tenant_id, "securityContactProvided")
-            return (len(alerts) == 3 and len(responded) == 1 and len(dead_ones) == 1 and len(customers) == 2
-                    and contact_status == "compliant")
+            synced = [a for a in alerts if (a.get("partnerCenterSync") or {}).get("state") == "synced"
+                      and a.get("respondedDateTime")]
+            return (len(alerts) == 4 and len(responded) == 2 and len(synced) == 1 and len(dead_ones) == 1
+                    and len(customers) == 2 and contact_status == "compliant")
 
         await eventually(settled, interval=0.3, what="the seeded tenant on the read API")
     return seeded

@@ -50,7 +50,7 @@ function context(target) {
     main, params: target.params, query: target.query, announce, showError,
     navigate(hash) { if (location.hash === hash) renderView(); else location.hash = hash; },
     /** Refresh the view on screen now (after a write, not waiting for the live event). */
-    refresh() { return current?.view?.refresh?.(new Set(["*"])); },
+    refresh() { return refreshView(); },
   };
 }
 
@@ -76,12 +76,33 @@ async function renderView({ focus = true } = {}) {
   }
 }
 
-function onLiveChange(kinds) {
+/**
+ * Refresh the view on screen, one refresh at a time: a change arriving meanwhile refreshes once more
+ * after it, so an older answer never lands over a newer one.
+ */
+let refreshing = null;
+let refreshAgain = false;
+async function refreshView() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
   const view = current?.view;
   if (!view?.refresh) return;
-  if (kinds.has("*") || (view.kinds || []).some((kind) => kinds.has(kind))) {
-    view.refresh(kinds).catch((error) => showError(error));
+  refreshing = view.refresh().catch((error) => showError(error));
+  try {
+    await refreshing;
+  } finally {
+    refreshing = null;
   }
+  const again = refreshAgain;
+  refreshAgain = false;
+  if (again && current?.view === view) await refreshView();
+}
+
+function onLiveChange(kinds) {
+  const view = current?.view;
+  if (view && (kinds.has("*") || (view.kinds || []).some((kind) => kinds.has(kind)))) refreshView();
 }
 
 function onLiveState(state) {
@@ -91,7 +112,9 @@ function onLiveState(state) {
                                  polling: "refreshing every 30 s", stopped: "offline" }[state] || state;
 }
 
-function signedIn() {
+/** Show the views; `focus`: move the keyboard to the view's heading (not on a fresh page load, where
+ *  the first Tab should reach the skip link). */
+function signedIn({ focus = true } = {}) {
   const me = session.me;
   $("who").hidden = false;
   $("who").replaceChildren(h("span", {}, me.userId || "operator"), " · ", h("span", { id: "role" }, me.role || "role unknown"),
@@ -101,7 +124,7 @@ function signedIn() {
   $("nav").hidden = false;
   stopListening?.();
   stopListening = listen({ onChange: onLiveChange, onState: onLiveState });
-  renderView();
+  renderView({ focus });
 }
 
 function signOut(message = "") {
@@ -172,12 +195,12 @@ async function start() {
     localStorage.setItem("csp-dashboard:tenant", linkedTenant);
   }
   $("sign-out").addEventListener("click", () => signOut("Signed out."));
-  window.addEventListener("hashchange", () => renderView());
+  window.addEventListener("hashchange", () => renderView({ focus: true }));
   await loadConfig();
   if (session.tenant && session.key) {
     try {
       session.me = await whoAmI();
-      signedIn();
+      signedIn({ focus: false });
       return;
     } catch (error) {
       return signOut(error.status === 401 ? "Your key is no longer accepted: sign in again." : error.message);
