@@ -23,7 +23,7 @@ from shared.auth import Role, create_key
 from shared.events import AlertCreated, Topic
 from tests.conftest import AUTH
 from tests.services.scoring.conftest import isolated_env, status_event
-from tests.services.scoring.read_model_events import alert_response_time
+from tests.services.scoring.read_model_events import alert_response_time, customer_mfa, delivery_changed
 from tests.support.polling import eventually
 
 # A change is visible within a second of its event's commit; the rest is slack for a busy machine.
@@ -115,6 +115,11 @@ async def test_ready_then_a_change_of_the_score_and_of_an_alert(scoring, reader,
         assert change == {"kind": "alert", "alertId": "a-2"}
         applied = await committed_at(db_pool, created.event_id, "scoring-read-model")
         assert arrived - applied < VISIBLE_WITHIN_SECONDS
+
+        await send_event(Topic.deliveries, delivery_changed(tenant_id, uuid.uuid4(), now, alert_id="a-2"))
+        assert (await changes.next_change())[0] == {"kind": "delivery", "alertId": "a-2"}
+        await send_event(Topic.customer_mfa, customer_mfa(tenant_id, "c-1", "Fabrikam", now))
+        assert (await changes.next_change())[0] == {"kind": "customer-mfa"}
 
 
 async def test_a_change_redis_does_not_take_is_logged_and_never_raises(caplog):
