@@ -1,4 +1,6 @@
-"""Runs every benchmark module in ``bench/`` (or those named): ``python -m bench [name ...]``.
+"""Runs benchmark modules of ``bench/``: ``python -m bench`` runs ``system`` (the whole system under load,
+beside its baselines, about five minutes; writes docs/benchmarks.md); ``python -m bench name ...`` those
+named; ``python -m bench all`` every one.
 
 A benchmark module defines ``async def main() -> None`` that measures its subject and its
 baseline in the same run and prints both with their ratio. Timings on a shared machine are noisy:
@@ -16,12 +18,13 @@ import time
 import bench
 
 SKIP = {"support", "__main__"}
+DEFAULT = ["system"]
 
 
 def main() -> None:
-    wanted = sys.argv[1:]
-    names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name not in SKIP)
-    if wanted:
+    wanted = sys.argv[1:] or DEFAULT
+    names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name not in SKIP and not m.ispkg)
+    if wanted != ["all"]:
         unknown = set(wanted) - set(names)
         if unknown:
             sys.exit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(names)}")

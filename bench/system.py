@@ -1,0 +1,325 @@
+"""The whole system under load, each figure beside its baseline in the same run (issue #15's table);
+writes the table, with the machine's details, to ``docs/benchmarks.md``.
+
+The stack of ``bench/tools/stack.py`` (the four services as processes, as `make run` starts them, on a
+database, topics and Redis keys of this run), then, one phase after another:
+
+0. the CPU each process spends with no load;
+1. ``GET /security-score`` on the read API with wrk (closed loop) beside a bare endpoint reading one
+   Redis key;
+2. write → visible on the read API, one alert at a time (the idle baseline);
+3. write → visible at a steady rate (open loop) while the pipeline carries it: p50 / p99;
+4. single-alert ``POST /alerts`` on the write API with wrk beside a bare endpoint awaiting one Kafka
+   acknowledgement; then until every consumer group has drained: CPU per 1,000 alerts, single posts;
+5. the full pipeline: alerts in lists of 100 through the write API until every consumer group
+   (response-time, scoring, notifier, ingest) has drained (lag 0) and every outbox is empty:
+   alerts/s, and CPU per 1,000 alerts, lists of 100;
+6. memory of each service (now and its peak) from /proc.
+
+Each wait is bounded; a phase that did not finish reports what it reached. Sizes (environment):
+``BENCH_WRK_SECONDS`` (10), ``BENCH_PIPELINE_ALERTS`` (20000), ``BENCH_RATE`` (200 alerts/s),
+``BENCH_RATE_SECONDS`` (20), ``BENCH_IDLE_SAMPLES`` (40), ``BENCH_DRAIN_SECONDS`` (150, the pipeline's
+wait), ``BENCH_SETTLE_SECONDS`` (60, the other phases' wait for draining);
+``BENCH_REPORT`` (docs/benchmarks.md; empty: no file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.support import percentile
+from bench.tools import machine
+from bench.tools.lag import Drain, GroupLag, wait_drained
+from bench.tools.procstat import Watched, cpu_snapshot
+from bench.tools.stack import CONSUMER_GROUPS, KEY, REPO, Stack
+from bench.tools.visibility import Visibility, one_at_a_time, open_loop
+from bench.tools.wrk import GET_WITH_KEY, POST_ALERT, WrkResult, run_wrk
+
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
+PIPELINE_ALERTS = int(os.environ.get("BENCH_PIPELINE_ALERTS", "20000"))
+LIST_SIZE = 100
+PIPELINE_SENDERS = 4
+RATE = float(os.environ.get("BENCH_RATE", "200"))
+RATE_SECONDS = float(os.environ.get("BENCH_RATE_SECONDS", "20"))
+IDLE_SAMPLES = int(os.environ.get("BENCH_IDLE_SAMPLES", "40"))
+DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "150"))
+SETTLE_SECONDS = float(os.environ.get("BENCH_SETTLE_SECONDS", "60"))
+REPORT = os.environ.get("BENCH_REPORT", "docs/benchmarks.md")
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+_started = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"  [{time.monotonic() - _started:6.1f} s] {text}", flush=True)
+
+
+def _alert(alert_id: str) -> dict:
+    return {"id": alert_id, "displayName": "Unusual sign-in", "severity": "high", "status": "active",
+            "detectedDateTime": "2026-11-27T08:00:00+01:00", "isTest": "false", "customerTenantId": "c1",
+            "affectedResources": [{"resourceId": "vm-1", "resourceType": "virtualMachine"}]}
+
+
+def _per_thousand(before: dict[str, float], after: dict[str, float], alerts: int) -> dict[str, float]:
+    return {name: (after[name] - before[name]) * 1000 / alerts if alerts else float("nan") for name in after}
+
+
+async def _visible_count(stack: Stack, tenant: str) -> int:
+    return await stack.pool.fetchval("SELECT count(*) FROM scoring.alert_response_times WHERE tenant_id = $1",
+                                     tenant)
+
+
+async def _idle_cpu(watched: list[Watched], seconds: float = 5) -> dict[str, float]:
+    """CPU seconds per second each process spends with no load (timers, polls, heartbeats): part of every
+    CPU figure per 1,000 alerts below, in proportion to the phase's length."""
+    say(f"CPU while idle: {seconds:.0f} s with no load")
+    before = cpu_snapshot(watched)
+    await asyncio.sleep(seconds)
+    after = cpu_snapshot(watched)
+    return {name: (after[name] - before[name]) / seconds for name in after}
+
+
+async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> tuple[WrkResult, WrkResult]:
+    tenant = f"bench-read-{uuid.uuid4().hex[:6]}"
+    url = f"{stack.services['scoring'].url}/v1/tenants/{tenant}/security-score"
+    deadline = time.monotonic() + 60
+    while (response := await client.get(url, headers=AUTH)).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"GET /security-score: {response.status_code} {response.text[:300]}")
+        await asyncio.sleep(0.5)
+    # The baseline answers the same body from one Redis key.
+    await stack.redis.set(stack.baseline_key, response.content)
+    say(f"GET /security-score: bare endpoint reading one Redis key, wrk {WRK_SECONDS} s, 32 connections")
+    bare = await run_wrk("bare GET (one Redis key)", f"{stack.baselines['bare GET'].url}/v1/tenants/{tenant}/"
+                         "security-score", GET_WITH_KEY, [KEY], WRK_SECONDS)
+    say(bare.line().strip())
+    say(f"GET /security-score: read API, wrk {WRK_SECONDS} s, 32 connections")
+    real = await run_wrk("read API GET /security-score", url, GET_WITH_KEY, [KEY], WRK_SECONDS)
+    say(real.line().strip())
+    return real, bare
+
+
+async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> dict:
+    tenant = f"bench-post-{uuid.uuid4().hex[:6]}"
+    tag = uuid.uuid4().hex[:8]
+    say(f"POST /alerts, single alerts: bare endpoint awaiting one Kafka ack, wrk {WRK_SECONDS} s, 32 connections")
+    bare_process = stack.baselines["bare POST"].watched()
+    bare_cpu = bare_process.cpu()
+    bare = await run_wrk("bare POST (one Kafka ack)", stack.baselines["bare POST"].url, POST_ALERT,
+                         [tenant, KEY, f"bare-{tag}"], WRK_SECONDS)
+    bare_cpu = (bare_process.cpu() - bare_cpu) * 1000 / bare.ok
+    say(bare.line().strip())
+    say(f"POST /alerts, single alerts: write API, wrk {WRK_SECONDS} s, 32 connections")
+    before = cpu_snapshot(watched)
+    real = await run_wrk("write API POST /alerts (single)", stack.services["ingest"].url, POST_ALERT,
+                         [tenant, KEY, tag], WRK_SECONDS)
+    ingest_cpu = (cpu_snapshot(watched)["ingest"] - before["ingest"]) * 1000 / real.ok
+    say(real.line().strip())
+    say(f"CPU per 1,000 requests while wrk ran: bare endpoint {bare_cpu:.2f} s, write API {ingest_cpu:.2f} s")
+    say(f"waiting until the {real.ok} alerts have gone through every consumer group (at most {SETTLE_SECONDS:.0f} s)")
+    drain = await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say)
+    after = cpu_snapshot(watched)
+    visible = await _visible_count(stack, tenant)
+    say(f"{'drained' if drain.drained else 'NOT drained'} after {drain.seconds:.1f} s; "
+        f"{visible} of {real.ok} accepted alerts on the read API")
+    return {"real": real, "bare": bare, "drain": drain, "cpu": _per_thousand(before, after, real.ok),
+            "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu)}
+
+
+async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], client: httpx.AsyncClient) -> dict:
+    tenant = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
+    tag = uuid.uuid4().hex[:8]
+    requests = PIPELINE_ALERTS // LIST_SIZE
+    bodies = iter(range(requests))
+    url = f"{stack.services['ingest'].url}/v1/tenants/{tenant}/alerts"
+    accepted = 0
+
+    async def sender() -> None:
+        nonlocal accepted
+        for n in bodies:
+            body = {"value": [_alert(f"{tag}-{n}-{i}") for i in range(LIST_SIZE)]}
+            response = await client.post(url, json=body, headers=AUTH)
+            if response.status_code != 202:
+                raise RuntimeError(f"pipeline POST: {response.status_code} {response.text[:300]}")
+            accepted += response.json()["accepted"]
+
+    say(f"full pipeline: {PIPELINE_ALERTS} alerts in lists of {LIST_SIZE}, {PIPELINE_SENDERS} concurrent senders")
+    before = cpu_snapshot(watched)
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(PIPELINE_SENDERS)))
+    posted_seconds = time.perf_counter() - started
+    say(f"{accepted} alerts accepted in {posted_seconds:.1f} s ({accepted / posted_seconds:.0f}/s); "
+        f"waiting until every consumer group has drained (at most {DRAIN_SECONDS:.0f} s)")
+    drain = await wait_drained(lag, stack.outbox_waiting, DRAIN_SECONDS, say)
+    seconds = time.perf_counter() - started
+    after = cpu_snapshot(watched)
+    visible = await _visible_count(stack, tenant)
+    say(f"{'drained' if drain.drained else 'NOT drained'} {seconds:.1f} s after the first post: "
+        f"{accepted / seconds:.0f} alerts/s; {visible} of {accepted} alerts on the read API")
+    return {"accepted": accepted, "posted_seconds": posted_seconds, "seconds": seconds, "drain": drain,
+            "cpu": _per_thousand(before, after, accepted), "visible": visible}
+
+
+def _probe(stack: Stack, client: httpx.AsyncClient) -> Visibility:
+    return Visibility(stack.pool, client, stack.services["ingest"].url, stack.services["scoring"].url,
+                      f"bench-visible-{uuid.uuid4().hex[:6]}", AUTH)
+
+
+def _visibility_line(name: str, probe: Visibility) -> None:
+    samples = list(probe.visible_ms.values())
+    say(f"{name}: {len(samples)} visible, {probe.pending} not visible, {probe.post_errors} POST errors; "
+        f"p50 {percentile(samples, 50):.1f} ms, p99 {percentile(samples, 99):.1f} ms")
+
+
+async def _idle_visibility(stack: Stack, client: httpx.AsyncClient) -> Visibility:
+    probe = _probe(stack, client)
+    say(f"write → visible, idle: {IDLE_SAMPLES} alerts one at a time")
+    watcher = asyncio.create_task(probe.watch())
+    try:
+        await one_at_a_time(probe, IDLE_SAMPLES, uuid.uuid4().hex[:8])
+    finally:
+        watcher.cancel()
+    _visibility_line("idle", probe)
+    return probe
+
+
+async def _steady_visibility(stack: Stack, client: httpx.AsyncClient, lag: GroupLag) -> dict:
+    probe = _probe(stack, client)
+    say(f"write → visible at a steady {RATE:.0f} alerts/s for {RATE_SECONDS:.0f} s (open loop)")
+    watcher = asyncio.create_task(probe.watch())
+    own_before = time.process_time()
+    try:
+        steady = await open_loop(probe, RATE, RATE_SECONDS, uuid.uuid4().hex[:8])
+        say(f"sent {steady.sent} at {steady.offered_rate:.0f}/s (the generator late by {steady.late_p99_ms:.1f} ms "
+            f"at p99); waiting until all are visible (at most {SETTLE_SECONDS:.0f} s)")
+        await probe.until_visible(SETTLE_SECONDS)
+    finally:
+        watcher.cancel()
+    generator_cpu = time.process_time() - own_before
+    _visibility_line("steady", probe)
+    drain = await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say)
+    say(f"{'drained' if drain.drained else 'NOT drained'} {drain.seconds:.1f} s after the last was visible")
+    return {"probe": probe, "steady": steady, "generator_cpu": generator_cpu, "drain": drain}
+
+
+async def main() -> None:
+    global _started
+    _started = time.monotonic()
+    details = await machine.describe()
+    say("starting the stack (four services as processes, two baselines) on a database, topics and Redis "
+        "keys of this run")
+    async with Stack() as stack:
+        say(f"ready: run {stack.run}; logs in {stack.logs.relative_to(REPO)}")
+        details.update(await machine.describe_stack(stack))
+        watched = stack.watched()
+        async with GroupLag(stack.bootstrap, stack.topic_prefix, CONSUMER_GROUPS) as lag, \
+                httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=256)) as client:
+            members = await lag.members()
+            say("consumer groups: " + ", ".join(f"{g} {n} member(s)" for g, n in members.items()))
+            idle_cpu = await _idle_cpu(watched)
+            read_real, read_bare = await _read_phase(stack, client)
+            idle = await _idle_visibility(stack, client)
+            # Each phase waits (bounded) until the last has drained; the pipeline, the longest, goes last.
+            steady = await _steady_visibility(stack, client, lag)
+            post = await _post_phase(stack, lag, watched)
+            pipeline = await _pipeline_phase(stack, lag, watched, client)
+        memory = {w.name: w.memory() for w in watched if w.whole_session}
+        for name, used in memory.items():
+            say(f"memory {name}: RSS {used.rss_mb:.0f} MB now, {used.peak_rss_mb:.0f} MB at its peak")
+    details["load after"] = machine.loadavg()
+    figures = {"read": (read_real, read_bare), "post": post, "pipeline": pipeline,
+               "idle": idle, "steady": steady, "memory": memory,
+               "idle_cpu": idle_cpu}
+    table, notes = report_table(figures), report_notes(figures)
+    print("\n" + table + "\n\n" + notes + "\n", flush=True)
+    if REPORT:
+        path = REPO / REPORT
+        path.write_text(machine.document(table, notes, details, sizes()), encoding="utf-8")
+        say(f"written to {Path(REPORT)}")
+
+
+def sizes() -> str:
+    return (f"wrk {WRK_SECONDS} s per endpoint, 32 connections, 2 threads; pipeline {PIPELINE_ALERTS} alerts in "
+            f"lists of {LIST_SIZE} from {PIPELINE_SENDERS} concurrent senders; steady {RATE:.0f} alerts/s for "
+            f"{RATE_SECONDS:.0f} s; idle {IDLE_SAMPLES} alerts one at a time; waits for draining at most "
+            f"{SETTLE_SECONDS:.0f} s (the pipeline's {DRAIN_SECONDS:.0f} s)")
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _drained(drain: Drain) -> str:
+    if drain.drained:
+        return f"drained in {drain.seconds:.1f} s"
+    return (f"**not drained** after {drain.seconds:.0f} s: lag " + ", ".join(f"{g} {n}" for g, n in drain.lag.items())
+            + f"; outbox {drain.outbox}")
+
+
+def _wrk_cell(result: WrkResult) -> str:
+    errors = f"; **{result.status_errors} non-2xx, {result.socket_errors} socket errors**" if (
+        result.status_errors or result.socket_errors) else ""
+    return f"{result.rate:,.0f}/s (p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms{errors})"
+
+
+def report_table(figures: dict) -> str:
+    read_real, read_bare = figures["read"]
+    post, pipeline, idle, steady = figures["post"], figures["pipeline"], figures["idle"], figures["steady"]
+    rows = ["| what | this run | baseline in the same run | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    ratio = post["real"].rate / post["bare"].rate
+    rows.append(f"| single-alert POST /alerts (wrk) | {_wrk_cell(post['real'])} | bare FastAPI endpoint awaiting one "
+                f"Kafka ack: {_wrk_cell(post['bare'])} | {ratio:.2f} | ≥ 0.5 of the baseline | {_met(ratio >= 0.5)} |")
+    ratio = read_real.rate / read_bare.rate
+    rows.append(f"| GET /security-score (wrk) | {_wrk_cell(read_real)} | bare endpoint reading one Redis key: "
+                f"{_wrk_cell(read_bare)} | {ratio:.2f} | ≥ 0.7 | {_met(ratio >= 0.7)} |")
+    rate = pipeline["accepted"] / pipeline["seconds"]
+    rows.append(f"| full pipeline, {pipeline['accepted']:,} alerts in lists of {LIST_SIZE} until every consumer "
+                f"group has drained | {rate:,.0f} alerts/s ({_drained(pipeline['drain'])}; accepted in "
+                f"{pipeline['posted_seconds']:.1f} s; {pipeline['visible']:,} on the read API) | | | "
+                f"≥ 2,000 alerts/s | {_met(pipeline['drain'].drained and rate >= 2000)} |")
+    probe, generator = steady["probe"], steady["steady"]
+    samples, idle_samples = list(probe.visible_ms.values()), list(idle.visible_ms.values())
+    p99 = percentile(samples, 99)
+    missing = f"; **{probe.pending} never visible**" if probe.pending else ""
+    errors = f"; **{probe.post_errors} POST errors**" if probe.post_errors else ""
+    rows.append(f"| write → visible on the read API at a steady {RATE:.0f} single alerts/s (open loop: "
+                f"{generator.sent} alerts offered at {generator.offered_rate:.0f}/s, sent late by "
+                f"{generator.late_p99_ms:.0f} ms at p99) | p50 {percentile(samples, 50):.0f} ms, "
+                f"p99 {p99:.0f} ms{missing}{errors} | idle, one at a time: p50 {percentile(idle_samples, 50):.0f} ms, "
+                f"p99 {percentile(idle_samples, 99):.0f} ms | | p99 ≤ 250 ms | "
+                f"{_met(p99 <= 250 and not probe.pending and not probe.post_errors)} |")
+    lists, singles = pipeline["cpu"], post["cpu"]
+    cells = [f"{name} {lists[name]:.2f} / {singles[name]:.2f} s" for name in lists]
+    total_lists, total_singles = sum(lists.values()), sum(singles.values())
+    cells.append(f"all {total_lists:.2f} / {total_singles:.2f} s")
+    rows.append(f"| CPU per 1,000 alerts (lists of 100 / single posts) | {'; '.join(cells)} | | | ≤ 1 s in all, lists "
+                f"of 100 | {_met(total_lists <= 1)} |")
+    memory = figures["memory"]
+    cells = [f"{name} {m.rss_mb:.0f} MB (peak {m.peak_rss_mb:.0f})" for name, m in memory.items()]
+    rows.append(f"| RSS per service (at the end; peak) | {'; '.join(cells)} | | | ≤ 150 MB | "
+                f"{_met(all(m.peak_rss_mb <= 150 for m in memory.values()))} |")
+    return "\n".join(rows)
+
+
+def report_notes(figures: dict) -> str:
+    idle = ", ".join(f"{name} {rate:.3f}" for name, rate in figures["idle_cpu"].items())
+    post, pipeline, steady = figures["post"], figures["pipeline"], figures["steady"]
+    probe = steady["probe"]
+    return "\n".join([
+        f"- CPU while idle, before any load (CPU seconds per second): {idle}. The CPU figures per 1,000 alerts "
+        f"include it for the phase's length: single posts {post['real'].seconds + post['drain'].seconds:.0f} s "
+        f"(wrk, then draining), lists of 100 {pipeline['seconds']:.0f} s.",
+        f"- Single posts: wrk's {post['real'].ok:,} accepted alerts {_drained(post['drain'])} after wrk stopped; "
+        f"{post['visible']:,} alerts of that tenant on the read API (wrk counts only the answers it got before it "
+        f"stopped). CPU per 1,000 requests while wrk ran: the write API {post['wrk_cpu'][0]:.2f} s, the bare "
+        f"endpoint {post['wrk_cpu'][1]:.2f} s.",
+        f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",
+        f"- The steady load's generator (this bench's process, Python) used {steady['generator_cpu']:.1f} CPU s "
+        f"while sending and watching; {probe.read_errors} reads of GET /alerts/{{id}} failed and were asked again.",
+    ])

@@ -1,0 +1,105 @@
+"""The machine and the stack a bench ran on, and the report it writes (``docs/benchmarks.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.tools import wrk
+from bench.tools.stack import REPO, Stack, kafka_broker
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory_total() -> str:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "unknown"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+async def describe() -> dict[str, str]:
+    changed = [line for line in _git("status", "--porcelain", "--", "services", "shared").splitlines() if line]
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git("rev-parse", "--short", "HEAD") + (
+            f" with {len(changed)} uncommitted change(s) under services/ and shared/ (the tree as it was)"
+            if changed else ""),
+        "CPU": f"{_cpu_model()}, {os.cpu_count()} logical core(s)",
+        "memory": _memory_total(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "Python": sys.version.split()[0],
+        "wrk": await wrk.version(),
+        "load before (1/5/15 min)": loadavg(),
+    }
+
+
+async def describe_stack(stack: Stack) -> dict[str, str]:
+    found = {"PostgreSQL": await stack.pool.fetchval("SHOW server_version"),
+             "Redis": (await stack.redis.info("server"))["redis_version"]}
+    broker = kafka_broker()
+    if broker:
+        cmdline = await asyncio.to_thread(Path(f"/proc/{broker.pid}/cmdline").read_text, errors="replace")
+        version = re.search(r"kafka_[\d.]+-([\d.]+)\.jar", cmdline) or re.search(r"kafka[_-]([\d.]+)", cmdline)
+        found["Kafka"] = f"{version.group(1) if version else 'version unknown'} (one local broker)"
+    else:
+        found["Kafka"] = f"{stack.bootstrap} (not started by this project: its CPU is not measured)"
+    return found
+
+
+def document(table: str, notes: str, details: dict[str, str], sizes: str) -> str:
+    machine = "\n".join(f"- {name}: {value}" for name, value in details.items())
+    return f"""# Benchmarks
+
+Written by `make bench` (`bench/system.py`); every figure below comes from the one run described here.
+Each figure stands beside its baseline measured in the same run: on a shared machine compare ratios
+within a run, not absolute figures across runs.
+
+{table}
+
+{notes}
+
+## How it was measured
+
+- The four services run as processes, as `make run` starts them (`ENVIRONMENT=development`), on a
+  database, Kafka topics and Redis keys of the bench run alone (removed at the end).
+- Closed loop: wrk (Debian's), 32 connections, 2 threads; a Lua script posts a new alert per request
+  with the operator key. A non-2xx answer is an error, not counted as served.
+- Baselines: bare FastAPI endpoints on the same uvicorn stack: the POST parses the alert as the write
+  API does and awaits one Kafka acknowledgement (idempotent producer, acks=all); the GET answers the
+  JSON held in one Redis key (the read API's answer for the same tenant).
+- Drained: every consumer group (response-time, scoring, notifier, ingest) at lag 0 (end offsets
+  minus committed offsets from the Kafka admin API, aiokafka) and every service's outbox empty,
+  twice in a row.
+- Write → visible: from the POST's 202 until `GET /alerts/{{id}}` on the read API answers 200; the
+  bench asks PostgreSQL every 5 ms which answered alerts the read model holds and then asks the API.
+  The steady load is open loop (sent on a fixed schedule whatever the answers).
+- CPU: utime + stime from `/proc/<pid>/stat` of each service's process and of the Kafka broker's JVM,
+  before and after (single posts: the wrk run until drained; lists of 100: the pipeline run until
+  drained), per 1,000 accepted alerts. The broker also serves anything else using it at the time.
+- Memory: VmRSS and VmHWM (peak) from `/proc/<pid>/status` at the end of the run.
+- Sizes: {sizes}.
+
+## Machine
+
+{machine}
+"""

@@ -1,0 +1,83 @@
+"""CPU seconds and memory of processes, from /proc (Linux): what each process of the stack spent."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # /proc/<pid>/stat: "pid (comm) state ppid pgrp session ..."; comm may hold spaces and parentheses.
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text.rpartition(")")[2].split()
+
+
+def session_pids(session: int) -> list[int]:
+    """Every live process of ``session`` (a service started with ``start_new_session``: it and any child)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[3]) == session:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (utime + stime)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = _stat_fields(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Memory:
+    rss_mb: float
+    peak_rss_mb: float  # VmHWM: the most resident memory the process ever had
+
+
+def memory(pids: list[int]) -> Memory:
+    return Memory(sum(_status_kb(p, "VmRSS") for p in pids) / 1024, sum(_status_kb(p, "VmHWM") for p in pids) / 1024)
+
+
+@dataclass
+class Watched:
+    """A process (or a service's whole session) whose CPU the bench charges per alert."""
+
+    name: str
+    pid: int
+    whole_session: bool = True
+
+    def pids(self) -> list[int]:
+        return session_pids(self.pid) if self.whole_session else [self.pid]
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def memory(self) -> Memory:
+        return memory(self.pids())
+
+
+def cpu_snapshot(watched: list[Watched]) -> dict[str, float]:
+    return {w.name: w.cpu() for w in watched}

@@ -1,0 +1,200 @@
+"""The stack of one bench run: the four services as processes (as `make run` starts them) and the two
+baseline endpoints, on a database, topics (``bench-<run>-`` prefix) and Redis keys (``bench-<run>:``
+prefix) of this run alone, so a bench never touches a developer's data; all removed at the end.
+Service logs (level WARNING) stay under ``.run/bench/<run>/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from redis.asyncio import Redis
+
+from bench.tools.procstat import Watched
+from shared.kafka import ensure_topics
+from tests.support.databases import migrated_database
+from tests.support.processes import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("STATE_DIR", REPO / ".run"))
+KEY = "dev-admin-key"  # the operator key of ENVIRONMENT=development
+SERVICES = {  # name: (module, port variable)
+    "ingest": ("services.ingest", "INGEST_PORT"),
+    "response-time": ("services.response_time", "RESPONSE_TIME_PORT"),
+    "scoring": ("services.scoring", "READ_API_PORT"),
+    "notifier": ("services.notifier", "NOTIFIER_PORT"),
+}
+CONSUMER_GROUPS = ["response-time", "scoring", "notifier", "ingest"]
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+
+    async def wait_ready(self, within_seconds: float = 90) -> None:
+        deadline = asyncio.get_running_loop().time() + within_seconds
+        async with httpx.AsyncClient(timeout=2) as client:
+            while asyncio.get_running_loop().time() < deadline:
+                if self.popen.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log}:\n"
+                                       f"{self.log.read_text(errors='replace')[-3000:]}")
+                try:
+                    if (await client.get(f"{self.url}/health/ready")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.25)
+        raise TimeoutError(f"{self.name} not ready after {within_seconds} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def watched(self) -> Watched:
+        return Watched(self.name, self.popen.pid)
+
+
+def kafka_broker() -> Watched | None:
+    """The local broker `make infra-up` started (its pid file); None for a broker elsewhere."""
+    pidfile = STATE / "kafka" / "kafka.pid"
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return Watched("kafka broker (JVM)", pid, whole_session=False)
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.run = uuid.uuid4().hex[:8]
+        self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        self.server_url = os.environ.get("DATABASE_URL", "postgresql://csp:csp@127.0.0.1:5432/csp_triage")
+        self.redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.topic_prefix = f"bench-{self.run}-"
+        self.redis_prefix = f"bench-{self.run}:"
+        self.baseline_key = f"{self.redis_prefix}baseline-score"
+        self.logs = STATE / "bench" / self.run
+        self.services: dict[str, Process] = {}
+        self.baselines: dict[str, Process] = {}
+        self._exit = AsyncExitStack()
+
+    async def __aenter__(self) -> Stack:
+        try:
+            await self._start()
+        except BaseException:
+            await self._exit.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._exit.aclose()
+
+    async def _start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.database_url = await self._exit.enter_async_context(
+            migrated_database(self.server_url, f"csp_bench_{self.run}"))
+        self._exit.push_async_callback(self._remove_topics)
+        await ensure_topics(self.bootstrap, self.topic_prefix)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="bench")
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(f"{self.topic_prefix}bench-baseline", 6, 1)])
+        finally:
+            await admin.close()
+        self.redis = Redis.from_url(self.redis_url)
+        self._exit.push_async_callback(self._remove_redis_keys)
+        env = {
+            **os.environ,
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": self.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "REDIS_URL": self.redis_url,
+            "REDIS_KEY_PREFIX": self.redis_prefix,
+            "GRAPH_SYNC_ENABLED": "false",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            # Nothing listens there: the bench's tenants have no contact, so no mail is due.
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(free_port()),
+            "BENCH_BASELINE_TOPIC": f"{self.topic_prefix}bench-baseline",
+            "BENCH_BASELINE_KEY": self.baseline_key,
+        }
+        for name, (module, port_variable) in SERVICES.items():
+            port = free_port()
+            self.services[name] = Process(name, [sys.executable, "-m", module], port, {**env, port_variable: str(port)},
+                                          self.logs / f"{name}.log")
+        for name, factory in (("bare POST", "post_app"), ("bare GET", "read_app")):
+            port = free_port()
+            argv = [sys.executable, "-m", "uvicorn", f"bench.tools.baselines:{factory}", "--factory", "--host",
+                    "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+            self.baselines[name] = Process(name, argv, port, env, self.logs / f"{factory}.log")
+        self._exit.callback(self._stop_processes)
+        for process in [*self.services.values(), *self.baselines.values()]:
+            process.start()
+        await asyncio.gather(*(p.wait_ready() for p in [*self.services.values(), *self.baselines.values()]))
+        self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=3)
+        self._exit.push_async_callback(self.pool.close)
+
+    def _stop_processes(self) -> None:
+        for process in [*self.services.values(), *self.baselines.values()]:
+            process.stop()
+
+    async def _remove_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="bench")
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if t.startswith(self.topic_prefix)]
+            if ours:
+                await admin.delete_topics(ours)
+        finally:
+            await admin.close()
+
+    async def _remove_redis_keys(self) -> None:
+        keys = [key async for key in self.redis.scan_iter(match=f"{self.redis_prefix}*", count=1000)]
+        if keys:
+            await self.redis.delete(*keys)
+        await self.redis.aclose()
+
+    async def outbox_waiting(self) -> int:
+        """Events waiting in every service's outbox (each schema's ``outbox`` table)."""
+        schemas = await self.pool.fetch(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox'")
+        return sum([await self.pool.fetchval(f'SELECT count(*) FROM "{row[0]}".outbox') for row in schemas])
+
+    def watched(self) -> list[Watched]:
+        found = [p.watched() for p in self.services.values()]
+        broker = kafka_broker()
+        return [*found, broker] if broker else found
