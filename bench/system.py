@@ -38,7 +38,7 @@ from bench.tools import machine
 from bench.tools.lag import Drain, GroupLag, wait_drained
 from bench.tools.procstat import Watched, cpu_snapshot
 from bench.tools.stack import CONSUMER_GROUPS, KEY, REPO, Stack
-from bench.tools.visibility import Visibility, one_at_a_time, open_loop
+from bench.tools.visibility import IN_FLIGHT, Visibility, one_at_a_time, open_loop
 from bench.tools.wrk import GET_WITH_KEY, POST_ALERT, WrkResult, run_wrk
 
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
@@ -160,8 +160,9 @@ async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], c
     seconds = time.perf_counter() - started
     after = cpu_snapshot(watched)
     visible = await _visible_count(stack, tenant)
+    reached = f"{accepted / seconds:.0f} alerts/s" if drain.drained else "no rate (it did not drain)"
     say(f"{'drained' if drain.drained else 'NOT drained'} {seconds:.1f} s after the first post: "
-        f"{accepted / seconds:.0f} alerts/s; {visible} of {accepted} alerts on the read API")
+        f"{reached}; {visible} of {accepted} alerts on the read API")
     return {"accepted": accepted, "posted_seconds": posted_seconds, "seconds": seconds, "drain": drain,
             "cpu": _per_thousand(before, after, accepted), "visible": visible}
 
@@ -219,7 +220,7 @@ async def main() -> None:
         details.update(await machine.describe_stack(stack))
         watched = stack.watched()
         async with GroupLag(stack.bootstrap, stack.topic_prefix, CONSUMER_GROUPS) as lag, \
-                httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=256)) as client:
+                httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=2 * IN_FLIGHT)) as client:
             members = await lag.members()
             say("consumer groups: " + ", ".join(f"{g} {n} member(s)" for g, n in members.items()))
             idle_cpu = await _idle_cpu(watched)
@@ -279,8 +280,10 @@ def report_table(figures: dict) -> str:
     rows.append(f"| GET /security-score (wrk) | {_wrk_cell(read_real)} | bare endpoint reading one Redis key: "
                 f"{_wrk_cell(read_bare)} | {ratio:.2f} | ≥ 0.7 | {_met(ratio >= 0.7)} |")
     rate = pipeline["accepted"] / pipeline["seconds"]
+    # Not drained: no rate; what was reached is the lag left and the alerts the read API shows.
+    reached = f"{rate:,.0f} alerts/s" if pipeline["drain"].drained else "no rate"
     rows.append(f"| full pipeline, {pipeline['accepted']:,} alerts in lists of {LIST_SIZE} until every consumer "
-                f"group has drained | {rate:,.0f} alerts/s ({_drained(pipeline['drain'])}; accepted in "
+                f"group has drained | {reached} ({_drained(pipeline['drain'])}; accepted in "
                 f"{pipeline['posted_seconds']:.1f} s; {pipeline['visible']:,} on the read API) | | | "
                 f"≥ 2,000 alerts/s | {_met(pipeline['drain'].drained and rate >= 2000)} |")
     probe, generator = steady["probe"], steady["steady"]
@@ -289,8 +292,8 @@ def report_table(figures: dict) -> str:
     missing = f"; **{probe.pending} never visible**" if probe.pending else ""
     errors = f"; **{probe.post_errors} POST errors**" if probe.post_errors else ""
     rows.append(f"| write → visible on the read API at a steady {RATE:.0f} single alerts/s (open loop: "
-                f"{generator.sent} alerts offered at {generator.offered_rate:.0f}/s, sent late by "
-                f"{generator.late_p99_ms:.0f} ms at p99) | p50 {percentile(samples, 50):.0f} ms, "
+                f"{generator.sent} of {int(RATE * RATE_SECONDS)} alerts offered at {generator.offered_rate:.0f}/s, "
+                f"sent late by {generator.late_p99_ms:.0f} ms at p99) | p50 {percentile(samples, 50):.0f} ms, "
                 f"p99 {p99:.0f} ms{missing}{errors} | idle, one at a time: p50 {percentile(idle_samples, 50):.0f} ms, "
                 f"p99 {percentile(idle_samples, 99):.0f} ms | | p99 ≤ 250 ms | "
                 f"{_met(p99 <= 250 and not probe.pending and not probe.post_errors)} |")
@@ -298,8 +301,12 @@ def report_table(figures: dict) -> str:
     cells = [f"{name} {lists[name]:.2f} / {singles[name]:.2f} s" for name in lists]
     total_lists, total_singles = sum(lists.values()), sum(singles.values())
     cells.append(f"all {total_lists:.2f} / {total_singles:.2f} s")
-    rows.append(f"| CPU per 1,000 alerts (lists of 100 / single posts) | {'; '.join(cells)} | | | ≤ 1 s in all, lists "
-                f"of 100 | {_met(total_lists <= 1)} |")
+    # Until drained, the processes had work left: what they spent so far is a lower bound.
+    phases = (("lists of 100", pipeline), ("single posts", post))
+    bounds = [f"{name} not drained: a lower bound" for name, phase in phases if not phase["drain"].drained]
+    bound_note = f" (**{'; '.join(bounds)}**)" if bounds else ""
+    rows.append(f"| CPU per 1,000 alerts (lists of 100 / single posts) | {'; '.join(cells)}{bound_note} | | | ≤ 1 s in "
+                f"all, lists of 100 | {_met(total_lists <= 1 and pipeline['drain'].drained)} |")
     memory = figures["memory"]
     cells = [f"{name} {m.rss_mb:.0f} MB (peak {m.peak_rss_mb:.0f})" for name, m in memory.items()]
     rows.append(f"| RSS per service (at the end; peak) | {'; '.join(cells)} | | | ≤ 150 MB | "
