@@ -127,6 +127,8 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 
 API_PREFIX = "/v1/"
 _TENANTS_PREFIX = "/v1/tenants/"
+# Routes about the calling key itself, open to any valid key (its tenant's or an operator's).
+ANY_KEY_PATHS = frozenset({"/v1/me"})
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -136,7 +138,7 @@ def check_scope(principal: Principal, path: str, method: str = "GET") -> None:
     """403 unless ``path`` lies within what the key may reach: its tenant's routes (every tenant's,
     for a key of every tenant), the deployment-wide ones only for an operator's key; and no change
     at all for a read-only role. Each route still checks the permission it needs."""
-    if not path.startswith(API_PREFIX):
+    if not path.startswith(API_PREFIX) or path in ANY_KEY_PATHS:
         return
     whose = "every tenant" if principal.tenant_id is None else f"tenant {principal.tenant_id}"
     if path.startswith(_TENANTS_PREFIX):

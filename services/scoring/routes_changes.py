@@ -31,9 +31,20 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["changes"])
 
+# One event of the stream (OpenAPI 3.2's `itemSchema` of an event stream): its name, and its data, JSON.
+_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["ready", "change"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": '`ready`: `{"tenantId": t}`; `change`: `{"kind": "score" | "alert" | "delivery" | '
+                                '"customer-mfa", "alertId"?: id}`.'},
+    },
+}
 _STREAM = {
     200: {"description": "Server-sent events: `ready`, then one `change` per change.",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+          "content": {"text/event-stream": {"itemSchema": _EVENT}}},
     503: {"description": "Redis does not answer; retry after `Retry-After` seconds."},
 }
 

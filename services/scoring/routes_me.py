@@ -2,20 +2,19 @@
 only the controls the key may use. Any valid key may call it, a tenant's key included.
 
 The request guard (``shared.http_guards``) lets a tenant's key reach only its tenant's routes under
-``/v1/`` and keeps every other ``/v1/`` route for operators; this route belongs to neither, so it is
-marked :func:`takes_no_key` for the guard and authenticates the key itself (the key store's own
-checks, rate limit included), with no scope to hold it to: it only tells the caller about itself.
+``/v1/`` and keeps every other ``/v1/`` route for operators, but for the routes about the key itself
+(``ANY_KEY_PATHS``): this one tells the caller only about itself.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import Field
 
-from shared.auth import ROLE_PERMISSIONS, Permission, Role
-from shared.http_guards import takes_no_key
+from shared.auth import ROLE_PERMISSIONS, Permission, Principal, Role
+from shared.http_guards import authenticated_caller, authenticates
 from shared.wire import WireModel
 
 router = APIRouter(prefix="/v1", tags=["caller"])
@@ -30,13 +29,12 @@ class Me(WireModel):
                                           "update-alerts, set-contact, manage.")
 
 
-_UNAUTHENTICATED = {401: {"description": "No valid key."}, 429: {"description": "The key's rate limit."}}
+@authenticates
+async def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return await authenticated_caller(request, authorization)
 
 
-@router.get("/me", response_model=Me, summary="The calling key: its user, role, tenant and permissions",
-            responses=_UNAUTHENTICATED)
-@takes_no_key
-async def get_me(request: Request, authorization: Annotated[str | None, Header()] = None) -> Me:
-    caller = await request.app.state.keys.authenticate(authorization)
+@router.get("/me", response_model=Me, summary="The calling key: its user, role, tenant and permissions")
+async def get_me(caller: Annotated[Principal, Depends(_caller)]) -> Me:
     return Me(user_id=caller.user_id, role=caller.role, tenant_id=caller.tenant_id, key_id=caller.key_id,
               permissions=[p for p in Permission if p in ROLE_PERMISSIONS[caller.role]])

@@ -42,6 +42,11 @@ SIGNED_LINK_OPERATIONS = frozenset({
     # A storm digest's bulk acknowledge link: the same, for the alerts it lists.
     ("GET", "/v1/actions/bulk/{token}"), ("POST", "/v1/actions/bulk/{token}"),
 })
+# About the calling key itself (who it is, what its role may do): any valid key, 401 without one.
+ANY_KEY_OPERATIONS = frozenset({("GET", "/v1/me")})
+# Server-sent events (the read API's live changes): an answer that never ends; its status and headers
+# are what is checked.
+STREAM_OPERATIONS = frozenset({("GET", "/v1/tenants/{tenant_id}/changes")})
 PROBLEM_JSON = "application/problem+json"
 
 NO_KEY = "no-key"
@@ -52,7 +57,7 @@ CALLERS = (NO_KEY, *TENANT_A_ROLES, OPERATOR)
 
 def guarded_operations(service: str, documents: dict[str, dict]) -> list[Operation]:
     operations = [op for op in operations_of(service, documents[service])
-                  if (op.method, op.path) not in PUBLIC_OPERATIONS | SIGNED_LINK_OPERATIONS]
+                  if (op.method, op.path) not in PUBLIC_OPERATIONS | SIGNED_LINK_OPERATIONS | ANY_KEY_OPERATIONS]
     assert operations, f"{service} serves no operation besides its health probes"
     return operations
 
@@ -73,8 +78,20 @@ def call(http: httpx.Client, operation: Operation, caller: str, victim: Tenant, 
         content = b'{"not json'
     elif operation.json_body_schema is not None:
         body = minimal_instance(operation.json_body_schema, operation.document)
+    if (operation.method, operation.path) in STREAM_OPERATIONS:
+        return opened_stream(http, operation.method, path, headers)
     return http.request(operation.method, path, params=operation.required_query(), headers=headers,
                         content=content, json=body)
+
+
+def opened_stream(http: httpx.Client, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    """The answer to a stream's request: a refusal whole; an open stream's status and headers, closed."""
+    with http.stream(method, path, headers=headers) as answer:
+        if answer.status_code != 200:
+            answer.read()
+            return answer
+        assert answer.headers["content-type"].startswith("text/event-stream"), answer.headers
+        return httpx.Response(200, headers=answer.headers)
 
 
 def check_answer(answer: httpx.Response, operation: Operation, caller: str) -> None:
@@ -127,6 +144,24 @@ def test_only_the_tenant_and_the_operator_reach_an_operation(
                 with subtests.test(msg=f"{operation.label} with a malformed body"):
                     answer = call(http, operation, caller, victim_tenant, intruder_keys, malformed_body=True)
                     check_answer(answer, operation, caller)
+
+
+def test_any_key_operations_tell_each_key_about_itself_and_refuse_no_key(
+    system: dict[str, ServiceProcess], openapi_documents: dict[str, dict], intruder_keys: dict[str, str],
+) -> None:
+    served = {(op.method, op.path)
+              for service in API_SERVICES for op in operations_of(service, openapi_documents[service])}
+    assert served >= ANY_KEY_OPERATIONS, f"no service serves {sorted(ANY_KEY_OPERATIONS - served)}"
+    url = f"{system['scoring'].url}/v1/me"
+    for role in TENANT_A_ROLES:
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {intruder_keys[role]}"}, timeout=10)
+        assert answer.status_code == 200, f"{role}: {answer.status_code} {answer.text[:300]}"
+        assert answer.json()["role"] == role and answer.json()["tenantId"] is not None, answer.text
+    operator = httpx.get(url, headers=AUTH, timeout=10)
+    assert operator.status_code == 200 and operator.json()["tenantId"] is None, operator.text
+    nobody = httpx.get(url, timeout=10)
+    assert nobody.status_code == 401, nobody.text
+    assert nobody.headers["content-type"].startswith(PROBLEM_JSON), nobody.headers
 
 
 @pytest.mark.parametrize("service", API_SERVICES)
