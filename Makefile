@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The dashboard's browser tests audit each view with axe-core, from the npm registry (never shipped).
+NODE_TOOLS := tests/dashboard/node_modules/.installed
 
 # Where the infrastructure is: the local stack by default; set these to use your own.
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
@@ -28,6 +30,12 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+$(NODE_TOOLS): tests/dashboard/package.json tests/dashboard/package-lock.json
+	@echo "==> installing the dashboard tests' tools from the npm registry (axe-core)"
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18 or newer (Debian: apt-get install npm)"; exit 1; }
+	@npm ci --prefix tests/dashboard --no-audit --no-fund --loglevel=error
+	@touch $(NODE_TOOLS)
+
 install: $(STAMP) ## create .venv and install the project with its test tools
 
 infra-up: install ## start Kafka, PostgreSQL, Redis (each only if nothing listens), migrate, create topics
@@ -43,7 +51,7 @@ stop: ## stop the services and the infrastructure started by `make run`
 	@$(PY) infra/scripts/run_services.py --stop 2>/dev/null || true
 	@bash infra/scripts/infra.sh down
 
-test: infra-up ## run every test against the real Kafka, PostgreSQL and Redis (and Debian's chromium)
+test: infra-up $(NODE_TOOLS) ## run every test against the real Kafka, PostgreSQL and Redis (and Debian's chromium)
 	@bash infra/scripts/infra.sh browser
 	@$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
