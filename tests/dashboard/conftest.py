@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.conftest import AUTH
+from tests.dashboard.seed import Seeded, seed
 from tests.support.processes import REPO
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -21,6 +23,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 README_IMAGE = REPO / "docs" / "images" / "dashboard.png"
+# axe-core (npm, pinned in package.json), installed by `make test`: the accessibility audit's engine.
+AXE = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +90,35 @@ async def screenshot(page: Page, view: str) -> Path:
     path = ARTIFACTS / f"{view}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def no_page_errors(page: Page) -> None:
+    assert not page.errors, "the page reported errors:\n" + "\n".join(page.errors)  # type: ignore[attr-defined]
+
+
+async def drawn(page: Page, view: str) -> None:
+    """Wait until ``view`` (a route's name, "alert" for one alert's page, "sign-in") has drawn its data:
+    the page marks <main> with the view and keeps it aria-busy until then."""
+    await expect(page.locator(f'main[data-view="{view}"]:not([aria-busy])')).to_be_attached()
+    await expect(page.locator("main h1")).not_to_have_text("Something went wrong")
+
+
+async def open_view(page: Page, view: str) -> None:
+    """Follow the navigation link to ``view`` and wait until it has drawn."""
+    await page.locator(f'nav a[data-view="{view}"]').click()
+    await drawn(page, view)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def seeded(system, test_env, graph_emulator) -> Seeded:
+    """One tenant with something on every view, shared by the tests that only look."""
+    return await seed(system, test_env, f"tenant-dash-{datetime.now(UTC):%H%M%S%f}", graph_emulator)
+
+
+@pytest.fixture(scope="session")
+def axe() -> Path:
+    """axe-core's script; missing, the audit fails (never skips) and says how to get it."""
+    if not AXE.is_file():
+        pytest.fail(f"no axe-core at {AXE}: run make test, which installs it (npm ci --prefix tests/dashboard, "
+                    "from tests/dashboard/package.json)")
+    return AXE

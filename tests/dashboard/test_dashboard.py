@@ -11,12 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.conftest import AUTH
-from tests.dashboard.conftest import README_IMAGE, new_key, screenshot, sign_in
-from tests.dashboard.seed import Seeded, admin_mfa, post_alert, requirement_status, seed
+from tests.dashboard.conftest import README_IMAGE, new_key, no_page_errors, open_view, screenshot, sign_in
+from tests.dashboard.seed import admin_mfa, post_alert, requirement_status
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -25,23 +24,6 @@ VIEWS = ["overview", "response-time", "alerts", "customers", "deliveries", "conn
 # The only buttons a reader may see: signing out, filtering, searching and paging.
 READ_ONLY_BUTTONS = {"Sign out", "Apply filters", "Search", "Show", "Previous page", "Next page"}
 WRITE_CONTROL = re.compile(r"acknowledge|resolve|redeliver|assign|note", re.IGNORECASE)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def seeded(system, test_env, graph_emulator) -> Seeded:
-    """One tenant with something on every view, shared by the tests that only look."""
-    return await seed(system, test_env, f"tenant-dash-{datetime.now(UTC):%H%M%S%f}", graph_emulator)
-
-
-def no_page_errors(page: Page) -> None:
-    assert not page.errors, "the page reported errors:\n" + "\n".join(page.errors)  # type: ignore[attr-defined]
-
-
-async def open_view(page: Page, view: str) -> None:
-    """Follow the navigation link to ``view`` and wait until it has drawn (no "Loading…" left)."""
-    await page.locator(f'nav a[data-view="{view}"]').click()
-    await expect(page.locator("main h1")).not_to_have_text("Something went wrong")
-    await expect(page.locator("main")).not_to_contain_text("Loading…")
 
 
 async def test_the_overview_shows_the_score_the_api_reports(system, seeded, page):

@@ -27,9 +27,11 @@ function route() {
   const [path, search = ""] = location.hash.replace(/^#\/?/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const query = new URLSearchParams(search);
-  if (parts[0] === "alerts" && parts.length > 1) return { name: "alerts", module: alert, params: { alertId: parts.slice(1).join("/") }, query };
+  if (parts[0] === "alerts" && parts.length > 1) {
+    return { name: "alerts", view: "alert", module: alert, params: { alertId: parts.slice(1).join("/") }, query };
+  }
   const name = ROUTES[parts[0]] ? parts[0] : "overview";
-  return { name, module: ROUTES[name], params: {}, query };
+  return { name, view: name, module: ROUTES[name], params: {}, query };
 }
 
 /** Say something to screen readers (and show it briefly); errors are announced assertively. */
@@ -63,6 +65,9 @@ async function renderView({ focus = true } = {}) {
     else a.removeAttribute("aria-current");
   }
   fill(main, h("p", { class: "muted" }, "Loading…"));
+  // Busy until the view has drawn its data: assistive technology waits for it (so do the tests).
+  main.dataset.view = target.view;
+  main.setAttribute("aria-busy", "true");
   try {
     const view = await target.module.render(context(target));
     if (token !== renderToken) return;
@@ -73,6 +78,8 @@ async function renderView({ focus = true } = {}) {
     if (error instanceof ApiError && error.status === 401) return signOut("Your key is no longer accepted: sign in again.");
     fill(main, h("h1", {}, "Something went wrong"), h("p", {}, error.message));
     showError(error);
+  } finally {
+    if (token === renderToken) main.removeAttribute("aria-busy");
   }
 }
 
@@ -182,6 +189,8 @@ function showSignIn(message = "", tenant = session.tenant) {
     problem,
     h("button", { type: "submit" }, "Sign in"));
   fill(main, form);
+  main.dataset.view = "sign-in";
+  main.removeAttribute("aria-busy");
   (tenant ? keyInput : tenantInput).focus();
 }
 

@@ -38,18 +38,45 @@ export function fill(region, ...children) {
   const focused = region.contains(document.activeElement) ? document.activeElement?.dataset?.key : undefined;
   region.replaceChildren();
   append(region, children);
-  if (focused) region.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
+  if (!focused) return;
+  const again = region.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+  again?.focus();
+  // A table's scrolling box is focusable only once laid out and found overflowing: it takes the focus then.
+  if (again && document.activeElement !== again) again.dataset.focusWhenReady = "true";
 }
+
+/**
+ * A table wider than its box scrolls inside it (a narrow window), and the keyboard must be able to scroll
+ * it (WCAG 2.1.1): while, and only while, it overflows, the box is a focusable region named by the
+ * table's caption. (Always focusable, it would be one more Tab stop for nothing on a wide screen.)
+ */
+const overflowing = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    if (target.scrollWidth > target.clientWidth) {
+      target.setAttribute("tabindex", "0");
+      target.setAttribute("role", "region");
+      target.setAttribute("aria-labelledby", target.dataset.caption);
+      if (target.dataset.focusWhenReady) target.focus();
+    } else {
+      for (const name of ["tabindex", "role", "aria-labelledby"]) target.removeAttribute(name);
+    }
+    delete target.dataset.focusWhenReady;
+  }
+});
+let captions = 0;
 
 /** A table with a caption and header cells; rows are arrays of cells (a cell: text, a node, or a <td>). */
 export function table(caption, headers, rows, { empty = "Nothing to show.", className = "" } = {}) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
-  return h("div", { class: "table-wrap" },
+  const captionId = `caption-${++captions}`;
+  const box = h("div", { class: "table-wrap", "data-caption": captionId, "data-key": `table:${className || caption}` },
     h("table", { class: className },
-      h("caption", {}, caption),
+      h("caption", { id: captionId }, caption),
       h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
       h("tbody", {}, rows.map((row) => row instanceof Node ? row
         : h("tr", {}, row.map((cell) => cell instanceof Node && cell.tagName === "TD" ? cell : h("td", {}, cell)))))));
+  overflowing.observe(box);
+  return box;
 }
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
