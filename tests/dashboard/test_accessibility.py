@@ -3,58 +3,22 @@ the sign-in form (also with its error), every view as an adminAgent (with its wr
 resolve dialog open), the same 320 pixels wide (WCAG's reflow width: nothing may need sideways scrolling but
 a data table, which the keyboard must then reach), and an alert's page as a securityReader.
 
-axe is put into the page as an init script: the browser runs it in each document before the page's own
-modules, outside the page's Content-Security-Policy (``script-src 'self'``), which stays as served."""
+(``audit.py`` runs axe.)"""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.dashboard.audit import SHOWN_TARGETS, audit, no_violations, with_axe
 from tests.dashboard.conftest import drawn, new_key, no_page_errors, open_view, screenshot, sign_in
 from tests.dashboard.seed import Seeded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-SHOWN_TARGETS = 3
 VIEWS = ["overview", "response-time", "alerts", "customers", "deliveries", "connection"]
 # WCAG 2.1's reflow (1.4.10): content readable 320 CSS pixels wide without scrolling in two directions.
 REFLOW_WIDTH = 320
-
-
-def described(view: str, violations: list[dict[str, Any]]) -> list[str]:
-    """One line per violated rule: its id, impact, what it asks, and where (the first few elements)."""
-    lines = []
-    for violation in violations:
-        targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
-        more = f" (+{len(targets) - SHOWN_TARGETS} more)" if len(targets) > SHOWN_TARGETS else ""
-        lines.append(f"{view}: {violation['id']} [{violation['impact']}] {violation['help']}: "
-                     f"{', '.join(targets[:SHOWN_TARGETS])}{more}")
-    return lines
-
-
-async def audit(page: Page, view: str) -> list[str]:
-    """axe's WCAG 2 A/AA rules on the page as it is now; the violations, described."""
-    # After two frames: laid out, and the layout's observers (a table's scrolling box) have run.
-    results = await page.evaluate("""async (tags) => {
-        await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
-        return axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]});
-    }""", WCAG_TAGS)
-    assert results["passes"], f"{view}: axe checked nothing (was the page drawn?)"
-    return described(view, results["violations"])
-
-
-async def with_axe(page: Page, axe: Path) -> Page:
-    await page.add_init_script(path=str(axe))
-    return page
-
-
-def no_violations(found: list[str]) -> None:
-    assert not found, f"{len(found)} WCAG 2 A/AA violation(s):\n" + "\n".join(found)
 
 
 async def test_the_sign_in_form_passes_the_audit(system, page, axe):
