@@ -118,9 +118,15 @@ async def test_the_overview_lists_the_preview_requirements_below_with_their_date
     # Only there, and below every requirement that counts now.
     await expect(active.locator(f'tr[data-requirement="{PREVIEW["requirementType"]}"]')).to_have_count(0)
     await expect(active.locator("tbody tr")).to_have_count(len(requirements) - 1)
-    last_active = await active.locator("tbody tr").last.bounding_box()
-    preview_row = await row.bounding_box()
-    assert last_active and preview_row and preview_row["y"] > last_active["y"] + last_active["height"] - 1
+
+
+    async def boxes() -> tuple[dict | None, dict | None]:
+        # Both rows drawn at once: a live refresh (the stream's `ready` reads the view again) may be
+        # redrawing the tables at any moment, and a row being replaced has no box.
+        return await active.locator("tbody tr").last.bounding_box(), await row.bounding_box()
+
+    last_active, preview_row = await eventually(boxes, all, within=10, what="both tables drawn")
+    assert preview_row["y"] > last_active["y"] + last_active["height"] - 1, (last_active, preview_row)
     await screenshot(page, "overview-preview")
     no_page_errors(page)
     no_violations(await audit(page, "overview with a preview requirement"))
