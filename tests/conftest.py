@@ -226,4 +226,5 @@ def system(make_service, system_mail: Smtp, graph_emulator: GraphEmulator) -> di
     return processes
 
 
-AUTH = {"Authorization": "Bearer dev-admin-key"}
+OPERATOR_KEY = "dev-admin-key"  # the development operator key the test services run with
+AUTH = {"Authorization": f"Bearer {OPERATOR_KEY}"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.running import OPERATOR_KEY, environment
+from tests.cli.running import environment
+from tests.conftest import OPERATOR_KEY
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ import re
 import sys
 from dataclasses import dataclass
 
-from tests.conftest import AUTH
 from tests.support.processes import REPO
 
-OPERATOR_KEY = AUTH["Authorization"].removeprefix("Bearer ")
 MODULE = (sys.executable, "-m", "cli.main")
 INSTALLED = (os.path.join(os.path.dirname(sys.executable), "csp-triage"),)
 

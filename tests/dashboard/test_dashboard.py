@@ -4,6 +4,7 @@ control. Each view's screenshot is kept in test-artifacts/dashboard/; the overvi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -13,8 +14,8 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import AUTH
-from tests.dashboard.conftest import README_IMAGE, new_key, no_page_errors, open_view, screenshot, sign_in
+from tests.conftest import AUTH, OPERATOR_KEY
+from tests.dashboard.conftest import README_IMAGE, drawn, new_key, no_page_errors, open_view, screenshot, sign_in
 from tests.dashboard.seed import admin_mfa, post_alert, requirement_status
 from tests.support.polling import eventually
 
@@ -137,6 +138,27 @@ async def test_a_requirement_status_updates_the_page_live(system, tenant_id, pag
         await expect(row.locator(".status")).to_have_text("Compliant", timeout=10_000)
         await expect(page.locator("#current-score")).not_to_have_text(before, timeout=5_000)
         assert await page.evaluate("window.notReloaded") is True
+    no_page_errors(page)
+
+
+async def test_the_time_left_is_read_again_each_minute_with_no_change(system, seeded, page):
+    """A clock runs on its own: the open alerts' time left is read again every minute though no event
+    says anything changed (the page's clock is Playwright's, moved on by a minute)."""
+    await page.clock.install()
+    await sign_in(page, system["scoring"].url, seeded.tenant_id, OPERATOR_KEY, view="response-time")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await page.clock.run_for(1_000)  # the one refresh the stream's `ready` asks for, debounced
+    await drawn(page, "response-time")
+    await asyncio.sleep(1)
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url) if "orderby=timeLeft" in request.url else None)
+
+    await page.clock.run_for(30_000)
+    await asyncio.sleep(1)
+    assert reads == [], "read again before a minute passed"
+    async with page.expect_request(lambda request: "orderby=timeLeft" in request.url, timeout=10_000):
+        await page.clock.run_for(31_000)
+    await drawn(page, "response-time")
     no_page_errors(page)
 
 

@@ -20,7 +20,7 @@ from playwright.async_api import expect
 from shared.catalogue import DEFAULT_CATALOGUE_PATH
 from shared.events import RequirementStatusObserved, Topic
 from shared.kafka import ensure_topics, event_headers
-from tests.conftest import AUTH
+from tests.conftest import AUTH, OPERATOR_KEY
 from tests.dashboard.audit import audit, no_violations, with_axe
 from tests.dashboard.conftest import drawn, no_page_errors, screenshot, sign_in
 from tests.support.kafka import produce
@@ -29,7 +29,6 @@ from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-OPERATOR_KEY = AUTH["Authorization"].removeprefix("Bearer ")
 PREVIEW = {
     "requirementType": "mfaRegisteredForAllUsers",
     "kind": "recommended",

@@ -121,6 +121,16 @@ function onLiveState(state) {
 
 /** Show the views; `focus`: move the keyboard to the view's heading (not on a fresh page load, where
  *  the first Tab should reach the skip link). */
+// Views showing time left (or a connection's next poll) are read again each minute even when nothing
+// changed: a clock runs on its own. Not while the tab is hidden: it is read again when shown.
+const CLOCK_MS = 60_000;
+let clock = null;
+
+function tick() {
+  if (!document.hidden) onLiveChange(new Set(["clock"]));
+}
+document.addEventListener("visibilitychange", () => { if (clock) tick(); });
+
 function signedIn({ focus = true } = {}) {
   const me = session.me;
   $("who").hidden = false;
@@ -131,12 +141,16 @@ function signedIn({ focus = true } = {}) {
   $("nav").hidden = false;
   stopListening?.();
   stopListening = listen({ onChange: onLiveChange, onState: onLiveState });
+  clearInterval(clock);
+  clock = setInterval(tick, CLOCK_MS);
   renderView({ focus });
 }
 
 function signOut(message = "") {
   stopListening?.();
   stopListening = null;
+  clearInterval(clock);
+  clock = null;
   session.clear();
   session.me = null;
   current = null;

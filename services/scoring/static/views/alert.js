@@ -133,5 +133,5 @@ export async function render(ctx) {
       h("p", {}, h("a", { href: "#/alerts" }, "All alerts")));
     return { kinds: [], refresh: async () => {} };
   }
-  return { kinds: ["alert", "delivery"], refresh };
+  return { kinds: ["alert", "delivery", "clock"], refresh };
 }

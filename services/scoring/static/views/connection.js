@@ -36,5 +36,5 @@ export async function render(ctx) {
   }
 
   await refresh();
-  return { kinds: [], refresh };
+  return { kinds: ["clock"], refresh };
 }

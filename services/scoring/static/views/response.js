@@ -89,5 +89,5 @@ export async function render(ctx) {
   }
 
   await refresh();
-  return { kinds: ["alert"], refresh };
+  return { kinds: ["alert", "clock"], refresh };
 }
