@@ -84,6 +84,7 @@ def create_app() -> FastAPI:
         broker.context.set_global("settings", settings)
         broker.context.set_global("keeper", keeper)
         broker.context.set_global("changes", app.state.changes)
+        app.state.changes.start()
         await broker.start()
         await relay.start()
         keeper.start()
@@ -96,6 +97,7 @@ def create_app() -> FastAPI:
             await keeper.stop()
             await relay.close()
             await broker.stop()
+            await app.state.changes.stop()
             await app.state.redis.aclose()
             await app.state.pool.close()
 

@@ -3,9 +3,11 @@
 
 A handler or the keeper publishes after the change is committed (and, for the score, merged into the
 Redis cache), so a client that reads on a change reads it. A change is a hint to read again, not
-data: publishing is best effort. Redis failing to take it is logged and the handler goes on (the
-change itself is committed; a client that misses the hint sees the change on its next read or
-reconnection). An event applied before (a redelivery) publishes nothing: it changed nothing.
+data: publishing is best effort. ``publish`` only queues the hint; one task per process sends the
+queue to Redis, so a handler never waits on Redis (the read model needs only PostgreSQL, and a Redis
+that hangs must not slow its consumers). Redis failing to take a hint is logged; a full queue drops
+the newest hints (the change itself is committed; a client that misses the hint sees the change on
+its next read or reconnection). An event applied before (a redelivery) publishes nothing.
 
 Redis pub/sub channels are global to the server, across its databases, so a channel's name starts
 with the service's key prefix (``REDIS_KEY_PREFIX``): two deployments on one Redis hear only their own.
@@ -13,6 +15,7 @@ with the service's key prefix (``REDIS_KEY_PREFIX``): two deployments on one Red
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # Most seconds a subscription's clean-up may take (it runs shielded from the stream's cancellation).
 _CLOSE_TIMEOUT_SECONDS = 2.0
+# Hints waiting for Redis; beyond, new ones are dropped (a Redis that hangs holds at most this many).
+QUEUE_SIZE = 1000
 
 
 class ChangeKind(StrEnum):
@@ -40,23 +45,47 @@ class ChangeKind(StrEnum):
 class Changes:
     """Publish a tenant's changes, and subscribe to them."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, queue_size: int = QUEUE_SIZE) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._queue: asyncio.Queue[tuple[str, str, dict[str, Any]]] = asyncio.Queue(maxsize=queue_size)
+        self._sender: asyncio.Task | None = None
+        self.dropped = 0
 
     def channel(self, tenant_id: str) -> str:
         return f"{self.prefix}changes:{tenant_id}"
 
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_forever(), name="change-hints")
+
+    async def stop(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
+
     async def publish(self, tenant_id: str, kind: ChangeKind, alert_id: str | None = None) -> None:
-        """Tell the tenant's streams; never raises (see the module's text)."""
+        """Queue a hint for the tenant's streams; never waits on Redis, never raises (see the module's text)."""
         change: dict[str, Any] = {"kind": kind.value}
         if alert_id is not None:
             change["alertId"] = alert_id
         try:
-            await self.redis.publish(self.channel(tenant_id), json.dumps(change))
-        except Exception as exc:  # noqa: BLE001 - a hint lost must never fail the handler that committed
-            log.warning("could not publish the %s change of tenant %s: %s: %s", kind.value, tenant_id,
-                        type(exc).__name__, exc)
+            self._queue.put_nowait((tenant_id, self.channel(tenant_id), change))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped % QUEUE_SIZE == 1:
+                log.warning("%d change hint(s) dropped so far: Redis takes them slower than they come",
+                            self.dropped)
+
+    async def _send_forever(self) -> None:
+        while True:
+            tenant_id, channel, change = await self._queue.get()
+            try:
+                await self.redis.publish(channel, json.dumps(change))
+            except Exception as exc:  # noqa: BLE001 - a hint lost must never stop the sender
+                log.warning("could not publish the %s change of tenant %s: %s: %s", change["kind"], tenant_id,
+                            type(exc).__name__, exc)
 
     async def subscribe(self, tenant_id: str) -> Subscription:
         """Subscribed once this returns: every change published from then on is in it. Close it."""

@@ -124,11 +124,36 @@ async def test_ready_then_a_change_of_the_score_and_of_an_alert(scoring, reader,
 
 async def test_a_change_redis_does_not_take_is_logged_and_never_raises(caplog):
     unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)  # nothing listens on port 1
+    changes = Changes(unreachable, "scoring-test:")
+    changes.start()
     try:
-        await Changes(unreachable, "scoring-test:").publish("contoso", ChangeKind.score)
+        await changes.publish("contoso", ChangeKind.score)
+        await eventually(lambda: caplog.text, lambda text: "could not publish the score change of tenant contoso"
+                         in text, within=10, what="the lost hint logged")
     finally:
+        await changes.stop()
         await unreachable.aclose()
-    assert "could not publish the score change of tenant contoso" in caplog.text
+
+
+async def test_a_redis_that_hangs_never_holds_the_handler_that_tells_a_change(caplog):
+    """A Redis that takes connections and never answers: telling a change still returns at once (the
+    read model's consumers need only PostgreSQL); the hints wait, then are dropped beyond the queue."""
+    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    hanging = Redis(host="127.0.0.1", port=port, socket_connect_timeout=2, socket_timeout=2)
+    changes = Changes(hanging, "scoring-test:", queue_size=3)
+    changes.start()
+    try:
+        started = asyncio.get_running_loop().time()
+        for n in range(10):
+            await changes.publish("contoso", ChangeKind.alert, f"a-{n}")
+        assert asyncio.get_running_loop().time() - started < 0.5
+        assert changes.dropped >= 6  # the sender holds one, the queue three
+        assert "change hint(s) dropped so far" in caplog.text
+    finally:
+        await changes.stop()
+        await hanging.aclose()
+        silent.close()
 
 
 async def test_another_tenants_changes_are_not_sent(scoring, reader, tenant_id, send_status):
