@@ -152,11 +152,17 @@ async def deliveries(pool: asyncpg.Pool, tenant_id: str, **where: str) -> list[a
 
 
 async def settled(pool: asyncpg.Pool, tenant_id: str, *event_ids) -> bool:
-    """Every given event applied and no delivery of the tenant still pending."""
-    pending = await pool.fetchval(
-        "SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND state = 'pending'", tenant_id
+    """Every given event applied and no delivery of the tenant still pending.
+
+    One statement, one snapshot: the pending deliveries counted before the event's transaction
+    commits and the ledger read after it would call an event settled whose deliveries were never seen.
+    """
+    applied_count, pending = await pool.fetchrow(
+        """SELECT (SELECT count(*) FROM processed_events WHERE event_id = ANY($2::uuid[])),
+                  (SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND state = 'pending')""",
+        tenant_id, list(event_ids),
     )
-    return await applied(pool, *event_ids) and pending == 0
+    return applied_count == len(set(event_ids)) and pending == 0
 
 
 async def waits_for_a_lock(observer: asyncpg.Connection, pid: int) -> None:
