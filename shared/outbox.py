@@ -67,7 +67,10 @@ SELECT pg_notify('outbox_' || current_schema(), '')
 TOMBSTONE_EVENT_TYPE = "tombstone"
 
 
-def _record(topic: Topic, event: Event) -> tuple[str, bytes, bytes | None, str]:
+def outbox_row(topic: Topic, event: Event) -> tuple[str, bytes, bytes | None, str]:
+    """The row that publishes ``event`` to ``topic``: (topic, key, value, headers as JSON), the
+    outbox's columns, for a writer that inserts it within a statement of its own (see the write
+    API's ``store.insert_new_alert``)."""
     headers = {"content-type": "application/json", **event_headers(event)}
     return topic.value, event.kafka_key(), event.model_dump_json().encode(), json.dumps(headers)
 
@@ -80,7 +83,7 @@ async def enqueue(conn: asyncpg.Connection, topic: Topic, event: Event) -> None:
 async def enqueue_many(conn: asyncpg.Connection, events: Sequence[tuple[Topic, Event]]) -> None:
     """Publish ``events`` in this order once the caller's transaction commits: one statement."""
     if events:
-        await _insert(conn, [_record(topic, event) for topic, event in events])
+        await _insert(conn, [outbox_row(topic, event) for topic, event in events])
 
 
 async def enqueue_record(

@@ -21,8 +21,8 @@ from datetime import datetime
 import asyncpg
 
 from services.ingest.domain import decide
-from services.ingest.outgoing import EventTooLarge, enqueue
-from services.ingest.store import AlertStates, lock_alert_states, prune_webhook_ids
+from services.ingest.outgoing import EventTooLarge, enqueue, refuse_too_large
+from services.ingest.store import AlertStates, insert_new_alert, lock_alert_states, prune_webhook_ids
 from shared.alerts import Alert
 from shared.events import Actor, AlertCreated, AlertUpdated, Topic
 from shared.http import Problem
@@ -49,6 +49,16 @@ def unavailable(what: str, settings) -> Problem:
     )
 
 
+def _too_large(events: AlertEvents, exc: EventTooLarge) -> Problem:
+    alert_id = events[exc.index].alert.id
+    return Problem(
+        413,
+        "Alert too large",
+        f"alert {alert_id!r} makes a {exc.size}-byte event; at most {exc.limit} bytes",
+        alertId=alert_id,
+    )
+
+
 async def record_alerts(
     pool: asyncpg.Pool,
     settings,
@@ -68,6 +78,17 @@ async def record_alerts(
     database away, or a lock conflict): then nothing was recorded.
     """
     try:
+        if len(alerts) == 1 and patch is None and adjust is None and after is None and webhook_id is None:
+            # The commonest post (one webhook per alert) is of an alert never seen: then one statement
+            # records it, as the locked path below would (the same state, event and order). A known
+            # alert is left untouched by it, and decided below under its lock, at a time read then.
+            created = decide(tenant_id, alerts[0], None, now=utcnow(), api_actor=api_actor)
+            try:
+                refuse_too_large([created], settings.max_event_bytes)
+            except EventTooLarge as exc:
+                raise _too_large([created], exc) from None
+            if await insert_new_alert(pool, created):
+                return [created]
         async with lock_alert_states(
             pool, tenant_id, alerts, insert_new=patch is None, webhook_id=webhook_id
         ) as states:
@@ -96,13 +117,7 @@ async def record_alerts(
                 await enqueue(states.connection, [(Topic.alerts, e) for e in events],
                               max_event_bytes=settings.max_event_bytes)
             except EventTooLarge as exc:
-                alert_id = events[exc.index].alert.id
-                raise Problem(
-                    413,
-                    "Alert too large",
-                    f"alert {alert_id!r} makes a {exc.size}-byte event; at most {exc.limit} bytes",
-                    alertId=alert_id,
-                ) from None
+                raise _too_large(events, exc) from None
             await states.save([e.alert for e in events if isinstance(e, AlertUpdated)])
             if after is not None:
                 await after(states.connection, states, events, now)

@@ -11,6 +11,8 @@ import asyncpg
 
 from services.ingest.domain import created_state
 from shared.alerts import Alert
+from shared.events import AlertCreated, Topic
+from shared.outbox import outbox_row
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,31 @@ async def lock_alert_states(
             }
         )
         yield AlertStates(conn, tenant_id, known)
+
+
+# A new alert's state and its created event, in one statement (its own transaction); nothing if the
+# alert is known. The inserted row stays locked until the statement commits, so a concurrent post of
+# the alert waits on it and its event is enqueued after this one (the outbox's order per key). The
+# notice wakes the relay, as shared.outbox's enqueue does.
+_INSERT_NEW_ALERT = """
+WITH fresh AS (
+    INSERT INTO ingest_alert_state (tenant_id, alert_id, alert, version) VALUES ($1, $2, $3::jsonb, 1)
+    ON CONFLICT (tenant_id, alert_id) DO NOTHING
+    RETURNING alert_id
+), told AS (
+    INSERT INTO outbox (topic, key, value, headers) SELECT $4, $5, $6, $7::jsonb FROM fresh
+)
+SELECT pg_notify('outbox_' || current_schema(), '') FROM fresh
+"""
+
+
+async def insert_new_alert(pool: asyncpg.Pool, event: AlertCreated) -> bool:
+    """Record a new alert (``event.alert``, its first state) with its event, if the tenant does not know
+    it yet; False (nothing written) if it does. One round trip instead of a transaction's five."""
+    inserted = await pool.fetch(
+        _INSERT_NEW_ALERT, event.tenant_id, event.alert.id, event.alert.model_dump_json(),
+        *outbox_row(Topic.alerts, event))
+    return bool(inserted)
 
 
 # How long an accepted webhook-id is remembered: the signature window is five minutes either way.

@@ -1,0 +1,70 @@
+"""How many statements recording an alert costs (#15): a new alert posted alone, the commonest post by
+far (one webhook per alert), is recorded with its event in one statement, its own transaction; any
+other post still takes the locked path. Real PostgreSQL and Kafka, ``record_alerts`` in-process (the events
+read from the topic: a relay of the session may publish the outbox's rows at any time)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest_asyncio
+
+from services.ingest.config import get_settings
+from services.ingest.recording import record_alerts
+from shared.alerts import Alert
+from shared.db import create_pool
+from tests.services.ingest.support import alert_records, running_ingest
+
+
+@pytest_asyncio.fixture
+async def logged_pool(test_env) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A pool of one connection, as the write API's, that notes every statement it sends."""
+    statements: list[str] = []
+    pool = await create_pool(test_env["DATABASE_URL"], schema="ingest", max_size=1)
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: statements.append(" ".join(record.query.split())))
+    yield pool, statements
+    await pool.close()
+
+
+# What asyncpg sends by itself: the pool's reset, the introspection of a type the first time it is used.
+_OWN = ("SELECT pg_advisory_unlock_all()", "WITH RECURSIVE typeinfo_tree", "SELECT set_config('jit'")
+
+
+def _sent(statements: list[str]) -> list[str]:
+    return [s for s in statements if not s.startswith(_OWN)]
+
+
+async def test_a_new_alert_posted_alone_is_recorded_with_its_event_in_one_statement(
+    test_env, tenant_id, db_pool, logged_pool, kafka_bootstrap, topic_prefix
+):
+    pool, statements = logged_pool
+    settings = get_settings()
+    created = await record_alerts(pool, settings, tenant_id, [Alert.model_validate({"id": "a1", "severity": "low"})])
+    assert [e.event_type for e in created] == ["alert-created"]
+    assert len(_sent(statements)) == 1, _sent(statements)
+    state = await db_pool.fetchrow(
+        "SELECT alert, version FROM ingest_alert_state WHERE tenant_id = $1 AND alert_id = 'a1'", tenant_id)
+    assert state["version"] == 1
+    assert json.loads(state["alert"])["status"] == "active"  # the created state, status defaulted
+
+    # The same alert again, changed: it is known, so the locked path decides it (an update after the creation).
+    statements.clear()
+    updated = await record_alerts(pool, settings, tenant_id, [Alert.model_validate({"id": "a1", "severity": "high"})])
+    assert [e.event_type for e in updated] == ["alert-updated"]
+    assert any("FOR UPDATE" in s for s in _sent(statements))
+
+    # Posted again unchanged: a duplicate, nothing enqueued.
+    again = [Alert.model_validate({"id": "a1", "severity": "high"})]
+    assert await record_alerts(pool, settings, tenant_id, again) == []
+
+    async with running_ingest():  # a relay (this one, or the session's leader) publishes the outbox
+        records = await alert_records(kafka_bootstrap, topic_prefix, tenant_id, at_least=2)
+    ordered = sorted(records, key=lambda r: r["offset"])
+    assert [(r["key"], r["headers"]["eventType"], r["value"]["eventType"], r["value"]["alert"]["severity"])
+            for r in ordered] == [(f"{tenant_id}:a1", "alert-created", "alert-created", "low"),
+                                  (f"{tenant_id}:a1", "alert-updated", "alert-updated", "high")]
+    assert ordered[0]["value"]["eventId"] == str(created[0].event_id)
+    assert ordered[0]["value"]["alert"]["status"] == "active"
