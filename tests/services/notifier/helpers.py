@@ -153,10 +153,14 @@ async def deliveries(pool: asyncpg.Pool, tenant_id: str, **where: str) -> list[a
 
 async def settled(pool: asyncpg.Pool, tenant_id: str, *event_ids) -> bool:
     """Every given event applied and no delivery of the tenant still pending."""
+    # Applied first: the rows an event adds commit with its claim, so counting the pending ones after
+    # seeing it applied sees them too (counted before, they could commit in between, unseen).
+    if not await applied(pool, *event_ids):
+        return False
     pending = await pool.fetchval(
         "SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND state = 'pending'", tenant_id
     )
-    return await applied(pool, *event_ids) and pending == 0
+    return pending == 0
 
 
 async def waits_for_a_lock(observer: asyncpg.Connection, pid: int) -> None:
