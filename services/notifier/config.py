@@ -81,6 +81,8 @@ class Settings(CommonSettings):
     )
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often the worker looks for due work.")
     worker_batch_size: int = Field(20, ge=1, description="Deliveries sent at once by one notifier process.")
+    notifier_batch_size: int = Field(
+        200, ge=1, le=10_000, description="Most `alerts` events applied in one PostgreSQL transaction.")
     outbox_alarm_seconds: float = Field(
         60.0,
         gt=0,

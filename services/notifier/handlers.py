@@ -1,8 +1,11 @@
 """Translates events into the notifier's delivery log, timers, contacts, channels and escalation chains:
-one handler per event type. A tenant offboarded (``tenants``) loses all of them (``offboarding.py``),
-and every later event of it is dropped (``store.claim``). On each topic a record of an event type no
-handler takes is poison: it goes to the dead-letter topic and the consumer moves on; a tombstone (a key
-another service deleted, #18) is skipped (``shared.kafka.DeadLetterMiddleware``).
+one handler per event type, but ``alerts``, consumed in batches (#15: one transaction per batch,
+``store.apply_alert_events``, each record parsed here by its ``eventType``). A tenant offboarded
+(``tenants``) loses all of them (``offboarding.py``), and every later event of it is dropped
+(``store.claim``). On each topic a record of an event type no handler takes is poison: it goes to the
+dead-letter topic and the consumer moves on (on ``alerts``, that record alone, the rest of its batch
+applied); a tombstone (a key another service deleted, #18) is skipped
+(``shared.kafka.DeadLetterMiddleware``, or the batch's parse).
 
 Handlers only record what must be sent (in the transaction that claims the event) and wake the
 delivery worker; they never wait on SMTP or a webhook, so a slow receiver cannot stall the consumer.
@@ -14,12 +17,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import Context
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.notifier import domain, offboarding, store, warning_store
 from services.notifier.config import Settings
+from shared.dead_letters import poison_record, publish_dead_letter
 from shared.events import (
+    EVENT_TYPE_HEADER,
     AlertCreated,
     AlertUpdated,
     EscalationChainChanged,
@@ -31,10 +37,42 @@ from shared.events import (
     TenantOffboarded,
     Topic,
 )
-from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
+from shared.kafka import (
+    POISON_ERRORS,
+    PoisonEvent,
+    event_type_is,
+    is_tombstone,
+    subscriber_options,
+    topic_name,
+)
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
+
+
+ALERT_EVENT_TYPES: dict[str, type[AlertCreated] | type[AlertUpdated]] = {
+    "alert-created": AlertCreated, "alert-updated": AlertUpdated}
+# Who refused a poison record, in its dead letter (as the dead-letter middleware names the service).
+CONSUMER = "notifier"
+
+
+async def _raw_records(message: Any) -> Any:
+    # Keep the records as they are: each is parsed (and, if poison, dead-lettered) on its own.
+    return list(message.raw_message)
+
+
+def parse_alert_record(record: ConsumerRecord) -> AlertCreated | AlertUpdated | None:
+    """The event an ``alerts`` record carries; None for a tombstone (a deleted key: nothing to apply).
+    Raises PoisonEvent for an event type the notifier has no handler for, pydantic's error for a
+    malformed one."""
+    if is_tombstone(record):
+        return None
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    event_type = headers.get(EVENT_TYPE_HEADER)
+    model = ALERT_EVENT_TYPES.get(event_type or "")
+    if model is None:
+        raise PoisonEvent(f"no notifier handler for eventType {event_type!r} on the {Topic.alerts.value} topic")
+    return model.model_validate_json(record.value or b"")
 
 
 def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRouter:
@@ -48,8 +86,16 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
             description=description,
         )
 
-    alerts = subscriber(
-        Topic.alerts, "New alerts are delivered and get timers; a partner response cancels them."
+    # ``alerts`` in batches: one transaction per batch (store.apply_alert_events), its offsets committed
+    # after it commits; each record parsed here by its eventType, a poison one dead-lettered alone.
+    alerts = router.subscriber(
+        topic_name(settings, Topic.alerts),
+        **subscriber_options(settings),
+        batch=True,
+        max_records=settings.notifier_batch_size,
+        decoder=_raw_records,
+        title=f"notifier/{Topic.alerts.value}",
+        description="New alerts are delivered and get timers; a partner response cancels them.",
     )
     contacts = subscriber(Topic.security_contacts, "The security contact every e-mail goes to.")
     notifications = subscriber(Topic.notifications, "Spending-budget notifications for the contact.")
@@ -69,22 +115,29 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         "its later events dropped."
     )
 
-    @alerts(filter=event_type_is("alert-created"))
-    async def on_alert_created(event: AlertCreated, pool=Context("pool")) -> None:
-        if await store.record_alert_created(
-            pool, event, settings.reminder_after_seconds, settings.escalation_after_seconds, settings.storm_policy
-        ):
-            wake_worker()
-        else:
-            log.debug("event %s already applied", event.event_id)
+    dead_letter_topic = topic_name(settings, Topic.dead_letter)
 
-    @alerts(filter=event_type_is("alert-updated"))
-    async def on_alert_updated(event: AlertUpdated, pool=Context("pool")) -> None:
-        cancelled = await store.record_alert_updated(pool, event)
+    @alerts
+    async def on_alert_events(records: list[Any], pool=Context("pool"),
+                              broker: KafkaBroker = Context("broker")) -> None:
+        events: list[AlertCreated | AlertUpdated] = []
+        for record in records:
+            try:
+                event = parse_alert_record(record)
+            except POISON_ERRORS as exc:
+                # Not acknowledged in time: raises, the batch is not committed and comes again.
+                await publish_dead_letter(broker, dead_letter_topic, poison_record(record, exc, consumer=CONSUMER))
+                continue
+            if event is not None:
+                events.append(event)
+        # What the batch reads of each tenant is read afresh for each batch.
+        batch = store.AlertsBatch(settings.reminder_after_seconds, settings.escalation_after_seconds,
+                                  settings.storm_policy)
+        created, cancelled = await store.apply_alert_events(pool, events, batch)
+        if created:
+            wake_worker()
         if cancelled:
-            log.info(
-                "%s/%s answered or resolved: %d timers cancelled", event.tenant_id, event.alert_id, cancelled
-            )
+            log.info("%d timers cancelled by answers or resolutions", cancelled)
 
     @contacts(filter=event_type_is("security-contact-changed"))
     async def on_contact_changed(event: SecurityContactChanged, pool=Context("pool")) -> None:
@@ -161,7 +214,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
                  ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing",
                  done.tombstones)
 
-    for topic, records in ((Topic.alerts, alerts), (Topic.security_contacts, contacts),
+    for topic, records in ((Topic.security_contacts, contacts),
                            (Topic.notifications, notifications), (Topic.notification_channels, channels),
                            (Topic.delivery_commands, commands), (Topic.requirement_status, statuses),
                            (Topic.escalation_chains, chains), (Topic.tenants, tenants)):

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
 from pydantic import ValidationError
@@ -41,7 +42,7 @@ from shared.events import (
     SpendingBudgetThresholdReached,
     Topic,
 )
-from shared.offboarding import is_offboarded
+from shared.offboarding import is_offboarded, offboarded_among
 from shared.wire import utcnow
 
 CONSUMER = "notifier"
@@ -141,26 +142,90 @@ async def _insert_deliveries(
     channels: Sequence[str],
     kind: Kind,
     payload: str,
+    *,
+    no_contact: bool = False,
 ) -> int:
-    if not channels:
-        return 0
-    ids = [domain.delivery_id(tenant_id, subject_id, c, kind) for c in channels]
+    """How many of the delivery rows were new (:func:`_insert_delivery_rows`)."""
+    return len(await _insert_delivery_rows(conn, tenant_id, subject_id, alert_id, channels, kind, payload,
+                                           no_contact=no_contact))
+
+
+async def _insert_delivery_rows(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    subject_id: str,
+    alert_id: str | None,
+    channels: Sequence[str],
+    kind: Kind,
+    payload: str,
+    *,
+    no_contact: bool = False,
+) -> list[asyncpg.Record]:
+    """The delivery rows of one subject (:func:`_insert_wanted`); returns those that were new.
+
+    ``no_contact``: the tenant has no security contact (read under :func:`_lock_tenant_contact`, held
+    until the caller's transaction ends), so the e-mail to the contact is logged skipped, waiting for
+    one, as the worker would have found it: no claim, no send, no second change to announce."""
+    return await _insert_wanted(conn, [
+        Wanted(tenant_id, subject_id, alert_id, channel, kind, payload, no_contact and channel == domain.CONTACT_EMAIL)
+        for channel in channels])
+
+
+class Wanted(NamedTuple):
+    """A delivery to log: ``skip``, logged skipped for want of a contact (:func:`_insert_delivery_rows`)."""
+
+    tenant_id: str
+    subject_id: str
+    alert_id: str | None
+    channel: str
+    kind: Kind
+    payload: str
+    skip: bool = False
+
+
+async def _insert_wanted(conn: asyncpg.Connection, wanted: Sequence[Wanted]) -> list[asyncpg.Record]:
+    """The delivery rows, in one statement, each announced as it is inserted; returns those that were
+    new (a row of the same key already there adds nothing)."""
+    if not wanted:
+        return []
     inserted = await conn.fetch(
-        f"""INSERT INTO notification_deliveries
-               (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload)
-           SELECT id, $2, $3, $4, channel, $5, $6::jsonb FROM unnest($1::uuid[], $7::text[]) AS t(id, channel)
+        f"""INSERT INTO notification_deliveries AS d
+               (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, last_error,
+                last_attempt_at, awaiting_contact)
+           SELECT id, tenant_id, subject_id, alert_id, channel, kind, payload::jsonb,
+                  CASE WHEN skip THEN 'skipped' ELSE 'pending' END,
+                  CASE WHEN skip THEN $9 END,
+                  CASE WHEN skip THEN now() END,
+                  -- as record_outcome: an alert answered or resolved already waits for nobody
+                  skip AND NOT EXISTS (SELECT 1 FROM notifier_closed_alerts c
+                                       WHERE c.tenant_id = t.tenant_id AND c.alert_id = t.alert_id)
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::boolean[]) AS t(id, tenant_id, subject_id, alert_id, channel, kind, payload, skip)
            ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
            RETURNING {DELIVERY_CHANGE}""",
-        ids,
-        tenant_id,
-        subject_id,
-        alert_id,
-        kind.value,
-        payload,
-        list(channels),
+        [domain.delivery_id(w.tenant_id, w.subject_id, w.channel, w.kind) for w in wanted],
+        [w.tenant_id for w in wanted],
+        [w.subject_id for w in wanted],
+        [w.alert_id for w in wanted],
+        [w.channel for w in wanted],
+        [w.kind.value for w in wanted],
+        [w.payload for w in wanted],
+        [w.skip for w in wanted],
+        domain.NO_CONTACT.error,
     )
     await _publish_changes(conn, inserted)
-    return len(inserted)
+    return inserted
+
+
+async def _has_no_contact(conn: asyncpg.Connection, tenant_id: str, known: dict[str, bool]) -> bool:
+    """Whether the tenant has no security contact, read under its contact lock (shared: held until the
+    transaction ends, so a contact cannot arrive unseen before it commits; one that arrives after finds
+    the e-mails logged as waiting for it). ``known``: the answers already read in this transaction."""
+    if tenant_id not in known:
+        await _lock_tenant_contact(conn, tenant_id, shared=True)
+        known[tenant_id] = await conn.fetchval(
+            "SELECT email IS NULL FROM notifier_contacts WHERE tenant_id = $1", tenant_id) in (None, True)
+    return known[tenant_id]
 
 
 async def escalation_chain(db: asyncpg.Connection | asyncpg.Pool, tenant_id: str) -> domain.Chain | None:
@@ -194,58 +259,148 @@ async def record_escalation_chain(
         return status.endswith(" 1")
 
 
+@dataclass
+class AlertsBatch:
+    """What one transaction of alert events has read of each tenant (its channels, its chain, whether
+    it has a contact): read once per batch, not once per event."""
+
+    reminder_after: float
+    escalation_after: float
+    storm: domain.StormPolicy | None = None
+    rules: dict[str, list[ChannelRule]] = field(default_factory=dict)
+    chains: dict[str, domain.Chain | None] = field(default_factory=dict)
+    no_contact: dict[str, bool] = field(default_factory=dict)
+    # New alerts each (tenant, channel that groups) was given within the storm window: counted once
+    # per batch, then kept up to date as the batch gives it more (the batch holds the tenant's storm
+    # lock throughout, so nobody else gives it any meanwhile).
+    recent: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def groups(self) -> bool:
+        return self.storm is not None and self.storm.threshold > 0
+
+
+async def apply_alert_events(
+    pool: asyncpg.Pool, events: Sequence[AlertCreated | AlertUpdated], batch: AlertsBatch
+) -> tuple[int, int]:
+    """Apply a batch of ``alerts`` events, in their order, in one transaction: (new alerts recorded,
+    timers cancelled by responses).
+
+    Each event id is claimed in ``processed_events`` in that transaction (one statement for the
+    batch), so a redelivered event, or a batch consumed again after a crash before its offsets were
+    committed, adds nothing; an id twice in the batch counts once; the events of an offboarded tenant
+    are dropped (their ids claimed all the same). The per-tenant locks a new alert takes are taken for
+    the whole batch first, in the order of their keys (offboarding and contact, shared; then storm
+    counting), so two batches never wait for each other in a circle.
+    """
+    unique: dict = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    if not unique:
+        return 0, 0
+    created = cancelled = 0
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = {r["event_id"] for r in await conn.fetch(
+            """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+               ON CONFLICT DO NOTHING RETURNING event_id""", CONSUMER, list(unique))}
+        todo = [e for e in unique.values() if e.event_id in claimed]
+        if retired := await offboarded_among(conn, [e.tenant_id for e in todo]):
+            log.debug("%d event(s) of offboarded tenant(s) %s dropped",
+                      sum(e.tenant_id in retired for e in todo), ", ".join(sorted(retired)))
+            todo = [e for e in todo if e.tenant_id not in retired]
+        # In the order a single alert takes them (its contact, then its storm count).
+        new_alert_tenants = sorted({e.tenant_id for e in todo if isinstance(e, AlertCreated)})
+        for tenant_id in new_alert_tenants:
+            await _has_no_contact(conn, tenant_id, batch.no_contact)
+        for tenant_id in new_alert_tenants if batch.groups() else ():
+            await _lock_tenant_storm(conn, tenant_id)
+        for event in todo:
+            if isinstance(event, AlertCreated):
+                await _apply_alert_created(conn, event, batch)
+                created += 1
+            else:
+                cancelled += await _apply_alert_updated(conn, event) or 0
+    return created, cancelled
+
+
 async def record_alert_created(
     pool: asyncpg.Pool, event: AlertCreated, reminder_after: float, escalation_after: float,
     storm: domain.StormPolicy | None = None,
 ) -> bool:
-    """The new alert's deliveries and its timers (the reminder, and the deployment's escalation or a
-    timer per step of the tenant's chain); False if the event was applied before or dropped
-    (:func:`claim`). In a storm (``storm``), the channels people read give the alert to a digest
-    instead (``_group_into_digests``)."""
-    alert = event.alert
-    payload = event.model_dump_json()
+    """One new alert (:func:`_apply_alert_created`) in a transaction of its own; False if the event was
+    applied before or dropped (:func:`claim`)."""
     async with pool.acquire() as conn, conn.transaction():
         if not await claim(conn, event):
             return False
-        rules = await channel_rules(conn, event.tenant_id)
-        channels = domain.alert_channels(rules, alert)
-        if storm is not None and storm.threshold > 0:
-            kinds = {rule.name: rule.kind for rule in rules}
-            grouped = await _group_into_digests(
-                conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, storm)
-            channels = [c for c in channels if c not in grouped]
-        await _insert_deliveries(conn, event.tenant_id, alert.id, alert.id, channels, Kind.alert, payload)
-        chain = await escalation_chain(conn, event.tenant_id) if domain.needs_timers(event) else None
-        due = domain.timers_for_new_alert(event, reminder_after, escalation_after, utcnow(), chain)
-        if due:
-            await conn.executemany(
-                """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload)
-                   VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
-                [(event.tenant_id, alert.id, timer.kind.value, timer.step, at, payload) for timer, at in due.items()],
-            )
+        await _apply_alert_created(conn, event, AlertsBatch(reminder_after, escalation_after, storm))
         return True
 
 
+async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, batch: AlertsBatch) -> None:
+    """The new alert's deliveries and its timers (the reminder, and the deployment's escalation or a
+    timer per step of the tenant's chain). In a storm (``batch.storm``), the channels people read give
+    the alert to a digest instead (``_group_into_digests``). For a tenant without a contact the e-mail
+    to the contact is logged skipped, waiting for one (:func:`_insert_deliveries`); it counts towards
+    a storm like any e-mail the contact was given."""
+    alert, tenant_id = event.alert, event.tenant_id
+    payload = event.model_dump_json()
+    no_contact = await _has_no_contact(conn, tenant_id, batch.no_contact)
+    if tenant_id not in batch.rules:
+        batch.rules[tenant_id] = await channel_rules(conn, tenant_id)
+    rules = batch.rules[tenant_id]
+    channels = domain.alert_channels(rules, alert)
+    if batch.groups():
+        kinds = {rule.name: rule.kind for rule in rules}
+        grouped = await _group_into_digests(
+            conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, batch.storm,
+            batch.recent)
+        channels = [c for c in channels if c not in grouped]
+    for row in await _insert_delivery_rows(conn, tenant_id, alert.id, alert.id, channels, Kind.alert, payload,
+                                           no_contact=no_contact):
+        if (tenant_id, row["channel"]) in batch.recent:
+            batch.recent[tenant_id, row["channel"]] += 1
+    chain = None
+    if domain.needs_timers(event):
+        if tenant_id not in batch.chains:
+            batch.chains[tenant_id] = await escalation_chain(conn, tenant_id)
+        chain = batch.chains[tenant_id]
+    due = domain.timers_for_new_alert(event, batch.reminder_after, batch.escalation_after, utcnow(), chain)
+    if due:
+        await conn.executemany(
+            """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
+            [(tenant_id, alert.id, timer.kind.value, timer.step, at, payload) for timer, at in due.items()],
+        )
+
+
+async def _lock_tenant_storm(conn: asyncpg.Connection, tenant_id: str) -> None:
+    """One storm count at a time per tenant, until the transaction ends: two alerts counted at once
+    would both see the calm before. (Taken again in one transaction, it is simply still held.)"""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-storm:' || $1, 0))", tenant_id)
+
+
 async def _group_into_digests(
-    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, storm: domain.StormPolicy
+    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, storm: domain.StormPolicy,
+    recent: dict[tuple[str, str], int],
 ) -> set[str]:
     """The channels (of ``channels``, those that group) in a storm for this new alert: on each, the
     alert joins the channel's open digest, or opens one, and its own delivery is logged 'grouped',
-    naming the digest. Returns them; the caller sends the alert on its own to the others."""
+    naming the digest. Returns them; the caller sends the alert on its own to the others (and counts
+    them in ``recent``, :class:`AlertsBatch`)."""
     if not channels:
         return set()
     tenant_id, alert_id = event.tenant_id, event.alert.id
-    # One storm count at a time per tenant: two alerts counted at once would both see the calm before.
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-storm:' || $1, 0))", tenant_id)
-    recent = dict(await conn.fetch(
-        """SELECT channel, count(*) FROM notification_deliveries
-           WHERE tenant_id = $1 AND kind = 'alert' AND channel = ANY($2::text[])
-             AND created_at > now() - make_interval(secs => $3)
-           GROUP BY channel""",
-        tenant_id, list(channels), storm.window_seconds))
+    await _lock_tenant_storm(conn, tenant_id)
+    if uncounted := [c for c in channels if (tenant_id, c) not in recent]:
+        counted = dict(await conn.fetch(
+            """SELECT channel, count(*) FROM notification_deliveries
+               WHERE tenant_id = $1 AND kind = 'alert' AND channel = ANY($2::text[])
+                 AND created_at > now() - make_interval(secs => $3)
+               GROUP BY channel""",
+            tenant_id, uncounted, storm.window_seconds))
+        recent.update({(tenant_id, c): counted.get(c, 0) for c in uncounted})
     grouped: set[str] = set()
     for channel in channels:
-        earlier = recent.get(channel, 0)
+        earlier = recent[tenant_id, channel]
         if not domain.in_storm(earlier, storm):
             continue
         # The digest still open (never tried yet) with room; its row lock keeps the worker from
@@ -292,58 +447,64 @@ async def _group_into_digests(
             domain.delivery_id(tenant_id, alert_id, channel, Kind.alert), tenant_id, alert_id, channel, payload,
             digest_id)
         await _publish_changes(conn, logged)
+        recent[tenant_id, channel] += len(logged)
         grouped.add(channel)
     return grouped
 
 
 async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int | None:
-    """A partner response or a resolution closes the alert: it cancels its reminder and escalation,
-    and no e-mail about it is sent late any more; returns how many timers were cancelled (None if
-    the event was applied before)."""
+    """One alert update (:func:`_apply_alert_updated`) in a transaction of its own; how many timers it
+    cancelled (None if the event was applied before or dropped (:func:`claim`))."""
     async with pool.acquire() as conn, conn.transaction():
         if not await claim(conn, event):
             return None
-        reason = domain.why_timers_end(event)
-        if reason is None:
-            return 0
-        # Shared: answers to a tenant's alerts do not wait for each other, only for a contact
-        # arriving or a "no contact" skip being recorded, each of which sees the mark or is undone.
-        await _lock_tenant_contact(conn, event.tenant_id, shared=True)
-        await conn.execute(
-            """INSERT INTO notifier_closed_alerts (tenant_id, alert_id, reason) VALUES ($1, $2, $3)
-               ON CONFLICT (tenant_id, alert_id) DO NOTHING""",
-            event.tenant_id,
-            event.alert_id,
-            reason,
-        )
-        timers = await conn.execute(
-            """UPDATE notification_timers SET state = 'cancelled', updated_at = now()
-               WHERE tenant_id = $1 AND alert_id = $2 AND state = 'scheduled'""",
-            event.tenant_id,
-            event.alert_id,
-        )
-        # An e-mail about it that waited for a contact is no longer worth sending.
-        await conn.execute(
-            """UPDATE notification_deliveries SET awaiting_contact = false, updated_at = now()
-               WHERE tenant_id = $1 AND subject_id = $2 AND awaiting_contact""",
-            event.tenant_id,
-            event.alert_id,
-        )
-        # Nor is a reminder already fired but still waiting for a retry, or an e-mail made due again
-        # by a contact but not sent yet. (A catch-up's last error is only the skip it caught up.)
-        cancelled = await conn.fetch(
-            f"""UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
-                      last_error = CASE WHEN catch_up THEN 'cancelled: ' || $3
-                                        ELSE coalesce(last_error, 'cancelled: ' || $3) END
-               WHERE tenant_id = $1 AND subject_id = $2 AND state = 'pending'
-                 AND (kind IN ('reminder', 'escalation') OR catch_up)
-               RETURNING {DELIVERY_CHANGE}""",
-            event.tenant_id,
-            event.alert_id,
-            reason,
-        )
-        await _publish_changes(conn, cancelled)
-        return int(timers.split()[-1])
+        return await _apply_alert_updated(conn, event)
+
+
+async def _apply_alert_updated(conn: asyncpg.Connection, event: AlertUpdated) -> int:
+    """A partner response or a resolution closes the alert: it cancels its reminder and escalation,
+    and no e-mail about it is sent late any more; returns how many timers were cancelled."""
+    reason = domain.why_timers_end(event)
+    if reason is None:
+        return 0
+    # Shared: answers to a tenant's alerts do not wait for each other, only for a contact
+    # arriving or a "no contact" skip being recorded, each of which sees the mark or is undone.
+    await _lock_tenant_contact(conn, event.tenant_id, shared=True)
+    await conn.execute(
+        """INSERT INTO notifier_closed_alerts (tenant_id, alert_id, reason) VALUES ($1, $2, $3)
+           ON CONFLICT (tenant_id, alert_id) DO NOTHING""",
+        event.tenant_id,
+        event.alert_id,
+        reason,
+    )
+    timers = await conn.execute(
+        """UPDATE notification_timers SET state = 'cancelled', updated_at = now()
+           WHERE tenant_id = $1 AND alert_id = $2 AND state = 'scheduled'""",
+        event.tenant_id,
+        event.alert_id,
+    )
+    # An e-mail about it that waited for a contact is no longer worth sending.
+    await conn.execute(
+        """UPDATE notification_deliveries SET awaiting_contact = false, updated_at = now()
+           WHERE tenant_id = $1 AND subject_id = $2 AND awaiting_contact""",
+        event.tenant_id,
+        event.alert_id,
+    )
+    # Nor is a reminder already fired but still waiting for a retry, or an e-mail made due again
+    # by a contact but not sent yet. (A catch-up's last error is only the skip it caught up.)
+    cancelled = await conn.fetch(
+        f"""UPDATE notification_deliveries SET state = 'cancelled', updated_at = now(),
+                  last_error = CASE WHEN catch_up THEN 'cancelled: ' || $3
+                                    ELSE coalesce(last_error, 'cancelled: ' || $3) END
+           WHERE tenant_id = $1 AND subject_id = $2 AND state = 'pending'
+             AND (kind IN ('reminder', 'escalation') OR catch_up)
+           RETURNING {DELIVERY_CHANGE}""",
+        event.tenant_id,
+        event.alert_id,
+        reason,
+    )
+    await _publish_changes(conn, cancelled)
+    return int(timers.split()[-1])
 
 
 async def _lock_tenant_contact(conn: asyncpg.Connection, tenant_id: str, *, shared: bool = False) -> None:
@@ -558,6 +719,9 @@ async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: 
         )
         rules: dict[str, list[ChannelRule]] = {}
         chains: dict[str, domain.Chain | None] = {}
+        no_contact: dict[str, bool] = {}
+        wanted: list[Wanted] = []
+        ends: list[tuple[str, str, str, int, str]] = []
         for timer in due:
             tenant_id, alert_id, kind, step = timer["tenant_id"], timer["alert_id"], Kind(timer["kind"]), timer["step"]
             try:
@@ -578,15 +742,20 @@ async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: 
                     channels = domain.escalation_step_channels(
                         step, chains[tenant_id], rules[tenant_id], event.alert, escalation_email=escalation_email
                     )
-                await _insert_deliveries(conn, tenant_id, alert_id, alert_id, channels, kind, timer["payload"])
+                nobody = domain.CONTACT_EMAIL in channels and await _has_no_contact(conn, tenant_id, no_contact)
+                wanted.extend(Wanted(tenant_id, alert_id, alert_id, channel, kind, timer["payload"],
+                                     nobody and channel == domain.CONTACT_EMAIL) for channel in channels)
+            ends.append((tenant_id, alert_id, kind.value, step, "fired" if channels else "cancelled"))
+        # The whole pass in two statements: its deliveries, then its timers marked.
+        await _insert_wanted(conn, wanted)
+        if ends:
             await conn.execute(
-                """UPDATE notification_timers SET state = $5, updated_at = now()
-                   WHERE tenant_id = $1 AND alert_id = $2 AND kind = $3 AND step = $4""",
-                tenant_id,
-                alert_id,
-                kind.value,
-                step,
-                "fired" if channels else "cancelled",
+                """UPDATE notification_timers t SET state = e.state, updated_at = now()
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+                        AS e(tenant_id, alert_id, kind, step, state)
+                   WHERE t.tenant_id = e.tenant_id AND t.alert_id = e.alert_id AND t.kind = e.kind
+                     AND t.step = e.step""",
+                *(list(column) for column in zip(*ends, strict=True)),
             )
         return len(due)
 

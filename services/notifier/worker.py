@@ -19,6 +19,11 @@ from services.notifier.transports import Transports
 
 log = logging.getLogger(__name__)
 
+# Due timers turned into deliveries per pass (one transaction, a few statements whatever the count):
+# they send nothing themselves, so a burst of alerts already past their reminder or escalation is
+# not fired WORKER_BATCH_SIZE at a time.
+TIMERS_PER_PASS = 500
+
 
 class DeliveryWorker:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, transports: Transports) -> None:
@@ -69,7 +74,7 @@ class DeliveryWorker:
         """One pass; True if it found work (so the next pass starts at once if there is room)."""
         s = self.settings
         fired = await store.fire_due_timers(
-            self.pool, escalation_email=bool(s.escalation_email), limit=s.worker_batch_size
+            self.pool, escalation_email=bool(s.escalation_email), limit=TIMERS_PER_PASS
         )
         room = s.worker_batch_size - len(in_flight)
         rows = []

@@ -38,7 +38,7 @@ from tests.services.notifier.helpers import (
     set_channel,
     settled,
 )
-from tests.support.kafka import read_topic
+from tests.support.kafka import produce, read_topic
 from tests.support.polling import eventually
 
 
@@ -137,6 +137,29 @@ async def test_a_channel_whose_secret_no_key_opens_is_dead_lettered_and_the_cons
     assert letter["value"]["record"]["topic"] == f"{topic_prefix}notification-channels"
     assert not await applied(notifier_pool, foreign.event_id)
     assert (await live_channel(notifier_pool, tenant_id, "jira"))["url"] == "https://tickets.example/good"
+
+
+async def test_poison_records_on_the_alerts_topic_are_dead_lettered_one_by_one_and_the_rest_applied(
+    tenant_id, start_notifier, notifier_pool, kafka_bootstrap, topic_prefix
+):
+    # The alerts topic is consumed in batches: a record of an unknown event type and a malformed
+    # alert-created are dead letters of their own, a tombstone is skipped, and the good event after
+    # them on the same partition (one key) is applied.
+    good = alert_created(tenant_id, "a1")
+    key, topic = good.kafka_key(), f"{topic_prefix}alerts"
+    await produce(kafka_bootstrap, topic, b"{}", key=key, headers={"eventType": "mystery", "tenantId": tenant_id})
+    await produce(kafka_bootstrap, topic, b'{"alert": 1}', key=key,
+                  headers={"eventType": "alert-created", "tenantId": tenant_id})
+    await produce(kafka_bootstrap, topic, None, key=key, headers={"eventType": "tombstone"})
+    await publish_event(kafka_bootstrap, topic_prefix, Topic.alerts, good)
+    start_notifier()
+    await eventually(lambda: applied(notifier_pool, good.event_id), what="the good event after the poison")
+
+    dead = await read_topic(kafka_bootstrap, f"{topic_prefix}dead-letter", count=2, timeout=30,
+                            predicate=lambda r: r["key"] == key.decode())
+    assert sorted(d["value"]["record"]["headers"]["eventType"] for d in dead) == ["alert-created", "mystery"]
+    assert {d["value"]["consumer"] for d in dead} == {"notifier"}
+    assert [r["subject_id"] for r in await deliveries(notifier_pool, tenant_id)] == ["a1"]
 
 
 # --- delivery outcomes as events ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -14,6 +15,7 @@ from services.notifier import domain, store
 from shared.db import create_pool
 from shared.dead_letters import DeadLetter
 from shared.events import Actor, ActorType, DeliveryChanged, RedeliveryRequested
+from shared.wire import utcnow
 from tests.services.notifier.helpers import alert_created, contact_changed, partner_response, waits_for_a_lock
 
 HOUR = 3600.0
@@ -231,6 +233,11 @@ async def test_an_alert_answered_while_its_no_contact_send_was_in_flight_is_not_
 ):
     # The answer comes while the send looks for a contact: the row does not wait for one yet, and no
     # timer is left to cancel. Once the skip is recorded and the contact arrives, nothing is sent.
+    # The contact was there when the alert came and is cleared before the send (a tenant known to
+    # have none gets the e-mail logged skipped at once: no send looks for one).
+    await notifier_pool.execute(
+        "INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, 'SOC', $2, now() - "
+        "interval '1 hour')", tenant_id, "old@partner.example")
     if timers == "all fired":
         created = alert_created(tenant_id, "answered")
         # Escalation due on arrival: the alert gets that timer alone, and it fires at once.
@@ -242,6 +249,7 @@ async def test_an_alert_answered_while_its_no_contact_send_was_in_flight_is_not_
     else:
         created = alert_created(tenant_id, "answered", isTest=True)
         await store.record_alert_created(notifier_pool, created, HOUR, 20 * HOUR)
+    await notifier_pool.execute("UPDATE notifier_contacts SET email = NULL WHERE tenant_id = $1", tenant_id)
     sending = await claim_contact_email(notifier_pool, tenant_id, "answered")
 
     await store.record_alert_updated(notifier_pool, partner_response(created))
@@ -260,8 +268,11 @@ async def test_a_contact_and_a_partner_response_applied_at_once_send_no_email_ab
     # response is applied (a third session holds the row until both are there).
     created = alert_created(tenant_id, "raced")
     await store.record_alert_created(notifier_pool, created, HOUR, 20 * HOUR)
-    sending = await claim_contact_email(notifier_pool, tenant_id, "raced")
-    assert await store.record_outcome(notifier_pool, sending, SKIP, domain.NO_CONTACT) == "skipped"
+    # (No contact when the alert came: logged skipped, waiting for one, at once.)
+    assert await contact_email_state(notifier_pool, tenant_id, "raced") == ("skipped", True)
+    sending = await notifier_pool.fetchrow(
+        """SELECT delivery_id FROM notification_deliveries
+           WHERE tenant_id = $1 AND subject_id = 'raced' AND channel = 'email:contact'""", tenant_id)
 
     # One connection each, so each pool's session (its pid) is known.
     contact_pool, response_pool = [await create_pool(notifier_db_url, schema="notifier", max_size=1) for _ in range(2)]
@@ -327,3 +338,81 @@ async def test_a_change_made_later_is_told_as_later_even_by_a_transaction_that_b
     changes, _ = await outbox_of(notifier_pool, tenant_id)
     assert [c.delivery.state for c in changes] == ["pending", "cancelled"]
     assert changes[1].occurred_date_time > changes[0].occurred_date_time
+
+
+# --- alerts nobody receives, alerts in batches (#15) -------------------------------------------------------
+
+
+async def test_the_email_of_a_tenant_without_a_contact_is_logged_skipped_at_once_and_told_once(
+    notifier_pool, tenant_id
+):
+    # Nobody to send it to: the e-mail is logged as the worker would have left it (skipped, waiting
+    # for a contact) with no claim, no send and one change told, not two (pending, then skipped). The
+    # escalation of an alert that arrives already older than 20 hours (fired at once) likewise.
+    old = alert_created(tenant_id, "old", detectedDateTime=(utcnow() - timedelta(hours=21)).isoformat())
+    assert await store.record_alert_created(notifier_pool, old, HOUR, 20 * HOUR)
+    while await store.fire_due_timers(notifier_pool, escalation_email=False, limit=100):
+        pass
+    rows = await notifier_pool.fetch(
+        """SELECT kind, state, last_error, awaiting_contact, attempts, last_attempt_at IS NOT NULL AS skipped_at
+           FROM notification_deliveries WHERE tenant_id = $1 ORDER BY kind""", tenant_id)
+    assert [tuple(r) for r in rows] == [
+        ("alert", "skipped", "no security contact", True, 0, True),
+        ("escalation", "skipped", "no security contact", True, 0, True)]
+    changes, _ = await outbox_of(notifier_pool, tenant_id)
+    assert [(c.delivery.kind, c.delivery.state) for c in changes] == [("alert", "skipped"), ("escalation", "skipped")]
+
+    # With a contact the e-mail is due as ever.
+    other = f"{tenant_id}-with-contact"
+    await store.record_contact(notifier_pool, contact_changed(other, "soc@partner.example"), HOUR)
+    assert await store.record_alert_created(notifier_pool, alert_created(other, "a1"), HOUR, 20 * HOUR)
+    assert await contact_email_state(notifier_pool, other, "a1") == ("pending", False)
+    changes, _ = await outbox_of(notifier_pool, other)
+    assert [c.delivery.state for c in changes] == ["pending"]
+
+
+async def test_a_batch_of_alert_events_is_applied_in_order_each_event_once(notifier_pool, tenant_id):
+    await store.record_contact(notifier_pool, contact_changed(tenant_id, "soc@partner.example"), HOUR)
+    first, second = alert_created(tenant_id, "a1"), alert_created(tenant_id, "a2")
+    answered = partner_response(first)
+    events = [first, second, first, answered]  # an id twice in one batch counts once
+
+    assert await store.apply_alert_events(notifier_pool, events, store.AlertsBatch(HOUR, 20 * HOUR)) == (2, 2)
+    # Consumed again (a crash before the offsets were committed): nothing more.
+    assert await store.apply_alert_events(notifier_pool, events, store.AlertsBatch(HOUR, 20 * HOUR)) == (0, 0)
+
+    timers = {(r["alert_id"], r["kind"]): r["state"] for r in await notifier_pool.fetch(
+        "SELECT alert_id, kind, state FROM notification_timers WHERE tenant_id = $1", tenant_id)}
+    assert timers == {("a1", "reminder"): "cancelled", ("a1", "escalation"): "cancelled",
+                      ("a2", "reminder"): "scheduled", ("a2", "escalation"): "scheduled"}
+    assert [(r["subject_id"], r["state"]) for r in await notifier_pool.fetch(
+        "SELECT subject_id, state FROM notification_deliveries WHERE tenant_id = $1 ORDER BY subject_id",
+        tenant_id)] == [("a1", "pending"), ("a2", "pending")]
+    assert await notifier_pool.fetchval("SELECT count(*) FROM notifier_closed_alerts WHERE tenant_id = $1",
+                                        tenant_id) == 1
+
+
+async def test_a_contact_committing_while_an_alert_is_applied_is_waited_for_and_the_email_is_due(
+    notifier_db_url, notifier_pool, tenant_id
+):
+    # The contact's transaction holds the tenant's contact lock (as record_contact does) and has not
+    # committed: the alert's batch waits for it, then sees the contact. (Without the wait it would
+    # log the e-mail as waiting for a contact that, committed just before, never looks for it again.)
+    batch_pool = await create_pool(notifier_db_url, schema="notifier", max_size=1)
+    batch_pid = await batch_pool.fetchval("SELECT pg_backend_pid()")
+    contact = await asyncpg.connect(notifier_db_url, server_settings={"search_path": "notifier"})
+    try:
+        async with contact.transaction():
+            await contact.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-contact:' || $1, 0))",
+                                  tenant_id)
+            await contact.execute(
+                "INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, 'SOC', $2, now())",
+                tenant_id, "soc@partner.example")
+            applying = asyncio.create_task(store.apply_alert_events(
+                batch_pool, [alert_created(tenant_id, "a1")], store.AlertsBatch(HOUR, 20 * HOUR)))
+            await waits_for_a_lock(contact, batch_pid)
+        assert await asyncio.wait_for(applying, 30) == (1, 0)
+    finally:
+        await contact.close()
+        await batch_pool.close()
+    assert await contact_email_state(notifier_pool, tenant_id, "a1") == ("pending", False)

@@ -142,8 +142,13 @@ def test_a_full_digests_teams_card_stays_under_teams_limit_at_worst():
 
 @pytest_asyncio.fixture
 async def pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
-    """A database of this test's own: no notifier process sends these deliveries."""
+    """A database of this test's own: no notifier process sends these deliveries. Its tenants have a
+    contact: the contact's e-mail of a tenant without one is logged skipped at once, and a storm is
+    about messages someone reads."""
     pool = await create_pool(own_database, schema="notifier")
+    await pool.executemany(
+        "INSERT INTO notifier_contacts (tenant_id, name, email, occurred_at) VALUES ($1, 'SOC', $2, now())",
+        [("t1", "soc@t1.example"), ("t2", "soc@t2.example")])
     yield pool
     await pool.close()
 
