@@ -9,12 +9,15 @@ marker goes with it and the service rebuilds from PostgreSQL.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from services.scoring import domain
 from services.scoring.config import Settings
@@ -91,6 +94,10 @@ return 0
 
 _STATUS_FIELD = "s:"
 
+# How long a read trusts the server run it last read (INFO), connections unchanged; a server restarted
+# behind a proxy that kept the connections is noticed within this.
+RUN_ID_FRESH_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class CachedTenant:
@@ -137,6 +144,23 @@ class ScoreCache:
         self.epoch_key = f"{prefix}epoch"
         self._merge = redis.register_script(_MERGE_TENANT)
         self._finish = redis.register_script(_FINISH_REBUILD)
+        # The server run a read compares the marker with, read with INFO (a large reply to parse) at most
+        # every RUN_ID_FRESH_SECONDS rather than on each read, and again after any new connection: a
+        # restarted server is reached only through new connections.
+        self._run_id: str | None = None
+        self._run_id_read_at = 0.0
+        _forget_run_on_every_connection(redis, self)
+
+    def forget_run_id(self) -> None:
+        self._run_id = None
+
+    async def _current_run_id(self) -> str:
+        run_id = self._run_id
+        if run_id is None or time.monotonic() - self._run_id_read_at > RUN_ID_FRESH_SECONDS:
+            read_at = time.monotonic()
+            run_id = await self.server_run_id()
+            self._run_id, self._run_id_read_at = run_id, read_at
+        return run_id
 
     def tenant_key(self, tenant_id: str) -> str:
         return f"{self.prefix}t:{tenant_id}"
@@ -162,10 +186,10 @@ class ScoreCache:
     async def read(self, tenant_id: str) -> CachedTenant:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(self.ready_key)
-            pipe.info("server")
             pipe.hgetall(self.tenant_key(tenant_id))
-            marker, server, fields = await pipe.execute()
-        ready = _marks_this_run(marker, server)
+            marker, fields = await pipe.execute()
+        # Read after the reply: a reconnection on the way (a restarted server) has forgotten the run.
+        ready = await self._marks_this_run(marker)
         statuses = {
             name[len(_STATUS_FIELD) :]: _status_from_json(name[len(_STATUS_FIELD) :], value)
             for name, value in fields.items()
@@ -180,11 +204,12 @@ class ScoreCache:
 
     async def is_ready(self) -> bool:
         """Complete: rebuilt (or kept up) since this Redis server started, not merely marked once."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.ready_key)
-            pipe.info("server")
-            marker, server = await pipe.execute()
-        return _marks_this_run(marker, server)
+        return await self._marks_this_run(await self.redis.get(self.ready_key))
+
+    async def _marks_this_run(self, marker: str | bytes | None) -> bool:
+        if isinstance(marker, bytes):
+            marker = marker.decode()
+        return marker is not None and marker == await self._current_run_id()
 
     async def server_run_id(self) -> str:
         return str((await self.redis.info("server"))["run_id"])
@@ -203,7 +228,25 @@ class ScoreCache:
         return bool(await self._finish(keys=[self.epoch_key, self.ready_key], args=[token, run_id]))
 
 
-def _marks_this_run(marker: str | bytes | None, server: dict) -> bool:
-    if isinstance(marker, bytes):
-        marker = marker.decode()
-    return marker is not None and marker == str(server.get("run_id"))
+def _forget_run_on_every_connection(redis: Redis, cache: ScoreCache) -> None:
+    """Make ``cache`` forget the server run it read on each connection ``redis`` makes from now on,
+    before its first command: redis-py's ``redis_connect_func``, kept in the pool's connection settings
+    in place of its default handshake, installed once per pool for all its caches (held weakly)."""
+    settings = redis.connection_pool.connection_kwargs
+    hook = settings.get("redis_connect_func")
+    caches = getattr(hook, "score_caches", None)
+    if caches is None:
+        handshake = hook
+        caches = weakref.WeakSet()
+
+        async def connected(connection: AbstractConnection) -> None:
+            for known in list(caches):
+                known.forget_run_id()
+            if handshake is None:
+                await connection.on_connect()
+            else:
+                await handshake(connection)
+
+        connected.score_caches = caches  # type: ignore[attr-defined]
+        settings["redis_connect_func"] = connected
+    caches.add(cache)

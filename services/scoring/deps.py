@@ -7,13 +7,14 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from services.scoring.cache import ScoreCache
+from services.scoring.cache import CachedTenant, ScoreCache
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from shared.auth import Permission, Principal, authorize
 from shared.catalogue import Catalogue
-from shared.http import TenantIdPath
+from shared.http import Problem, TenantIdPath
 from shared.http_guards import authenticated_caller, authenticates
 
 
@@ -61,3 +62,30 @@ CatalogueDep = Annotated[Catalogue, Depends(_catalogue)]
 # The Redis score cache, and what keeps it (asked for a rebuild when a read finds the cache gone).
 CacheDep = Annotated[ScoreCache, Depends(_cache)]
 KeeperDep = Annotated[ScoreKeeper, Depends(_keeper)]
+
+
+async def read_tenant(tenant_id: str, cache: ScoreCache, keeper: ScoreKeeper, retry_after_seconds: int) -> CachedTenant:
+    """The tenant's cached statuses; 503 with ``Retry-After`` while Redis does not answer or the cache is
+    being rebuilt (a rebuild asked for): never a score computed from partial data."""
+    retry = {"Retry-After": str(retry_after_seconds)}
+    try:
+        found = await cache.read(tenant_id)
+    except RedisError as exc:
+        raise Problem(
+            503, "Score unavailable", f"Redis does not answer ({type(exc).__name__})", headers=retry
+        ) from None
+    if not found.ready:
+        keeper.request_rebuild()
+        raise Problem(503, "Score being rebuilt", "the score cache is being rebuilt from the durable store",
+                      headers=retry)
+    return found
+
+
+async def _cached_tenant(request: Request, tenant_id: TenantIdPath) -> CachedTenant:
+    # One dependency, not four (cache, keeper, settings): each costs on every read of the busiest route.
+    state = request.app.state
+    return await read_tenant(tenant_id, state.cache, state.keeper, state.settings.retry_after_seconds)
+
+
+# The path's tenant as the Redis cache holds it (declared after ReaderDep: read once the caller may).
+CachedTenantDep = Annotated[CachedTenant, Depends(_cached_tenant)]

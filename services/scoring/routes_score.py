@@ -13,15 +13,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import Field
-from redis.exceptions import RedisError
 
 from services.scoring import domain, store
-from services.scoring.cache import CachedTenant, ScoreCache
-from services.scoring.deps import CacheDep, CatalogueDep, KeeperDep, PoolDep, ReaderDep, SettingsDep
+from services.scoring.deps import CachedTenantDep, CatalogueDep, PoolDep, ReaderDep
 from services.scoring.insights import insight_summary
 from shared.catalogue import Kind, State
 from shared.events import ComplianceStatus
-from shared.http import Problem
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security score"])
@@ -88,40 +85,13 @@ class ScoreHistory(WireModel):
     value: list[ScoreHistoryEntry]
 
 
-async def _cached(tenant_id: str, cache: ScoreCache, keeper, settings) -> CachedTenant:
-    retry = {"Retry-After": str(settings.retry_after_seconds)}
-    try:
-        found = await cache.read(tenant_id)
-    except RedisError as exc:
-        raise Problem(
-            503, "Score unavailable", f"Redis does not answer ({type(exc).__name__})", headers=retry
-        ) from None
-    if not found.ready:
-        keeper.request_rebuild()
-        raise Problem(
-            503,
-            "Score being rebuilt",
-            "the score cache is being rebuilt from the durable store",
-            headers=retry,
-        )
-    return found
-
-
 @router.get(
     "/security-score",
     summary="The tenant's live security score",
     response_model=SecurityScore,
     responses=_UNAVAILABLE,
 )
-async def get_security_score(
-    tenant_id: str,
-    caller: ReaderDep,
-    cache: CacheDep,
-    keeper: KeeperDep,
-    catalogue: CatalogueDep,
-    settings: SettingsDep,
-) -> SecurityScore:
-    found = await _cached(tenant_id, cache, keeper, settings)
+async def get_security_score(caller: ReaderDep, found: CachedTenantDep, catalogue: CatalogueDep) -> SecurityScore:
     summary = domain.summarise(catalogue, found.statuses, utcnow())
     return SecurityScore(
         current_score=summary.current_score,
@@ -161,14 +131,8 @@ def _requirement(view: domain.RequirementView) -> SecurityRequirement:
     responses=_UNAVAILABLE,
 )
 async def list_requirements(
-    tenant_id: str,
-    caller: ReaderDep,
-    cache: CacheDep,
-    keeper: KeeperDep,
-    catalogue: CatalogueDep,
-    settings: SettingsDep,
+    caller: ReaderDep, found: CachedTenantDep, catalogue: CatalogueDep
 ) -> SecurityRequirements:
-    found = await _cached(tenant_id, cache, keeper, settings)
     now: datetime = utcnow()
     return SecurityRequirements(
         value=[_requirement(v) for v in domain.requirement_views(catalogue, found.statuses, now)]

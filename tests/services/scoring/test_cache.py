@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from services.scoring import domain
 from services.scoring.cache import ScoreCache
-from services.scoring.routes_score import _cached
+from services.scoring.deps import read_tenant
 from services.scoring.store import TenantSnapshot
 from shared.events import ComplianceStatus
 from shared.http import Problem
@@ -80,9 +80,7 @@ async def test_a_read_answers_503_when_redis_does_not_answer():
     keeper = SimpleNamespace(request_rebuild=lambda: None)
     try:
         with pytest.raises(Problem) as refused:
-            await _cached(
-                "tenant-x", ScoreCache(unreachable, "x:"), keeper, SimpleNamespace(retry_after_seconds=2)
-            )
+            await read_tenant("tenant-x", ScoreCache(unreachable, "x:"), keeper, 2)
         assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "2"}
     finally:
         await unreachable.aclose()
@@ -92,5 +90,36 @@ async def test_a_read_asks_for_a_rebuild_and_answers_503_while_the_cache_is_inco
     asked = []
     keeper = SimpleNamespace(request_rebuild=lambda: asked.append(True))
     with pytest.raises(Problem) as refused:
-        await _cached(tenant_id, cache, keeper, SimpleNamespace(retry_after_seconds=1))
+        await read_tenant(tenant_id, cache, keeper, 1)
     assert refused.value.status == 503 and asked == [True]
+
+
+async def test_a_read_asks_the_server_for_its_run_again_after_a_second_or_a_new_connection(test_env, monkeypatch):
+    # Each read compares the ready marker with the server's run_id; INFO (a large reply) is read again only
+    # when the one known is a second old or a connection was made since (a restarted server).
+    redis = Redis.from_url(test_env["REDIS_URL"], decode_responses=True)
+    cache = ScoreCache(redis, f"scoring-cache-test-{uuid.uuid4().hex[:8]}:")
+    infos: list[str] = []
+    server_run_id = cache.server_run_id
+
+    async def counted() -> str:
+        infos.append(await server_run_id())
+        return infos[-1]
+
+    monkeypatch.setattr(cache, "server_run_id", counted)
+    now = [1000.0]
+    monkeypatch.setattr("services.scoring.cache.time.monotonic", lambda: now[0])
+    try:
+        await redis.set(cache.ready_key, await server_run_id())
+        assert [await cache.is_ready() for _ in range(5)] == [True] * 5
+        assert (await cache.read("tenant-x")).ready
+        assert len(infos) == 1
+        now[0] += 1.5
+        assert await cache.is_ready() and len(infos) == 2
+        await redis.connection_pool.disconnect()  # what a restarted server leaves: connections made anew
+        assert await cache.is_ready() and len(infos) == 3
+        await redis.set(cache.ready_key, "0" * 40)  # a marker of another run is not this one's
+        assert not (await cache.read("tenant-x")).ready and len(infos) == 3
+    finally:
+        await redis.delete(cache.ready_key)
+        await redis.aclose()

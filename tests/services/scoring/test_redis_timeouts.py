@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from services.scoring.cache import ScoreCache, connect_redis
 from services.scoring.config import Settings
-from services.scoring.routes_score import _cached
+from services.scoring.deps import read_tenant
 from shared.http import Problem
 
 
@@ -69,7 +69,8 @@ async def refused_within(settings: Settings, bound: float) -> Problem:
     started = time.monotonic()
     try:
         with pytest.raises(Problem) as refused:
-            await asyncio.wait_for(_cached("tenant-x", ScoreCache(redis, "x:"), keeper, settings), 30)
+            await asyncio.wait_for(
+                read_tenant("tenant-x", ScoreCache(redis, "x:"), keeper, settings.retry_after_seconds), 30)
     finally:
         await redis.aclose()
     assert time.monotonic() - started < bound
