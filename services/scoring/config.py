@@ -44,6 +44,11 @@ class Settings(CommonSettings):
         description="Longest sleep of the timer that records preview requirements becoming active.",
     )
 
+    read_model_batch_size: int = Field(
+        200, ge=1, le=5000, description="Most `deliveries` or `alerts` events the read model applies in one "
+        "PostgreSQL transaction.",
+    )
+
     changes_ping_seconds: float = Field(
         15.0, gt=0, description="How often an open `GET /changes` stream sends a keep-alive comment (so proxies "
         "keep an idle stream open).",

@@ -1,19 +1,28 @@
-"""Translates the scoring service's topics into the score and the read model: one handler per event type.
+"""Translates the scoring service's topics into the score and the read model: one handler per event type,
+but ``deliveries`` and ``alerts``, consumed in batches.
 
 ``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries``,
 ``customer-mfa``, ``alert-sync`` and ``alert-triage`` feed the read API's read model (``read_model.py``), and
 ``alerts`` with them each alert's timeline (``timeline.py``). ``tenants`` ends a tenant: everything of it
 deleted, its later events dropped (``offboarding.py``). On each topic a record of an event type no
-handler takes is poison: it goes to the dead-letter topic and the consumer moves on.
+handler takes is poison: it goes to the dead-letter topic and the consumer moves on (in a batch, that
+record alone, the rest of the batch applied); a tombstone (a key another service deleted, #18) is
+skipped (``shared.kafka.DeadLetterMiddleware``, or the batch's parse).
+
+``deliveries`` and ``alerts`` (#15: the bulk of the read model's events, a few per alert) come in batches
+of up to ``READ_MODEL_BATCH_SIZE``: one transaction per batch (``read_model.apply_deliveries``,
+``apply_alert_events``), its offsets committed after that commit, so a process killed mid-batch leaves
+nothing of it and the batch comes again (the dedupe ledger drops what a previous commit applied).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from faststream import Context
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.scoring import offboarding, read_model
 from services.scoring.changes import ChangeKind, Changes
@@ -33,9 +42,19 @@ from shared.events import (
     TenantOffboarded,
     Topic,
 )
-from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
+from shared.kafka import (
+    PoisonEvent,
+    batch_events,
+    event_type_is,
+    raw_records,
+    subscriber_options,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
+
+DELIVERY_EVENT_TYPES = {"delivery-changed": DeliveryChanged}
+ALERT_EVENT_TYPES = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 
 
 async def told(applied: bool, event: Any, changes: Changes, kind: ChangeKind, alert_id: str | None = None) -> None:
@@ -47,16 +66,28 @@ async def told(applied: bool, event: Any, changes: Changes, kind: ChangeKind, al
         log.debug("event %s already applied", event.event_id)
 
 
+async def told_batch(changes: Changes, hints: Iterable[tuple[str, ChangeKind, str | None]]) -> None:
+    """After a batch is committed, tell each of its changes (tenant, kind, alert) once."""
+    for tenant_id, kind, alert_id in dict.fromkeys(hints):
+        await changes.publish(tenant_id, kind, alert_id)
+
+
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
 
-    def subscriber(topic: Topic, description: str) -> Any:
+    def subscriber(topic: Topic, description: str, **batch: Any) -> Any:
         return router.subscriber(
             topic_name(settings, topic),
             **subscriber_options(settings),
+            **batch,
             title=f"scoring/{topic.value}",
             description=description,
         )
+
+    # In batches: one transaction per batch, its offsets committed after it commits; each record parsed
+    # alone by its eventType (shared.kafka.batch_events), a poison one dead-lettered alone.
+    in_batches = {"batch": True, "max_records": settings.read_model_batch_size, "decoder": raw_records}
+    dead_letter_topic = topic_name(settings, Topic.dead_letter)
 
     def refuse_other_event_types(topic: Topic, records: Any) -> None:
         # Registered after the topic's handlers, so it only sees records none of them took. Without
@@ -74,12 +105,12 @@ def build_router(settings: Settings) -> KafkaRouter:
     response_times = subscriber(
         Topic.alert_response_times, "Each alert's clock and first response: GET /alerts and /response-time."
     )
-    deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.")
+    deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.", **in_batches)
     customers = subscriber(Topic.customer_mfa, "Each customer's MFA figures: GET /customers/mfa.")
     syncs = subscriber(
         Topic.alert_sync, "Each alert's sync state with Partner Center: partnerCenterSync on GET /alerts."
     )
-    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.")
+    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.", **in_batches)
     triage = subscriber(
         Topic.alert_triage, "Each alert's assignee and notes: assignedTo and notesCount on GET /alerts, its timeline."
     )
@@ -104,11 +135,14 @@ def build_router(settings: Settings) -> KafkaRouter:
         await told(await read_model.apply_alert_response_time(pool, event), event, changes, ChangeKind.alert,
                    event.alert_id)
 
-    @deliveries(filter=event_type_is("delivery-changed"))
-    async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool"),
-                                  changes: Changes = Context("changes")) -> None:
-        await told(await read_model.apply_delivery(pool, event), event, changes, ChangeKind.delivery,
-                   event.delivery.alert_id)
+    @deliveries
+    async def on_deliveries_changed(records: list[Any], pool=Context("pool"), broker: KafkaBroker = Context("broker"),
+                                    changes: Changes = Context("changes")) -> None:
+        events = await batch_events(records, DELIVERY_EVENT_TYPES, broker=broker,
+                                    dead_letter_topic=dead_letter_topic, consumer=read_model.CONSUMER,
+                                    others_are_poison=True)
+        applied = await read_model.apply_deliveries(pool, events)
+        await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, e.delivery.alert_id) for e in applied))
 
     @customers(filter=event_type_is("customer-mfa-observed"))
     async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool"),
@@ -126,17 +160,14 @@ def build_router(settings: Settings) -> KafkaRouter:
                                     changes: Changes = Context("changes")) -> None:
         await told(await read_model.apply_alert_sync(pool, event), event, changes, ChangeKind.alert, event.alert_id)
 
-    @alerts(filter=event_type_is("alert-created"))
-    async def on_alert_created(event: AlertCreated, pool=Context("pool"),
-                               changes: Changes = Context("changes")) -> None:
-        await told(await read_model.apply_alert_created(pool, event), event, changes, ChangeKind.alert,
-                   event.alert.id)
-
-    @alerts(filter=event_type_is("alert-updated"))
-    async def on_alert_updated(event: AlertUpdated, pool=Context("pool"),
-                               changes: Changes = Context("changes")) -> None:
-        await told(await read_model.apply_alert_updated(pool, event), event, changes, ChangeKind.alert,
-                   event.alert_id)
+    @alerts
+    async def on_alert_events(records: list[Any], pool=Context("pool"), broker: KafkaBroker = Context("broker"),
+                              changes: Changes = Context("changes")) -> None:
+        events = await batch_events(records, ALERT_EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
+                                    consumer=read_model.CONSUMER, others_are_poison=True)
+        applied = await read_model.apply_alert_events(pool, events)
+        await told_batch(changes, ((e.tenant_id, ChangeKind.alert, e.alert.id if isinstance(e, AlertCreated)
+                                    else e.alert_id) for e in applied))
 
     @triage(filter=event_type_is("alert-assigned"))
     async def on_alert_assigned(event: AlertAssigned, pool=Context("pool"),
@@ -160,10 +191,11 @@ def build_router(settings: Settings) -> KafkaRouter:
         log.info("tenant %s offboarded: %s deleted", event.tenant_id,
                  ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing")
 
+    # Not ``deliveries`` nor ``alerts``: their batch handler takes every record, and refuses another
+    # event type itself (others_are_poison).
     for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),
-                           (Topic.deliveries, deliveries), (Topic.customer_mfa, customers),
-                           (Topic.alert_sync, syncs), (Topic.alerts, alerts), (Topic.alert_triage, triage),
-                           (Topic.tenants, tenants)):
+                           (Topic.customer_mfa, customers), (Topic.alert_sync, syncs),
+                           (Topic.alert_triage, triage), (Topic.tenants, tenants)):
         refuse_other_event_types(topic, records)
 
     return router

@@ -8,12 +8,15 @@ left out is a tombstone row, migration 0073, that no read lists), all three of m
 it, migration 0074; joined to its alert at read time, so either may arrive first), and ``alert_triage``
 (each alert's assignee and count of notes, from ``alert-triage``, migration 0075; joined likewise).
 Besides, each alert's timeline (``timeline.py``, ``timeline_store.py``): every event that tells of one
-alert, those of ``alerts`` included, records its entry in the transaction that applies it. Each event
-is applied once (its id claimed in ``processed_events`` in the transaction of the change), and a row
-only ever moves to a newer event of its key: an older one arriving late (a replay, a consumer
-catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
+alert, those of ``alerts`` included, records its entry in the transaction that applies it. The events
+of ``deliveries`` and ``alerts`` come in batches (#15), one transaction per batch, each table written in
+one statement (``apply_deliveries``, ``apply_alert_events``); those of the other topics one at a time.
+Each event is applied once (its id claimed in ``processed_events`` in the transaction of the change),
+and a row only ever moves to a newer event of its key: an older one arriving late (a replay, a
+consumer catching up) changes nothing. Ties (the same instant) go to the later record, the owner's order on
 the key's partition. So consuming a topic from the beginning rebuilds a table exactly. An event of an
-offboarded tenant is dropped (``store.claim``): a rebuild brings nothing of it back (``offboarding.py``).
+offboarded tenant is dropped (``store.claim``, a batch's ``shared.offboarding.claim_events``): a rebuild
+brings nothing of it back (``offboarding.py``).
 
 The routes read these tables only (``routes_alerts``, ``routes_response_time``, ``routes_deliveries``,
 ``routes_customers``, ``routes_timeline``).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -38,8 +42,8 @@ from shared.events import (
     CustomerMfaObserved,
     CustomerMfaRemoved,
     DeliveryChanged,
-    Event,
 )
+from shared.offboarding import claim_events
 from shared.response_time import (
     RESOLVED,
     ResponseTimeFigures,
@@ -80,25 +84,35 @@ async def apply_alert_response_time(pool: asyncpg.Pool, event: AlertResponseTime
         return True
 
 
-async def apply_delivery(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
-    """Keep the delivery's view the event brings; False if the event was applied before."""
-    view = event.delivery
+async def apply_deliveries(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]) -> list[DeliveryChanged]:
+    """Keep each delivery's view of a batch of events, in one transaction; the events applied (not
+    before, not of an offboarded tenant; an id twice in the batch once), in their order."""
+    if not events:
+        return []
     async with pool.acquire() as conn, conn.transaction():
-        if not await store.claim(conn, CONSUMER, event):
-            return False
-        await conn.execute(
-            """INSERT INTO deliveries (tenant_id, delivery_id, alert_id, state, created_at, view, changed_at,
-                                       event_id)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
-               ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET
-                   alert_id = EXCLUDED.alert_id, state = EXCLUDED.state, created_at = EXCLUDED.created_at,
-                   view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, event_id = EXCLUDED.event_id
-               WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
-            event.tenant_id, view.id, view.alert_id, view.state, view.created_date_time,
-            view.model_dump_json(), event.occurred_date_time, event.event_id)
-        if (entry := timeline.delivery(event)) is not None:
-            await timeline_store.record(conn, entry)
-        return True
+        applied = await claim_events(conn, CONSUMER, events)
+        # One row per delivery, the newest of the batch (ties to the later record): one statement
+        # cannot change a row twice, and applying them one by one would leave that one.
+        newest = timeline_store.newest_per_key(
+            applied, lambda e: (e.tenant_id, e.delivery.id), lambda e: e.occurred_date_time)
+        if newest:
+            columns = zip(*((e.tenant_id, e.delivery.id, e.delivery.alert_id, e.delivery.state,
+                             e.delivery.created_date_time, e.delivery.model_dump_json(), e.occurred_date_time,
+                             e.event_id) for e in newest), strict=True)
+            await conn.execute(
+                """INSERT INTO deliveries (tenant_id, delivery_id, alert_id, state, created_at, view, changed_at,
+                                           event_id)
+                   SELECT tenant_id, delivery_id, alert_id, state, created_at, view::jsonb, changed_at, event_id
+                   FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                               $7::timestamptz[], $8::uuid[])
+                        AS d(tenant_id, delivery_id, alert_id, state, created_at, view, changed_at, event_id)
+                   ON CONFLICT (tenant_id, delivery_id) DO UPDATE SET
+                       alert_id = EXCLUDED.alert_id, state = EXCLUDED.state, created_at = EXCLUDED.created_at,
+                       view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, event_id = EXCLUDED.event_id
+                   WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
+                *(list(column) for column in columns))
+        await timeline_store.record_all(conn, filter(None, map(timeline.delivery, applied)))
+    return applied
 
 
 async def apply_customer_mfa(pool: asyncpg.Pool, event: CustomerMfaObserved) -> bool:
@@ -168,23 +182,18 @@ async def apply_alert_sync(pool: asyncpg.Pool, event: AlertSyncChanged) -> bool:
         return True
 
 
-async def _apply_entry(pool: asyncpg.Pool, event: Event, entry: timeline.Entry) -> bool:
-    """Record the one timeline entry an event makes; False if the event was applied before."""
+async def apply_alert_events(pool: asyncpg.Pool, events: Sequence[AlertCreated | AlertUpdated]
+                             ) -> list[AlertCreated | AlertUpdated]:
+    """Each event's timeline entry (``received``, ``updated``) of a batch of ``alerts`` events, in one
+    transaction; the events applied (not before, not of an offboarded tenant; an id twice in the
+    batch once), in their order."""
+    if not events:
+        return []
     async with pool.acquire() as conn, conn.transaction():
-        if not await store.claim(conn, CONSUMER, event):
-            return False
-        await timeline_store.record(conn, entry)
-        return True
-
-
-async def apply_alert_created(pool: asyncpg.Pool, event: AlertCreated) -> bool:
-    """The alert's ``received`` entry; False if the event was applied before."""
-    return await _apply_entry(pool, event, timeline.received(event))
-
-
-async def apply_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> bool:
-    """The change's ``updated`` entry; False if the event was applied before."""
-    return await _apply_entry(pool, event, timeline.updated(event))
+        applied = await claim_events(conn, CONSUMER, events)
+        await timeline_store.record_all(conn, [
+            timeline.received(e) if isinstance(e, AlertCreated) else timeline.updated(e) for e in applied])
+    return applied
 
 
 async def apply_alert_assigned(pool: asyncpg.Pool, event: AlertAssigned) -> bool:

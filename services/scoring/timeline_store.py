@@ -1,16 +1,17 @@
 """PostgreSQL I/O of the alerts' timelines: table ``alert_timeline`` of the scoring schema (migration 0075).
 
-``read_model.py`` records each event's entry (``timeline.py``) in the transaction that claims the event,
-so a redelivered event adds nothing. An entry is one row per key; a newer event of the key replaces it
-(a delivery's next state), an older one arriving late changes nothing. ``GET .../timeline``
-(``routes_timeline.py``) reads it newest first, by keyset.
+``read_model.py`` records each event's entry (``timeline.py``) in the transaction that claims the event
+(a batch's entries in one statement, ``record_all``), so a redelivered event adds nothing. An entry is
+one row per key; a newer event of the key replaces it (a delivery's next state), an older one arriving
+late changes nothing. ``GET .../timeline`` (``routes_timeline.py``) reads it newest first, by keyset.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -18,6 +19,8 @@ from services.scoring.timeline import Entry, wire
 
 # The position of an entry in its timeline: when, its place at that instant, its key.
 Position = tuple[datetime, int, str]
+
+T = TypeVar("T")
 
 
 async def record(conn: asyncpg.Connection, entry: Entry) -> bool:
@@ -34,6 +37,42 @@ async def record(conn: asyncpg.Connection, entry: Entry) -> bool:
            RETURNING xmax = 0""",  # xmax 0: the row was inserted, not updated
         entry.tenant_id, entry.alert_id, entry.key, entry.type.value, entry.occurred_at, entry.tie_order,
         entry.actor, json.dumps(entry.details), entry.as_of, entry.event_id) or False
+
+
+def newest_per_key(items: Iterable[T], key: Callable[[T], Hashable], as_of: Callable[[T], datetime]) -> list[T]:
+    """Of each key's items, the one :func:`record` applied one after the other would leave: the newest
+    (``as_of``), ties to the later. A batch's rows in one INSERT ... ON CONFLICT DO UPDATE must be one
+    per key (a statement cannot change a row twice). In the order of the keys, so two transactions
+    writing some of the same rows lock them in one order."""
+    kept: dict[Hashable, T] = {}
+    for item in items:
+        held = kept.get(k := key(item))
+        if held is None or as_of(held) <= as_of(item):
+            kept[k] = item
+    return [kept[k] for k in sorted(kept)]
+
+
+async def record_all(conn: asyncpg.Connection, entries: Iterable[Entry]) -> None:
+    """:func:`record` for a batch's entries, in one statement: each key keeps the newest of its entries
+    and of the row it holds (ties to the later, the row held being the earliest)."""
+    kept = newest_per_key(entries, lambda e: (e.tenant_id, e.alert_id, e.key), lambda e: e.as_of)
+    if not kept:
+        return
+    columns = zip(*((e.tenant_id, e.alert_id, e.key, e.type.value, e.occurred_at, e.tie_order, e.actor,
+                     json.dumps(e.details), e.as_of, e.event_id) for e in kept), strict=True)
+    await conn.execute(
+        """INSERT INTO alert_timeline (tenant_id, alert_id, entry_key, type, occurred_at, tie_order, actor, details,
+                                       as_of, event_id)
+           SELECT tenant_id, alert_id, entry_key, type, occurred_at, tie_order, actor, details::jsonb, as_of, event_id
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::smallint[],
+                       $7::text[], $8::text[], $9::timestamptz[], $10::uuid[])
+                AS e(tenant_id, alert_id, entry_key, type, occurred_at, tie_order, actor, details, as_of, event_id)
+           ON CONFLICT (tenant_id, alert_id, entry_key) DO UPDATE SET
+               type = EXCLUDED.type, occurred_at = EXCLUDED.occurred_at, tie_order = EXCLUDED.tie_order,
+               actor = EXCLUDED.actor, details = EXCLUDED.details, as_of = EXCLUDED.as_of,
+               event_id = EXCLUDED.event_id
+           WHERE alert_timeline.as_of <= EXCLUDED.as_of""",
+        *(list(column) for column in columns))
 
 
 async def page(pool: asyncpg.Pool, tenant_id: str, alert_id: str, *, top: int, skip: int = 0,

@@ -57,15 +57,20 @@ def observed(tenant_id: str, requirement: str = "a") -> RequirementStatusObserve
                                      observed_date_time=utcnow(), source="test")
 
 
+def batch_of_one(apply_batch):
+    """A batch apply as the others: the event alone, truthy if applied (a list of it, or an empty one)."""
+    return lambda pool, event: apply_batch(pool, [event])
+
+
 def read_model_events(tenant_id: str) -> list:
     """An event of each kind the read model keeps (its applying function beside it)."""
     created = AlertCreated(tenant_id=tenant_id, alert=Alert(id="a1", severity="high", detected_date_time=T0))
     return [
         (read_model.apply_alert_response_time, alert_response_time(tenant_id, "a1", T0, responded_at=T0 + H)),
-        (read_model.apply_delivery, delivery_changed(tenant_id, uuid.uuid4(), T0)),
+        (batch_of_one(read_model.apply_deliveries), delivery_changed(tenant_id, uuid.uuid4(), T0)),
         (read_model.apply_customer_mfa, customer_mfa(tenant_id, "c1", "Contoso", T0)),
         (read_model.apply_alert_sync, alert_sync_changed(tenant_id, "a1", "synced", last_synced_date_time=T0)),
-        (read_model.apply_alert_created, created),
+        (batch_of_one(read_model.apply_alert_events), created),
         (read_model.apply_alert_assigned, AlertAssigned(tenant_id=tenant_id, alert_id="a1", assignee="bo@x.example",
                                                         actor=ANA)),
         (read_model.apply_alert_note_added, AlertNoteAdded(tenant_id=tenant_id, alert_id="a1", note_id=uuid.uuid4(),

@@ -56,9 +56,9 @@ async def entries(pool, tenant_id: str, alert_id: str = "a1") -> list[dict]:
 async def test_a_redelivered_event_adds_nothing_and_a_note_told_twice_is_one_note(db_pool, tenant_id):
     first = created(tenant_id)
     note = noted(tenant_id, "Called the customer", T0 + H)
-    assert await read_model.apply_alert_created(db_pool, first)
+    assert await read_model.apply_alert_events(db_pool, [first])
     assert await read_model.apply_alert_note_added(db_pool, note)
-    assert not await read_model.apply_alert_created(db_pool, first)
+    assert not await read_model.apply_alert_events(db_pool, [first])
     assert not await read_model.apply_alert_note_added(db_pool, note)
     # The owner publishing the same note again (a new event id, the same note id): still one note.
     assert await read_model.apply_alert_note_added(db_pool, note.model_copy(update={"event_id": uuid.uuid4()}))
@@ -76,7 +76,7 @@ async def test_a_delivery_is_one_entry_updated_in_place_to_its_newest_state(db_p
     delivered = delivery_changed(tenant_id, delivery_id, T0, channel="email:contact", state="delivered", attempts=2,
                                  delivered_date_time=T0 + 5 * S, occurred=T0 + 5 * S)
     for event in (pending, delivered, failing):  # the older state arrives last
-        assert await read_model.apply_delivery(db_pool, event)
+        assert await read_model.apply_deliveries(db_pool, [event])
     [entry] = await entries(db_pool, tenant_id)
     assert (entry["type"], entry["occurredDateTime"]) == ("notified", "2026-11-27T06:00:00Z")
     assert (entry["details"]["state"], entry["details"]["attempts"], entry["details"]["lastError"]) == (
@@ -127,17 +127,17 @@ async def test_the_assignee_is_the_newest_assignment_and_each_one_is_on_the_time
 
 async def test_the_timeline_pages_newest_first_in_the_order_things_happened(db_pool, tenant_id):
     acknowledged_at = T0 + 2 * H
-    await read_model.apply_alert_created(db_pool, created(tenant_id))
-    await read_model.apply_delivery(db_pool, delivery_changed(tenant_id, uuid.uuid4(), T0 + S, occurred=T0 + S))
+    await read_model.apply_alert_events(db_pool, [created(tenant_id)])
+    await read_model.apply_deliveries(db_pool, [delivery_changed(tenant_id, uuid.uuid4(), T0 + S, occurred=T0 + S)])
     await read_model.apply_alert_assigned(db_pool, assigned(tenant_id, "bo@partner.example", None, T0 + H))
     for minute in range(1, 4):
         await read_model.apply_alert_note_added(db_pool, noted(tenant_id, f"note {minute}", T0 + H + minute * 60 * S))
     # The response and the update that made it, at one instant, told in the other order.
     await read_model.apply_alert_response_time(db_pool, alert_response_time(
         tenant_id, "a1", T0 - H, responded_at=acknowledged_at, status="investigating", occurred=acknowledged_at))
-    await read_model.apply_alert_updated(db_pool, acknowledged(tenant_id, acknowledged_at))
+    await read_model.apply_alert_events(db_pool, [acknowledged(tenant_id, acknowledged_at)])
     # Another alert's entries are not this one's.
-    await read_model.apply_alert_created(db_pool, created(tenant_id, "a2", T0 + 3 * H))
+    await read_model.apply_alert_events(db_pool, [created(tenant_id, "a2", T0 + 3 * H)])
 
     whole = await entries(db_pool, tenant_id)
     assert [e["type"] for e in whole] == [
@@ -162,7 +162,7 @@ async def test_the_timeline_pages_newest_first_in_the_order_things_happened(db_p
 
 async def test_an_alert_is_known_by_its_response_time_or_by_any_entry(db_pool, tenant_id):
     assert not await timeline_store.alert_known(db_pool, tenant_id, "a1")
-    await read_model.apply_alert_created(db_pool, created(tenant_id))
+    await read_model.apply_alert_events(db_pool, [created(tenant_id)])
     assert await timeline_store.alert_known(db_pool, tenant_id, "a1")
     await read_model.apply_alert_response_time(db_pool, alert_response_time(tenant_id, "a3", T0))
     assert await timeline_store.alert_known(db_pool, tenant_id, "a3")
