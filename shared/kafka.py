@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,3 +256,49 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- batches of records -------------------------------------------------------------------------------
+# A subscriber with ``batch=True`` and ``decoder=raw_records`` gets the records as they are, and turns
+# them into events with :func:`batch_events`: each record parsed alone, a poison one dead-lettered
+# alone, the rest applied together (one transaction per batch, the offsets committed after it).
+
+
+async def raw_records(message: Any) -> Any:
+    """A batch subscriber's decoder: the records as consumed, each parsed (or dead-lettered) on its own."""
+    return list(message.raw_message)
+
+
+def record_event(record: Any, models: Mapping[str, type[Event]], *, others_are_poison: bool) -> Event | None:
+    """The event ``record`` carries, by its eventType header among ``models``; None for a tombstone (a
+    deleted key: nothing to apply), and for another eventType unless ``others_are_poison`` (then
+    :class:`PoisonEvent`). A malformed event raises pydantic's error (poison: :data:`POISON_ERRORS`)."""
+    if is_tombstone(record):
+        return None
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    event_type = headers.get(EVENT_TYPE_HEADER)
+    model = models.get(event_type or "")
+    if model is None:
+        if others_are_poison:
+            raise PoisonEvent(f"no handler for eventType {event_type!r} on {record.topic}")
+        return None
+    return model.model_validate_json(record.value or b"")
+
+
+async def batch_events(
+    records: Iterable[Any], models: Mapping[str, type[Event]], *, broker: KafkaBroker, dead_letter_topic: str,
+    consumer: str, others_are_poison: bool = True,
+) -> list[Event]:
+    """The events of a batch of records, in their order (:func:`record_event`); each poison record is
+    sent to ``dead_letter_topic`` as it is found. A dead letter the broker does not acknowledge in time
+    raises: the batch is not committed and comes again."""
+    events: list[Event] = []
+    for record in records:
+        try:
+            event = record_event(record, models, others_are_poison=others_are_poison)
+        except POISON_ERRORS as exc:
+            await publish_dead_letter(broker, dead_letter_topic, poison_record(record, exc, consumer=consumer))
+            continue
+        if event is not None:
+            events.append(event)
+    return events

@@ -21,10 +21,13 @@ imported: a migration is frozen once applied).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
+
+from shared.events import Event
 
 OFFBOARDED_TENANTS_DDL = """
 -- Tenants offboarded (#18, shared/offboarding.py): nothing of them is kept, and every later event of
@@ -36,6 +39,8 @@ CREATE TABLE offboarded_tenants (
 """
 
 Queryable = asyncpg.Connection | asyncpg.Pool
+
+log = logging.getLogger(__name__)
 
 _LOCK = "SELECT {function}(hashtextextended('offboarding:' || $1, 0))"
 
@@ -81,3 +86,25 @@ async def offboarded_among(conn: asyncpg.Connection, tenant_ids: Iterable[str]) 
     await _lock_shared(conn, wanted)
     rows = await conn.fetch("SELECT tenant_id FROM offboarded_tenants WHERE tenant_id = ANY($1::text[])", wanted)
     return {row["tenant_id"] for row in rows}
+
+
+async def claim_events(conn: asyncpg.Connection, consumer: str, events: Sequence[Event]) -> list[Event]:
+    """The events of a batch ``consumer`` is to apply, in their order, in the caller's transaction: each
+    id claimed in the dedupe ledger (``processed_events``) in one statement, so an event applied before,
+    or a batch consumed again after a crash before its offsets were committed, adds nothing; an id twice
+    in the batch counts once; the events of an offboarded tenant are dropped (their ids claimed all the
+    same), under the tenants' offboarding locks (:func:`offboarded_among`) until the transaction ends."""
+    unique: dict = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    if not unique:
+        return []
+    claimed = {r["event_id"] for r in await conn.fetch(
+        """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+           ON CONFLICT DO NOTHING RETURNING event_id""", consumer, list(unique))}
+    todo = [e for e in unique.values() if e.event_id in claimed]
+    if retired := await offboarded_among(conn, [e.tenant_id for e in todo]):
+        log.debug("%d event(s) of offboarded tenant(s) %s dropped by %s", sum(e.tenant_id in retired for e in todo),
+                  ", ".join(sorted(retired)), consumer)
+        todo = [e for e in todo if e.tenant_id not in retired]
+    return todo

@@ -17,15 +17,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import ConsumerRecord
 from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.notifier import domain, offboarding, store, warning_store
 from services.notifier.config import Settings
-from shared.dead_letters import poison_record, publish_dead_letter
 from shared.events import (
-    EVENT_TYPE_HEADER,
     AlertCreated,
     AlertUpdated,
     EscalationChainChanged,
@@ -38,10 +35,10 @@ from shared.events import (
     Topic,
 )
 from shared.kafka import (
-    POISON_ERRORS,
     PoisonEvent,
+    batch_events,
     event_type_is,
-    is_tombstone,
+    raw_records,
     subscriber_options,
     topic_name,
 )
@@ -54,25 +51,6 @@ ALERT_EVENT_TYPES: dict[str, type[AlertCreated] | type[AlertUpdated]] = {
     "alert-created": AlertCreated, "alert-updated": AlertUpdated}
 # Who refused a poison record, in its dead letter (as the dead-letter middleware names the service).
 CONSUMER = "notifier"
-
-
-async def _raw_records(message: Any) -> Any:
-    # Keep the records as they are: each is parsed (and, if poison, dead-lettered) on its own.
-    return list(message.raw_message)
-
-
-def parse_alert_record(record: ConsumerRecord) -> AlertCreated | AlertUpdated | None:
-    """The event an ``alerts`` record carries; None for a tombstone (a deleted key: nothing to apply).
-    Raises PoisonEvent for an event type the notifier has no handler for, pydantic's error for a
-    malformed one."""
-    if is_tombstone(record):
-        return None
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-    event_type = headers.get(EVENT_TYPE_HEADER)
-    model = ALERT_EVENT_TYPES.get(event_type or "")
-    if model is None:
-        raise PoisonEvent(f"no notifier handler for eventType {event_type!r} on the {Topic.alerts.value} topic")
-    return model.model_validate_json(record.value or b"")
 
 
 def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRouter:
@@ -93,7 +71,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         **subscriber_options(settings),
         batch=True,
         max_records=settings.notifier_batch_size,
-        decoder=_raw_records,
+        decoder=raw_records,
         title=f"notifier/{Topic.alerts.value}",
         description="New alerts are delivered and get timers; a partner response cancels them.",
     )
@@ -120,16 +98,8 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     @alerts
     async def on_alert_events(records: list[Any], pool=Context("pool"),
                               broker: KafkaBroker = Context("broker")) -> None:
-        events: list[AlertCreated | AlertUpdated] = []
-        for record in records:
-            try:
-                event = parse_alert_record(record)
-            except POISON_ERRORS as exc:
-                # Not acknowledged in time: raises, the batch is not committed and comes again.
-                await publish_dead_letter(broker, dead_letter_topic, poison_record(record, exc, consumer=CONSUMER))
-                continue
-            if event is not None:
-                events.append(event)
+        events = await batch_events(records, ALERT_EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
+                                    consumer=CONSUMER)
         # What the batch reads of each tenant is read afresh for each batch.
         batch = store.AlertsBatch(settings.reminder_after_seconds, settings.escalation_after_seconds,
                                   settings.storm_policy)

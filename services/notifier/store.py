@@ -42,7 +42,7 @@ from shared.events import (
     SpendingBudgetThresholdReached,
     Topic,
 )
-from shared.offboarding import is_offboarded, offboarded_among
+from shared.offboarding import claim_events, is_offboarded
 from shared.wire import utcnow
 
 CONSUMER = "notifier"
@@ -292,21 +292,11 @@ async def apply_alert_events(
     the whole batch first, in the order of their keys (offboarding and contact, shared; then storm
     counting), so two batches never wait for each other in a circle.
     """
-    unique: dict = {}
-    for event in events:
-        unique.setdefault(event.event_id, event)
-    if not unique:
+    if not events:
         return 0, 0
     created = cancelled = 0
     async with pool.acquire() as conn, conn.transaction():
-        claimed = {r["event_id"] for r in await conn.fetch(
-            """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
-               ON CONFLICT DO NOTHING RETURNING event_id""", CONSUMER, list(unique))}
-        todo = [e for e in unique.values() if e.event_id in claimed]
-        if retired := await offboarded_among(conn, [e.tenant_id for e in todo]):
-            log.debug("%d event(s) of offboarded tenant(s) %s dropped",
-                      sum(e.tenant_id in retired for e in todo), ", ".join(sorted(retired)))
-            todo = [e for e in todo if e.tenant_id not in retired]
+        todo = await claim_events(conn, CONSUMER, events)
         # In the order a single alert takes them (its contact, then its storm count).
         new_alert_tenants = sorted({e.tenant_id for e in todo if isinstance(e, AlertCreated)})
         for tenant_id in new_alert_tenants:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiokafka import ConsumerRecord
 from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.middlewares import AckPolicy
@@ -27,32 +26,14 @@ from pydantic import BaseModel
 
 from services.response_time import offboarding, store
 from services.response_time.config import Settings
-from shared.dead_letters import poison_record, publish_dead_letter
 from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, TenantOffboarded, Topic
-from shared.kafka import POISON_ERRORS, PoisonEvent, event_type_is, is_tombstone, subscriber_options, topic_name
+from shared.kafka import PoisonEvent, batch_events, event_type_is, raw_records, subscriber_options, topic_name
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 # Who refused a poison record, in its dead letter: the service's name, as the middleware names it.
 CONSUMER = "response-time"
 
 log = logging.getLogger(__name__)
-
-
-async def _raw_records(message: Any) -> Any:
-    # Keep the records as they are: each is parsed (and, if poison, dead-lettered) on its own.
-    return list(message.raw_message)
-
-
-def parse_record(record: ConsumerRecord) -> AlertCreated | AlertUpdated | None:
-    """The event a record carries; None for a type this service does not use, or a tombstone (no
-    event: a deleted key). Raises if malformed."""
-    if is_tombstone(record):
-        return None
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-    model = EVENT_TYPES.get(headers.get(EVENT_TYPE_HEADER, ""))
-    if model is None:
-        return None
-    return model.model_validate_json(record.value or b"")
 
 
 def build_router(settings: Settings) -> KafkaRouter:
@@ -68,7 +49,7 @@ def build_router(settings: Settings) -> KafkaRouter:
         isolation_level="read_committed",
         batch=True,
         max_records=settings.response_time_batch_size,
-        decoder=_raw_records,
+        decoder=raw_records,
         title="response-time/alerts",
         description="alert-created and alert-updated: the clock starts at creation and stops at the first "
         "partner response.",
@@ -77,16 +58,9 @@ def build_router(settings: Settings) -> KafkaRouter:
                               broker: KafkaBroker = Context("broker"),
                               status=Context("status", default=None),
                               relay=Context("relay", default=None)) -> None:
-        events: list[AlertCreated | AlertUpdated] = []
-        for record in records:
-            try:
-                event = parse_record(record)
-            except POISON_ERRORS as exc:
-                # Not acknowledged in time: raises, the batch is not committed and comes again.
-                await publish_dead_letter(broker, dead_letter_topic, poison_record(record, exc, consumer=CONSUMER))
-                continue
-            if event is not None:
-                events.append(event)
+        # Other event types of the topic are not this service's business: skipped, not poison.
+        events = await batch_events(records, EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
+                                    consumer=CONSUMER, others_are_poison=False)
         if await store.apply_events(pool, events):
             # The commit enqueued the alerts' new state and marked their tenants: publish both now.
             if relay is not None:

@@ -16,7 +16,7 @@ from services.response_time.domain import AlertClock, Response
 from shared import outbox
 from shared.alerts import Alert
 from shared.events import AlertCreated, AlertUpdated, RequirementStatusObserved, Topic
-from shared.offboarding import is_offboarded, offboarded_among
+from shared.offboarding import claim_events, is_offboarded
 from shared.response_time import (
     ResponseTimeFigures,
     WindowAggregates,
@@ -53,32 +53,16 @@ async def apply_events_in(conn: asyncpg.Connection, events: Sequence[AlertCreate
     Each event id is claimed in the dedupe ledger (``processed_events``) in the transaction that
     applies it, so an event already applied (a redelivery, or a replay after a crash mid-batch) is
     dropped, and a crash before the commit leaves neither the claims nor the effects. So is an event
-    of an offboarded tenant (``shared.offboarding.offboarded_among``, under the tenants' offboarding
+    of an offboarded tenant (``shared.offboarding.claim_events``, under the tenants' offboarding
     locks, shared: an offboarding under way is waited for). Each alert whose row changed is saved, its
     tenant marked for re-evaluation, and, if what ``alert-response-times`` says of it changed, its
     new state enqueued in the outbox (published once the transaction commits, never before). Seven
     round trips per batch, whatever its size (claim, look up the offboarded tenants, lock the alerts,
     read their rows, upsert, mark the tenants, enqueue), and the tenants' offboarding locks.
     """
-    unique, seen = [], set()
-    for event in events:  # an id twice in one batch: its first occurrence only
-        if event.event_id not in seen:
-            seen.add(event.event_id)
-            unique.append(event)
-    if not unique:
-        return []
-    claimed = {r["event_id"] for r in await conn.fetch(
-        """INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
-           ON CONFLICT DO NOTHING RETURNING event_id""", CONSUMER, [e.event_id for e in unique])}
-    todo = [e for e in unique if e.event_id in claimed]
+    todo = await claim_events(conn, CONSUMER, events)
     if not todo:
         return []
-    if retired := await offboarded_among(conn, [e.tenant_id for e in todo]):
-        log.debug("%d event(s) of offboarded tenant(s) %s dropped", sum(e.tenant_id in retired for e in todo),
-                  ", ".join(sorted(retired)))
-        todo = [e for e in todo if e.tenant_id not in retired]
-        if not todo:
-            return []
     keys = sorted({domain.alert_key(e) for e in todo})
     # The outbox rows of an alert are ordered by this lock: enqueued while it is held.
     await _lock_alerts(conn, keys)

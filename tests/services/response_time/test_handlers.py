@@ -6,10 +6,14 @@ import pytest
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from services.response_time.handlers import parse_record
+from services.response_time.handlers import EVENT_TYPES
 from shared.alerts import Alert
 from shared.events import AlertCreated, RequirementStatusObserved
-from shared.kafka import event_headers
+from shared.kafka import event_headers, record_event
+
+
+def parse_record(record):
+    return record_event(record, EVENT_TYPES, others_are_poison=False)
 
 
 def record(value: bytes, headers: dict[str, str]) -> ConsumerRecord:

@@ -13,9 +13,10 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from services.response_time import offboarding, status, store
-from services.response_time.handlers import parse_record
+from services.response_time.handlers import EVENT_TYPES
 from shared.dead_letters import DeadLetter
 from shared.events import Actor, ActorType, TenantOffboarded
+from shared.kafka import record_event
 from tests.services.response_time.events import created, updated
 from tests.services.response_time.running import produce_all, service
 from tests.support.kafka import produce, read_topic
@@ -68,6 +69,10 @@ async def a_tenant_with_history(pool: asyncpg.Pool, tenant_id: str) -> None:
                                     updated(tenant_id, "a1", NOW - 4 * H, NOW - 5 * H, to="investigating")])
     assert await status.evaluate_tenant(pool, tenant_id)
     await store.apply_events(pool, [created(tenant_id, "a3", NOW - H)])
+
+
+def parse_record(record):
+    return record_event(record, EVENT_TYPES, others_are_poison=False)
 
 
 async def test_the_event_deletes_everything_of_the_tenant_records_it_and_tombstones_its_keys(own_rt_pool):
