@@ -53,6 +53,9 @@ from shared.kafka import (
 
 log = logging.getLogger(__name__)
 
+# Who refused a poison record, in its dead letter: the service, as the dead-letter middleware names it.
+DEAD_LETTER_CONSUMER = "scoring"
+
 DELIVERY_EVENT_TYPES = {"delivery-changed": DeliveryChanged}
 ALERT_EVENT_TYPES = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 
@@ -139,7 +142,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     async def on_deliveries_changed(records: list[Any], pool=Context("pool"), broker: KafkaBroker = Context("broker"),
                                     changes: Changes = Context("changes")) -> None:
         events = await batch_events(records, DELIVERY_EVENT_TYPES, broker=broker,
-                                    dead_letter_topic=dead_letter_topic, consumer=read_model.CONSUMER,
+                                    dead_letter_topic=dead_letter_topic, consumer=DEAD_LETTER_CONSUMER,
                                     others_are_poison=True)
         applied = await read_model.apply_deliveries(pool, events)
         await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, e.delivery.alert_id) for e in applied))
@@ -164,7 +167,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     async def on_alert_events(records: list[Any], pool=Context("pool"), broker: KafkaBroker = Context("broker"),
                               changes: Changes = Context("changes")) -> None:
         events = await batch_events(records, ALERT_EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
-                                    consumer=read_model.CONSUMER, others_are_poison=True)
+                                    consumer=DEAD_LETTER_CONSUMER, others_are_poison=True)
         applied = await read_model.apply_alert_events(pool, events)
         await told_batch(changes, ((e.tenant_id, ChangeKind.alert, e.alert.id if isinstance(e, AlertCreated)
                                     else e.alert_id) for e in applied))
