@@ -22,6 +22,8 @@ class Settings(CommonSettings):
     retry_after_seconds: int = Field(
         5, ge=1, description="`Retry-After` sent with a 503 when the database is away."
     )
+    deliveries_batch_size: int = Field(
+        200, ge=1, le=10_000, description="Most `delivery-changed` events applied in one PostgreSQL transaction.")
     channel_secret_overlap_hours: float = Field(
         24.0,
         ge=0,

@@ -13,44 +13,44 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from shared import offboarding, outbox
-from shared.db import claim_event
 from shared.events import Actor, DeliveryChanged, RedeliveryRequested, Topic
 
 CONSUMER = "ingest-deliveries"
 log = logging.getLogger(__name__)
 
 
-async def apply_delivery_changed(pool: asyncpg.Pool, event: DeliveryChanged) -> bool:
-    """Record the delivery's view unless a newer one is known, or drop it if its tenant is offboarded
-    (#18); False if the event was applied before."""
-    view = event.delivery
+async def apply_deliveries_changed(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]) -> int:
+    """Record each delivery's view unless a newer one is known, a batch in one transaction and one
+    upsert; the events applied before, and those of an offboarded tenant (#18), are dropped
+    (``shared.offboarding.claim_events``). Returns how many were applied."""
     async with pool.acquire() as conn, conn.transaction():
-        # In this transaction, first: an offboarding of the tenant in progress is waited for and then
-        # seen, so no row of the tenant is committed after the offboarding deleted its rows.
-        if await offboarding.is_offboarded(conn, event.tenant_id):
-            log.debug("event %s of offboarded tenant %s dropped", event.event_id, event.tenant_id)
-            return True
-        if not await claim_event(conn, CONSUMER, event.event_id):
-            return False
-        await conn.execute(
-            """INSERT INTO deliveries (delivery_id, tenant_id, state, view, changed_at)
-               VALUES ($1, $2, $3, $4::jsonb, $5)
-               ON CONFLICT (delivery_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, state = EXCLUDED.state,
-                   view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, updated_at = now()
-               WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
-            view.id,
-            event.tenant_id,
-            view.state,
-            view.model_dump_json(),
-            event.occurred_date_time,
-        )
-    return True
+        todo = await offboarding.claim_events(conn, CONSUMER, events)
+        # One upsert cannot touch a row twice: of a delivery's changes in the batch, the newest (the later
+        # of two at one time) goes, as applying them one by one would have left it.
+        newest: dict[uuid.UUID, DeliveryChanged] = {}
+        for event in todo:
+            known = newest.get(event.delivery.id)
+            if known is None or known.occurred_date_time <= event.occurred_date_time:
+                newest[event.delivery.id] = event
+        if newest:
+            await conn.execute(
+                """INSERT INTO deliveries (delivery_id, tenant_id, state, view, changed_at)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])
+                   ON CONFLICT (delivery_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, state = EXCLUDED.state,
+                       view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, updated_at = now()
+                   WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
+                list(newest), [e.tenant_id for e in newest.values()], [e.delivery.state for e in newest.values()],
+                [e.delivery.model_dump_json() for e in newest.values()],
+                [e.occurred_date_time for e in newest.values()],
+            )
+    return len(todo)
 
 
 @dataclass(frozen=True)

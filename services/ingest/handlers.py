@@ -8,36 +8,42 @@ import logging
 from typing import Any
 
 from faststream import Context
-from faststream.kafka import KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
 from shared.events import DeliveryChanged, Topic
-from shared.kafka import PoisonEvent, event_type_is, subscriber_options, topic_name
+from shared.kafka import batch_events, raw_records, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
+
+EVENT_TYPES = {"delivery-changed": DeliveryChanged}
+# Who refused a poison record, in its dead letter: the service, as the dead-letter middleware names it.
+DEAD_LETTER_CONSUMER = "ingest"
 
 
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
-    deliveries = router.subscriber(
+    dead_letter_topic = topic_name(settings, Topic.dead_letter)
+
+    # In batches (#15): one transaction per batch, its offsets committed after it commits; each record
+    # parsed alone, a poison one (an event type nobody here handles, a malformed event) dead-lettered alone.
+    @router.subscriber(
         topic_name(settings, Topic.deliveries),
         **subscriber_options(settings),
+        batch=True,
+        max_records=settings.deliveries_batch_size,
+        decoder=raw_records,
         title="ingest/deliveries",
         description="The notifier's deliveries as they change: the latest view of each, for redelivery requests.",
     )
-
-    @deliveries(filter=event_type_is("delivery-changed"))
-    async def on_delivery_changed(event: DeliveryChanged, pool=Context("pool")) -> None:
-        # (An event of an offboarded tenant is dropped in the apply's transaction: deliveries_store.)
-        if not await deliveries_store.apply_delivery_changed(pool, event):
-            log.debug("event %s already applied", event.event_id)
-
-    # Registered last, so it only sees records no handler above took. Without it FastStream raises
-    # "no suitable handler", the record is never committed and the partition stalls behind it.
-    @deliveries()
-    async def on_other_event_type(body: Any, message=Context("message")) -> None:
-        event_type = (message.headers or {}).get("eventType")
-        raise PoisonEvent(f"no ingest handler for eventType {event_type!r} on the deliveries topic")
+    async def on_deliveries_changed(records: list[Any], pool=Context("pool"),
+                                    broker: KafkaBroker = Context("broker")) -> None:
+        events = await batch_events(records, EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
+                                    consumer=DEAD_LETTER_CONSUMER)
+        applied = await deliveries_store.apply_deliveries_changed(pool, events)
+        if applied < len(events):
+            log.debug("%d of %d delivery changes applied before or of offboarded tenants", len(events) - applied,
+                      len(events))
 
     return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -126,25 +127,123 @@ async def lock_alert_states(
 # alert is known. The inserted row stays locked until the statement commits, so a concurrent post of
 # the alert waits on it and its event is enqueued after this one (the outbox's order per key). The
 # notice wakes the relay, as shared.outbox's enqueue does.
-_INSERT_NEW_ALERT = """
-WITH fresh AS (
-    INSERT INTO ingest_alert_state (tenant_id, alert_id, alert, version) VALUES ($1, $2, $3::jsonb, 1)
+# The new alerts of concurrent posts, in one statement: each (tenant, alert) not yet known gets its first
+# state and, in the order posted, its event in the outbox. A pair twice in one batch is taken the first
+# time only (``fresh`` names the rows inserted); the second is a known alert for its caller. The rows are
+# inserted in key order (code points, as the locked path sorts them): two posts racing for the same new alerts wait,
+# never deadlock.
+_INSERT_NEW_ALERTS = """
+WITH posted AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
+        WITH ORDINALITY AS p(tenant_id, alert_id, alert, topic, key, value, headers, n)
+), first_posted AS (
+    SELECT DISTINCT ON (tenant_id, alert_id) * FROM posted ORDER BY tenant_id, alert_id, n
+), fresh AS (
+    INSERT INTO ingest_alert_state (tenant_id, alert_id, alert, version)
+    SELECT tenant_id, alert_id, alert, 1 FROM first_posted ORDER BY tenant_id COLLATE "C", alert_id COLLATE "C"
     ON CONFLICT (tenant_id, alert_id) DO NOTHING
-    RETURNING alert_id
+    RETURNING tenant_id, alert_id
 ), told AS (
-    INSERT INTO outbox (topic, key, value, headers) SELECT $4, $5, $6, $7::jsonb FROM fresh
+    INSERT INTO outbox (topic, key, value, headers)
+    SELECT p.topic, p.key, p.value, p.headers FROM first_posted p JOIN fresh f USING (tenant_id, alert_id)
+    ORDER BY p.n
+    RETURNING 1
 )
-SELECT pg_notify('outbox_' || current_schema(), '') FROM fresh
+SELECT p.n FROM first_posted p JOIN fresh f USING (tenant_id, alert_id)
+UNION ALL
+SELECT NULL FROM (SELECT pg_notify('outbox_' || current_schema(), '') WHERE EXISTS (SELECT FROM told)) AS woken
 """
+
+
+async def insert_new_alerts(pool: asyncpg.Pool, events: Sequence[AlertCreated]) -> list[bool]:
+    """Record each new alert (``event.alert``, its first state) with its event if the tenant does not know
+    it yet, in one statement, its own transaction; per event, whether it was (False: nothing written for
+    it, the alert is known, or was earlier in ``events``)."""
+    columns: list[list] = [[] for _ in range(7)]
+    for event in events:
+        row = (event.tenant_id, event.alert.id, event.alert.model_dump_json(), *outbox_row(Topic.alerts, event))
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    inserted = {r["n"] for r in await pool.fetch(_INSERT_NEW_ALERTS, *columns) if r["n"] is not None}
+    return [n in inserted for n in range(1, len(events) + 1)]
+
+
+class NewAlertWriter:
+    """Group commit of :func:`insert_new_alerts`: the new alerts posted while a statement is running go
+    together in the next one (up to ``max_batch``), at most ``max_in_flight`` statements at once. A post
+    alone waits for nothing; under load, one statement and one commit carry many posts.
+
+    A statement that fails fails each post of its batch with the same error (then nothing of the batch
+    was written: one statement, one transaction).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 200, max_in_flight: int = 2) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self._waiting: list[tuple[AlertCreated, asyncio.Future[bool]]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    async def insert(self, event: AlertCreated) -> bool:
+        """Whether ``event``'s alert was new and is now recorded with its event (committed)."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(_retrieved)  # a caller gone: its answer's error is no unretrieved error
+        self._waiting.append((event, answer))
+        if self._in_flight < self.max_in_flight:
+            self._in_flight += 1
+            task = asyncio.create_task(self._write(), name="ingest-new-alerts")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # Shielded: a caller that goes away leaves its batch, and the others' answers, to finish.
+        return await asyncio.shield(answer)
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+                try:
+                    written = await insert_new_alerts(self.pool, [event for event, _ in batch])
+                except Exception as exc:
+                    for _, answer in batch:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, answer in batch:
+                        answer.cancel()
+                    raise
+                for (_, answer), new in zip(batch, written, strict=True):
+                    if not answer.done():
+                        answer.set_result(new)
+        finally:
+            self._in_flight -= 1
+            if self._waiting and self._in_flight == 0:  # left behind by a cancelled writer: fail, never hang
+                for _, answer in self._waiting:
+                    answer.cancel()
+                self._waiting = []
+
+
+def _retrieved(answer: asyncio.Future) -> None:
+    if not answer.cancelled():
+        answer.exception()
+
+
+# One writer per pool (in a process, the write API's one pool); asyncpg's pools take no weak reference,
+# so those closed are let go of here.
+_writers: dict[asyncpg.Pool, NewAlertWriter] = {}
 
 
 async def insert_new_alert(pool: asyncpg.Pool, event: AlertCreated) -> bool:
     """Record a new alert (``event.alert``, its first state) with its event, if the tenant does not know
-    it yet; False (nothing written) if it does. One round trip instead of a transaction's five."""
-    inserted = await pool.fetch(
-        _INSERT_NEW_ALERT, event.tenant_id, event.alert.id, event.alert.model_dump_json(),
-        *outbox_row(Topic.alerts, event))
-    return bool(inserted)
+    it yet; False (nothing written) if it does. One statement for many concurrent posts (the pool's
+    :class:`NewAlertWriter`), instead of a transaction's five round trips each."""
+    writer = _writers.get(pool)
+    if writer is None:
+        for closed in [known for known in _writers if known.is_closing()]:
+            del _writers[closed]
+        writer = _writers[pool] = NewAlertWriter(pool)
+    return await writer.insert(event)
 
 
 # How long an accepted webhook-id is remembered: the signature window is five minutes either way.

@@ -21,6 +21,10 @@ def delivery_changed(tenant_id: str) -> DeliveryChanged:
     return DeliveryChanged(tenant_id=tenant_id, occurred_date_time=at, delivery=view)
 
 
+async def apply(db_pool, *events: DeliveryChanged) -> int:
+    return await deliveries_store.apply_deliveries_changed(db_pool, events)
+
+
 async def rows_of(db_pool, tenant_id: str) -> int:
     return await db_pool.fetchval("SELECT count(*) FROM deliveries WHERE tenant_id = $1", tenant_id)
 
@@ -31,17 +35,35 @@ async def test_a_change_applied_while_its_tenant_is_offboarded_waits_and_leaves_
         offboarding_it = offboarder.transaction()
         await offboarding_it.start()
         await offboarding.lock_for_offboarding(offboarder, tenant_id)
-        applying = asyncio.create_task(deliveries_store.apply_delivery_changed(db_pool, delivery_changed(tenant_id)))
+        applying = asyncio.create_task(apply(db_pool, delivery_changed(tenant_id)))
         # Another tenant's change is not held up meanwhile.
-        assert await asyncio.wait_for(deliveries_store.apply_delivery_changed(db_pool, delivery_changed(other)), 10)
+        assert await asyncio.wait_for(apply(db_pool, delivery_changed(other)), 10) == 1
         await asyncio.sleep(0.5)
         assert not applying.done(), "the apply must wait for the offboarding in progress"
         await offboarding.record_offboarded(offboarder, tenant_id, datetime.now(UTC))
         await offboarding_it.commit()
-    await asyncio.wait_for(applying, 10)
+    assert await asyncio.wait_for(applying, 10) == 0
     assert await rows_of(db_pool, tenant_id) == 0, "the offboarding committed first: the change is dropped"
     assert await rows_of(db_pool, other) == 1
 
     # And once offboarded, a change told later (a replay) is dropped too, without waiting.
-    assert await asyncio.wait_for(deliveries_store.apply_delivery_changed(db_pool, delivery_changed(tenant_id)), 10)
+    assert await asyncio.wait_for(apply(db_pool, delivery_changed(tenant_id)), 10) == 0
     assert await rows_of(db_pool, tenant_id) == 0
+
+
+async def test_a_batch_keeps_each_deliverys_newest_view_once_whatever_its_order_and_repeats(db_pool, tenant_id):
+    first = delivery_changed(tenant_id)
+    later = first.model_copy(update={
+        "event_id": uuid.uuid4(), "occurred_date_time": first.occurred_date_time + timedelta(minutes=1),
+        "delivery": first.delivery.model_copy(update={"state": "delivered"})})
+    other = delivery_changed(tenant_id)
+    # The later change before the first, the first twice: 3 applied (the repeat counted once).
+    assert await apply(db_pool, later, first, first, other) == 3
+    states = dict(await db_pool.fetch("SELECT delivery_id, state FROM deliveries WHERE tenant_id = $1", tenant_id))
+    assert states == {first.delivery.id: "delivered", other.delivery.id: "dead"}
+    # The batch consumed again (a crash before its offsets were committed): nothing applied twice.
+    assert await apply(db_pool, later, first, other) == 0
+    # An older change in a later batch leaves the newer view.
+    assert await apply(db_pool, first.model_copy(update={"event_id": uuid.uuid4()})) == 1
+    state = await db_pool.fetchval("SELECT state FROM deliveries WHERE delivery_id = $1", first.delivery.id)
+    assert state == "delivered"

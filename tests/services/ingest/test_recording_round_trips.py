@@ -5,6 +5,7 @@ read from the topic: a relay of the session may publish the outbox's rows at any
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -30,7 +31,8 @@ async def logged_pool(test_env) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]
 
 
 # What asyncpg sends by itself: the pool's reset, the introspection of a type the first time it is used.
-_OWN = ("SELECT pg_advisory_unlock_all()", "WITH RECURSIVE typeinfo_tree", "SELECT set_config('jit'")
+_OWN = ("SELECT pg_advisory_unlock_all()", "WITH RECURSIVE typeinfo_tree", "SELECT set_config('jit'",
+        "SELECT current_setting('jit')")
 
 
 def _sent(statements: list[str]) -> list[str]:
@@ -68,3 +70,21 @@ async def test_a_new_alert_posted_alone_is_recorded_with_its_event_in_one_statem
                                   (f"{tenant_id}:a1", "alert-updated", "alert-updated", "high")]
     assert ordered[0]["value"]["eventId"] == str(created[0].event_id)
     assert ordered[0]["value"]["alert"]["status"] == "active"
+
+
+async def test_new_alerts_posted_at_once_share_one_statement_and_a_repeat_among_them_is_an_update(
+    test_env, tenant_id, db_pool, logged_pool
+):
+    # Group commit: the posts waiting while a statement runs go in the next one, each answered alone.
+    pool, statements = logged_pool
+    settings = get_settings()
+    posts = [[Alert.model_validate({"id": f"a{i}", "severity": "low"})] for i in range(20)]
+    posts.append([Alert.model_validate({"id": "a5", "severity": "high"})])  # a5 again, changed, meanwhile
+    answers = await asyncio.gather(*(record_alerts(pool, settings, tenant_id, alerts) for alerts in posts))
+
+    assert [[e.event_type for e in events] for events in answers] == [["alert-created"]] * 20 + [["alert-updated"]]
+    batched = [s for s in _sent(statements) if s.startswith("WITH posted AS")]
+    assert len(batched) == 1, batched
+    states = {r["alert_id"]: (r["version"], json.loads(r["alert"])["severity"]) for r in await db_pool.fetch(
+        "SELECT alert_id, alert, version FROM ingest_alert_state WHERE tenant_id = $1", tenant_id)}
+    assert states == {f"a{i}": (2, "high") if i == 5 else (1, "low") for i in range(20)}
