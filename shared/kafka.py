@@ -14,6 +14,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from fast_depends.exceptions import ValidationError as MessageValidationError
 from fast_depends.pydantic import PydanticSerializer
 from faststream import AckPolicy
+from faststream._internal.constants import EMPTY
+from faststream._internal.context import Context as _ContextField  # what faststream.Context() makes
 from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import BaseMiddleware
@@ -173,6 +175,22 @@ def is_tombstone(record: Any) -> bool:
     #18 offboarding): no event, nothing to apply. A batch (a tuple of records) is not one record.
     """
     return hasattr(record, "value") and not record.value
+
+
+class _ContextOnTheLoop(_ContextField):
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return super().use(**kwargs)
+
+
+def Context(real_name: str = "", *, default: Any = EMPTY) -> Any:  # noqa: N802 (FastStream's name)
+    """FastStream's ``Context()`` (a handler's parameter taken from the broker's context, e.g.
+    ``pool=Context("pool")``), resolved on the event loop.
+
+    FastDepends runs a custom field's synchronous ``use`` in a worker thread, once per parameter per
+    message: a thread hop and its GIL hand-over for a dictionary look-up, most of a small handler's cost
+    under load (#15, py-spy). A coroutine ``use`` is awaited in place.
+    """
+    return _ContextOnTheLoop(real_name=real_name, default=default)
 
 
 class PoisonEvent(Exception):

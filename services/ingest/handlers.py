@@ -7,13 +7,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
 from shared.events import DeliveryChanged, Topic
-from shared.kafka import batch_events, raw_records, subscriber_options, topic_name
+from shared.kafka import Context, batch_events, raw_records, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
 

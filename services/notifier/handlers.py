@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.notifier import domain, offboarding, store, warning_store
@@ -35,6 +34,7 @@ from shared.events import (
     Topic,
 )
 from shared.kafka import (
+    Context,
     PoisonEvent,
     batch_events,
     event_type_is,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel
@@ -27,7 +26,7 @@ from pydantic import BaseModel
 from services.response_time import offboarding, store
 from services.response_time.config import Settings
 from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, TenantOffboarded, Topic
-from shared.kafka import PoisonEvent, batch_events, event_type_is, raw_records, subscriber_options, topic_name
+from shared.kafka import Context, PoisonEvent, batch_events, event_type_is, raw_records, subscriber_options, topic_name
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 # Who refused a poison record, in its dead letter: the service's name, as the middleware names it.

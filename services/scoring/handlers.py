@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.scoring import offboarding, read_model
@@ -43,6 +42,7 @@ from shared.events import (
     Topic,
 )
 from shared.kafka import (
+    Context,
     PoisonEvent,
     batch_events,
     event_type_is,
