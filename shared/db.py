@@ -64,9 +64,21 @@ COMPONENTS: tuple[Component, ...] = (
 
 
 async def create_pool(dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose sessions see ``schema`` alone (their ``search_path``): a component's own tables."""
+    """A pool whose sessions see ``schema`` alone (their ``search_path``): a component's own tables.
+
+    A connection given back is reset by asyncpg's own first step only (a transaction left open rolled
+    back, listeners dropped), not by its reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL``), a round trip on every release, PostgreSQL's time too (#15). Nothing here leaves session
+    state on a pooled connection: its advisory locks are all transaction-scoped (``*_xact_lock``), no
+    cursor is held past its transaction, nothing is SET for a session; what takes a session lock or
+    LISTENs (the migrations, the outbox relay) has a connection of its own.
+    """
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30,
-                                     server_settings={"search_path": schema})
+                                     server_settings={"search_path": schema}, reset=_keep_session)
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """No reset query (see :func:`create_pool`)."""
 
 
 def migration_files(directory: Path) -> list[tuple[int, str, Path]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from shared.db import COMPONENTS, apply_migrations, claim_event, migration_files, prune_processed_events
+from shared.db import COMPONENTS, apply_migrations, claim_event, create_pool, migration_files, prune_processed_events
 
 
 async def test_migrations_are_applied_once_even_when_processes_race(test_env, schema_pool):
@@ -33,3 +33,22 @@ async def test_an_event_is_claimed_once_per_consumer_and_old_claims_are_pruned(s
     left = {r["event_id"] for r in await pool.fetch(
         "SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])", [event_id, old_id])}
     assert left == {event_id}
+
+
+async def test_a_connection_given_back_inside_a_transaction_is_rolled_back_without_the_reset_query(test_env):
+    # The pool skips asyncpg's reset query (shared.db.create_pool) but keeps its first step: what a
+    # connection left uncommitted is rolled back before anyone acquires it again.
+    pool = await create_pool(test_env["DATABASE_URL"], schema="public", max_size=1)
+    try:
+        statements: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: statements.append(record.query))
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE reset_probe (x int)")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT to_regclass('reset_probe')") is None
+            assert await conn.fetchval("SHOW search_path") == "public"
+        assert "ROLLBACK" in statements
+        assert not any("RESET ALL" in s for s in statements)
+    finally:
+        await pool.close()
