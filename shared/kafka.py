@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,15 +305,18 @@ def record_event(record: Any, models: Mapping[str, type[Event]], *, others_are_p
 
 async def batch_events(
     records: Iterable[Any], models: Mapping[str, type[Event]], *, broker: KafkaBroker, dead_letter_topic: str,
-    consumer: str, others_are_poison: bool = True,
+    consumer: str, others_are_poison: bool = True, check: Callable[[Any], None] | None = None,
 ) -> list[Event]:
     """The events of a batch of records, in their order (:func:`record_event`); each poison record is
-    sent to ``dead_letter_topic`` as it is found. A dead letter the broker does not acknowledge in time
-    raises: the batch is not committed and comes again."""
+    sent to ``dead_letter_topic`` as it is found: one that does not parse, or whose event ``check``
+    refuses (:class:`PoisonEvent`: it contradicts its own contract). A dead letter the broker does not
+    acknowledge in time raises: the batch is not committed and comes again."""
     events: list[Event] = []
     for record in records:
         try:
             event = record_event(record, models, others_are_poison=others_are_poison)
+            if event is not None and check is not None:
+                check(event)
         except POISON_ERRORS as exc:
             await publish_dead_letter(broker, dead_letter_topic, poison_record(record, exc, consumer=consumer))
             continue

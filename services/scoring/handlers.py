@@ -58,6 +58,13 @@ DEAD_LETTER_CONSUMER = "scoring"
 
 DELIVERY_EVENT_TYPES = {"delivery-changed": DeliveryChanged}
 ALERT_EVENT_TYPES = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
+RESPONSE_TIME_EVENT_TYPES = {"alert-response-time-changed": AlertResponseTimeChanged}
+
+
+def refuse_a_response_without_latency(event: AlertResponseTimeChanged) -> None:
+    """A response time's contract: a response and its latency come together (a poison event otherwise)."""
+    if (event.responded_date_time is None) != (event.latency_us is None):
+        raise PoisonEvent("respondedDateTime and latencyUs must both be set or both be null")
 
 
 async def told(applied: bool, event: Any, changes: Changes, kind: ChangeKind, alert_id: str | None = None) -> None:
@@ -106,8 +113,8 @@ def build_router(settings: Settings) -> KafkaRouter:
         "Requirement status observations: the newest per tenant and requirement makes the score.",
     )
     response_times = subscriber(
-        Topic.alert_response_times, "Each alert's clock and first response: GET /alerts and /response-time."
-    )
+        Topic.alert_response_times, "Each alert's clock and first response: GET /alerts and /response-time.",
+        **in_batches)
     deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.", **in_batches)
     customers = subscriber(Topic.customer_mfa, "Each customer's MFA figures: GET /customers/mfa.")
     syncs = subscriber(
@@ -130,13 +137,15 @@ def build_router(settings: Settings) -> KafkaRouter:
         if not applied.claimed:
             log.debug("event %s already applied", event.event_id)
 
-    @response_times(filter=event_type_is("alert-response-time-changed"))
-    async def on_alert_response_time_changed(event: AlertResponseTimeChanged, pool=Context("pool"),
-                                             changes: Changes = Context("changes")) -> None:
-        if (event.responded_date_time is None) != (event.latency_us is None):
-            raise PoisonEvent("respondedDateTime and latencyUs must both be set or both be null")
-        await told(await read_model.apply_alert_response_time(pool, event), event, changes, ChangeKind.alert,
-                   event.alert_id)
+    @response_times
+    async def on_alert_response_times_changed(records: list[Any], pool=Context("pool"),
+                                              broker: KafkaBroker = Context("broker"),
+                                              changes: Changes = Context("changes")) -> None:
+        events = await batch_events(records, RESPONSE_TIME_EVENT_TYPES, broker=broker,
+                                    dead_letter_topic=dead_letter_topic, consumer=DEAD_LETTER_CONSUMER,
+                                    others_are_poison=True, check=refuse_a_response_without_latency)
+        applied = await read_model.apply_alert_response_times(pool, events)
+        await told_batch(changes, ((e.tenant_id, ChangeKind.alert, e.alert_id) for e in applied))
 
     @deliveries
     async def on_deliveries_changed(records: list[Any], pool=Context("pool"), broker: KafkaBroker = Context("broker"),
@@ -194,9 +203,9 @@ def build_router(settings: Settings) -> KafkaRouter:
         log.info("tenant %s offboarded: %s deleted", event.tenant_id,
                  ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing")
 
-    # Not ``deliveries`` nor ``alerts``: their batch handler takes every record, and refuses another
-    # event type itself (others_are_poison).
-    for topic, records in ((Topic.requirement_status, statuses), (Topic.alert_response_times, response_times),
+    # Not ``alert-response-times``, ``deliveries`` nor ``alerts``: their batch handler takes every record,
+    # and refuses another event type itself (others_are_poison).
+    for topic, records in ((Topic.requirement_status, statuses),
                            (Topic.customer_mfa, customers), (Topic.alert_sync, syncs),
                            (Topic.alert_triage, triage), (Topic.tenants, tenants)):
         refuse_other_event_types(topic, records)

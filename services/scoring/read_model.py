@@ -60,28 +60,41 @@ CONSUMER = "scoring-read-model"
 # --- applying events ------------------------------------------------------------------------------
 
 
-async def apply_alert_response_time(pool: asyncpg.Pool, event: AlertResponseTimeChanged) -> bool:
-    """Keep the alert's state the event brings; False if the event was applied before."""
+async def apply_alert_response_times(
+    pool: asyncpg.Pool, events: Sequence[AlertResponseTimeChanged]
+) -> list[AlertResponseTimeChanged]:
+    """Keep each alert's state of a batch of events, in one transaction; the events applied (not before,
+    not of an offboarded tenant; an id twice in the batch once), in their order."""
+    if not events:
+        return []
     async with pool.acquire() as conn, conn.transaction():
-        if not await store.claim(conn, CONSUMER, event):
-            return False
-        await conn.execute(
-            """INSERT INTO alert_response_times (tenant_id, alert_id, alert, status, is_test, clock_started_at,
-                                                 responded_at, responded_by, latency_us, state_as_of, event_id)
-               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)
-               ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
-                   alert = EXCLUDED.alert, status = EXCLUDED.status, is_test = EXCLUDED.is_test,
-                   clock_started_at = EXCLUDED.clock_started_at, responded_at = EXCLUDED.responded_at,
-                   responded_by = EXCLUDED.responded_by, latency_us = EXCLUDED.latency_us,
-                   state_as_of = EXCLUDED.state_as_of, event_id = EXCLUDED.event_id
-               WHERE alert_response_times.state_as_of <= EXCLUDED.state_as_of""",
-            event.tenant_id, event.alert_id, json.dumps(event.alert), event.status, event.is_test,
-            event.clock_started_date_time, event.responded_date_time, event.responded_by,
-            event.latency_us,
-            event.occurred_date_time, event.event_id)
-        if (entry := timeline.response(event)) is not None:
-            await timeline_store.record(conn, entry)
-        return True
+        applied = await claim_events(conn, CONSUMER, events)
+        # One row per alert, the newest state of the batch (ties to the later record), as applying them
+        # one by one would leave it (one statement cannot change a row twice).
+        newest = timeline_store.newest_per_key(
+            applied, lambda e: (e.tenant_id, e.alert_id), lambda e: e.occurred_date_time)
+        if newest:
+            columns = zip(*((e.tenant_id, e.alert_id, json.dumps(e.alert), e.status, e.is_test,
+                             e.clock_started_date_time, e.responded_date_time, e.responded_by, e.latency_us,
+                             e.occurred_date_time, e.event_id) for e in newest), strict=True)
+            await conn.execute(
+                """INSERT INTO alert_response_times (tenant_id, alert_id, alert, status, is_test, clock_started_at,
+                                                     responded_at, responded_by, latency_us, state_as_of, event_id)
+                   SELECT tenant_id, alert_id, alert::jsonb, status, is_test, clock_started_at, responded_at,
+                          responded_by, latency_us, state_as_of, event_id
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::timestamptz[],
+                               $7::timestamptz[], $8::text[], $9::bigint[], $10::timestamptz[], $11::uuid[])
+                        AS r(tenant_id, alert_id, alert, status, is_test, clock_started_at, responded_at,
+                             responded_by, latency_us, state_as_of, event_id)
+                   ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
+                       alert = EXCLUDED.alert, status = EXCLUDED.status, is_test = EXCLUDED.is_test,
+                       clock_started_at = EXCLUDED.clock_started_at, responded_at = EXCLUDED.responded_at,
+                       responded_by = EXCLUDED.responded_by, latency_us = EXCLUDED.latency_us,
+                       state_as_of = EXCLUDED.state_as_of, event_id = EXCLUDED.event_id
+                   WHERE alert_response_times.state_as_of <= EXCLUDED.state_as_of""",
+                *(list(column) for column in columns))
+        await timeline_store.record_all(conn, filter(None, map(timeline.response, applied)))
+    return applied
 
 
 async def apply_deliveries(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]) -> list[DeliveryChanged]:

@@ -66,7 +66,8 @@ def read_model_events(tenant_id: str) -> list:
     """An event of each kind the read model keeps (its applying function beside it)."""
     created = AlertCreated(tenant_id=tenant_id, alert=Alert(id="a1", severity="high", detected_date_time=T0))
     return [
-        (read_model.apply_alert_response_time, alert_response_time(tenant_id, "a1", T0, responded_at=T0 + H)),
+        (batch_of_one(read_model.apply_alert_response_times),
+         alert_response_time(tenant_id, "a1", T0, responded_at=T0 + H)),
         (batch_of_one(read_model.apply_deliveries), delivery_changed(tenant_id, uuid.uuid4(), T0)),
         (read_model.apply_customer_mfa, customer_mfa(tenant_id, "c1", "Contoso", T0)),
         (read_model.apply_alert_sync, alert_sync_changed(tenant_id, "a1", "synced", last_synced_date_time=T0)),
@@ -163,11 +164,12 @@ async def test_an_event_applied_while_the_offboarding_commits_waits_for_it_and_i
         transaction = offboarding_conn.transaction()
         await transaction.start()
         await offboarding.offboard_in(offboarding_conn, offboarded(tenant))
-        applying = asyncio.create_task(read_model.apply_alert_response_time(pool, alert_response_time(tenant, "a", T0)))
+        applying = asyncio.create_task(
+            read_model.apply_alert_response_times(pool, [alert_response_time(tenant, "a", T0)]))
         await a_session_waits_for_a_lock(observer)
         assert not applying.done()
         await transaction.commit()
-    assert await applying is False
+    assert await applying == []
     assert await rows_of(pool, tenant) == dict.fromkeys(TABLES, 0)
     assert not await redis_client.exists(cache.tenant_key(tenant))
 

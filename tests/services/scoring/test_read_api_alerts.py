@@ -1,6 +1,6 @@
 """The read API's response-time routes (GET /response-time, GET /alerts[/{id}]) over its read model, on
 the real PostgreSQL: the routes mounted alone in-process, with the state the scoring app wires, and the
-read model filled as its consumer fills it (``read_model.apply_alert_response_time``)."""
+read model filled as its consumer fills it (``read_model.apply_alert_response_times``)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ async def read_api(db_pool):
 
 async def known(db_pool, tenant_id: str, alert_id: str, clock_started_at: datetime, **fields) -> None:
     """The read model's consumer applies the response-time service's event of this alert."""
-    assert await read_model.apply_alert_response_time(
-        db_pool, alert_response_time(tenant_id, alert_id, clock_started_at, **fields))
+    assert await read_model.apply_alert_response_times(
+        db_pool, [alert_response_time(tenant_id, alert_id, clock_started_at, **fields)])
 
 
 async def test_response_time_figures(read_api, db_pool, tenant_id):

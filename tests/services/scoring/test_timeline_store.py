@@ -99,7 +99,7 @@ async def test_a_response_is_told_once_and_a_sync_state_only_when_it_changes(db_
         alert_sync_changed(tenant_id, "a1", "failed", occurred=T0 + 30 * S),  # late and older: no change
     ):
         applier = (read_model.apply_alert_sync if event.event_type == "alert-sync-changed"
-                   else read_model.apply_alert_response_time)
+                   else lambda pool, e: read_model.apply_alert_response_times(pool, [e]))
         assert await applier(db_pool, event)
     timeline = await entries(db_pool, tenant_id)
     assert [(e["type"], e["occurredDateTime"], e["details"].get("state")) for e in timeline] == [
@@ -133,8 +133,8 @@ async def test_the_timeline_pages_newest_first_in_the_order_things_happened(db_p
     for minute in range(1, 4):
         await read_model.apply_alert_note_added(db_pool, noted(tenant_id, f"note {minute}", T0 + H + minute * 60 * S))
     # The response and the update that made it, at one instant, told in the other order.
-    await read_model.apply_alert_response_time(db_pool, alert_response_time(
-        tenant_id, "a1", T0 - H, responded_at=acknowledged_at, status="investigating", occurred=acknowledged_at))
+    await read_model.apply_alert_response_times(db_pool, [alert_response_time(
+        tenant_id, "a1", T0 - H, responded_at=acknowledged_at, status="investigating", occurred=acknowledged_at)])
     await read_model.apply_alert_events(db_pool, [acknowledged(tenant_id, acknowledged_at)])
     # Another alert's entries are not this one's.
     await read_model.apply_alert_events(db_pool, [created(tenant_id, "a2", T0 + 3 * H)])
@@ -164,6 +164,6 @@ async def test_an_alert_is_known_by_its_response_time_or_by_any_entry(db_pool, t
     assert not await timeline_store.alert_known(db_pool, tenant_id, "a1")
     await read_model.apply_alert_events(db_pool, [created(tenant_id)])
     assert await timeline_store.alert_known(db_pool, tenant_id, "a1")
-    await read_model.apply_alert_response_time(db_pool, alert_response_time(tenant_id, "a3", T0))
+    await read_model.apply_alert_response_times(db_pool, [alert_response_time(tenant_id, "a3", T0)])
     assert await timeline_store.alert_known(db_pool, tenant_id, "a3")
     assert not await timeline_store.alert_known(db_pool, f"{tenant_id}-other", "a1")
