@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -274,6 +275,14 @@ class AlertsBatch:
     # per batch, then kept up to date as the batch gives it more (the batch holds the tenant's storm
     # lock throughout, so nobody else gives it any meanwhile).
     recent: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Tenants whose storm lock the transaction holds (taken once, not once per alert).
+    storm_locked: set[str] = field(default_factory=set)
+    # Each (tenant, channel)'s open digest this transaction holds (its row locked, or inserted by it: no
+    # one else adds to it or claims it before the commit), and how many alerts it has: found once.
+    open_digests: dict[tuple[str, str], tuple[uuid.UUID, int]] = field(default_factory=dict)
+    # The changes of grouped alerts and their digests, published together once the batch is applied
+    # (in their order: a key's changes keep theirs).
+    grouped_changes: list[asyncpg.Record] = field(default_factory=list)
 
     def groups(self) -> bool:
         return self.storm is not None and self.storm.threshold > 0
@@ -302,13 +311,14 @@ async def apply_alert_events(
         for tenant_id in new_alert_tenants:
             await _has_no_contact(conn, tenant_id, batch.no_contact)
         for tenant_id in new_alert_tenants if batch.groups() else ():
-            await _lock_tenant_storm(conn, tenant_id)
+            await _lock_tenant_storm(conn, tenant_id, batch)
         for event in todo:
             if isinstance(event, AlertCreated):
                 await _apply_alert_created(conn, event, batch)
                 created += 1
             else:
                 cancelled += await _apply_alert_updated(conn, event) or 0
+        await _publish_changes(conn, batch.grouped_changes)
     return created, cancelled
 
 
@@ -321,7 +331,9 @@ async def record_alert_created(
     async with pool.acquire() as conn, conn.transaction():
         if not await claim(conn, event):
             return False
-        await _apply_alert_created(conn, event, AlertsBatch(reminder_after, escalation_after, storm))
+        batch = AlertsBatch(reminder_after, escalation_after, storm)
+        await _apply_alert_created(conn, event, batch)
+        await _publish_changes(conn, batch.grouped_changes)
         return True
 
 
@@ -341,8 +353,7 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
     if batch.groups():
         kinds = {rule.name: rule.kind for rule in rules}
         grouped = await _group_into_digests(
-            conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, batch.storm,
-            batch.recent)
+            conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, batch)
         channels = [c for c in channels if c not in grouped]
     for row in await _insert_delivery_rows(conn, tenant_id, alert.id, alert.id, channels, Kind.alert, payload,
                                            no_contact=no_contact):
@@ -362,24 +373,27 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
         )
 
 
-async def _lock_tenant_storm(conn: asyncpg.Connection, tenant_id: str) -> None:
+async def _lock_tenant_storm(conn: asyncpg.Connection, tenant_id: str, batch: AlertsBatch) -> None:
     """One storm count at a time per tenant, until the transaction ends: two alerts counted at once
-    would both see the calm before. (Taken again in one transaction, it is simply still held.)"""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-storm:' || $1, 0))", tenant_id)
+    would both see the calm before. Taken once per transaction (``batch.storm_locked``)."""
+    if tenant_id not in batch.storm_locked:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('notifier-storm:' || $1, 0))", tenant_id)
+        batch.storm_locked.add(tenant_id)
 
 
 async def _group_into_digests(
-    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, storm: domain.StormPolicy,
-    recent: dict[tuple[str, str], int],
+    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, batch: AlertsBatch
 ) -> set[str]:
     """The channels (of ``channels``, those that group) in a storm for this new alert: on each, the
     alert joins the channel's open digest, or opens one, and its own delivery is logged 'grouped',
     naming the digest. Returns them; the caller sends the alert on its own to the others (and counts
-    them in ``recent``, :class:`AlertsBatch`)."""
+    them in ``batch.recent``). The changes go to ``batch.grouped_changes``, published by the caller."""
     if not channels:
         return set()
+    storm, recent = batch.storm, batch.recent
+    assert storm is not None
     tenant_id, alert_id = event.tenant_id, event.alert.id
-    await _lock_tenant_storm(conn, tenant_id)
+    await _lock_tenant_storm(conn, tenant_id, batch)
     if uncounted := [c for c in channels if (tenant_id, c) not in recent]:
         counted = dict(await conn.fetch(
             """SELECT channel, count(*) FROM notification_deliveries
@@ -393,15 +407,20 @@ async def _group_into_digests(
         earlier = recent[tenant_id, channel]
         if not domain.in_storm(earlier, storm):
             continue
-        # The digest still open (never tried yet) with room; its row lock keeps the worker from
-        # claiming it while the alert is added (a digest claimed first is no longer open).
-        digest = await conn.fetchrow(
-            """SELECT delivery_id FROM notification_deliveries
-               WHERE tenant_id = $1 AND channel = $2 AND kind = 'digest' AND state = 'pending' AND attempts = 0
-                 AND redeliveries = 0 AND jsonb_array_length(payload -> 'alerts') < $3
-               ORDER BY created_at DESC LIMIT 1 FOR UPDATE""",
-            tenant_id, channel, storm.digest_max_alerts)
+        digest = batch.open_digests.get((tenant_id, channel))
+        if digest is None:
+            # The digest still open (never tried yet) with room; its row lock keeps the worker from
+            # claiming it while alerts are added (a digest claimed first is no longer open).
+            found = await conn.fetchrow(
+                """SELECT delivery_id, jsonb_array_length(payload -> 'alerts') AS alerts
+                   FROM notification_deliveries
+                   WHERE tenant_id = $1 AND channel = $2 AND kind = 'digest' AND state = 'pending' AND attempts = 0
+                     AND redeliveries = 0 AND jsonb_array_length(payload -> 'alerts') < $3
+                   ORDER BY created_at DESC LIMIT 1 FOR UPDATE""",
+                tenant_id, channel, storm.digest_max_alerts)
+            digest = None if found is None else (found["delivery_id"], found["alerts"])
         if digest is not None:
+            digest_id, alerts = digest
             changed = await conn.fetch(
                 f"""UPDATE notification_deliveries
                     SET payload = jsonb_set(payload, '{{alerts}}',
@@ -411,10 +430,10 @@ async def _group_into_digests(
                         updated_at = now()
                     WHERE delivery_id = $1
                     RETURNING {DELIVERY_CHANGE}""",
-                digest["delivery_id"], payload, storm.digest_max_alerts)
+                digest_id, payload, storm.digest_max_alerts)
             # (The digest changes as the log shows it only when it falls due at once: it is full.)
-            await _publish_changes(conn, [row for row in changed if row["next_attempt_at"] <= row["changed_at"]])
-            digest_id = digest["delivery_id"]
+            batch.grouped_changes.extend(row for row in changed if row["next_attempt_at"] <= row["changed_at"])
+            alerts += 1
         else:
             subject = domain.digest_subject(alert_id)
             digest_id = domain.delivery_id(tenant_id, subject, channel, Kind.digest)
@@ -427,7 +446,12 @@ async def _group_into_digests(
                     RETURNING {DELIVERY_CHANGE}""",
                 digest_id, tenant_id, subject, channel, domain.digest_payload(event, earlier),
                 storm.digest_wait_seconds, storm.digest_max_alerts)
-            await _publish_changes(conn, opened)
+            batch.grouped_changes.extend(opened)
+            alerts = 1 if opened else storm.digest_max_alerts  # not opened here: not known to have room
+        if alerts < storm.digest_max_alerts:
+            batch.open_digests[tenant_id, channel] = (digest_id, alerts)
+        else:
+            batch.open_digests.pop((tenant_id, channel), None)  # full: due now, the next alert opens one
         logged = await conn.fetch(
             f"""INSERT INTO notification_deliveries
                    (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, digest_id)
@@ -436,7 +460,7 @@ async def _group_into_digests(
                 RETURNING {DELIVERY_CHANGE}""",
             domain.delivery_id(tenant_id, alert_id, channel, Kind.alert), tenant_id, alert_id, channel, payload,
             digest_id)
-        await _publish_changes(conn, logged)
+        batch.grouped_changes.extend(logged)
         recent[tenant_id, channel] += len(logged)
         grouped.add(channel)
     return grouped
