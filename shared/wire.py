@@ -6,10 +6,20 @@ camelCase on the wire, snake_case in Python, both accepted on input; timestamps 
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -25,6 +35,10 @@ TenantId = Annotated[str, Field(min_length=1, max_length=TENANT_ID_MAX_LENGTH, p
 
 # NUL (PostgreSQL refuses it in text and jsonb) and lone surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+# Set while a model validates input its outermost model scanned (WireModel._refuse_unstorable_text).
+_SCANNED: ContextVar[bool] = ContextVar("wire_text_scanned", default=False)
 
 
 def _has_unstorable(value: Any) -> bool:
@@ -75,12 +89,16 @@ class WireModel(BaseModel):
         extra="ignore",
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _refuse_unstorable_text(cls, data: Any) -> Any:
+    def _refuse_unstorable_text(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
         # Checked on raw input only (dicts/lists, not model instances): one regex scan per string;
-        # the path is only spelled out (recursively, on input already parsed) once one is found.
-        if isinstance(data, dict | list) and _has_unstorable(data):
+        # the path is only spelled out (recursively, on input already parsed) once one is found. Once
+        # per input, by its outermost model: the models nested in it see parts of what it scanned
+        # (scanned again at each level, a deep event was most of its own validation, #15).
+        if _SCANNED.get() or not isinstance(data, dict | list):
+            return handler(data)
+        if _has_unstorable(data):
             try:
                 path = _find_unstorable(data, "")
             except RecursionError:
@@ -88,7 +106,11 @@ class WireModel(BaseModel):
             raise ValueError(
                 f"text at {path or 'body'} contains a NUL character or an unpaired surrogate (\\u0000, \\ud800-\\udfff)"
             )
-        return data
+        scanned = _SCANNED.set(True)
+        try:
+            return handler(data)
+        finally:
+            _SCANNED.reset(scanned)
 
 
 # .NET writes seven fractional digits ("...:00.1234567Z"); Python keeps six.

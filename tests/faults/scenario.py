@@ -230,6 +230,24 @@ async def outage(run: FaultRun, dependency: str, stop, start, *, api: WriteApi |
     run.outages[dependency] = Outage(dependency, round(seconds, 1), logs, cores, readiness, recovered, write_answers)
 
 
+async def await_notifier_caught_up(run: FaultRun, within: float = 30.0, due_at_most: int = 20) -> None:
+    """Until the notifier has sent what fell due (its kill just before left a backlog): what it burns while
+    the broker is down is then waiting, and no catching up on earlier work (a few dozen deliveries a second,
+    legitimately, which the outage's CPU bound is not about). Bounded: past ``within`` the outage goes ahead."""
+    conn = await asyncpg.connect(run.postgres.database_url)
+    started = time.monotonic()
+    try:
+        while True:  # noqa: ASYNC110 - polling the notifier's table is the wait
+            due = await conn.fetchval("SELECT count(*) FROM notifier.notification_deliveries "
+                                      "WHERE state = 'pending' AND next_attempt_at <= now()")
+            if due <= due_at_most or time.monotonic() - started > within:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    run.note(f"notifier caught up ({due} deliveries due) after {time.monotonic() - started:.1f} s")
+
+
 async def await_channels_at_the_notifier(run: FaultRun, within: float = 30.0) -> None:
     """Channels reach the notifier as events (#11), a few milliseconds after the write API's 201: an
     alert the notifier consumes before its tenant's channel gets no webhook. A partner configures a
@@ -323,6 +341,7 @@ async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) 
         for name in SERVICES:
             await kill_and_restart(run, name)
             await asyncio.sleep(4)
+        await await_notifier_caught_up(run)
         await outage(run, "kafka", run.kafka.stop, run.kafka.start, api=api)
         await asyncio.sleep(5)
         await outage(run, "postgres", run.postgres.kill, run.postgres.start)
