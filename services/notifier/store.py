@@ -280,6 +280,9 @@ class AlertsBatch:
     # Each (tenant, channel)'s open digest this transaction holds (its row locked, or inserted by it: no
     # one else adds to it or claims it before the commit), and how many alerts it has: found once.
     open_digests: dict[tuple[str, str], tuple[uuid.UUID, int]] = field(default_factory=dict)
+    # The alerts (their payloads, in order) each open digest is given by this batch, written together
+    # (:func:`_append_to_digests`): one statement for the batch, not one rewrite of the digest per alert.
+    digest_appends: dict[uuid.UUID, list[str]] = field(default_factory=dict)
     # The changes of grouped alerts and their digests, published together once the batch is applied
     # (in their order: a key's changes keep theirs).
     grouped_changes: list[asyncpg.Record] = field(default_factory=list)
@@ -318,6 +321,7 @@ async def apply_alert_events(
                 created += 1
             else:
                 cancelled += await _apply_alert_updated(conn, event) or 0
+        await _append_to_digests(conn, batch)
         await _publish_changes(conn, batch.grouped_changes)
     return created, cancelled
 
@@ -333,6 +337,7 @@ async def record_alert_created(
             return False
         batch = AlertsBatch(reminder_after, escalation_after, storm)
         await _apply_alert_created(conn, event, batch)
+        await _append_to_digests(conn, batch)
         await _publish_changes(conn, batch.grouped_changes)
         return True
 
@@ -421,18 +426,7 @@ async def _group_into_digests(
             digest = None if found is None else (found["delivery_id"], found["alerts"])
         if digest is not None:
             digest_id, alerts = digest
-            changed = await conn.fetch(
-                f"""UPDATE notification_deliveries
-                    SET payload = jsonb_set(payload, '{{alerts}}',
-                                            (payload -> 'alerts') || jsonb_build_array($2::jsonb)),
-                        next_attempt_at = CASE WHEN jsonb_array_length(payload -> 'alerts') + 1 >= $3 THEN now()
-                                               ELSE next_attempt_at END,
-                        updated_at = now()
-                    WHERE delivery_id = $1
-                    RETURNING {DELIVERY_CHANGE}""",
-                digest_id, payload, storm.digest_max_alerts)
-            # (The digest changes as the log shows it only when it falls due at once: it is full.)
-            batch.grouped_changes.extend(row for row in changed if row["next_attempt_at"] <= row["changed_at"])
+            batch.digest_appends.setdefault(digest_id, []).append(payload)
             alerts += 1
         else:
             subject = domain.digest_subject(alert_id)
@@ -464,6 +458,28 @@ async def _group_into_digests(
         recent[tenant_id, channel] += len(logged)
         grouped.add(channel)
     return grouped
+
+
+async def _append_to_digests(conn: asyncpg.Connection, batch: AlertsBatch) -> None:
+    """Add to each open digest the alerts the batch gave it, in one statement; a digest this fills falls
+    due at once. Before the batch's changes are published (a full digest's change is among them)."""
+    if not batch.digest_appends or batch.storm is None:
+        return
+    ids = list(batch.digest_appends)
+    added = ["[" + ",".join(batch.digest_appends[digest_id]) + "]" for digest_id in ids]
+    changed = await conn.fetch(
+        f"""UPDATE notification_deliveries
+            SET payload = jsonb_set(payload, '{{alerts}}', (payload -> 'alerts') || a.added),
+                next_attempt_at = CASE WHEN jsonb_array_length(payload -> 'alerts') + jsonb_array_length(a.added) >= $3
+                                       THEN now() ELSE next_attempt_at END,
+                updated_at = now()
+            FROM unnest($1::uuid[], $2::jsonb[]) AS a(appended_to, added)
+            WHERE delivery_id = a.appended_to
+            RETURNING {DELIVERY_CHANGE}""",
+        ids, added, batch.storm.digest_max_alerts)
+    # (A digest changes as the log shows it only when it falls due at once: it is full.)
+    batch.grouped_changes.extend(row for row in changed if row["next_attempt_at"] <= row["changed_at"])
+    batch.digest_appends.clear()
 
 
 async def record_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> int | None:
