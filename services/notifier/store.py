@@ -135,22 +135,6 @@ async def channel_rules(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str)
     ]
 
 
-async def _insert_deliveries(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    subject_id: str,
-    alert_id: str | None,
-    channels: Sequence[str],
-    kind: Kind,
-    payload: str,
-    *,
-    no_contact: bool = False,
-) -> int:
-    """How many of the delivery rows were new (:func:`_insert_delivery_rows`)."""
-    return len(await _insert_delivery_rows(conn, tenant_id, subject_id, alert_id, channels, kind, payload,
-                                           no_contact=no_contact))
-
-
 async def _insert_delivery_rows(
     conn: asyncpg.Connection,
     tenant_id: str,
@@ -346,7 +330,7 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
     """The new alert's deliveries and its timers (the reminder, and the deployment's escalation or a
     timer per step of the tenant's chain). In a storm (``batch.storm``), the channels people read give
     the alert to a digest instead (``_group_into_digests``). For a tenant without a contact the e-mail
-    to the contact is logged skipped, waiting for one (:func:`_insert_deliveries`); it counts towards
+    to the contact is logged skipped, waiting for one (:func:`_insert_delivery_rows`); it counts towards
     a storm like any e-mail the contact was given."""
     alert, tenant_id = event.alert, event.tenant_id
     payload = event.model_dump_json()
@@ -624,7 +608,7 @@ async def record_spending(pool: asyncpg.Pool, event: SpendingBudgetThresholdReac
     async with pool.acquire() as conn, conn.transaction():
         if not await claim(conn, event):
             return False
-        await _insert_deliveries(
+        await _insert_delivery_rows(
             conn,
             event.tenant_id,
             domain.spending_subject(event),

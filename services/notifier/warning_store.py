@@ -69,7 +69,7 @@ async def record_requirement_status(
         for reason in reasons:
             payload = WarningPayload(event=event, reason=reason).model_dump_json()
             subject = warnings.warning_subject(event.requirement_type, reason, event.observed_date_time)
-            made += await store._insert_deliveries(  # the delivery log's one way in
+            made += len(await store._insert_delivery_rows(  # the delivery log's one way in
                 conn, event.tenant_id, subject, None, told, Kind.warning, payload,
-            )
+            ))
         return made
