@@ -134,14 +134,40 @@ def _status_from_json(requirement_type: str, text: str) -> domain.Observation:
     )
 
 
+# Redis Cluster runs a script only if all its KEYS are in one slot, and a key's slot is the hash of its
+# hash tag (the text between its first `{` and the next `}`) when it has one. So every key a script
+# touches shares one tag: a tenant's hash is tagged with the tenant (`<prefix>{t:<tenantId>}`: tenants
+# spread over the slots, and any later key of a tenant's joins its slot), and the two keys of a rebuild
+# (its epoch, the ready marker, both in _FINISH_REBUILD) with `{cache}`. Until this layout the keys were
+# `<prefix>t:<tenantId>`, `<prefix>ready`, `<prefix>epoch`: a service of this version finds no marker
+# under its name and rebuilds the cache from PostgreSQL (docs/scoring.md, "Redis keys").
+CACHE_TAG = "{cache}"
+
+
+def tenant_key(prefix: str, tenant_id: str) -> str:
+    return f"{prefix}{{t:{tenant_id}}}"
+
+
+def ready_key(prefix: str) -> str:
+    return f"{prefix}{CACHE_TAG}:ready"
+
+
+def epoch_key(prefix: str) -> str:
+    return f"{prefix}{CACHE_TAG}:epoch"
+
+
 class ScoreCache:
     """The Redis side: merge a tenant's state in, read it back, and the ready marker of rebuilds."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            # The prefix's braces would be the keys' hash tag (or make it empty): keys that must share
+            # a slot could land apart on Redis Cluster.
+            raise ValueError(f"REDIS_KEY_PREFIX {prefix!r} must not contain {{ or }} (Redis Cluster hash tags)")
         self.redis = redis
         self.prefix = prefix
-        self.ready_key = f"{prefix}ready"
-        self.epoch_key = f"{prefix}epoch"
+        self.ready_key = ready_key(prefix)
+        self.epoch_key = epoch_key(prefix)
         self._merge = redis.register_script(_MERGE_TENANT)
         self._finish = redis.register_script(_FINISH_REBUILD)
         # The server run a read compares the marker with, read with INFO (a large reply to parse) at most
@@ -163,7 +189,7 @@ class ScoreCache:
         return run_id
 
     def tenant_key(self, tenant_id: str) -> str:
-        return f"{self.prefix}t:{tenant_id}"
+        return tenant_key(self.prefix, tenant_id)
 
     async def forget(self, tenant_id: str) -> None:
         """Delete the tenant's hash, its only key here (an offboarded tenant: ``offboarding.py``)."""

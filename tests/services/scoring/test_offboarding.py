@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
+from services.scoring import cache as cache_keys
 from services.scoring import offboarding, read_model, store
 from services.scoring.cache import ScoreCache
 from services.scoring.keeper import ScoreKeeper
@@ -180,7 +181,7 @@ async def test_the_read_api_shows_nothing_of_an_offboarded_tenant_and_a_replay_b
     status = await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", utcnow()))
     shown = await send_event(Topic.alert_response_times, alert_response_time(tenant_id, "a1", utcnow() - H))
     await event_applied(db_pool, status)
-    key = f"{scoring.env['REDIS_KEY_PREFIX']}t:{tenant_id}"
+    key = cache_keys.tenant_key(scoring.env["REDIS_KEY_PREFIX"], tenant_id)
     await eventually(lambda: redis_client.exists(key), what="the tenant's Redis hash")
     await eventually(lambda: alerts_of(scoring, tenant_id), lambda alerts: len(alerts) == 1, what="the alert shown")
 

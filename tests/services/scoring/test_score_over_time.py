@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from services.scoring import cache as cache_keys
 from shared.wire import utcnow
 from tests.services.scoring.conftest import (
     FLUSHABLE_REDIS_DB,
@@ -139,9 +140,10 @@ async def test_a_periodic_check_rebuilds_the_cache_with_no_read(
         await send_status(status_event(tenant_id, "securityAlertsPromptlyResolved", "noncompliant", T0))
         await wait_for_score(process, tenant_id, 0.0)
         await redis.flushdb()
-        tenant_key = f"{env['REDIS_KEY_PREFIX']}t:{tenant_id}"
+        tenant_hash = cache_keys.tenant_key(env["REDIS_KEY_PREFIX"], tenant_id)
         await eventually(
-            lambda: redis.exists(f"{env['REDIS_KEY_PREFIX']}ready", tenant_key), lambda n: n == 2, within=30
+            lambda: redis.exists(cache_keys.ready_key(env["REDIS_KEY_PREFIX"]), tenant_hash), lambda n: n == 2,
+            within=30,
         )
         assert (await score_of(process, tenant_id))["currentScore"] == 0.0
     finally:
@@ -215,11 +217,11 @@ async def test_after_a_redis_restart_that_kept_the_marker_but_lost_the_last_writ
         await send_status(status_event(tenant_id, "mfaEnforcedForAdmins", "compliant", T0))
         await send_status(status_event(tenant_id, "securityContactProvided", "compliant", T0))
         await wait_for_score(process, tenant_id, 62.5)
-        ready_key = f"{env['REDIS_KEY_PREFIX']}ready"
+        ready_key = cache_keys.ready_key(env["REDIS_KEY_PREFIX"])
         assert await redis.get(ready_key) == (await redis.info("server"))["run_id"]
 
         await redis.set(ready_key, "0" * 40)  # the marker as the previous server run left it
-        await redis.hdel(f"{env['REDIS_KEY_PREFIX']}t:{tenant_id}", "s:securityContactProvided")  # lost
+        await redis.hdel(cache_keys.tenant_key(env["REDIS_KEY_PREFIX"], tenant_id), "s:securityContactProvided")  # lost
         unavailable = await read_api(process, tenant_id, "")
         assert unavailable.status_code == 503  # not the stale 37.5
         await wait_for_score(process, tenant_id, 62.5)
