@@ -70,6 +70,14 @@ async def offboarded_at(conn: Queryable, tenant_id: str) -> datetime | None:
     return await conn.fetchval("SELECT offboarded_at FROM offboarded_tenants WHERE tenant_id = $1", tenant_id)
 
 
+async def offboarded_at_each(conn: Queryable, tenant_ids: Sequence[str]) -> list[datetime | None]:
+    """:func:`offboarded_at` of each of ``tenant_ids`` (in their order), in one statement."""
+    rows = await conn.fetch("SELECT tenant_id, offboarded_at FROM offboarded_tenants WHERE tenant_id = ANY($1::text[])",
+                            list(set(tenant_ids)))
+    found = {row["tenant_id"]: row["offboarded_at"] for row in rows}
+    return [found.get(tenant_id) for tenant_id in tenant_ids]
+
+
 async def is_offboarded(conn: asyncpg.Connection, tenant_id: str) -> bool:
     """In an apply's transaction, before it touches the tenant's rows: whether to drop the event.
     Waits for an offboarding of the tenant in progress (the lock), then looks (a statement of its own,

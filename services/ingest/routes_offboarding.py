@@ -23,9 +23,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.ingest import offboarding_store
+from services.ingest import offboarding_store, store
 from services.ingest.deps import CallerDep, CatalogueDep, KeysDep, PoolDep, wake_relay_after_write
-from shared import offboarding
 from shared.auth import AuditActor, Permission, Principal, authorize, authorize_operator
 from shared.catalogue import Catalogue, RequirementType
 from shared.http import Problem, TenantIdPath
@@ -113,11 +112,12 @@ async def offboard_tenant(
 
 async def refuse_writes_of_offboarded(request: Request) -> None:
     """A dependency of every router with tenant routes but this one: 410 for a write under an offboarded
-    tenant's path (before its body is judged). One indexed look-up per write; reads pass."""
+    tenant's path (before its body is judged). One indexed look-up per write (those of concurrent writes
+    in one statement); reads pass."""
     tenant_id = request.path_params.get(TENANT_PARAMETER)
     if request.method not in WRITE_METHODS or not isinstance(tenant_id, str):
         return
-    offboarded_at = await offboarding.offboarded_at(request.app.state.pool, tenant_id)
+    offboarded_at = await store.offboarded_at(request.app.state.pool, tenant_id)
     if offboarded_at is not None:
         raise Problem(410, "Tenant offboarded",
                       f"tenant {tenant_id} was offboarded at {format_utc(offboarded_at)}; it takes no more writes")

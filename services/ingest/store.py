@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import asyncpg
 
 from services.ingest.domain import created_state
+from shared import offboarding
 from shared.alerts import Alert
 from shared.events import AlertCreated, Topic
+from shared.group_call import GroupCall
 from shared.outbox import outbox_row
 
 
@@ -168,82 +170,31 @@ async def insert_new_alerts(pool: asyncpg.Pool, events: Sequence[AlertCreated]) 
     return [n in inserted for n in range(1, len(events) + 1)]
 
 
-class NewAlertWriter:
-    """Group commit of :func:`insert_new_alerts`: the new alerts posted while a statement is running go
-    together in the next one (up to ``max_batch``), at most ``max_in_flight`` statements at once. A post
-    alone waits for nothing; under load, one statement and one commit carry many posts.
-
-    A statement that fails fails each post of its batch with the same error (then nothing of the batch
-    was written: one statement, one transaction).
-    """
-
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 200, max_in_flight: int = 2) -> None:
-        self.pool = pool
-        self.max_batch = max_batch
-        self.max_in_flight = max_in_flight
-        self._waiting: list[tuple[AlertCreated, asyncio.Future[bool]]] = []
-        self._in_flight = 0
-        self._tasks: set[asyncio.Task] = set()
-
-    async def insert(self, event: AlertCreated) -> bool:
-        """Whether ``event``'s alert was new and is now recorded with its event (committed)."""
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(_retrieved)  # a caller gone: its answer's error is no unretrieved error
-        self._waiting.append((event, answer))
-        if self._in_flight < self.max_in_flight:
-            self._in_flight += 1
-            task = asyncio.create_task(self._write(), name="ingest-new-alerts")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        # Shielded: a caller that goes away leaves its batch, and the others' answers, to finish.
-        return await asyncio.shield(answer)
-
-    async def _write(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-                try:
-                    written = await insert_new_alerts(self.pool, [event for event, _ in batch])
-                except Exception as exc:
-                    for _, answer in batch:
-                        if not answer.done():
-                            answer.set_exception(exc)
-                    continue
-                except BaseException:
-                    for _, answer in batch:
-                        answer.cancel()
-                    raise
-                for (_, answer), new in zip(batch, written, strict=True):
-                    if not answer.done():
-                        answer.set_result(new)
-        finally:
-            self._in_flight -= 1
-            if self._waiting and self._in_flight == 0:  # left behind by a cancelled writer: fail, never hang
-                for _, answer in self._waiting:
-                    answer.cancel()
-                self._waiting = []
-
-
-def _retrieved(answer: asyncio.Future) -> None:
-    if not answer.cancelled():
-        answer.exception()
-
-
-# One writer per pool (in a process, the write API's one pool); asyncpg's pools take no weak reference,
+# Group calls per pool (in a process, the write API's one pool); asyncpg's pools take no weak reference,
 # so those closed are let go of here.
-_writers: dict[asyncpg.Pool, NewAlertWriter] = {}
+_groups: dict[tuple[asyncpg.Pool, str], GroupCall] = {}
+
+
+def _group(pool: asyncpg.Pool, name: str, call: Callable[[asyncpg.Pool, Sequence], Awaitable[Sequence]]) -> GroupCall:
+    group = _groups.get((pool, name))
+    if group is None:
+        for closed in [key for key in _groups if key[0].is_closing()]:
+            del _groups[closed]
+        group = _groups[(pool, name)] = GroupCall(partial(call, pool), name=f"ingest-{name}")
+    return group
 
 
 async def insert_new_alert(pool: asyncpg.Pool, event: AlertCreated) -> bool:
     """Record a new alert (``event.alert``, its first state) with its event, if the tenant does not know
-    it yet; False (nothing written) if it does. One statement for many concurrent posts (the pool's
-    :class:`NewAlertWriter`), instead of a transaction's five round trips each."""
-    writer = _writers.get(pool)
-    if writer is None:
-        for closed in [known for known in _writers if known.is_closing()]:
-            del _writers[closed]
-        writer = _writers[pool] = NewAlertWriter(pool)
-    return await writer.insert(event)
+    it yet; False (nothing written) if it does. One statement for many concurrent posts (a group call of
+    :func:`insert_new_alerts`), instead of a transaction's five round trips each."""
+    return await _group(pool, "new-alerts", insert_new_alerts)(event)
+
+
+async def offboarded_at(pool: asyncpg.Pool, tenant_id: str) -> datetime | None:
+    """When the tenant was offboarded (None: never), as :func:`shared.offboarding.offboarded_at`
+    answers, with the look-ups of concurrent requests in one statement."""
+    return await _group(pool, "offboarded", offboarding.offboarded_at_each)(tenant_id)
 
 
 # How long an accepted webhook-id is remembered: the signature window is five minutes either way.
