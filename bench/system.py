@@ -167,8 +167,8 @@ async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], c
             "cpu": _per_thousand(before, after, accepted), "visible": visible}
 
 
-def _probe(stack: Stack, client: httpx.AsyncClient) -> Visibility:
-    return Visibility(stack.pool, client, stack.services["ingest"].url, stack.services["scoring"].url,
+def _probe(stack: Stack) -> Visibility:
+    return Visibility(stack.pool, stack.services["ingest"].url, stack.services["scoring"].url,
                       f"bench-visible-{uuid.uuid4().hex[:6]}", AUTH)
 
 
@@ -178,30 +178,34 @@ def _visibility_line(name: str, probe: Visibility) -> None:
         f"p50 {percentile(samples, 50):.1f} ms, p99 {percentile(samples, 99):.1f} ms")
 
 
-async def _idle_visibility(stack: Stack, client: httpx.AsyncClient) -> Visibility:
-    probe = _probe(stack, client)
+async def _idle_visibility(stack: Stack) -> Visibility:
+    probe = _probe(stack)
     say(f"write → visible, idle: {IDLE_SAMPLES} alerts one at a time")
     watcher = asyncio.create_task(probe.watch())
     try:
+        await probe.ready()
         await one_at_a_time(probe, IDLE_SAMPLES, uuid.uuid4().hex[:8])
     finally:
         watcher.cancel()
+        probe.close()
     _visibility_line("idle", probe)
     return probe
 
 
-async def _steady_visibility(stack: Stack, client: httpx.AsyncClient, lag: GroupLag) -> dict:
-    probe = _probe(stack, client)
+async def _steady_visibility(stack: Stack, lag: GroupLag) -> dict:
+    probe = _probe(stack)
     say(f"write → visible at a steady {RATE:.0f} alerts/s for {RATE_SECONDS:.0f} s (open loop)")
     watcher = asyncio.create_task(probe.watch())
     own_before = time.process_time()
     try:
+        await probe.ready()
         steady = await open_loop(probe, RATE, RATE_SECONDS, uuid.uuid4().hex[:8])
         say(f"sent {steady.sent} at {steady.offered_rate:.0f}/s (the generator late by {steady.late_p99_ms:.1f} ms "
             f"at p99); waiting until all are visible (at most {SETTLE_SECONDS:.0f} s)")
         await probe.until_visible(SETTLE_SECONDS)
     finally:
         watcher.cancel()
+        probe.close()
     generator_cpu = time.process_time() - own_before
     _visibility_line("steady", probe)
     drain = await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say)
@@ -225,9 +229,9 @@ async def main() -> None:
             say("consumer groups: " + ", ".join(f"{g} {n} member(s)" for g, n in members.items()))
             idle_cpu = await _idle_cpu(watched)
             read_real, read_bare = await _read_phase(stack, client)
-            idle = await _idle_visibility(stack, client)
+            idle = await _idle_visibility(stack)
             # Each phase waits (bounded) until the last has drained; the pipeline, the longest, goes last.
-            steady = await _steady_visibility(stack, client, lag)
+            steady = await _steady_visibility(stack, lag)
             post = await _post_phase(stack, lag, watched)
             pipeline = await _pipeline_phase(stack, lag, watched, client)
         memory = {w.name: w.memory() for w in watched if w.whole_session}
@@ -328,5 +332,7 @@ def report_notes(figures: dict) -> str:
         f"endpoint {post['wrk_cpu'][1]:.2f} s.",
         f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",
         f"- The steady load's generator (this bench's process, Python) used {steady['generator_cpu']:.1f} CPU s "
-        f"while sending and watching; {probe.read_errors} reads of GET /alerts/{{id}} failed and were asked again.",
+        f"while sending and watching (bare HTTP/1.1 on asyncio streams, `bench/tools/rawhttp.py`); "
+        f"{probe.read_errors} reads failed and were asked again; the change stream told {probe.hints:,} alert "
+        f"changes, the fallback query found {probe.found_by_fallback} alert(s) the stream had not told in time.",
     ])

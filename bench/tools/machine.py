@@ -91,8 +91,10 @@ within a run, not absolute figures across runs.
   minus committed offsets from the Kafka admin API, aiokafka) and every service's outbox empty,
   twice in a row.
 - Write → visible: from the POST's 202 until `GET /alerts/{{id}}` on the read API answers 200; the
-  bench asks PostgreSQL every 5 ms which answered alerts the read model holds and then asks the API.
-  The steady load is open loop (sent on a fixed schedule whatever the answers).
+  bench listens to the tenant's change stream (`GET /changes`) and asks the API for each alert a hint
+  names (every 5 ms until 200); a query every 100 ms finds in PostgreSQL any the stream did not tell.
+  The steady load is open loop (sent on a fixed schedule whatever the answers) over bare HTTP/1.1
+  keep-alive connections (`bench/tools/rawhttp.py`), so the generator is not the bottleneck.
 - CPU: utime + stime from `/proc/<pid>/stat` of each service's process and of the Kafka broker's JVM,
   before and after (single posts: the wrk run until drained; lists of 100: the pipeline run until
   drained), per 1,000 accepted alerts. The broker also serves anything else using it at the time.

@@ -1,31 +1,37 @@
 """Write → visible on the read API: from the answer to ``POST /alerts`` until ``GET /alerts/{id}`` on the
 read API answers 200.
 
-One watcher asks PostgreSQL every 5 ms which of the answered alerts the read model
-(``scoring.alert_response_times``, the table ``GET /alerts/{id}`` reads) holds now, in one query for all
-of them (cheap, unlike polling the API for each alert); for each one it sees, ``GET /alerts/{id}`` is
-asked until it answers 200, and that answer's arrival ends the alert's measurement. The same probe
-serves the idle baseline (one alert at a time) and the steady load (an open-loop generator: alerts sent
-at fixed times whatever the answers, so a slow system cannot slow the offered load down).
+The probe listens to the tenant's change stream on the read API (``GET /changes``, server-sent events):
+each hint that an alert changed makes it ask ``GET /alerts/{id}`` (again every 5 ms until it answers 200,
+should the hint come before the row that answers), and that answer's arrival ends the alert's
+measurement. Hints are best effort (a read API under pressure may drop some), so every 100 ms one query
+asks PostgreSQL which of the alerts answered more than 100 ms ago without a hint the read model
+(``scoring.alert_response_times``, the table ``GET /alerts/{id}`` reads) holds, and those are asked too.
+Requests go through ``bench.tools.rawhttp`` (tens of microseconds each, where httpx took a millisecond
+and made the generator the bottleneck). The same probe serves the idle baseline (one alert at a time)
+and the steady load (an open-loop generator: alerts sent at fixed times whatever the answers, so a slow
+system cannot slow the offered load down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 
 import asyncpg
-import httpx
+
+from bench.tools.rawhttp import Connection, HTTPError, Pool
 
 POLL_SECONDS = 0.005
+FALLBACK_SECONDS = 0.1
 ALERT = ('{{"id":"{id}","displayName":"Unusual sign-in","severity":"high","status":"active",'
          '"detectedDateTime":"2026-11-27T08:00:00+01:00","isTest":"false","customerTenantId":"c1",'
          '"affectedResources":[{{"resourceId":"vm-1","resourceType":"virtualMachine"}}]}}')
 
 
-# Requests in flight at once: httpx queues requests beyond its connections in a pool whose work grows with
-# the queue (thousands queued made this bench the bottleneck); a sender waiting here instead shows as
+# Requests in flight at once (kept-alive connections per API): a sender waiting for a free one shows as
 # lateness against the schedule.
 IN_FLIGHT = 128
 
@@ -33,7 +39,6 @@ IN_FLIGHT = 128
 @dataclass
 class Visibility:
     pool: asyncpg.Pool
-    client: httpx.AsyncClient  # at least IN_FLIGHT connections
     write_url: str
     read_url: str
     tenant: str
@@ -43,10 +48,22 @@ class Visibility:
     post_ms: list[float] = field(default_factory=list)
     post_errors: int = 0
     read_errors: int = 0  # GET /alerts/{id} failed on the socket (asked again)
+    hints: int = 0  # alert changes the stream told
+    found_by_fallback: int = 0  # alerts found by the PostgreSQL query, not by a hint
+    _hinted_early: set[str] = field(default_factory=set)  # a hint before the POST's answer was read
     _confirming: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _posting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
-    _reading: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._write = Pool(self.write_url, IN_FLIGHT)
+        self._read = Pool(self.read_url, IN_FLIGHT)
+        self._post_headers = {**self.headers, "Content-Type": "application/json"}
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()
 
     async def post(self, alert_id: str) -> None:
         async with self._posting:
@@ -62,46 +79,99 @@ class Visibility:
     async def _post(self, alert_id: str) -> None:
         started = time.perf_counter()
         try:
-            response = await self.client.post(f"{self.write_url}/v1/tenants/{self.tenant}/alerts",
-                                              content=ALERT.format(id=alert_id),
-                                              headers={**self.headers, "Content-Type": "application/json"})
-        except httpx.HTTPError:
+            status, _ = await self._write.request("POST", f"/v1/tenants/{self.tenant}/alerts", self._post_headers,
+                                                  ALERT.format(id=alert_id).encode())
+        except HTTPError:
             self.post_errors += 1
             return
         answered = time.perf_counter()
-        if response.status_code != 202:
+        if status != 202:
             self.post_errors += 1
             return
         self.post_ms.append((answered - started) * 1000)
         self.answered[alert_id] = answered
+        if alert_id in self._hinted_early:
+            self._hinted_early.discard(alert_id)
+            self._check(alert_id)
+
+    def _check(self, alert_id: str) -> None:
+        if alert_id in self._confirming or alert_id in self.visible_ms:
+            return
+        self._confirming.add(alert_id)
+        task = asyncio.create_task(self._confirm(alert_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _confirm(self, alert_id: str) -> None:
-        url = f"{self.read_url}/v1/tenants/{self.tenant}/alerts/{alert_id}"
+        path = f"/v1/tenants/{self.tenant}/alerts/{alert_id}"
         while True:  # noqa: ASYNC110 - polling the API is what is measured
             try:
-                async with self._reading:
-                    found = (await self.client.get(url, headers=self.headers)).status_code == 200
-                if found:
+                if (await self._read.request("GET", path, self.headers))[0] == 200:
                     break
-            except httpx.HTTPError:
+            except HTTPError:
                 self.read_errors += 1
             await asyncio.sleep(POLL_SECONDS)
         self.visible_ms[alert_id] = (time.perf_counter() - self.answered[alert_id]) * 1000
 
     async def watch(self) -> None:
-        """Runs until cancelled."""
+        """Runs until cancelled: the change stream, and the fallback query beside it."""
+        fallback = asyncio.create_task(self._fallback())
+        try:
+            await self._listen()
+        finally:
+            fallback.cancel()
+
+    async def ready(self, within_seconds: float = 10) -> None:
+        """Returns once the change stream is subscribed (every change after it is told)."""
+        await asyncio.wait_for(self._ready.wait(), within_seconds)
+
+    async def _listen(self) -> None:
         while True:
-            waiting = [a for a in self.answered if a not in self._confirming]
+            connection = Connection(self._read.host, self._read.port)
+            buffer = b""
+            try:
+                async for chunk in connection.stream(f"/v1/tenants/{self.tenant}/changes",
+                                                     {**self.headers, "Accept": "text/event-stream"}):
+                    buffer += chunk.replace(b"\r\n", b"\n")
+                    *events, buffer = buffer.split(b"\n\n")
+                    for event in events:
+                        self._on_event(event)
+            except HTTPError:
+                self.read_errors += 1
+            await asyncio.sleep(0.1)  # the stream ended: subscribe again (the fallback covers the gap)
+
+    def _on_event(self, event: bytes) -> None:
+        name, data = "message", b""
+        for line in event.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data += line[5:].strip()
+        if name == "ready":
+            self._ready.set()
+        elif name == "change":
+            alert_id = json.loads(data).get("alertId")
+            if alert_id is None:
+                return
+            self.hints += 1
+            if alert_id in self.answered:
+                self._check(alert_id)
+            elif alert_id not in self.visible_ms:
+                self._hinted_early.add(alert_id)
+
+    async def _fallback(self) -> None:
+        while True:
+            await asyncio.sleep(FALLBACK_SECONDS)
+            old = time.perf_counter() - FALLBACK_SECONDS
+            waiting = [a for a, at in self.answered.items() if at < old and a not in self._confirming]
             if waiting:
                 rows = await self.pool.fetch(
                     "SELECT alert_id FROM scoring.alert_response_times WHERE tenant_id = $1 AND alert_id = ANY($2)",
                     self.tenant, waiting)
                 for row in rows:
-                    self._confirming.add(row[0])
-                    task = asyncio.create_task(self._confirm(row[0]))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            await asyncio.sleep(POLL_SECONDS)
+                    if row[0] not in self._confirming:
+                        self.found_by_fallback += 1
+                        self._check(row[0])
 
     @property
     def pending(self) -> int:
@@ -110,7 +180,7 @@ class Visibility:
     async def until_visible(self, within_seconds: float) -> bool:
         deadline = time.monotonic() + within_seconds
         while self.pending and time.monotonic() < deadline:  # noqa: ASYNC110 - the watcher sets no event
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.002)
         return not self.pending
 
 
