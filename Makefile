@@ -18,7 +18,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 # a file stays on one worker. 0: one process.
 TEST_WORKERS ?= 2
 
-.PHONY: help install infra-up infra-down run stop test test-unit bench lint clean-data
+.PHONY: help install infra-up infra-down run stop test test-unit bench lint asyncapi clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench: infra-up ## run the benchmarks, each beside its baseline in the same run
 lint: install ## ruff, then the import contracts (a service imports no other; shared/ imports none)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/lint-imports
+
+asyncapi: install ## write each service's AsyncAPI document (its topics and events) to docs/asyncapi/
+	@$(PY) -m tools.asyncapi
 
 clean-data: stop ## stop, then delete local data (Kafka log, PostgreSQL cluster, Redis)
 	@rm -rf .run
