@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.metrics import count_dead_letter
 from shared.wire import OptionalUtcDateTime, UtcDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ async def publish_dead_letter(
     async with asyncio.timeout(timeout):
         await broker.publish(letter.model_dump_json().encode(), topic=topic, key=letter.kafka_key(),
                              headers=letter.headers())
+    if letter.record is not None:  # csp_dead_letters_total: once the broker has it
+        count_dead_letter(letter.consumer or "unknown", letter.record.topic)
 
 
 def _as_text(value: bytes | None) -> tuple[str | None, Literal["utf-8", "base64"]]:

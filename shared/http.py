@@ -2,7 +2,8 @@
 
 Errors are RFC 9457 ``application/problem+json`` with the right 4xx; bad input never yields a 5xx.
 Every process serves ``GET /health/live`` (the process runs) and ``GET /health/ready`` (each of its
-dependencies answers), so ``make run``, Docker and orchestrators can wait for it.
+dependencies answers), so ``make run``, Docker and orchestrators can wait for it, and ``GET /metrics``
+(Prometheus, ``shared.metrics``).
 Every app made by :func:`create_app` bounds request bodies and authenticates a key before reading a
 body (``shared.http_guards``), refuses NUL in path and query parameters, and documents each
 operation's error answers in its OpenAPI document (``shared.http_openapi``).
@@ -26,8 +27,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
+from shared import tracing
 from shared.http_guards import RequestGuard, refuse_nul_parameters
 from shared.http_openapi import document_errors
+from shared.metrics import install_metrics
 from shared.problems import (
     DEPENDENCY_ERRORS,
     DEPENDENCY_RETRY_AFTER_SECONDS,
@@ -174,7 +177,9 @@ def install_health(app: FastAPI, health: Health) -> None:
 
 def create_app(*, title: str, version: str, description: str, health: Health,
                lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
-    """A service's app: problem handlers, health routes, the request guards, documented errors.
+    """A service's app: problem handlers, health routes, the request guards, documented errors,
+    ``GET /metrics`` with the HTTP metrics (``shared.metrics``), and a span per request when tracing is
+    on (``shared.tracing``: the process's tracing must be configured before the app is made).
 
     The guards read ``app.state.keys`` (the key store, if the service has one) and
     ``app.state.settings.max_body_bytes`` (if the service has that setting) at request time, as
@@ -183,8 +188,11 @@ def create_app(*, title: str, version: str, description: str, health: Health,
     app = FastAPI(title=title, version=version, description=description, lifespan=lifespan,
                   dependencies=[Depends(refuse_nul_parameters)])
     app.add_middleware(RequestGuard)
+    # Added after the guard, so outside it: a request the guard refuses (401, 413) is counted too.
+    install_metrics(app, health.service)
     install_problem_handlers(app)
     install_health(app, health)
+    tracing.instrument_app(app)  # only with tracing on (shared.tracing); the outermost layer then
     generate_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

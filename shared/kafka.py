@@ -18,12 +18,16 @@ from faststream._internal.constants import EMPTY
 from faststream._internal.context import Context as _ContextField  # what faststream.Context() makes
 from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import BaseMiddleware
+from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from shared import kafka_backoff
+from shared import kafka_backoff, tracing
 from shared.dead_letters import DEAD_LETTER_PUBLISH_TIMEOUT_SECONDS, one_line, poison_record, publish_dead_letter
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
+from shared.metrics import count_batch, end_tally, record_tally, start_tally
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -85,21 +89,47 @@ def topic_name(settings: CommonSettings, topic: Topic) -> str:
     return f"{settings.kafka_topic_prefix}{topic.value}"
 
 
+@dataclass(frozen=True)
+class TopicOptions:
+    """How new topics are made on this deployment's cluster (from its settings: ``topic_options``)."""
+
+    replication_factor: int = 1
+    partitions: int | None = None  # every topic's count but the dead-letter topic's; None: each its own
+    min_insync_replicas: int | None = None
+
+
+def topic_options(settings: CommonSettings) -> TopicOptions:
+    return TopicOptions(settings.kafka_replication_factor, settings.kafka_partitions,
+                        settings.kafka_min_insync_replicas)
+
+
+def new_topic(spec: TopicSpec, prefix: str = "", options: TopicOptions | None = None) -> NewTopic:
+    """The topic ``spec`` describes, as ``options`` make it: the dead-letter topic keeps its one partition
+    (operators read it in order); every other takes ``options.partitions`` when set."""
+    options = options or TopicOptions()
+    partitions = spec.partitions
+    if options.partitions is not None and spec.topic is not Topic.dead_letter:
+        partitions = options.partitions
+    config = dict(spec.config)
+    if options.min_insync_replicas is not None:
+        config["min.insync.replicas"] = str(options.min_insync_replicas)
+    return NewTopic(name=f"{prefix}{spec.topic.value}", num_partitions=partitions,
+                    replication_factor=options.replication_factor, topic_configs=config)
+
+
 async def ensure_topics(
-    bootstrap_servers: str, prefix: str = "", specs: Iterable[TopicSpec] = TOPIC_SPECS
+    bootstrap_servers: str, prefix: str = "", specs: Iterable[TopicSpec] = TOPIC_SPECS,
+    options: TopicOptions | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created. Safe to repeat."""
+    """Create the topics that do not exist yet (partitions and replicas as ``options`` say); returns the
+    names it created. Safe to repeat; a topic that exists is left as it is."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="csp-triage-topics")
     await admin.start()
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name=f"{prefix}{spec.topic.value}", num_partitions=spec.partitions, replication_factor=1,
-                     topic_configs=spec.config)
-            for spec in specs
-            if f"{prefix}{spec.topic.value}" not in existing
-        ]
+        wanted = [new_topic(spec, prefix, options) for spec in specs
+                  if f"{prefix}{spec.topic.value}" not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)
@@ -112,7 +142,10 @@ async def ensure_topics(
 
 
 def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> KafkaBroker:
-    """The one way a service gets its broker: idempotent producer, acks=all, dead letters for poison."""
+    """The one way a service gets its broker: idempotent producer, acks=all, dead letters for poison,
+    FastStream's Prometheus metrics (``app_name``: ``client_id``, the service) and, with tracing on
+    (``shared.tracing``), its telemetry. Outermost first: telemetry (its span holds the rest), metrics,
+    the log context (``shared.logs``, when it has one), the dead letters (nearest the handler)."""
     # FastStream logs through the process's own logging set-up (shared.logs), one format for all.
     kwargs.setdefault("logger", logging.getLogger(f"faststream.{client_id}"))
     # "Received" / "Processed" for every message is debugging detail, not an operator's log.
@@ -122,7 +155,12 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
-        middlewares=(DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter), consumer=client_id),),
+        middlewares=(
+            *tracing.broker_middlewares(),
+            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id),
+            *_log_context_middlewares(),
+            DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter), consumer=client_id),
+        ),
         # The one place a message becomes its model: FastDepends validates the handler's arguments
         # and, with its own errors on, reports a message that does not fit as its ValidationError,
         # which pydantic's ValidationError raised by the handler's own code is not (see is_poison).
@@ -130,6 +168,14 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
         decoder=decode_or_poison,
         **kwargs,
     )
+
+
+def _log_context_middlewares() -> tuple[Any, ...]:
+    # shared.logs may offer a middleware binding each message's ids to the log lines its handler writes.
+    from shared import logs
+
+    middleware = getattr(logs, "LogContextMiddleware", None)
+    return () if middleware is None else (middleware,)
 
 
 async def decode_or_poison(message: Any, default_decoder: Any) -> Any:
@@ -245,8 +291,13 @@ class DeadLetterMiddleware(BaseMiddleware):
             # handler of every subscriber goes through here, so none of them ever sees one.
             log.debug("tombstone of key %r on %s skipped", msg.raw_message.key, msg.raw_message.topic)
             return None
+        # csp_events_processed_total: the handler (or batch_events) fills the tally in; counted once
+        # the handler succeeded. A poison record is counted as a dead letter instead.
+        tally, token = start_tally()
         try:
-            return await call_next(msg)
+            result = await call_next(msg)
+            record_tally(self.consumer, _topic_of(msg.raw_message), tally)
+            return result
         except Exception as exc:
             if not is_poison(exc):
                 log.exception("handler failed; the record is not committed and will be retried")
@@ -256,6 +307,19 @@ class DeadLetterMiddleware(BaseMiddleware):
             await publish_dead_letter(self.context.get("broker"), self.dead_letter_topic, letter,
                                       timeout=self.publish_timeout_seconds)
             return None
+        finally:
+            end_tally(token)
+
+
+def _topic_of(raw_message: Any) -> str:
+    # A batch subscriber's message is the tuple of its records, all of one topic.
+    if isinstance(raw_message, (tuple, list)):
+        return raw_message[0].topic if raw_message else ""
+    return getattr(raw_message, "topic", "")
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.strip() else None
 
 
 def main() -> None:
@@ -266,8 +330,14 @@ def main() -> None:
     parser.add_argument("command", choices=["ensure-topics"])
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--prefix", default=os.environ.get("KAFKA_TOPIC_PREFIX", ""))
+    # The settings' variables (shared.settings.CommonSettings), read here without the rest of the settings.
+    parser.add_argument("--replication-factor", type=int, default=int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1")))
+    parser.add_argument("--partitions", type=int, default=_int_or_none(os.environ.get("KAFKA_PARTITIONS")))
+    parser.add_argument("--min-insync-replicas", type=int,
+                        default=_int_or_none(os.environ.get("KAFKA_MIN_INSYNC_REPLICAS")))
     args = parser.parse_args()
-    created = asyncio.run(ensure_topics(args.bootstrap_servers, args.prefix))
+    options = TopicOptions(args.replication_factor, args.partitions, args.min_insync_replicas)
+    created = asyncio.run(ensure_topics(args.bootstrap_servers, args.prefix, options=options))
     names = ", ".join(created)
     print(f"    topics: {len(created)} created" + (f" ({names})" if created else ", all present"))
 
@@ -322,4 +392,24 @@ async def batch_events(
             continue
         if event is not None:
             events.append(event)
+            if tracing.enabled():
+                _trace_record(record, event, consumer)
+    count_batch(len(events))
     return events
+
+
+def _trace_record(record: Any, event: Event, consumer: str) -> None:
+    """A short span of ``consumer`` taking ``event`` in a batch, in the trace its record carries: the batch's
+    own span (FastStream's) starts a trace of its own, linked to its records', so without this the trace
+    of a webhook would not show who consumed its event."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    context = tracing.context_from(headers)
+    if context is None:
+        return
+    with tracing.span(f"{record.topic} receive", kind=SpanKind.CONSUMER, context=context, attributes={
+        "messaging.system": "kafka", "messaging.destination.name": record.topic,
+        "csp.consumer": consumer, "messaging.kafka.offset": record.offset,
+        "messaging.destination.partition.id": str(record.partition), "messaging.message.id": str(event.event_id),
+        "csp.event_type": event.event_type,
+    }):
+        pass

@@ -19,6 +19,9 @@ rows, in the order they were written, and deletes them once the broker acknowled
 - **Tombstones** (#18, offboarding): a row with no value (:func:`enqueue_tombstones`) is published
   as a record with a null value, which deletes its key from a compacted topic once compacted;
   consumers skip it (``shared.kafka.is_tombstone``).
+- **Traces** (#16): with tracing on (``shared.tracing``), an event's row carries the W3C trace context
+  (``traceparent``) of the code that wrote it among its headers, so its consumers continue that trace
+  (the webhook's, say) although the relay publishes it later, from another task.
 
 Each owning service's migration creates its table with :data:`OUTBOX_DDL` (copied, not imported:
 a migration is frozen once applied).
@@ -29,15 +32,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.kafka import event_headers, topic_name
+from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_WAITING, on_scrape
 from shared.settings import CommonSettings
+from shared.tracing import trace_headers
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +79,8 @@ def outbox_row(topic: Topic, event: Event) -> tuple[str, bytes, bytes | None, st
     """The row that publishes ``event`` to ``topic``: (topic, key, value, headers as JSON), the
     outbox's columns, for a writer that inserts it within a statement of its own (see the write
     API's ``store.insert_new_alert``)."""
-    headers = {"content-type": "application/json", **event_headers(event)}
+    # With tracing on, the trace of the code writing the event goes on in its consumers (traceparent).
+    headers = {"content-type": "application/json", **event_headers(event), **trace_headers()}
     return topic.value, event.kafka_key(), event.model_dump_json().encode(), json.dumps(headers)
 
 
@@ -111,6 +120,20 @@ async def backlog(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, float |
     row = await conn.fetchrow(
         "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox")
     return row["n"], row["age"]
+
+
+def watch_backlog(app: FastAPI, service: str, pool: Callable[[], asyncpg.Pool | None]) -> None:
+    """``csp_outbox_waiting`` and ``csp_outbox_oldest_age_seconds`` of ``service``'s outbox, read at each
+    scrape of ``app``'s ``/metrics`` (one query; ``pool`` gives the service's pool once it has one)."""
+
+    async def refresh() -> None:
+        if (current := pool()) is None:
+            return
+        waiting, oldest_age = await backlog(current)
+        OUTBOX_WAITING.labels(service).set(waiting)
+        OUTBOX_OLDEST_AGE.labels(service).set(oldest_age or 0.0)
+
+    on_scrape(app, refresh)
 
 
 class OutboxRelay:

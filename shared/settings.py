@@ -122,6 +122,37 @@ class CommonSettings(ApiKeySettings):
         "service's name (`ingest`, `response-time`, `scoring`, `notifier`), so deployments sharing a broker never "
         "share a group (and never rebalance each other).",
     )
+    # Topics (#16, many machines): read by shared.kafka.ensure_topics when it creates a topic; a topic
+    # that exists is left as it is (changing its partitions or replicas is an operator's step).
+    kafka_replication_factor: int = Field(
+        1, ge=1, le=32,
+        description="Replicas of each topic created: 1 for a single local broker, 3 on a cluster (with "
+        "KAFKA_MIN_INSYNC_REPLICAS 2, so an acknowledged event survives a broker's loss).",
+    )
+    kafka_partitions: int | None = Field(
+        None, ge=1, le=1000,
+        description="Partitions of every topic created but the dead-letter topic (which keeps 1). Unset: each "
+        "topic's own count (3, or 6 for `alerts` and `alert-response-times`). More partitions let more "
+        "instances of a consumer share a topic (one partition is consumed by one instance of a group).",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        None, ge=1, le=32,
+        description="`min.insync.replicas` of each topic created (at most KAFKA_REPLICATION_FACTOR). Unset: the "
+        "broker's default.",
+    )
+    # Traces (#16, shared/tracing.py): the standard OpenTelemetry variables.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`); traces go to its `/v1/traces`. "
+        "Unset: no traces, no exporter, no instrumentation (the default).",
+    )
+    otel_traces_sampler_arg: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="Share of the traces started here that are kept (a trace continued from a caller or a "
+        "record keeps its parent's decision).",
+    )
+
     # The service's part of the default consumer group; None for a process that consumes nothing.
     consumer_group_name: ClassVar[str | None] = None
 
@@ -136,6 +167,14 @@ class CommonSettings(ApiKeySettings):
         if not ok:
             raise ValueError("must be a Standard Webhooks secret: whsec_ then base64 of at least 16 bytes")
         return value
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> CommonSettings:
+        insync = self.kafka_min_insync_replicas
+        if insync is not None and insync > self.kafka_replication_factor:
+            raise ValueError("KAFKA_MIN_INSYNC_REPLICAS cannot exceed KAFKA_REPLICATION_FACTOR (no write could "
+                             "ever be acknowledged)")
+        return self
 
     @model_validator(mode="after")
     def _default_consumer_group(self) -> CommonSettings:

@@ -39,12 +39,15 @@ from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
-from shared.outbox import OutboxRelay
+from shared.metrics import watch_consumer_lag
+from shared.outbox import OutboxRelay, watch_backlog
+from shared.tracing import configure as configure_tracing
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     catalogue = load_catalogue_or_exit(settings.catalogue_path)
+    configure_tracing(settings, "ingest")  # before the broker and the app: both are instrumented if it is on
     # Every event the write API publishes goes out through its outbox (shared/outbox.py); the broker
     # consumes the notifier's delivery changes (and dead-letters a poison one).
     broker = make_broker(settings, client_id="ingest")
@@ -102,6 +105,8 @@ def create_app() -> FastAPI:
         health=health,
         lifespan=lifespan,
     )
+    watch_consumer_lag(app, "ingest", broker)
+    watch_backlog(app, "ingest", lambda: state.get("pool"))
     # Outermost, so a preflight is answered before the guards ask for a key, and every answer (a
     # problem too) carries the headers the dashboard's browser needs to read it.
     app.add_middleware(

@@ -24,6 +24,8 @@ from shared.egress import webhook_client
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
+from shared.metrics import watch_consumer_lag
+from shared.tracing import configure as configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def checked_templates(settings: Settings) -> EmailTemplates:
 def create_app() -> FastAPI:
     settings = get_settings()
     templates = checked_templates(settings)
+    configure_tracing(settings, "notifier")  # before the broker and the app: both are instrumented if it is on
     broker = make_broker(settings, client_id="notifier")
     relay = outbox.OutboxRelay(settings, schema="notifier", client_id="notifier-outbox")
     state: dict = {}
@@ -105,7 +108,7 @@ def create_app() -> FastAPI:
             await relay.close()  # what it had not published yet waits in the outbox for the next start
         await state["pool"].close()
 
-    return create_http_app(
+    app = create_http_app(
         title="CSP alert triage: notifier",
         version="1",
         description="Routes alerts to the security contact and ticketing webhooks.",
@@ -115,3 +118,6 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    watch_consumer_lag(app, "notifier", broker)
+    outbox.watch_backlog(app, "notifier", lambda: state.get("pool"))
+    return app

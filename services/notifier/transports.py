@@ -19,13 +19,15 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 import asyncpg
 import httpx
+from opentelemetry.trace import SpanKind
 
-from services.notifier import domain, store, teams
+from services.notifier import domain, metrics, store, teams
 from services.notifier.config import Settings
 from services.notifier.domain import Attempt, Kind
 from services.notifier.templates import EmailTemplates
 from services.notifier.warning_store import WarningPayload
 from services.notifier.warnings import warning_context
+from shared import tracing
 from shared.catalogue import load_catalogue
 from shared.channels import ChannelKind
 from shared.egress import EgressRefused
@@ -108,6 +110,8 @@ class Transports:
         if target is None:
             return Attempt("skipped", f"channel {name} no longer exists")
         kind, delivery = Kind(row["kind"]), row["delivery_id"]
+        if target.kind is ChannelKind.teams:
+            metrics.sent_as.set("teams")  # csp_deliveries_total's channel: the kind it was sent as
         # Idempotency-Key stays the same on every attempt: receivers dedupe by it (Teams does not).
         headers = {
             "Idempotency-Key": str(delivery),
@@ -143,9 +147,10 @@ class Transports:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str], read_answer) -> Attempt:
         try:
-            response = await self.http.post(
-                url, content=body, headers=headers, timeout=self.settings.webhook_timeout_seconds
-            )
+            with tracing.span("channel POST", kind=SpanKind.CLIENT, attributes={"http.request.method": "POST"}):
+                response = await self.http.post(
+                    url, content=body, headers=headers, timeout=self.settings.webhook_timeout_seconds
+                )
         except EgressRefused as exc:  # a private address: retrying cannot help (shared/egress.py)
             return Attempt("permanent", str(exc), recipient=url)
         except httpx.TimeoutException as exc:
@@ -176,35 +181,40 @@ class Transports:
             return domain.NO_CONTACT if row["channel"] == domain.CONTACT_EMAIL else Attempt(
                 "skipped", "no escalation address")
         message = self.compose(row, recipient, digest)
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
-                use_tls=s.smtp_tls,
-                timeout=s.smtp_timeout_seconds,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            return Attempt(
-                "transient" if all(400 <= c < 500 for c in codes) else "permanent",
-                f"recipient refused: {exc}"[:500],
-                recipient=recipient,
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            return Attempt(
-                "transient" if 400 <= exc.code < 500 else "permanent",
-                f"SMTP {exc.code}: {exc.message}"[:500],
-                recipient=recipient,
-            )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return Attempt(
-                "transient", f"SMTP connection: {type(exc).__name__}: {exc}"[:500], recipient=recipient
-            )
-        return Attempt("delivered", recipient=recipient)
+        # A span of the trace (shared.tracing; nothing with tracing off): the SMTP conversation, the last
+        # step of an alert's journey.
+        with tracing.span("smtp send", kind=SpanKind.CLIENT, attributes={
+                "server.address": s.smtp_host, "server.port": s.smtp_port, "csp.tenant_id": row["tenant_id"],
+                "csp.delivery_id": str(row["delivery_id"]), "csp.delivery_kind": str(row["kind"])}):
+            try:
+                await aiosmtplib.send(
+                    message,
+                    hostname=s.smtp_host,
+                    port=s.smtp_port,
+                    username=s.smtp_username,
+                    password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                    start_tls=s.smtp_starttls,
+                    use_tls=s.smtp_tls,
+                    timeout=s.smtp_timeout_seconds,
+                )
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [r.code for r in exc.recipients]
+                return Attempt(
+                    "transient" if all(400 <= c < 500 for c in codes) else "permanent",
+                    f"recipient refused: {exc}"[:500],
+                    recipient=recipient,
+                )
+            except aiosmtplib.SMTPResponseException as exc:
+                return Attempt(
+                    "transient" if 400 <= exc.code < 500 else "permanent",
+                    f"SMTP {exc.code}: {exc.message}"[:500],
+                    recipient=recipient,
+                )
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                return Attempt(
+                    "transient", f"SMTP connection: {type(exc).__name__}: {exc}"[:500], recipient=recipient
+                )
+            return Attempt("delivered", recipient=recipient)
 
     def compose(self, row: asyncpg.Record, recipient: str, digest: domain.DigestPayload | None = None) -> EmailMessage:
         """The e-mail of one delivery. Every header value goes through ``domain.header_text``:

@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from services.notifier import domain, store
+from services.notifier import domain, metrics, store
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
 
@@ -92,8 +92,11 @@ class DeliveryWorker:
             recorded = await store.record_outcome(self.pool, row, decision, attempt)
         except Exception:
             # The row stays claimed: it is sent again, with the same Idempotency-Key, after its lease.
+            metrics.count_delivery(row["channel"], None)
             log.exception("outcome of delivery %s could not be recorded", row["delivery_id"])
             return
+        # (A row that moved on meanwhile records nothing: its attempt is counted as what was decided.)
+        metrics.count_delivery(row["channel"], recorded or decision.state)
         if recorded == "pending" and decision.state == "skipped":
             self.wake()  # the contact arrived while this send looked for it: due again now
         log.info(

@@ -11,16 +11,20 @@ from fastapi import FastAPI
 
 from services.response_time.config import get_settings
 from services.response_time.handlers import build_router
+from services.response_time.metrics import watch_tenants_at_risk
 from services.response_time.status import StatusPublisher
 from shared import outbox
 from shared.db import create_pool, prune_processed_events_forever
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
+from shared.metrics import watch_consumer_lag
+from shared.tracing import configure as configure_tracing
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    configure_tracing(settings, "response-time")  # before the broker and the app: both instrumented if it is on
     broker = make_broker(settings, client_id="response-time")
     broker.include_router(build_router(settings))
     # Publishes what the consumer and the status publisher write to the response_time schema's outbox.
@@ -68,7 +72,7 @@ def create_app() -> FastAPI:
             await relay.close()
             await state["pool"].close()
 
-    return create_http_app(
+    app = create_http_app(
         title="CSP alert triage: response-time service",
         version="1",
         description="Consumes alert events; keeps per-alert latency and the 30-day average in PostgreSQL.",
@@ -76,3 +80,7 @@ def create_app() -> FastAPI:
                                          "statusPublisher": status_publisher_runs, "outbox": outbox_flows}),
         lifespan=lifespan,
     )
+    watch_consumer_lag(app, "response-time", broker)
+    outbox.watch_backlog(app, "response-time", lambda: state.get("pool"))
+    watch_tenants_at_risk(app, lambda: state.get("pool"))
+    return app

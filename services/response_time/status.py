@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.response_time import domain, store
+from services.response_time import domain, metrics, store
 from services.response_time.config import Settings
 from shared.events import ComplianceStatus, RequirementStatusObserved
 from shared.response_time import ResponseTimeFigures, figures
@@ -73,7 +73,8 @@ async def evaluate_tenant(pool: asyncpg.Pool, tenant_id: str) -> bool:
             return False
         await store.record_published(conn, status_event(tenant_id, current, next_observed(now, last.observed_at)),
                                      current)
-        return True
+    metrics.count_status(current)  # once committed
+    return True
 
 
 class StatusPublisher:

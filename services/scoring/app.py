@@ -31,11 +31,14 @@ from shared.db import create_pool, prune_processed_events_forever
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
+from shared.metrics import watch_consumer_lag
+from shared.tracing import configure as configure_tracing
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     catalogue = load_catalogue_or_exit(settings.catalogue_path)
+    configure_tracing(settings, "scoring")  # before the broker and the app: both are instrumented if it is on
     broker = make_broker(settings, client_id="scoring")
     broker.include_router(build_router(settings))
     # Publishes the score-changed events the store writes to the scoring schema's outbox.
@@ -114,4 +117,6 @@ def create_app() -> FastAPI:
     for module in (routes_me, routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
                    routes_deliveries, routes_changes, routes_dashboard):
         app.include_router(module.router)
+    watch_consumer_lag(app, "scoring", broker)
+    outbox.watch_backlog(app, "scoring", lambda: state.get("pool"))
     return app

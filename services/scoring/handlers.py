@@ -50,6 +50,7 @@ from shared.kafka import (
     subscriber_options,
     topic_name,
 )
+from shared.metrics import count_duplicates
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ async def told(applied: bool, event: Any, changes: Changes, kind: ChangeKind, al
     if applied:
         await changes.publish(event.tenant_id, kind, alert_id)
     else:
+        count_duplicates()
         log.debug("event %s already applied", event.event_id)
 
 
@@ -135,6 +137,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     ) -> None:
         applied = await keeper.apply(event)
         if not applied.claimed:
+            count_duplicates()
             log.debug("event %s already applied", event.event_id)
 
     @response_times
@@ -145,6 +148,7 @@ def build_router(settings: Settings) -> KafkaRouter:
                                     dead_letter_topic=dead_letter_topic, consumer=DEAD_LETTER_CONSUMER,
                                     others_are_poison=True, check=refuse_a_response_without_latency)
         applied = await read_model.apply_alert_response_times(pool, events)
+        count_duplicates(len(events) - len(applied))
         await told_batch(changes, ((e.tenant_id, ChangeKind.alert, e.alert_id) for e in applied))
 
     @deliveries
@@ -154,6 +158,7 @@ def build_router(settings: Settings) -> KafkaRouter:
                                     dead_letter_topic=dead_letter_topic, consumer=DEAD_LETTER_CONSUMER,
                                     others_are_poison=True)
         applied = await read_model.apply_deliveries(pool, events)
+        count_duplicates(len(events) - len(applied))
         await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, e.delivery.alert_id) for e in applied))
 
     @customers(filter=event_type_is("customer-mfa-observed"))
@@ -178,6 +183,7 @@ def build_router(settings: Settings) -> KafkaRouter:
         events = await batch_events(records, ALERT_EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
                                     consumer=DEAD_LETTER_CONSUMER, others_are_poison=True)
         applied = await read_model.apply_alert_events(pool, events)
+        count_duplicates(len(events) - len(applied))
         await told_batch(changes, ((e.tenant_id, ChangeKind.alert, e.alert.id if isinstance(e, AlertCreated)
                                     else e.alert_id) for e in applied))
 

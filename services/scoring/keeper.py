@@ -21,6 +21,7 @@ import asyncpg
 from services.scoring import domain, store
 from services.scoring.cache import ScoreCache
 from services.scoring.changes import ChangeKind, Changes
+from services.scoring.metrics import SCORE_CHANGES
 from shared.catalogue import Catalogue
 from shared.events import RequirementStatusObserved
 from shared.wire import utcnow
@@ -63,6 +64,8 @@ class ScoreKeeper:
         applied = await store.apply_observation(self.pool, self.catalogue, event, self.clock())
         # Also on a redelivery: the previous attempt may have stopped after its commit.
         await self.sync_tenant(event.tenant_id)
+        if applied.claimed and applied.score_changed:
+            SCORE_CHANGES.inc()
         if applied.claimed and (applied.superseded or applied.score_changed):
             await self._tell(event.tenant_id)
         return applied
@@ -93,6 +96,7 @@ class ScoreKeeper:
             for tenant_id in tenants:
                 if await store.rescore(self.pool, self.catalogue, tenant_id, now):
                     changed += 1
+                    SCORE_CHANGES.inc()
                     await self.sync_tenant(tenant_id)
                     await self._tell(tenant_id)
         return changed

@@ -28,6 +28,7 @@ import asyncpg
 from services.ingest.graph import domain, reconcile, store
 from services.ingest.graph.client import GraphClient, GraphError, GraphRefused, GraphThrottled
 from services.ingest.graph.clients import GraphClients
+from services.ingest.metrics import GRAPH_POLLS
 from services.ingest.parsing import alerts_from_document
 from services.ingest.recording import AlertEvents, record_alerts
 from services.ingest.store import AlertStates
@@ -152,12 +153,14 @@ class Poller:
             )
             seen = await self._read(claimed, client)
         except GraphError as exc:
+            GRAPH_POLLS.labels("throttled" if isinstance(exc, GraphThrottled) else "error").inc()
             wait = domain.next_poll_after_failure(claimed.consecutive_failures + 1, interval)
             if isinstance(exc, GraphThrottled):
                 wait = max(wait, timedelta(seconds=exc.retry_after))
             await self._failed(claimed, str(exc), seen, wait)
             return True
         except (SealBroken, ValueError) as exc:
+            GRAPH_POLLS.labels("error").inc()
             await self._failed(claimed, f"the stored credentials cannot be opened ({exc}): put the connection "
                                "again with its secret or certificate", seen, interval)
             return True
@@ -168,13 +171,16 @@ class Poller:
         except Problem as exc:
             # The database went away mid-poll: what was recorded stays; the lease runs out and the
             # connection is polled again.
+            GRAPH_POLLS.labels("error").inc()
             log.warning("tenant %s: poll interrupted: %s", claimed.tenant_id, exc.detail)
             return True
         except Exception as exc:  # a bug must show on the connection, not only in a log
+            GRAPH_POLLS.labels("error").inc()
             log.exception("tenant %s: poll failed unexpectedly", claimed.tenant_id)
             await self._failed(claimed, f"unexpected {type(exc).__name__}: {exc}"[:500], seen,
                                domain.next_poll_after_failure(claimed.consecutive_failures + 1, interval))
             return True
+        GRAPH_POLLS.labels("ok").inc()
         log.info("tenant %s: polled Partner Center, %d alerts read", claimed.tenant_id, seen)
         await store.finish_poll(self._pool, claimed, owner=self._owner, ok=True, error=None, alerts_seen=seen,
                                 next_poll_at=started + interval, changes_since=started)

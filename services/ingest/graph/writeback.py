@@ -29,6 +29,7 @@ from services.ingest.graph import domain, store
 from services.ingest.graph.client import GraphRefused, GraphThrottled, GraphUnavailable, SignInRefused
 from services.ingest.graph.clients import GraphClients
 from services.ingest.graph.poller import apply_graph_alerts
+from services.ingest.metrics import GRAPH_WRITEBACKS
 from services.ingest.recording import AlertEvents
 from services.ingest.store import AlertStates
 from shared.events import AlertUpdated
@@ -72,9 +73,11 @@ class WritebackWorker:
             try:
                 await self._write(writeback)
             except (SealBroken, ValueError) as exc:
+                GRAPH_WRITEBACKS.labels("error").inc()
                 await self._retry(writeback, f"the stored credentials cannot be opened ({exc}): put the "
                                   "connection again with its secret or certificate", self._backoff(writeback))
             except Exception as exc:  # one bad row must not stop the others: it waits and says why
+                GRAPH_WRITEBACKS.labels("error").inc()
                 log.exception("write-back of alert %r (tenant %s) failed unexpectedly",
                               writeback.alert_id, writeback.tenant_id)
                 await self._retry(writeback, f"unexpected {type(exc).__name__}: {exc}"[:500], self._backoff(writeback))
@@ -104,9 +107,11 @@ class WritebackWorker:
                                       "not be recorded", self._backoff(writeback))
                 else:
                     await store.release_writeback(self._pool, writeback)
+                GRAPH_WRITEBACKS.labels("ok").inc()  # Graph answered; its newer change won
                 return
             if _shows(current, writeback):
                 await store.writeback_succeeded(self._pool, writeback, now=utcnow(), graph_activity_at=graph_at)
+                GRAPH_WRITEBACKS.labels("ok").inc()
                 return
             result = await client.update_alert(
                 writeback.alert_id,
@@ -117,14 +122,18 @@ class WritebackWorker:
                 self._pool, writeback, now=utcnow(),
                 graph_activity_at=domain.newest_activity(result, ignoring_client_id=writeback.client_id),
             )
+            GRAPH_WRITEBACKS.labels("ok").inc()
             log.info("%s: written (status %s)", what, writeback.pending_status)
         except GraphThrottled as exc:
+            GRAPH_WRITEBACKS.labels("throttled").inc()
             await self._retry(writeback, str(exc), max(exc.retry_after, self._backoff(writeback)))
         except (GraphUnavailable, SignInRefused) as exc:
+            GRAPH_WRITEBACKS.labels("error").inc()
             # Graph away, or a credential the partner must fix (the connection's state says so): the
             # response waits, never lost.
             await self._retry(writeback, str(exc), self._backoff(writeback))
         except GraphRefused as exc:
+            GRAPH_WRITEBACKS.labels("error").inc()
             if exc.status == 401:  # a token refused twice: the sign-in to fix, not the change
                 await self._retry(writeback, str(exc), self._backoff(writeback))
                 return
