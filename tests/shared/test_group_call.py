@@ -39,7 +39,7 @@ async def test_requests_arriving_while_calls_run_go_together_in_the_next_call():
     recorder.gate.clear()
     group = GroupCall(recorder, name="test", max_in_flight=1)
     first = asyncio.create_task(group(1))
-    while not recorder.groups:  # the first call has begun (and waits at the gate)
+    while not recorder.groups:  # noqa: ASYNC110 - until the first call has begun (it waits at the gate)
         await asyncio.sleep(0)
     rest = [asyncio.create_task(group(n)) for n in range(2, 7)]
     await asyncio.sleep(0)

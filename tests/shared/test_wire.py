@@ -35,6 +35,21 @@ def test_nul_and_lone_surrogates_are_refused_anywhere(bad):
         Alert.model_validate({"id": "a", "activityLogs": [{"updatedBy": bad}]})
 
 
+@pytest.mark.parametrize("escape", [r"\u0000", r"\ud800", r"\uDFFF"])
+def test_json_bytes_refuse_nul_and_lone_surrogates_written_as_escapes(escape):
+    # Bytes with no \u escape skip the scan (the parser refuses raw control characters and invalid
+    # UTF-8); those with one are scanned as any input (the parser refuses a lone surrogate's escape itself).
+    refused = "NUL character or an unpaired surrogate|surrogate|hex escape"
+    with pytest.raises(ValidationError, match=refused):
+        Note.model_validate_json(f'{{"details": {{"k": [1, {{"deep": "a{escape}b"}}]}}}}'.encode())
+    with pytest.raises(ValidationError, match=refused):
+        Note.model_validate_json(f'{{"text": "{escape}"}}')
+    with pytest.raises(ValidationError, match="json_invalid|Invalid JSON"):
+        Note.model_validate_json(b'{"text": "a\x00b"}')
+    assert Note.model_validate_json(rb'{"text": "\u00e9 \ud83d\ude00"}').text == "\u00e9 \U0001f600"
+    assert Note.model_validate_json(b'{"text": "plain"}').text == "plain"
+
+
 def test_ordinary_text_including_paired_surrogates_passes():
     note = Note.model_validate({"text": "emoji 😀 and tab\t", "details": {"k": ["é", {"n": None}]}})
     assert note.text == "emoji 😀 and tab\t"
