@@ -20,6 +20,7 @@ from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import BaseMiddleware
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
@@ -399,13 +400,15 @@ async def batch_events(
 
 
 def _trace_record(record: Any, event: Event, consumer: str) -> None:
-    """A short span of ``consumer`` taking ``event`` in a batch, in the trace its record carries: the batch's
-    own span (FastStream's) starts a trace of its own, linked to its records', so without this the trace
-    of a webhook would not show who consumed its event."""
+    """A short span of ``consumer`` taking ``event`` in a batch, in the trace its record carries, and a link
+    to that trace from the batch's own span (FastStream's, current here: it starts a trace of its own and
+    links only records with a ``correlation_id``, which ours do not carry). Without them the trace of a
+    webhook would not show who consumed its event."""
     headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
     context = tracing.context_from(headers)
     if context is None:
         return
+    trace.get_current_span().add_link(trace.get_current_span(context).get_span_context())
     with tracing.span(f"{record.topic} receive", kind=SpanKind.CONSUMER, context=context, attributes={
         "messaging.system": "kafka", "messaging.destination.name": record.topic,
         "csp.consumer": consumer, "messaging.kafka.offset": record.offset,

@@ -34,6 +34,7 @@ from shared.kafka import (
     raw_records,
     subscriber_options,
     topic_name,
+    topic_options,
 )
 from shared.metrics import HttpMetrics, consumer_lag, count_batch, count_duplicates, topic_label
 from shared.settings import CommonSettings
@@ -248,7 +249,8 @@ class Pinged(Event):
 async def test_events_processed_duplicates_and_dead_letters_are_counted_per_service_and_topic(
     kafka_bootstrap, topic_prefix,
 ):
-    settings = CommonSettings(kafka_topic_prefix=f"{topic_prefix}count-{uuid.uuid4().hex[:6]}-")
+    settings = CommonSettings(environment="development",
+                              kafka_topic_prefix=f"{topic_prefix}count-{uuid.uuid4().hex[:6]}-")
     await ensure_topics(kafka_bootstrap, settings.kafka_topic_prefix)
     service = f"count-{uuid.uuid4().hex[:6]}"
     broker = make_broker(settings, client_id=service)
@@ -317,9 +319,8 @@ async def test_the_write_api_serves_its_metrics(test_env, tenant_id):
 
 
 def test_new_topics_take_partitions_and_replicas_from_the_settings():
-    settings = CommonSettings(kafka_replication_factor=3, kafka_partitions=12, kafka_min_insync_replicas=2)
-    options = TopicOptions(settings.kafka_replication_factor, settings.kafka_partitions,
-                           settings.kafka_min_insync_replicas)
+    options = topic_options(CommonSettings(environment="development", kafka_replication_factor=3,
+                                           kafka_partitions=12, kafka_min_insync_replicas=2))
     made = {spec.topic: new_topic(spec, "p-", options) for spec in TOPIC_SPECS}
     assert made[Topic.alerts].name == "p-alerts"
     assert {t.replication_factor for t in made.values()} == {3}
@@ -334,7 +335,7 @@ def test_new_topics_take_partitions_and_replicas_from_the_settings():
 
 def test_min_insync_replicas_over_the_replication_factor_is_refused():
     with pytest.raises(ValidationError, match="KAFKA_MIN_INSYNC_REPLICAS"):
-        CommonSettings(kafka_replication_factor=1, kafka_min_insync_replicas=2)
+        CommonSettings(environment="development", kafka_replication_factor=1, kafka_min_insync_replicas=2)
 
 
 async def test_ensure_topics_creates_them_with_the_settings_partitions(kafka_bootstrap, topic_prefix):
