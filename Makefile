@@ -18,7 +18,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 # a file stays on one worker. 0: one process.
 TEST_WORKERS ?= 2
 
-.PHONY: help install infra-up infra-down run stop test test-unit bench lint asyncapi clean-data
+.PHONY: help install infra-up infra-down run stop observe test test-unit bench lint asyncapi clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -51,8 +51,12 @@ stop: ## stop the services and the infrastructure started by `make run`
 	@$(PY) infra/scripts/run_services.py --stop 2>/dev/null || true
 	@bash infra/scripts/infra.sh down
 
+observe: ## run Prometheus (Debian's package) on the local services with the alert rules; Ctrl-C stops it
+	@bash infra/scripts/observe.sh run
+
 test: infra-up $(NODE_TOOLS) ## run every test against the real Kafka, PostgreSQL and Redis (and Debian's chromium)
 	@bash infra/scripts/infra.sh browser
+	@bash infra/scripts/observe.sh install
 	@$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-unit: install ## only the tests that need no infrastructure
