@@ -30,6 +30,7 @@ from starlette.types import Scope
 from shared import tracing
 from shared.http_guards import RequestGuard, refuse_nul_parameters
 from shared.http_openapi import document_errors
+from shared.logs import HttpLogContextMiddleware
 from shared.metrics import install_metrics
 from shared.problems import (
     DEPENDENCY_ERRORS,
@@ -190,6 +191,9 @@ def create_app(*, title: str, version: str, description: str, health: Health,
     app.add_middleware(RequestGuard)
     # Added after the guard, so outside it: a request the guard refuses (401, 413) is counted too.
     install_metrics(app, health.service)
+    # Last, so the outermost of the app's own: every line about the request (the guard's, the metrics'
+    # refreshers', the handlers') carries its request id and tenant (shared.logs).
+    app.add_middleware(HttpLogContextMiddleware)
     install_problem_handlers(app)
     install_health(app, health)
     tracing.instrument_app(app)  # only with tracing on (shared.tracing); the outermost layer then

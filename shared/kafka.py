@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from shared import kafka_backoff, tracing
 from shared.dead_letters import DEAD_LETTER_PUBLISH_TIMEOUT_SECONDS, one_line, poison_record, publish_dead_letter
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
+from shared.logs import LogContextMiddleware
 from shared.metrics import count_batch, end_tally, record_tally, start_tally
 from shared.settings import CommonSettings
 
@@ -145,8 +146,9 @@ async def ensure_topics(
 def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> KafkaBroker:
     """The one way a service gets its broker: idempotent producer, acks=all, dead letters for poison,
     FastStream's Prometheus metrics (``app_name``: ``client_id``, the service) and, with tracing on
-    (``shared.tracing``), its telemetry. Outermost first: telemetry (its span holds the rest), metrics,
-    the log context (``shared.logs``, when it has one), the dead letters (nearest the handler)."""
+    (``shared.tracing``), its telemetry. Outermost first: the log context (``shared.logs``: every line
+    about the message, the other middlewares' too, carries its ids), telemetry (its span holds the
+    rest), metrics, the dead letters (nearest the handler)."""
     # FastStream logs through the process's own logging set-up (shared.logs), one format for all.
     kwargs.setdefault("logger", logging.getLogger(f"faststream.{client_id}"))
     # "Received" / "Processed" for every message is debugging detail, not an operator's log.
@@ -157,9 +159,9 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
         enable_idempotence=True,
         acks="all",
         middlewares=(
+            LogContextMiddleware,
             *tracing.broker_middlewares(),
             KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id),
-            *_log_context_middlewares(),
             DeadLetterMiddleware.for_topic(topic_name(settings, Topic.dead_letter), consumer=client_id),
         ),
         # The one place a message becomes its model: FastDepends validates the handler's arguments
@@ -169,14 +171,6 @@ def make_broker(settings: CommonSettings, client_id: str, **kwargs: Any) -> Kafk
         decoder=decode_or_poison,
         **kwargs,
     )
-
-
-def _log_context_middlewares() -> tuple[Any, ...]:
-    # shared.logs may offer a middleware binding each message's ids to the log lines its handler writes.
-    from shared import logs
-
-    middleware = getattr(logs, "LogContextMiddleware", None)
-    return () if middleware is None else (middleware,)
 
 
 async def decode_or_poison(message: Any, default_decoder: Any) -> Any:
