@@ -75,12 +75,18 @@ SELECT pg_notify('outbox_' || current_schema(), '')
 TOMBSTONE_EVENT_TYPE = "tombstone"
 
 
-def outbox_row(topic: Topic, event: Event) -> tuple[str, bytes, bytes | None, str]:
+def outbox_row(
+    topic: Topic, event: Event, *, trace: Mapping[str, str] | None = None,
+) -> tuple[str, bytes, bytes | None, str]:
     """The row that publishes ``event`` to ``topic``: (topic, key, value, headers as JSON), the
     outbox's columns, for a writer that inserts it within a statement of its own (see the write
-    API's ``store.insert_new_alert``)."""
-    # With tracing on, the trace of the code writing the event goes on in its consumers (traceparent).
-    headers = {"content-type": "application/json", **event_headers(event), **trace_headers()}
+    API's ``store.insert_new_alert``).
+
+    With tracing on, the row carries the trace context (``traceparent``) of the code writing it, so its
+    consumers continue that trace: ``trace`` (``shared.tracing.trace_headers()`` taken where the event
+    was made, for a writer that inserts the rows of several requests together), else the current one."""
+    headers = {"content-type": "application/json", **event_headers(event),
+               **(trace_headers() if trace is None else trace)}
     return topic.value, event.kafka_key(), event.model_dump_json().encode(), json.dumps(headers)
 
 

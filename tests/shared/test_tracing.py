@@ -132,6 +132,10 @@ def test_an_outbox_row_carries_the_trace_context_of_its_writer(spans):
     assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
     _, _, _, outside = outbox_row(Topic.alerts, Pinged(tenant_id="t-1", n=2))
     assert "traceparent" not in json.loads(outside)
+    # A writer inserting the rows of several requests together passes each one's context, taken where
+    # its event was made.
+    _, _, _, given = outbox_row(Topic.alerts, Pinged(tenant_id="t-1", n=3), trace={"traceparent": traceparent})
+    assert json.loads(given)["traceparent"] == traceparent
 
 
 # --- consumers, on the real broker ------------------------------------------------------------------------
