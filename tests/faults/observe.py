@@ -1,6 +1,7 @@
 """What the fault suite watches from outside the services: their log files (records per second and
 of which kind), their CPU time (/proc), their readiness, the consumer groups' progress and the
-dead-letter topic."""
+dead-letter topic; for the scale-out test, who holds which partitions of a group and which process
+leads an outbox relay."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+from aiokafka.protocol.admin import DescribeGroupsRequest_v0, DescribeGroupsRequest_v1, DescribeGroupsRequest_v2
+from aiokafka.protocol.api import Request
 
 from tests.support.processes import ServiceProcess
 
@@ -188,3 +193,98 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, 
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
             lag[f"{topic}[{partition}]"] = max(0, offset + 1 - done)
     return lag
+
+
+# --- consumer groups' members and partitions (the scale-out test) ------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One consumer of a group as the coordinator describes it: what it subscribes to, what it holds."""
+
+    member_id: str
+    client_id: str
+    topics: tuple[str, ...]
+    partitions: frozenset[tuple[str, int]]
+
+
+class _DescribeGroups(Request[DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]):
+    """DescribeGroups at v2 at most: aiokafka 0.14 decodes a v3 answer with the v2 schema (which lacks
+    its authorized operations) and drops the connection, and a Kafka 4 broker would pick v3."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self.groups = groups
+
+    def build(self, request_struct_class):
+        return request_struct_class(self.groups)
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, list[GroupMember]]:
+    """The group's state (``Stable``, ``PreparingRebalance``, ``Empty``...) and its members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        coordinator = await admin.find_coordinator(group)
+        answer = await admin._client.send(coordinator, _DescribeGroups([group]))  # noqa: SLF001 (see _DescribeGroups)
+    finally:
+        await admin.close()
+    error, _, state, _, _, members = answer.groups[0]
+    if error:
+        raise RuntimeError(f"DescribeGroups {group}: error code {error}")
+    described = []
+    for member_id, client_id, _, metadata, assignment in members:
+        topics = tuple(ConsumerProtocolMemberMetadata.decode(metadata).subscription) if metadata else ()
+        held = ConsumerProtocolMemberAssignment.decode(assignment).partitions() if assignment else []
+        described.append(GroupMember(member_id, client_id, topics,
+                                     frozenset((tp.topic, tp.partition) for tp in held)))
+    return state, described
+
+
+async def topic_partitions(bootstrap: str, topics: list[str]) -> set[tuple[str, int]]:
+    """Every partition of ``topics``, as the broker's metadata has them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # partitions_for waits for the metadata
+    await producer.start()
+    try:
+        return {(topic, p) for topic in topics for p in await producer.partitions_for(topic)}
+    finally:
+        await producer.stop()
+
+
+# --- who holds a PostgreSQL advisory lock (an outbox relay's leadership) ------------------------------
+
+
+async def advisory_lock_ports(database_url: str, key: str) -> list[int]:
+    """Client ports of the sessions holding ``pg_try_advisory_lock(hashtext(key))`` in the database."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        value = await conn.fetchval("SELECT hashtext($1)::bigint", key)
+        # pg_locks shows a bigint key as its high and low 32 bits (objsubid 1: the one-key form).
+        rows = await conn.fetch(
+            """SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND l.classid::bigint = $1 AND l.objid::bigint = $2""",
+            (value >> 32) & 0xFFFFFFFF, value & 0xFFFFFFFF)
+    finally:
+        await conn.close()
+    return [row["client_port"] for row in rows]
+
+
+def pid_of_local_port(port: int, pids: list[int]) -> int | None:
+    """Which of ``pids`` owns the loopback TCP socket bound to ``port`` (from /proc: net/tcp names the
+    socket's inode, the process's fd directory links to it)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        try:
+            links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        except OSError:
+            continue  # the process is gone
+        if links & inodes:
+            return pid
+    return None

@@ -183,6 +183,53 @@ def response_problems(expected: ExpectedAlert, view: dict) -> list[str]:
     return problems
 
 
+async def response_time_problems(read_url: str, tenants: list[ExpectedTenant]) -> list[str]:
+    """SPEC §3 per tenant: the responded count, the average within the PATCH brackets, compliance.
+    (Also the scale-out test's check.)"""
+    problems = []
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient(timeout=30) as http:
+        for tenant in tenants:
+            figures = await get_json(http, f"{read_url}/v1/tenants/{tenant.tenant_id}/response-time")
+            if figures is None:
+                problems.append(f"{tenant.tenant_id}: 503")
+                continue
+            count, bounds = tenant.responded_count(now), tenant.average_bounds_hours(now)
+            average = figures["averageResponseTimeInHours"]
+            if figures["respondedCount"] != count:
+                problems.append(f"{tenant.tenant_id}: respondedCount {figures['respondedCount']}, expected {count}")
+            elif bounds is None and average is not None:
+                problems.append(f"{tenant.tenant_id}: average {average} h with nothing answered")
+            elif bounds is not None and not (bounds[0] - 1e-6 <= (average or -1) <= bounds[1] + 1e-6):
+                problems.append(f"{tenant.tenant_id}: average {average} h, expected within {bounds}")
+            expected_compliant = tenant.compliance(now)["securityAlertsPromptlyResolved"]
+            if figures["compliant"] is not expected_compliant:
+                problems.append(f"{tenant.tenant_id}: compliant {figures['compliant']}, "
+                                f"expected {expected_compliant}")
+    return problems
+
+
+async def score_problems(read_url: str, tenants: list[ExpectedTenant]) -> list[str]:
+    """SPEC §4 per tenant: each requirement's status from what was accepted last, and the formula over
+    them. (Also the scale-out test's check.)"""
+    problems = []
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient(timeout=30) as http:
+        for tenant in tenants:
+            base = f"{read_url}/v1/tenants/{tenant.tenant_id}/security-score"
+            shown, requirements = await get_json(http, base), await get_json(http, f"{base}/requirements")
+            if shown is None or requirements is None:
+                problems.append(f"{tenant.tenant_id}: the score answers 503")
+                continue
+            compliance = tenant.compliance(now)
+            statuses = {r["requirementType"]: r["complianceStatus"] == "compliant" for r in requirements["value"]}
+            wrong = {k: statuses.get(k) for k, v in compliance.items() if statuses.get(k) is not v}
+            if wrong or shown["currentScore"] != score(compliance):
+                problems.append(f"{tenant.tenant_id}: currentScore {shown['currentScore']}, formula "
+                                f"{score(compliance)}; requirements shown otherwise: {wrong}")
+    return problems
+
+
 # --- the checks -------------------------------------------------------------------------------------
 
 
@@ -208,27 +255,7 @@ async def test_response_time_figures_are_the_average_of_what_was_answered(fault_
     read_url = fault_run.services["scoring"].url
 
     async def check() -> list[str]:
-        problems = []
-        now = datetime.now(UTC)
-        async with httpx.AsyncClient(timeout=30) as http:
-            for tenant in fault_run.tenants:
-                figures = await get_json(http, f"{read_url}/v1/tenants/{tenant.tenant_id}/response-time")
-                if figures is None:
-                    problems.append(f"{tenant.tenant_id}: 503")
-                    continue
-                count, bounds = tenant.responded_count(now), tenant.average_bounds_hours(now)
-                average = figures["averageResponseTimeInHours"]
-                if figures["respondedCount"] != count:
-                    problems.append(f"{tenant.tenant_id}: respondedCount {figures['respondedCount']}, expected {count}")
-                elif bounds is None and average is not None:
-                    problems.append(f"{tenant.tenant_id}: average {average} h with nothing answered")
-                elif bounds is not None and not (bounds[0] - 1e-6 <= (average or -1) <= bounds[1] + 1e-6):
-                    problems.append(f"{tenant.tenant_id}: average {average} h, expected within {bounds}")
-                expected_compliant = tenant.compliance(now)["securityAlertsPromptlyResolved"]
-                if figures["compliant"] is not expected_compliant:
-                    problems.append(f"{tenant.tenant_id}: compliant {figures['compliant']}, "
-                                    f"expected {expected_compliant}")
-        return problems
+        return await response_time_problems(read_url, fault_run.tenants)
 
     problems = await settled(fault_run, check)
     assert not problems, brief(problems)
@@ -240,22 +267,7 @@ async def test_the_score_of_every_tenant_is_the_formula_over_what_was_accepted(f
     read_url = fault_run.services["scoring"].url
 
     async def check() -> list[str]:
-        problems = []
-        now = datetime.now(UTC)
-        async with httpx.AsyncClient(timeout=30) as http:
-            for tenant in fault_run.tenants:
-                base = f"{read_url}/v1/tenants/{tenant.tenant_id}/security-score"
-                shown, requirements = await get_json(http, base), await get_json(http, f"{base}/requirements")
-                if shown is None or requirements is None:
-                    problems.append(f"{tenant.tenant_id}: the score answers 503")
-                    continue
-                compliance = tenant.compliance(now)
-                statuses = {r["requirementType"]: r["complianceStatus"] == "compliant" for r in requirements["value"]}
-                wrong = {k: statuses.get(k) for k, v in compliance.items() if statuses.get(k) is not v}
-                if wrong or shown["currentScore"] != score(compliance):
-                    problems.append(f"{tenant.tenant_id}: currentScore {shown['currentScore']}, formula "
-                                    f"{score(compliance)}; requirements shown otherwise: {wrong}")
-        return problems
+        return await score_problems(read_url, fault_run.tenants)
 
     problems = await settled(fault_run, check)
     assert not problems, brief(problems)

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, timeout: float = 10.0,
@@ -64,3 +65,16 @@ async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None
                                      headers=[(k, v.encode()) for k, v in (headers or {}).items()])
     finally:
         await producer.stop()
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test's own run); returns their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+        return ours
+    finally:
+        await admin.close()
