@@ -352,3 +352,20 @@ async def test_ensure_topics_creates_them_with_the_settings_partitions(kafka_boo
         await admin.close()
     assert described == {f"{prefix}alerts": 2, f"{prefix}dead-letter": 1}
     assert await ensure_topics(kafka_bootstrap, prefix, specs) == []  # there: left as they are
+
+
+@pytest.mark.parametrize("service", ["ingest", "scoring", "response-time", "notifier"])
+async def test_every_service_serves_metrics_on_its_http_port(test_env, service):
+    import importlib
+
+    module = importlib.import_module(f"services.{service.replace('-', '_')}.app")
+    app = module.create_app()  # not started: its gauges read at scrape time have nothing to read yet
+    async with client_of(app) as client:
+        first = await client.get("/metrics")
+        document = (await client.get("/openapi.json")).json()
+        second = await client.get("/metrics")
+    assert first.status_code == 200
+    assert "/metrics" not in document["paths"]
+    # The first scrape, counted once answered, is in the second (labelled with the service's own name).
+    assert ("csp_http_requests_total", (("method", "GET"), ("route", "/metrics"), ("service", service),
+                                        ("status", "200"))) in scraped(second.text)
