@@ -42,6 +42,7 @@ from shared.kafka import (
     subscriber_options,
     topic_name,
 )
+from shared.metrics import count_duplicates
 from shared.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     async def on_tenant_offboarded(event: TenantOffboarded, pool=Context("pool")) -> None:
         done = await offboarding.offboard(pool, event)
         if done is None:
+            count_duplicates()
             log.debug("event %s already applied", event.event_id)
             return
         log.info("tenant %s offboarded: %s deleted, %d delivery key(s) tombstoned", event.tenant_id,

@@ -27,6 +27,7 @@ from services.response_time import offboarding, store
 from services.response_time.config import Settings
 from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, TenantOffboarded, Topic
 from shared.kafka import Context, PoisonEvent, batch_events, event_type_is, raw_records, subscriber_options, topic_name
+from shared.metrics import count_duplicates
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 # Who refused a poison record, in its dead letter: the service's name, as the middleware names it.
@@ -80,6 +81,7 @@ def build_router(settings: Settings) -> KafkaRouter:
                                    relay=Context("relay", default=None)) -> None:
         done = await offboarding.offboard(pool, event)
         if done is None:
+            count_duplicates()
             log.debug("event %s already applied", event.event_id)
             return
         log.info("tenant %s offboarded: %d alert(s) deleted, %d key(s) tombstoned", event.tenant_id, done.alerts,

@@ -204,6 +204,7 @@ def build_router(settings: Settings) -> KafkaRouter:
                                    keeper: ScoreKeeper = Context("keeper")) -> None:
         done = await offboarding.offboard(pool, keeper.cache, event)
         if done is None:
+            count_duplicates()
             log.debug("event %s already applied", event.event_id)
             return
         log.info("tenant %s offboarded: %s deleted", event.tenant_id,
