@@ -34,6 +34,7 @@ from services.ingest.graph.sync import GraphSync
 from services.ingest.handlers import build_router
 from services.ingest.health import IngestHealth
 from services.ingest.webhook_auth import WebhookSecrets
+from shared.asyncapi import asyncapi_routes
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
@@ -137,4 +138,6 @@ def create_app() -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi
+    # Its topics and events (AsyncAPI 3.0), as published in docs/asyncapi/.
+    app.include_router(asyncapi_routes(broker, "ingest", topic_prefix=settings.kafka_topic_prefix))
     return app

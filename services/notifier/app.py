@@ -19,6 +19,7 @@ from services.notifier.templates import EmailTemplates, TemplateProblem
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
 from shared import outbox
+from shared.asyncapi import asyncapi_routes
 from shared.db import create_pool, prune_processed_events_forever
 from shared.egress import webhook_client
 from shared.http import Health
@@ -120,4 +121,6 @@ def create_app() -> FastAPI:
     )
     watch_consumer_lag(app, "notifier", broker)
     outbox.watch_backlog(app, "notifier", lambda: state.get("pool"))
+    # Its topics and events (AsyncAPI 3.0), as published in docs/asyncapi/.
+    app.include_router(asyncapi_routes(broker, "notifier", topic_prefix=settings.kafka_topic_prefix))
     return app

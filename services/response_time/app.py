@@ -14,6 +14,7 @@ from services.response_time.handlers import build_router
 from services.response_time.metrics import watch_tenants_at_risk
 from services.response_time.status import StatusPublisher
 from shared import outbox
+from shared.asyncapi import asyncapi_routes
 from shared.db import create_pool, prune_processed_events_forever
 from shared.http import Health
 from shared.http import create_app as create_http_app
@@ -83,4 +84,6 @@ def create_app() -> FastAPI:
     watch_consumer_lag(app, "response-time", broker)
     outbox.watch_backlog(app, "response-time", lambda: state.get("pool"))
     watch_tenants_at_risk(app, lambda: state.get("pool"))
+    # Its topics and events (AsyncAPI 3.0), as published in docs/asyncapi/.
+    app.include_router(asyncapi_routes(broker, "response-time", topic_prefix=settings.kafka_topic_prefix))
     return app

@@ -25,6 +25,7 @@ from services.scoring.config import get_settings
 from services.scoring.handlers import build_router
 from services.scoring.keeper import ScoreKeeper
 from shared import outbox
+from shared.asyncapi import asyncapi_routes
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
@@ -119,4 +120,6 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     watch_consumer_lag(app, "scoring", broker)
     outbox.watch_backlog(app, "scoring", lambda: state.get("pool"))
+    # Its topics and events (AsyncAPI 3.0), as published in docs/asyncapi/.
+    app.include_router(asyncapi_routes(broker, "scoring", topic_prefix=settings.kafka_topic_prefix))
     return app

@@ -239,3 +239,21 @@ def test_the_routes_serve_the_document_outside_the_openapi_document(generated: d
         assert f"<title>{title} AsyncAPI</title>" in page.text
         assert page.text.count("</script>") == page.text.count("<script")
         assert not [path for path in app.openapi()["paths"] if "asyncapi" in path]
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_each_service_serves_its_published_document(service: str, generated: dict[str, str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app each service runs (its create_app, no lifespan: nothing is connected) serves the document
+    docs/asyncapi/ publishes; only the servers (the deployment's Kafka addresses) may differ."""
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.delenv("KAFKA_TOPIC_PREFIX", raising=False)
+    module = {"response-time": "response_time"}.get(service, service)
+    create_app = __import__(f"services.{module}.app", fromlist=["create_app"]).create_app
+    served = TestClient(create_app()).get("/asyncapi.json")
+    assert served.status_code == 200, served.text
+    published = parsed(generated[f"{service}.json"])
+    answer = served.json()
+    answer.pop("servers", None)
+    published.pop("servers", None)
+    assert answer == published
