@@ -16,8 +16,12 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
+from shared import tracing
 from shared.db import COMPONENTS, create_pool
 from shared.kafka import ensure_topics
 from tests.support.databases import migrated_database, with_database
@@ -228,3 +232,15 @@ def system(make_service, system_mail: Smtp, graph_emulator: GraphEmulator) -> di
 
 OPERATOR_KEY = "dev-admin-key"  # the development operator key the test services run with
 AUTH = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test (shared.tracing, #16): every finished span in memory; off again afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = tracing.use_provider(provider)
+    yield exporter
+    tracing.use_provider(previous)
+    provider.shutdown()

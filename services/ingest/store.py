@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +16,7 @@ from shared.alerts import Alert
 from shared.events import AlertCreated, Topic
 from shared.group_call import GroupCall
 from shared.outbox import outbox_row
+from shared.tracing import trace_headers
 
 
 @dataclass(frozen=True)
@@ -157,13 +158,16 @@ SELECT NULL FROM (SELECT pg_notify('outbox_' || current_schema(), '') WHERE EXIS
 """
 
 
-async def insert_new_alerts(pool: asyncpg.Pool, events: Sequence[AlertCreated]) -> list[bool]:
+async def insert_new_alerts(pool: asyncpg.Pool, events: Sequence[AlertCreated],
+                            traces: Sequence[Mapping[str, str] | None] | None = None) -> list[bool]:
     """Record each new alert (``event.alert``, its first state) with its event if the tenant does not know
     it yet, in one statement, its own transaction; per event, whether it was (False: nothing written for
-    it, the alert is known, or was earlier in ``events``)."""
+    it, the alert is known, or was earlier in ``events``). ``traces``: each event's trace context, taken
+    where it was made (by default the current one)."""
     columns: list[list] = [[] for _ in range(7)]
-    for event in events:
-        row = (event.tenant_id, event.alert.id, event.alert.model_dump_json(), *outbox_row(Topic.alerts, event))
+    for event, trace in zip(events, traces or [None] * len(events), strict=True):
+        row = (event.tenant_id, event.alert.id, event.alert.model_dump_json(),
+               *outbox_row(Topic.alerts, event, trace=trace))
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     inserted = {r["n"] for r in await pool.fetch(_INSERT_NEW_ALERTS, *columns) if r["n"] is not None}
@@ -188,7 +192,13 @@ async def insert_new_alert(pool: asyncpg.Pool, event: AlertCreated) -> bool:
     """Record a new alert (``event.alert``, its first state) with its event, if the tenant does not know
     it yet; False (nothing written) if it does. One statement for many concurrent posts (a group call of
     :func:`insert_new_alerts`), instead of a transaction's five round trips each."""
-    return await _group(pool, "new-alerts", insert_new_alerts)(event)
+    # The trace context is this request's: the group's statement runs in whichever request's task came first.
+    return await _group(pool, "new-alerts", _insert_traced_new_alerts)((event, trace_headers()))
+
+
+async def _insert_traced_new_alerts(pool: asyncpg.Pool, items: Sequence[tuple[AlertCreated, dict[str, str]]]
+                                    ) -> list[bool]:
+    return await insert_new_alerts(pool, [event for event, _ in items], [trace for _, trace in items])
 
 
 async def offboarded_at(pool: asyncpg.Pool, tenant_id: str) -> datetime | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -18,8 +17,6 @@ from faststream.kafka import KafkaRouter
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
 from shared import tracing
@@ -30,18 +27,6 @@ from shared.outbox import outbox_row
 from shared.settings import CommonSettings
 from tests.support.kafka import produce
 from tests.support.polling import eventually
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for this test: every finished span in memory; off again afterwards."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = tracing.use_provider(provider)
-    yield exporter
-    tracing.use_provider(previous)
-    provider.shutdown()
 
 
 def small_app():

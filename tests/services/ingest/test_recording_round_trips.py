@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from services.ingest.config import get_settings
 from services.ingest.recording import record_alerts
+from shared import tracing
 from shared.alerts import Alert
 from shared.db import create_pool
 from tests.services.ingest.support import alert_records, running_ingest
@@ -88,3 +89,24 @@ async def test_new_alerts_posted_at_once_share_one_statement_and_a_repeat_among_
     states = {r["alert_id"]: (r["version"], json.loads(r["alert"])["severity"]) for r in await db_pool.fetch(
         "SELECT alert_id, alert, version FROM ingest_alert_state WHERE tenant_id = $1", tenant_id)}
     assert states == {f"a{i}": (2, "high") if i == 5 else (1, "low") for i in range(20)}
+
+
+async def test_new_alerts_posted_at_once_each_carry_the_trace_of_their_own_request(
+    test_env, tenant_id, logged_pool, spans, kafka_bootstrap, topic_prefix
+):
+    # The group's statement runs in the task of whichever post came first: each outbox row must still
+    # carry the trace context of the request that made its event (#16), not that first one's.
+    pool, statements = logged_pool
+    settings = get_settings()
+
+    async def post(n: int) -> str:
+        with tracing.span(f"POST a{n}") as span:
+            await record_alerts(pool, settings, tenant_id, [Alert.model_validate({"id": f"a{n}", "severity": "low"})])
+            return f"{span.get_span_context().trace_id:032x}"
+
+    traces = await asyncio.gather(*(post(n) for n in range(5)))
+    assert len([s for s in _sent(statements) if s.startswith("WITH posted AS")]) < 5  # grouped
+    async with running_ingest():  # a relay (this one, or the session's leader) publishes the outbox
+        records = await alert_records(kafka_bootstrap, topic_prefix, tenant_id, at_least=5)
+    carried = {r["key"]: r["headers"]["traceparent"].split("-")[1] for r in records}
+    assert carried == {f"{tenant_id}:a{n}": traces[n] for n in range(5)}
