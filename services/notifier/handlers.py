@@ -21,6 +21,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.notifier import domain, offboarding, store, warning_store
 from services.notifier.config import Settings
+from shared import tracing
 from shared.events import (
     AlertCreated,
     AlertUpdated,
@@ -104,6 +105,8 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         # What the batch reads of each tenant is read afresh for each batch.
         batch = store.AlertsBatch(settings.reminder_after_seconds, settings.escalation_after_seconds,
                                   settings.storm_policy)
+        if tracing.enabled():
+            batch.traces = record_traces(records)
         created, cancelled = await store.apply_alert_events(pool, events, batch)
         if created:
             wake_worker()
@@ -193,3 +196,17 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
         refuse_other_event_types(topic, records)
 
     return router
+
+
+def record_traces(records: list[Any]) -> dict[str, str]:
+    """The trace context each record of a batch carries (``traceparent``), by its ``eventId`` header: the
+    trace of the webhook or POST that wrote the event (its outbox row's, #16). Its deliveries are sent in
+    it, so the e-mail's SMTP send is a step of the webhook's trace (this batch's own span is not: it
+    holds many traces, and only links to them)."""
+    traces: dict[str, str] = {}
+    for record in records:
+        headers = dict(record.headers or ())
+        event_id, traceparent = headers.get("eventId"), headers.get(tracing.TRACEPARENT)
+        if event_id and traceparent:
+            traces[event_id.decode(errors="replace")] = traceparent.decode(errors="replace")
+    return traces

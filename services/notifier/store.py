@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from services.notifier import domain
 from services.notifier.domain import ChannelRule, Kind
-from shared import outbox
+from shared import outbox, tracing
 from shared.channels import ChannelKind, Route
 from shared.db import claim_event
 from shared.events import (
@@ -49,6 +49,12 @@ from shared.wire import utcnow
 CONSUMER = "notifier"
 
 log = logging.getLogger(__name__)
+
+
+def _current_traceparent() -> str | None:
+    """The W3C trace context of the current span (``shared.tracing``): None with tracing off (the
+    default: a check, nothing stored) or outside any span."""
+    return tracing.trace_headers().get(tracing.TRACEPARENT)
 
 
 # --- the delivery log's events ---------------------------------------------------------------------
@@ -145,19 +151,23 @@ async def _insert_delivery_rows(
     payload: str,
     *,
     no_contact: bool = False,
+    traceparent: str | None = None,
 ) -> list[asyncpg.Record]:
     """The delivery rows of one subject (:func:`_insert_wanted`); returns those that were new.
 
     ``no_contact``: the tenant has no security contact (read under :func:`_lock_tenant_contact`, held
     until the caller's transaction ends), so the e-mail to the contact is logged skipped, waiting for
-    one, as the worker would have found it: no claim, no send, no second change to announce."""
+    one, as the worker would have found it: no claim, no send, no second change to announce.
+    ``traceparent``: the trace the rows are sent in (else the current span's, :func:`_insert_wanted`)."""
     return await _insert_wanted(conn, [
-        Wanted(tenant_id, subject_id, alert_id, channel, kind, payload, no_contact and channel == domain.CONTACT_EMAIL)
+        Wanted(tenant_id, subject_id, alert_id, channel, kind, payload, no_contact and channel == domain.CONTACT_EMAIL,
+               traceparent)
         for channel in channels])
 
 
 class Wanted(NamedTuple):
-    """A delivery to log: ``skip``, logged skipped for want of a contact (:func:`_insert_delivery_rows`)."""
+    """A delivery to log: ``skip``, logged skipped for want of a contact (:func:`_insert_delivery_rows`);
+    ``traceparent``, the trace its send belongs to (#16: the alert's; None: the current span's, if any)."""
 
     tenant_id: str
     subject_id: str
@@ -166,26 +176,31 @@ class Wanted(NamedTuple):
     kind: Kind
     payload: str
     skip: bool = False
+    traceparent: str | None = None
 
 
 async def _insert_wanted(conn: asyncpg.Connection, wanted: Sequence[Wanted]) -> list[asyncpg.Record]:
     """The delivery rows, in one statement, each announced as it is inserted; returns those that were
-    new (a row of the same key already there adds nothing)."""
+    new (a row of the same key already there adds nothing). A row without a ``traceparent`` of its own
+    is sent in the trace of the code writing it, if any (as ``shared.outbox`` does for an event)."""
     if not wanted:
         return []
+    current = _current_traceparent()
     inserted = await conn.fetch(
         f"""INSERT INTO notification_deliveries AS d
                (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, last_error,
-                last_attempt_at, awaiting_contact)
+                last_attempt_at, awaiting_contact, traceparent)
            SELECT id, tenant_id, subject_id, alert_id, channel, kind, payload::jsonb,
                   CASE WHEN skip THEN 'skipped' ELSE 'pending' END,
                   CASE WHEN skip THEN $9 END,
                   CASE WHEN skip THEN now() END,
                   -- as record_outcome: an alert answered or resolved already waits for nobody
                   skip AND NOT EXISTS (SELECT 1 FROM notifier_closed_alerts c
-                                       WHERE c.tenant_id = t.tenant_id AND c.alert_id = t.alert_id)
+                                       WHERE c.tenant_id = t.tenant_id AND c.alert_id = t.alert_id),
+                  traceparent
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::boolean[]) AS t(id, tenant_id, subject_id, alert_id, channel, kind, payload, skip)
+                       $8::boolean[], $10::text[])
+                AS t(id, tenant_id, subject_id, alert_id, channel, kind, payload, skip, traceparent)
            ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
            RETURNING {DELIVERY_CHANGE}""",
         [domain.delivery_id(w.tenant_id, w.subject_id, w.channel, w.kind) for w in wanted],
@@ -197,6 +212,7 @@ async def _insert_wanted(conn: asyncpg.Connection, wanted: Sequence[Wanted]) -> 
         [w.payload for w in wanted],
         [w.skip for w in wanted],
         domain.NO_CONTACT.error,
+        [w.traceparent or current for w in wanted],
     )
     await _publish_changes(conn, inserted)
     return inserted
@@ -261,6 +277,9 @@ class AlertsBatch:
     recent: dict[tuple[str, str], int] = field(default_factory=dict)
     # Tenants whose storm lock the transaction holds (taken once, not once per alert).
     storm_locked: set[str] = field(default_factory=set)
+    # The trace context (traceparent) of each event's record, by event id (the handler's, with tracing on
+    # only): the trace its deliveries and timers are sent in (#16). Empty: the current span's, if any.
+    traces: dict[str, str] = field(default_factory=dict)
     # Each (tenant, channel)'s open digest this transaction holds (its row locked, or inserted by it: no
     # one else adds to it or claims it before the commit), and how many alerts it has: found once.
     open_digests: dict[tuple[str, str], tuple[uuid.UUID, int]] = field(default_factory=dict)
@@ -334,6 +353,9 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
     a storm like any e-mail the contact was given."""
     alert, tenant_id = event.alert, event.tenant_id
     payload = event.model_dump_json()
+    # The trace of the alert's webhook or POST (its record's), so its e-mails are sent in it (#16); else the
+    # current span's. None with tracing off.
+    traceparent = (batch.traces.get(str(event.event_id)) if batch.traces else None) or _current_traceparent()
     no_contact = await _has_no_contact(conn, tenant_id, batch.no_contact)
     if tenant_id not in batch.rules:
         batch.rules[tenant_id] = await channel_rules(conn, tenant_id)
@@ -342,10 +364,10 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
     if batch.groups():
         kinds = {rule.name: rule.kind for rule in rules}
         grouped = await _group_into_digests(
-            conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, batch)
+            conn, event, [c for c in channels if domain.groups_in_storms(c, kinds)], payload, batch, traceparent)
         channels = [c for c in channels if c not in grouped]
     for row in await _insert_delivery_rows(conn, tenant_id, alert.id, alert.id, channels, Kind.alert, payload,
-                                           no_contact=no_contact):
+                                           no_contact=no_contact, traceparent=traceparent):
         if (tenant_id, row["channel"]) in batch.recent:
             batch.recent[tenant_id, row["channel"]] += 1
     chain = None
@@ -355,10 +377,13 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
         chain = batch.chains[tenant_id]
     due = domain.timers_for_new_alert(event, batch.reminder_after, batch.escalation_after, utcnow(), chain)
     if due:
+        # Each keeps the alert's trace for the reminder or escalation it fires (fire_due_timers).
         await conn.executemany(
-            """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
-            [(tenant_id, alert.id, timer.kind.value, timer.step, at, payload) for timer, at in due.items()],
+            """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload, traceparent)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+               ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
+            [(tenant_id, alert.id, timer.kind.value, timer.step, at, payload, traceparent)
+             for timer, at in due.items()],
         )
 
 
@@ -371,12 +396,16 @@ async def _lock_tenant_storm(conn: asyncpg.Connection, tenant_id: str, batch: Al
 
 
 async def _group_into_digests(
-    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, batch: AlertsBatch
+    conn: asyncpg.Connection, event: AlertCreated, channels: Sequence[str], payload: str, batch: AlertsBatch,
+    traceparent: str | None = None,
 ) -> set[str]:
     """The channels (of ``channels``, those that group) in a storm for this new alert: on each, the
     alert joins the channel's open digest, or opens one, and its own delivery is logged 'grouped',
     naming the digest. Returns them; the caller sends the alert on its own to the others (and counts
-    them in ``batch.recent``). The changes go to ``batch.grouped_changes``, published by the caller."""
+    them in ``batch.recent``). The changes go to ``batch.grouped_changes``, published by the caller.
+
+    ``traceparent`` (the alert's trace, #16): a digest is sent in the trace of the alert that opened it;
+    each grouped row keeps its own alert's, which the digest's send links to (:func:`digest_traceparents`)."""
     if not channels:
         return set()
     storm, recent = batch.storm, batch.recent
@@ -417,13 +446,14 @@ async def _group_into_digests(
             digest_id = domain.delivery_id(tenant_id, subject, channel, Kind.digest)
             opened = await conn.fetch(
                 f"""INSERT INTO notification_deliveries
-                       (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, next_attempt_at)
+                       (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, next_attempt_at,
+                        traceparent)
                     VALUES ($1, $2, $3, NULL, $4, 'digest', $5::jsonb,
-                            now() + make_interval(secs => CASE WHEN $7 <= 1 THEN 0 ELSE $6 END))
+                            now() + make_interval(secs => CASE WHEN $7 <= 1 THEN 0 ELSE $6 END), $8)
                     ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
                     RETURNING {DELIVERY_CHANGE}""",
                 digest_id, tenant_id, subject, channel, domain.digest_payload(event, earlier),
-                storm.digest_wait_seconds, storm.digest_max_alerts)
+                storm.digest_wait_seconds, storm.digest_max_alerts, traceparent)
             batch.grouped_changes.extend(opened)
             alerts = 1 if opened else storm.digest_max_alerts  # not opened here: not known to have room
         if alerts < storm.digest_max_alerts:
@@ -432,12 +462,13 @@ async def _group_into_digests(
             batch.open_digests.pop((tenant_id, channel), None)  # full: due now, the next alert opens one
         logged = await conn.fetch(
             f"""INSERT INTO notification_deliveries
-                   (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, digest_id)
-                VALUES ($1, $2, $3, $3, $4, 'alert', $5::jsonb, 'grouped', $6)
+                   (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, digest_id,
+                    traceparent)
+                VALUES ($1, $2, $3, $3, $4, 'alert', $5::jsonb, 'grouped', $6, $7)
                 ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
                 RETURNING {DELIVERY_CHANGE}""",
             domain.delivery_id(tenant_id, alert_id, channel, Kind.alert), tenant_id, alert_id, channel, payload,
-            digest_id)
+            digest_id, traceparent)
         batch.grouped_changes.extend(logged)
         recent[tenant_id, channel] += len(logged)
         grouped.add(channel)
@@ -659,7 +690,8 @@ async def requeue_dead(pool: asyncpg.Pool, event: RedeliveryRequested) -> tuple[
     """Put the delivery back in the queue with fresh attempts if (and only if) it is dead.
 
     Returns (requeued, its state now: None if unknown), or None if the event was applied before or
-    dropped (:func:`claim`).
+    dropped (:func:`claim`). With tracing on, the redelivery is sent in the trace of the command (the
+    person's request, ``shared.tracing``), not the alert's of long ago; with it off, the row's stays.
     """
     async with pool.acquire() as conn, conn.transaction():
         if not await claim(conn, event):
@@ -667,11 +699,12 @@ async def requeue_dead(pool: asyncpg.Pool, event: RedeliveryRequested) -> tuple[
         row = await conn.fetchrow(
             f"""UPDATE notification_deliveries
                 SET state = 'pending', attempts = 0, redeliveries = redeliveries + 1, next_attempt_at = now(),
-                    dead_at = NULL, updated_at = now()
+                    dead_at = NULL, updated_at = now(), traceparent = coalesce($3, traceparent)
                 WHERE tenant_id = $1 AND delivery_id = $2 AND state = 'dead'
                 RETURNING {DELIVERY_CHANGE}""",
             event.tenant_id,
             event.delivery_id,
+            _current_traceparent(),
         )
         if row is None:
             return False, await conn.fetchval(
@@ -726,7 +759,7 @@ async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: 
     marked cancelled instead."""
     async with pool.acquire() as conn, conn.transaction():
         due = await conn.fetch(
-            """SELECT tenant_id, alert_id, kind, step, payload FROM notification_timers
+            """SELECT tenant_id, alert_id, kind, step, payload, traceparent FROM notification_timers
                WHERE state = 'scheduled' AND due_at <= now()
                ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
             limit,
@@ -757,8 +790,10 @@ async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: 
                         step, chains[tenant_id], rules[tenant_id], event.alert, escalation_email=escalation_email
                     )
                 nobody = domain.CONTACT_EMAIL in channels and await _has_no_contact(conn, tenant_id, no_contact)
+                # In the alert's trace (its timer's, #16): the reminder is the alert's journey going on.
                 wanted.extend(Wanted(tenant_id, alert_id, alert_id, channel, kind, timer["payload"],
-                                     nobody and channel == domain.CONTACT_EMAIL) for channel in channels)
+                                     nobody and channel == domain.CONTACT_EMAIL, timer["traceparent"])
+                              for channel in channels)
             ends.append((tenant_id, alert_id, kind.value, step, "fired" if channels else "cancelled"))
         # The whole pass in two statements: its deliveries, then its timers marked.
         await _insert_wanted(conn, wanted)
@@ -793,10 +828,28 @@ async def claim_due_deliveries(
                next_attempt_at = now() + make_interval(secs => $2)
            FROM due WHERE d.delivery_id = due.delivery_id
            RETURNING d.delivery_id, d.tenant_id, d.subject_id, d.alert_id, d.channel, d.kind, d.payload,
-                     d.attempts, d.redeliveries""",
+                     d.attempts, d.redeliveries, d.traceparent""",
         limit,
         lease_seconds,
     )
+
+
+async def digest_traceparents(pool: asyncpg.Pool, digest_id: uuid.UUID) -> list[str]:
+    """The trace context of each alert a digest lists, in its order (its grouped row's, #16): what the
+    digest's send links to. Found through the alert ids of the digest's payload (the log's key), not a
+    scan of the tenant's rows; those without one (tracing off when they came) are left out."""
+    rows = await pool.fetch(
+        """SELECT g.traceparent
+           FROM notification_deliveries digest
+           CROSS JOIN LATERAL jsonb_array_elements(digest.payload -> 'alerts') WITH ORDINALITY AS a(event, n)
+           JOIN notification_deliveries g
+             ON g.tenant_id = digest.tenant_id AND g.subject_id = a.event -> 'alert' ->> 'id'
+            AND g.channel = digest.channel AND g.kind = 'alert' AND g.digest_id = digest.delivery_id
+           WHERE digest.delivery_id = $1 AND g.traceparent IS NOT NULL
+           ORDER BY a.n""",
+        digest_id,
+    )
+    return [row["traceparent"] for row in rows]
 
 
 async def record_outcome(

@@ -4,6 +4,9 @@ Runs beside the Kafka consumer, outside its critical path: handlers only record 
 Several notifier processes may run at once; ``FOR UPDATE SKIP LOCKED`` gives each row to one. It
 never talks to Kafka: what it records is published by the outbox relay (``shared/outbox.py``), so
 a broker that does not answer holds back no send.
+
+With tracing on (#16, ``shared.tracing``) each send is a span in the trace the row was made in (its
+``traceparent``: the alert's webhook or POST), so the SMTP send or channel POST under it ends that trace.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import asyncio
 import logging
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.context import Context
 
 from services.notifier import domain, metrics, store
 from services.notifier.config import Settings
+from services.notifier.domain import Kind
 from services.notifier.transports import Transports
+from shared import tracing
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,44 @@ class DeliveryWorker:
         return bool(fired or rows)
 
     async def deliver(self, row: asyncpg.Record) -> None:
+        """One attempt of ``row`` and its outcome; with tracing on, in a span of the row's trace."""
+        if not tracing.enabled():  # the default: no trace stored, none to continue
+            await self._deliver(row)
+            return
+        provider = tracing.provider()
+        assert provider is not None
+        parent = tracing.context_from({tracing.TRACEPARENT: row["traceparent"]}) if row["traceparent"] else None
+        links = await self._digest_links(row) if row["kind"] == Kind.digest else []
+        # A row made with tracing off (or before migration 0081) starts a trace of its own (an empty
+        # context: not whatever span the caller may be in).
+        with provider.get_tracer("csp_triage").start_as_current_span(
+            f"deliver {row['kind']}", context=parent or Context(), links=links, attributes={
+                "csp.tenant_id": row["tenant_id"], "csp.delivery_id": str(row["delivery_id"]),
+                "csp.delivery_kind": str(row["kind"]), "csp.channel": row["channel"], "csp.attempt": row["attempts"]},
+        ) as span:
+            outcome = await self._deliver(row)
+            span.set_attribute("csp.delivery_outcome", outcome or "unrecorded")
+
+    async def _digest_links(self, row: asyncpg.Record) -> list[trace.Link]:
+        """A digest tells of several alerts, each of its own trace: it is sent in the trace of the alert that
+        opened it (its row's), and links to the trace of every other alert it lists, so each alert's trace
+        is found from its e-mail and the other way round. A lookup that fails costs the links, not the send."""
+        try:
+            traceparents = await store.digest_traceparents(self.pool, row["delivery_id"])
+        except Exception as exc:
+            log.warning("trace links of digest %s not read: %s", row["delivery_id"], exc)
+            return []
+        links = []
+        for traceparent in dict.fromkeys(traceparents):  # (in order, once each)
+            if traceparent == row["traceparent"]:
+                continue  # the parent's already
+            context = tracing.context_from({tracing.TRACEPARENT: traceparent})
+            if context is not None:
+                links.append(trace.Link(trace.get_current_span(context).get_span_context()))
+        return links
+
+    async def _deliver(self, row: asyncpg.Record) -> str | None:
+        """One attempt and its outcome; the state recorded (None: none could be)."""
         attempt = await self.transports.send(row)
         decision = domain.decide(row["attempts"], attempt, self.policy)
         try:
@@ -94,7 +139,7 @@ class DeliveryWorker:
             # The row stays claimed: it is sent again, with the same Idempotency-Key, after its lease.
             metrics.count_delivery(row["channel"], None)
             log.exception("outcome of delivery %s could not be recorded", row["delivery_id"])
-            return
+            return None
         # (A row that moved on meanwhile records nothing: its attempt is counted as what was decided.)
         metrics.count_delivery(row["channel"], recorded or decision.state)
         if recorded == "pending" and decision.state == "skipped":
@@ -116,6 +161,7 @@ class DeliveryWorker:
                 row["delivery_id"],
                 decision.state,
             )
+        return recorded
 
     async def prune_forever(self) -> None:
         """Keep the delivery log and the timers from growing without bound (DELIVERY_LOG_RETENTION_DAYS)."""

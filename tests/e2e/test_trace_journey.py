@@ -2,7 +2,9 @@
 notifier run in this process with tracing on (the SDK's in-memory exporter), on topics and a database of
 this test alone. A security contact put and an alert posted are each a server span; the events they
 write go through the write API's outbox (its rows carry the request's ``traceparent``), its relay and
-Kafka; the notifier's spans of consuming them are in the same traces; the e-mail's SMTP send is a span."""
+Kafka; the notifier's spans of consuming them are in the same traces; and the alert's e-mail, sent later by
+the delivery worker from the row its consumer wrote (which keeps the trace's ``traceparent``), is sent in that
+trace too: the SMTP send (to a real aiosmtpd receiver) is a span of the POST's trace, under the delivery's."""
 
 from __future__ import annotations
 
@@ -99,7 +101,25 @@ async def test_a_webhook_and_a_contact_are_traced_into_the_notifier(
         batches = [s for s in spans.get_finished_spans() if s.name == f"{prefix}alerts process"
                    and any(link.context.trace_id == alert_post.context.trace_id for link in s.links)]
         assert batches, "the notifier's batch span links to the webhook's trace"
-        # The e-mail's SMTP conversation is a span (of the delivery worker's own trace).
-        smtp = [s for s in spans.get_finished_spans() if s.name == "smtp send"
-                and s.attributes.get("csp.tenant_id") == tenant_id]
-        assert smtp and smtp[0].kind is trace.SpanKind.CLIENT
+        # The e-mail's SMTP conversation is a span of the webhook's trace: the delivery worker sent the row in
+        # the trace its consumer stored with it, under a span of that delivery.
+        def smtp_sends() -> list[ReadableSpan]:
+            return [s for s in spans.get_finished_spans() if s.name == "smtp send"
+                    and s.attributes.get("csp.tenant_id") == tenant_id]
+
+        [smtp] = await eventually(lambda: [s for s in smtp_sends() if s.attributes["csp.delivery_kind"] == "alert"],
+                                  what="the SMTP send's span")
+        assert smtp.kind is trace.SpanKind.CLIENT
+        assert trace_id(smtp) == trace_id(alert_post)
+        # Every e-mail about the alert is: the escalation too (its detection is long past, so its timer fires at
+        # once), which keeps the alert's trace through the timer.
+        assert {trace_id(s) for s in smtp_sends()} == {trace_id(alert_post)}
+        # (An attempt before the contact's event was consumed found no contact: an attempt of its own, in the
+        # same trace; the one that sent is the SMTP span's parent.)
+        [delivered] = await eventually(lambda: [s for s in in_trace(alert_post, "deliver alert")
+                                                if s.attributes["csp.delivery_outcome"] == "delivered"],
+                                       what="the delivery's span")
+        assert smtp.parent is not None and smtp.parent.span_id == delivered.context.span_id
+        assert delivered.attributes["csp.delivery_id"] == smtp.attributes["csp.delivery_id"]
+        # Its parent is the span the alert's event was written in (the request's, or one under it).
+        assert delivered.parent is not None and delivered.parent.span_id == alert_consumed.parent.span_id
