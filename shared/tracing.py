@@ -13,7 +13,8 @@ exporting over OTLP/HTTP in batches, and
 - an event written to an outbox carries the W3C trace context of the code that wrote it in its row's
   headers (:func:`trace_headers`, ``shared.outbox``), so the trace goes on through the relay's publish
   to the consumers;
-- the notifier's SMTP send and channel POST are spans of their own (:func:`span`).
+- the notifier's SMTP send and channel POST are spans (:func:`span`) under a delivery span whose parent
+  is the trace context stored on the delivery row: the alert's own.
 
 Tests install a provider of their own (an in-memory exporter) with :func:`use_provider` before they
 build an app.

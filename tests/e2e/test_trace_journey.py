@@ -9,18 +9,15 @@ trace too: the SMTP send (to a real aiosmtpd receiver) is a span of the POST's t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.ingest.app import create_app as create_ingest
 from services.notifier.app import create_app as create_notifier
-from shared import tracing
 from shared.kafka import ensure_topics
 from tests.conftest import AUTH
 from tests.support.polling import eventually
@@ -28,17 +25,6 @@ from tests.support.polling import eventually
 pytestmark = pytest.mark.timeout(300)
 
 CONTACT = "trace-soc@partner.example"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = tracing.use_provider(provider)
-    yield exporter
-    tracing.use_provider(previous)
-    provider.shutdown()
 
 
 def trace_id(span: ReadableSpan) -> str:

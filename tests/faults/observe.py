@@ -41,6 +41,7 @@ class LogWindow:
     lines: int  # tracebacks included
     size: int
     kinds: Counter  # of the warnings and above
+    deliveries: int = 0  # attempts the notifier's delivery worker reported (work, whatever else is down)
 
     def top(self, n: int = 5) -> list[tuple[str, int]]:
         return self.kinds.most_common(n)
@@ -57,7 +58,7 @@ def log_window(path: Path, start: int, end: int) -> LogWindow:
     with path.open("rb") as log:
         log.seek(start)
         text = log.read(max(0, end - start))
-    records, warnings, kinds = 0, 0, Counter()
+    records, warnings, deliveries, kinds = 0, 0, 0, Counter()
     lines = text.splitlines()
     for line in lines:
         if RECORD_START.match(line):
@@ -68,7 +69,9 @@ def log_window(path: Path, start: int, end: int) -> LogWindow:
                 if level in ALARM_LEVELS:
                     warnings += 1
                     kinds[f"{level} {logger}: {message}"] += 1
-    return LogWindow(records, warnings, len(lines), len(text), kinds)
+                elif logger == "services.notifier.worker" and message.startswith("delivery "):
+                    deliveries += 1
+    return LogWindow(records, warnings, len(lines), len(text), kinds, deliveries)
 
 
 # --- CPU --------------------------------------------------------------------------------------------
