@@ -91,3 +91,33 @@ async def test_an_offboarding_waits_for_the_applies_that_looked_before_it(connec
     await applying.commit()
     await asyncio.wait_for(locking, 10)
     await offboarding_it.commit()
+
+
+async def test_a_batch_of_many_tenants_takes_each_ones_lock_in_one_statement(connect, tenant_id):
+    """A batch's look-up locks all its tenants at once (one round trip): it waits for an offboarding of
+    any of them in progress, and holds off the offboarding of each until it commits."""
+    tenants = [f"{tenant_id}-a", f"{tenant_id}-b", f"{tenant_id}-c"]
+    offboarder, applier = await connect(), await connect()
+    statements: list[str] = []
+    applier.add_query_logger(lambda record: statements.append(record.query))
+    offboarding_b = offboarder.transaction()
+    await offboarding_b.start()
+    await offboarding.lock_for_offboarding(offboarder, tenants[1])
+    await offboarding.record_offboarded(offboarder, tenants[1], datetime.now(UTC))
+    applying = applier.transaction()
+    await applying.start()
+    looking = asyncio.create_task(offboarding.offboarded_among(applier, tenants))
+    await asyncio.sleep(0.5)
+    assert not looking.done(), "the batch must wait for the offboarding of one of its tenants"
+    await offboarding_b.commit()
+    assert await asyncio.wait_for(looking, 10) == {tenants[1]}
+    assert len([s for s in statements if "pg_advisory_xact_lock_shared" in s]) == 1, statements
+
+    offboarding_c = offboarder.transaction()
+    await offboarding_c.start()
+    locking = asyncio.create_task(offboarding.lock_for_offboarding(offboarder, tenants[2]))
+    await asyncio.sleep(0.5)
+    assert not locking.done(), "the batch's lock on each tenant holds off its offboarding"
+    await applying.commit()
+    await asyncio.wait_for(locking, 10)
+    await offboarding_c.commit()
