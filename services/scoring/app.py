@@ -51,7 +51,7 @@ def create_app() -> FastAPI:
         await state["pool"].fetchval("SELECT 1")
 
     async def redis_answers() -> None:
-        await state["redis"].ping()
+        await state["redis"].ping()  # on a Redis Cluster every node's (redis-py sends PING to all)
 
     async def broker_answers() -> None:
         if not await broker.ping(timeout=2):
@@ -69,6 +69,8 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["pool"] = app.state.pool = await create_pool(settings.database_url, schema="scoring")
+        # One Redis server, or a Redis Cluster with REDIS_CLUSTER (cache.connect_redis): the cache, the change
+        # hints and the health check take either.
         state["redis"] = app.state.redis = connect_redis(settings)
         app.state.settings = settings
         app.state.catalogue = catalogue

@@ -8,6 +8,7 @@ marker goes with it and the service rebuilds from PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -17,7 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from services.scoring import domain
 from services.scoring.config import Settings
@@ -35,19 +39,34 @@ def from_micros(value: int | str) -> datetime:
     return _EPOCH + timedelta(microseconds=int(value))
 
 
-def connect_redis(settings: Settings) -> Redis:
+# The service's client: one server, or a Redis Cluster (``REDIS_CLUSTER``). Both take the same commands
+# here; where they differ (the server run, the hook on new connections, pub/sub) the code says so.
+AnyRedis = Redis | RedisCluster
+
+# A cluster client retries a command that failed on a connection error or a timeout once, after reading
+# the topology again: enough to ride through a failover (a primary gone, its replica promoted). Its default
+# (three retries, backoff up to 10 s) would hold a read on a hung node for four timeouts and more.
+CLUSTER_RETRIES = 1
+
+
+def connect_redis(settings: Settings) -> AnyRedis:
     """The service's Redis client, every connection attempt and every command bounded.
 
     A Redis that hangs then makes a score read answer 503 within about these timeouts (a redis
-    ``TimeoutError``), and the keeper's checks fail and try again, rather than waiting forever
-    (redis-py before 8.0 has no timeout by default).
+    ``TimeoutError``; on a cluster within about twice: one retry), and the keeper's checks fail and
+    try again, rather than waiting forever (redis-py before 8.0 has no timeout by default).
+    With ``REDIS_CLUSTER``, ``REDIS_URL`` names any one node of a Redis Cluster: the client reads the
+    others and the slots from it (``RedisCluster``; database 0 only, which the settings check).
     """
-    return Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=settings.redis_connect_timeout_seconds,
-        socket_timeout=settings.redis_command_timeout_seconds,
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": settings.redis_connect_timeout_seconds,
+        "socket_timeout": settings.redis_command_timeout_seconds,
+    }
+    if settings.redis_cluster:
+        retry = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES)
+        return RedisCluster.from_url(settings.redis_url, retry=retry, **options)
+    return Redis.from_url(settings.redis_url, **options)
 
 
 # KEYS[1] the tenant's hash. ARGV[1] refreshed (µs or ""), ARGV[2] score updated (µs or ""), then
@@ -80,10 +99,10 @@ return replaced
 """
 
 # KEYS[1] the rebuild epoch, KEYS[2] the ready marker; ARGV[1] the epoch token, ARGV[2] the Redis
-# server's run_id. The marker is set only if the epoch this rebuild began under still exists: a flush
-# during the rebuild leaves the cache not ready. The marker holds the run_id: a restart (a new run_id)
-# may have lost the last writes (AOF fsync every second) while keeping the marker, so a marker of
-# another run means "not ready" and the cache is rebuilt.
+# server's run_id (on a cluster every primary's: ScoreCache.server_run_id). The marker is set only if
+# the epoch this rebuild began under still exists: a flush during the rebuild leaves the cache not ready.
+# The marker holds the run_id: a restart (a new run_id) may have lost the last writes (AOF fsync every
+# second) while keeping the marker, so a marker of another run means "not ready" and the cache is rebuilt.
 _FINISH_REBUILD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2])
@@ -159,7 +178,7 @@ def epoch_key(prefix: str) -> str:
 class ScoreCache:
     """The Redis side: merge a tenant's state in, read it back, and the ready marker of rebuilds."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: AnyRedis, prefix: str) -> None:
         if "{" in prefix or "}" in prefix:
             # The prefix's braces would be the keys' hash tag (or make it empty): keys that must share
             # a slot could land apart on Redis Cluster.
@@ -238,6 +257,9 @@ class ScoreCache:
         return marker is not None and marker == await self._current_run_id()
 
     async def server_run_id(self) -> str:
+        """The run the ready marker names: the server's ``run_id``, on a cluster every primary's."""
+        if isinstance(self.redis, RedisCluster):
+            return await _cluster_run(self.redis)
         return str((await self.redis.info("server"))["run_id"])
 
     async def begin_rebuild(self) -> str:
@@ -254,12 +276,38 @@ class ScoreCache:
         return bool(await self._finish(keys=[self.epoch_key, self.ready_key], args=[token, run_id]))
 
 
-def _forget_run_on_every_connection(redis: Redis, cache: ScoreCache) -> None:
+async def _cluster_run(cluster: RedisCluster) -> str:
+    """Every primary's ``run_id``, sorted, comma-separated: the run of a cluster as the marker names it.
+
+    The marker is on one node (the one serving ``{cache}``), the tenants' hashes on all of them, and any
+    primary that restarts (or a replica promoted in its place, a primary added) may have lost writes while
+    the marker stays: so the marker names the run of every primary, and a change of any one of them leaves
+    the cache not ready, and rebuilt. A FLUSHALL of the whole cluster (a cluster client's ``flushall``,
+    ``redis-cli --cluster call <node> FLUSHALL``) deletes the marker too. What is not noticed, as a key
+    deleted by hand on one server is not: a FLUSHALL sent to one primary alone that does not hold the
+    marker (docs/scoring.md, "Redis keys": delete the marker after such a flush).
+    """
+    await cluster.initialize()  # the nodes, once (a no-op once known)
+    infos = await asyncio.gather(*(cluster.info("server", target_nodes=node) for node in cluster.get_primaries()))
+    return ",".join(sorted(str(info["run_id"]) for info in infos))
+
+
+def _connection_settings(redis: AnyRedis) -> list[dict[str, Any]]:
+    """Where ``redis`` keeps the settings of the connections it makes. One server: its pool's. A cluster:
+    the client's (each node it finds later is made from them) and a copy in each node known now."""
+    if isinstance(redis, RedisCluster):
+        known = {**redis.nodes_manager.startup_nodes, **redis.nodes_manager.nodes_cache}
+        return [redis.connection_kwargs, *(node.connection_kwargs for node in known.values())]
+    return [redis.connection_pool.connection_kwargs]
+
+
+def _forget_run_on_every_connection(redis: AnyRedis, cache: ScoreCache) -> None:
     """Make ``cache`` forget the server run it read on each connection ``redis`` makes from now on,
-    before its first command: redis-py's ``redis_connect_func``, kept in the pool's connection settings
-    in place of its default handshake, installed once per pool for all its caches (held weakly)."""
-    settings = redis.connection_pool.connection_kwargs
-    hook = settings.get("redis_connect_func")
+    before its first command: redis-py's ``redis_connect_func``, kept in the connection settings in place
+    of its default handshake (on a cluster: of every node, so a restarted node is noticed as a restarted
+    server is), installed once per client for all its caches (held weakly)."""
+    every = _connection_settings(redis)
+    hook = every[0].get("redis_connect_func")
     caches = getattr(hook, "score_caches", None)
     if caches is None:
         handshake = hook
@@ -274,5 +322,7 @@ def _forget_run_on_every_connection(redis: Redis, cache: ScoreCache) -> None:
                 await handshake(connection)
 
         connected.score_caches = caches  # type: ignore[attr-defined]
-        settings["redis_connect_func"] = connected
+        hook = connected
+    for settings in every:
+        settings["redis_connect_func"] = hook
     caches.add(cache)

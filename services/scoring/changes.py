@@ -11,6 +11,14 @@ its next read or reconnection). An event applied before (a redelivery) publishes
 
 Redis pub/sub channels are global to the server, across its databases, so a channel's name starts
 with the service's key prefix (``REDIS_KEY_PREFIX``): two deployments on one Redis hear only their own.
+
+On a Redis Cluster (``REDIS_CLUSTER``) the same classic pub/sub works: a node passes each PUBLISH to
+every other node over the cluster bus, so a subscriber on any node hears a hint published on any
+other. A cluster client refuses PUBLISH in a pipeline (its commands are split by slot, and PUBLISH
+names no key), so there a batch of hints goes as one script with no keys (``_PUBLISH_ALL``: one round
+trip to one primary, as the pipeline is on one server). Sharded pub/sub (SPUBLISH, a channel's
+messages kept on its slot's nodes) would spare the bus the broadcast, at the cost of a subscription
+per node a tenant's channels land on: not worth it for small hints.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,13 @@ _CLOSE_TIMEOUT_SECONDS = 2.0
 QUEUE_SIZE = 1000
 # Most hints sent in one pipeline.
 PIPELINE_SIZE = 500
+
+# A batch of hints on a Redis Cluster: ARGV channel, message, channel, message... No KEYS: it runs on
+# any primary (PUBLISH touches no key; the cluster bus takes each message to every node).
+_PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return #ARGV / 2
+"""
 
 
 class ChangeKind(StrEnum):
@@ -47,9 +63,10 @@ class ChangeKind(StrEnum):
 class Changes:
     """Publish a tenant's changes, and subscribe to them."""
 
-    def __init__(self, redis: Redis, prefix: str, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, redis: Redis | RedisCluster, prefix: str, queue_size: int = QUEUE_SIZE) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._publish_all = redis.register_script(_PUBLISH_ALL) if isinstance(redis, RedisCluster) else None
         self._queue: asyncio.Queue[tuple[str, str, dict[str, Any]]] = asyncio.Queue(maxsize=queue_size)
         self._sender: asyncio.Task | None = None
         self.dropped = 0
@@ -88,10 +105,14 @@ class Changes:
             while not self._queue.empty() and len(waiting) < PIPELINE_SIZE:
                 waiting.append(self._queue.get_nowait())
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for _tenant_id, channel, change in waiting:
-                        pipe.publish(channel, json.dumps(change))
-                    await pipe.execute()
+                if self._publish_all is not None:  # a cluster (see the module's text)
+                    args = [part for _tenant_id, channel, change in waiting for part in (channel, json.dumps(change))]
+                    await self._publish_all(keys=[], args=args)
+                else:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for _tenant_id, channel, change in waiting:
+                            pipe.publish(channel, json.dumps(change))
+                        await pipe.execute()
             except Exception as exc:  # noqa: BLE001 - a hint lost must never stop the sender
                 log.warning("could not publish the %s change of tenant %s (and %d other hint(s) with it): %s: %s",
                             waiting[0][2]["kind"], waiting[0][0], len(waiting) - 1, type(exc).__name__, exc)
@@ -100,6 +121,9 @@ class Changes:
         """Subscribed once this returns: every change published from then on is in it. Close it."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
+            if isinstance(self.redis, RedisCluster):
+                # A cluster's pubsub picks its node from the slots the client knows: known once initialized.
+                await self.redis.initialize()
             await pubsub.subscribe(self.channel(tenant_id))
         except BaseException:
             await _close(pubsub)

@@ -1,4 +1,7 @@
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
+from redis.asyncio.connection import parse_url
 
 from shared.settings import CommonSettings, load_settings
 
@@ -10,6 +13,11 @@ class Settings(CommonSettings):
         "scoring:",
         min_length=1,
         description="Prefix of every Redis key this service writes (one namespace per deployment).",
+    )
+    redis_cluster: bool = Field(
+        False,
+        description="`REDIS_URL` names a node of a Redis Cluster (any one: the client finds the others and the "
+        "slots); database 0, no unix socket. Off: one Redis server (or a cluster-aware proxy).",
     )
     cache_check_seconds: float = Field(
         1.0, gt=0, description="How often the service checks that Redis still holds the score cache."
@@ -53,6 +61,17 @@ class Settings(CommonSettings):
         15.0, gt=0, description="How often an open `GET /changes` stream sends a keep-alive comment (so proxies "
         "keep an idle stream open).",
     )
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> Self:
+        # Refused at start-up with the setting's name rather than by the client at its first command.
+        if self.redis_cluster:
+            parsed = parse_url(self.redis_url)
+            if parsed.get("path"):
+                raise ValueError("REDIS_CLUSTER: a Redis Cluster is reached over TCP, not a unix socket (REDIS_URL)")
+            if int(parsed.get("db") or 0) != 0:
+                raise ValueError("REDIS_CLUSTER: a Redis Cluster has database 0 only; REDIS_URL names another")
+        return self
 
 
 def get_settings() -> Settings:

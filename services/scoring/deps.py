@@ -6,10 +6,9 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Header, Request
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.scoring.cache import CachedTenant, ScoreCache
+from services.scoring.cache import AnyRedis, CachedTenant, ScoreCache
 from services.scoring.config import Settings
 from services.scoring.keeper import ScoreKeeper
 from shared.auth import Permission, Principal, authorize
@@ -26,7 +25,7 @@ async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-async def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> AnyRedis:
     return request.app.state.redis
 
 
@@ -41,7 +40,7 @@ async def _reader(
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
-RedisDep = Annotated[Redis, Depends(_redis)]
+RedisDep = Annotated[AnyRedis, Depends(_redis)]
 # The caller, already allowed to read the tenant named in the path.
 ReaderDep = Annotated[Principal, Depends(_reader)]
 
