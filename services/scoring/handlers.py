@@ -1,5 +1,5 @@
 """Translates the scoring service's topics into the score and the read model: one handler per event type,
-but ``deliveries`` and ``alerts``, consumed in batches.
+but ``requirement-status``, ``alert-response-times``, ``deliveries`` and ``alerts``, consumed in batches.
 
 ``requirement-status`` makes the score (``keeper.py``); ``alert-response-times``, ``deliveries``,
 ``customer-mfa``, ``alert-sync`` and ``alert-triage`` feed the read API's read model (``read_model.py``), and
@@ -9,9 +9,9 @@ handler takes is poison: it goes to the dead-letter topic and the consumer moves
 record alone, the rest of the batch applied); a tombstone (a key another service deleted, #18) is
 skipped (``shared.kafka.DeadLetterMiddleware``, or the batch's parse).
 
-``deliveries`` and ``alerts`` (#15: the bulk of the read model's events, a few per alert) come in batches
-of up to ``READ_MODEL_BATCH_SIZE``: one transaction per batch (``read_model.apply_deliveries``,
-``apply_alert_events``), its offsets committed after that commit, so a process killed mid-batch leaves
+Those four (#15: the bulk of the events, a few per alert) come in batches of up to
+``READ_MODEL_BATCH_SIZE``: one transaction per batch (``keeper.apply_batch``, ``read_model.apply_deliveries``,
+``apply_alert_events``...), its offsets committed after that commit, so a process killed mid-batch leaves
 nothing of it and the batch comes again (the dedupe ledger drops what a previous commit applied).
 """
 
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_CONSUMER = "scoring"
 
 DELIVERY_EVENT_TYPES = {"delivery-changed": DeliveryChanged}
+STATUS_EVENT_TYPES = {"requirement-status-observed": RequirementStatusObserved}
 ALERT_EVENT_TYPES = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 RESPONSE_TIME_EVENT_TYPES = {"alert-response-time-changed": AlertResponseTimeChanged}
 
@@ -113,6 +114,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     statuses = subscriber(
         Topic.requirement_status,
         "Requirement status observations: the newest per tenant and requirement makes the score.",
+        **in_batches,
     )
     response_times = subscriber(
         Topic.alert_response_times, "Each alert's clock and first response: GET /alerts and /response-time.",
@@ -131,14 +133,13 @@ def build_router(settings: Settings) -> KafkaRouter:
         "dropped."
     )
 
-    @statuses(filter=event_type_is("requirement-status-observed"))
-    async def on_requirement_status_observed(
-        event: RequirementStatusObserved, keeper: ScoreKeeper = Context("keeper")
-    ) -> None:
-        applied = await keeper.apply(event)
-        if not applied.claimed:
-            count_duplicates()
-            log.debug("event %s already applied", event.event_id)
+    @statuses
+    async def on_requirement_statuses(records: list[Any], keeper: ScoreKeeper = Context("keeper"),
+                                      broker: KafkaBroker = Context("broker")) -> None:
+        events = await batch_events(records, STATUS_EVENT_TYPES, broker=broker, dead_letter_topic=dead_letter_topic,
+                                    consumer=DEAD_LETTER_CONSUMER, others_are_poison=True)
+        outcomes = await keeper.apply_batch(events)
+        count_duplicates(sum(1 for applied in outcomes if not applied.claimed))
 
     @response_times
     async def on_alert_response_times_changed(records: list[Any], pool=Context("pool"),
@@ -210,10 +211,9 @@ def build_router(settings: Settings) -> KafkaRouter:
         log.info("tenant %s offboarded: %s deleted", event.tenant_id,
                  ", ".join(f"{count} {table}" for table, count in done.rows.items() if count) or "nothing")
 
-    # Not ``alert-response-times``, ``deliveries`` nor ``alerts``: their batch handler takes every record,
-    # and refuses another event type itself (others_are_poison).
-    for topic, records in ((Topic.requirement_status, statuses),
-                           (Topic.customer_mfa, customers), (Topic.alert_sync, syncs),
+    # Not ``requirement-status``, ``alert-response-times``, ``deliveries`` nor ``alerts``: their batch
+    # handler takes every record, and refuses another event type itself (others_are_poison).
+    for topic, records in ((Topic.customer_mfa, customers), (Topic.alert_sync, syncs),
                            (Topic.alert_triage, triage), (Topic.tenants, tenants)):
         refuse_other_event_types(topic, records)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -69,6 +69,26 @@ class ScoreKeeper:
         if applied.claimed and (applied.superseded or applied.score_changed):
             await self._tell(event.tenant_id)
         return applied
+
+    async def apply_batch(self, events: Sequence[RequirementStatusObserved]) -> list[store.Applied]:
+        """:meth:`apply` of a batch: one transaction (``store.apply_observations``), then each of its
+        tenants merged into Redis, all read in one go; each outcome in the events' order."""
+        if not events:
+            return []
+        for event in events:
+            if self.catalogue.get(event.requirement_type) is None:
+                log.info("status of %s for tenant %s kept, but the catalogue does not list that requirement",
+                         event.requirement_type, event.tenant_id)
+        outcomes = await store.apply_observations(self.pool, self.catalogue, events, self.clock())
+        tenants = sorted({event.tenant_id for event in events})
+        # Also on a redelivery: the previous attempt may have stopped after its commit.
+        await self._merge(await store.snapshots(self.pool, tenants))
+        SCORE_CHANGES.inc(sum(1 for applied in outcomes if applied.claimed and applied.score_changed))
+        told = {event.tenant_id for event, applied in zip(events, outcomes, strict=True)
+                if applied.claimed and (applied.superseded or applied.score_changed)}
+        for tenant_id in sorted(told):
+            await self._tell(tenant_id)
+        return outcomes
 
     async def _tell(self, tenant_id: str) -> None:
         """The tenant's streams: its score or a requirement's status changed (committed and in Redis)."""
