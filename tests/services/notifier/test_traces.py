@@ -14,8 +14,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.notifier import store
@@ -32,18 +31,6 @@ from tests.services.notifier.helpers import alert_created, deliveries
 
 HOUR = 3600.0
 TENANT = "t-traced"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on, exported in memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = tracing.use_provider(provider)
-    yield exporter
-    tracing.use_provider(previous)
-    provider.shutdown()
 
 
 @pytest.fixture
