@@ -17,8 +17,10 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -315,13 +317,13 @@ async def await_warm_up_mail(run: FaultRun, warm_ups: dict[str, str], within: fl
         await asyncio.sleep(0.5)
 
 
-async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) -> FaultRun:
-    """Setup, the load with the faults in turn, the end of the load. Returns ``run`` filled in."""
-    api = WriteApi(http, run.services["ingest"].url, run.stats)
+async def set_up_senders(run: Any, api: Any, profiles: Sequence[Profile], run_id: str) -> list[TenantSender]:
+    """One sender per tenant of ``run`` (the fault matrix's or the scale-out's), with ``profiles[i]``: each
+    tenant's user key, contact and channels set up, the channels at the notifier, and a warm-up alert
+    e-mailed, so the load starts on a system that delivers."""
     rng = random.Random(run_id)
     senders = []
-    for tenant in run.tenants:
-        profile = PROFILES[len(senders) % len(PROFILES)]
+    for tenant, profile in zip(run.tenants, profiles, strict=True):
         tenant.user_key = await create_key(run.postgres.database_url, tenant.tenant_id,
                                            Role.security_administrator, tenant.user)
         senders.append(TenantSender(api, tenant, profile, random.Random(rng.random()),
@@ -331,6 +333,14 @@ async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) 
     warm_ups = dict(zip([t.tenant_id for t in run.tenants],
                         await asyncio.gather(*(s.post_one_alert("warm-up") for s in senders)), strict=True))
     await await_warm_up_mail(run, warm_ups)
+    return senders
+
+
+async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) -> FaultRun:
+    """Setup, the load with the faults in turn, the end of the load. Returns ``run`` filled in."""
+    api = WriteApi(http, run.services["ingest"].url, run.stats)
+    profiles = [PROFILES[n % len(PROFILES)] for n in range(len(run.tenants))]
+    senders = await set_up_senders(run, api, profiles, run_id)
     run.note("set up; load starts")
 
     stop = asyncio.Event()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -40,10 +39,9 @@ import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.auth import Role, create_key
 from shared.kafka import ensure_topics
 from tests.faults.expected import ExpectedTenant
-from tests.faults.load import LoadStats, TenantSender, WriteApi
+from tests.faults.load import LoadStats, WriteApi
 from tests.faults.observe import (
     GroupMember,
     advisory_lock_ports,
@@ -58,9 +56,8 @@ from tests.faults.scenario import (
     DRAIN_SECONDS,
     PROFILES,
     SERVICES,
-    await_channels_at_the_notifier,
-    await_warm_up_mail,
     service_env,
+    set_up_senders,
     writes_in_flight,
 )
 from tests.faults.test_fault_matrix import (
@@ -232,18 +229,7 @@ async def await_survivors_leading(run: ScaleRun, within: float = 30.0) -> None:
 
 async def run_scale_out(run: ScaleRun, http: httpx.AsyncClient, run_id: str) -> None:
     api = BalancedWriteApi(http, list(run.instances["ingest"].values()), run.stats)
-    rng = random.Random(run_id)
-    senders = []
-    for tenant, profile in zip(run.tenants, SCALE_PROFILES, strict=True):
-        tenant.user_key = await create_key(run.postgres.database_url, tenant.tenant_id,
-                                           Role.security_administrator, tenant.user)
-        senders.append(TenantSender(api, tenant, profile, random.Random(rng.random()),
-                                    f"http://127.0.0.1:{run.receiver.port}"))
-    await asyncio.gather(*(s.setup() for s in senders))
-    await await_channels_at_the_notifier(run)
-    warm_ups = dict(zip([t.tenant_id for t in run.tenants],
-                        await asyncio.gather(*(s.post_one_alert("warm-up") for s in senders)), strict=True))
-    await await_warm_up_mail(run, warm_ups)
+    senders = await set_up_senders(run, api, SCALE_PROFILES, run_id)
     joined, seen = await await_groups(run, consumers_per_topic=2, within=GROUP_BOUND_SECONDS)
     late = [s for s, after in joined.items() if after is None]
     assert not late, f"both instances not in the groups of {late}: {seen}"
