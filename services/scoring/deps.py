@@ -88,3 +88,11 @@ async def _cached_tenant(request: Request, tenant_id: TenantIdPath) -> CachedTen
 
 # The path's tenant as the Redis cache holds it (declared after ReaderDep: read once the caller may).
 CachedTenantDep = Annotated[CachedTenant, Depends(_cached_tenant)]
+
+
+async def read_tenant_for_reader(request: Request, tenant_id: str) -> CachedTenant:
+    """What ``ReaderDep`` and ``CachedTenantDep`` give, in one call: for a route taking no dependency."""
+    caller = await authenticated_caller(request, request.headers.get("authorization"))
+    authorize(caller, Permission.read, tenant_id)
+    state = request.app.state
+    return await read_tenant(tenant_id, state.cache, state.keeper, state.settings.retry_after_seconds)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from services.scoring import domain, store
-from services.scoring.deps import CachedTenantDep, CatalogueDep, PoolDep, ReaderDep
+from services.scoring.deps import CachedTenantDep, CatalogueDep, PoolDep, ReaderDep, read_tenant_for_reader
 from services.scoring.insights import insight_summary
 from shared.catalogue import Kind, State
 from shared.events import ComplianceStatus
+from shared.http import TenantIdPath
+from shared.http_guards import authenticates
 from shared.wire import OptionalUtcDateTime, UtcDateTime, WireModel, utcnow
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["security score"])
@@ -91,14 +93,19 @@ class ScoreHistory(WireModel):
     response_model=SecurityScore,
     responses=_UNAVAILABLE,
 )
-async def get_security_score(caller: ReaderDep, found: CachedTenantDep, catalogue: CatalogueDep) -> SecurityScore:
-    summary = domain.summarise(catalogue, found.statuses, utcnow())
-    return SecurityScore(
+@authenticates
+async def get_security_score(request: Request, tenant_id: TenantIdPath) -> Response:
+    # The busiest route takes no dependency but its path (each dependency costs on every read) and answers
+    # its JSON bytes itself (#15); ``response_model`` documents them.
+    found = await read_tenant_for_reader(request, tenant_id)
+    summary = domain.summarise(request.app.state.catalogue, found.statuses, utcnow())
+    score = SecurityScore(
         current_score=summary.current_score,
         projected_score=summary.projected_score,
         last_refresh_date_time=found.refreshed_at,
         updated_date_time=found.score_updated_at,
     )
+    return Response(score.model_dump_json(), media_type="application/json")
 
 
 def _requirement(view: domain.RequirementView) -> SecurityRequirement:
