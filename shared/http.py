@@ -12,6 +12,7 @@ operation's error answers in its OpenAPI document (``shared.http_openapi``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -19,7 +20,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
@@ -28,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from shared import tracing
-from shared.http_guards import RequestGuard, refuse_nul_parameters
+from shared.http_guards import RequestGuard
 from shared.http_openapi import document_errors
 from shared.logs import HttpLogContextMiddleware
 from shared.metrics import install_metrics
@@ -186,8 +187,7 @@ def create_app(*, title: str, version: str, description: str, health: Health,
     ``app.state.settings.max_body_bytes`` (if the service has that setting) at request time, as
     the lifespan sets them.
     """
-    app = FastAPI(title=title, version=version, description=description, lifespan=lifespan,
-                  dependencies=[Depends(refuse_nul_parameters)])
+    app = FastAPI(title=title, version=version, description=description, lifespan=_frozen_after(lifespan))
     app.add_middleware(RequestGuard)
     # Added after the guard, so outside it: a request the guard refuses (401, 413) is counted too.
     install_metrics(app, health.service)
@@ -206,6 +206,22 @@ def create_app(*, title: str, version: str, description: str, health: Health,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _frozen_after(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+                  ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """``lifespan``, then what it and the imports made moved out of the garbage collector's sight
+    (``gc.freeze``): long-lived (modules, models, pools, the catalogue), they were scanned again at each
+    full collection, which a busy service runs every few seconds (#15)."""
+
+    @asynccontextmanager
+    async def frozen(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            gc.collect()
+            gc.freeze()
+            yield
+
+    return frozen
 
 
 @asynccontextmanager

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.routing import iter_route_contexts
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import DEPENDENCY_ERRORS, Problem, dependency_unavailable, response_for
@@ -74,15 +74,48 @@ async def authenticated_caller(request: Request, authorization: str | None, keys
     return caller
 
 
-async def refuse_nul_parameters(request: Request) -> None:
-    """422 naming the first path or query parameter (name or value) holding NUL."""
-    for location, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
-        for name, value in items:
-            if "\x00" in name or (isinstance(value, str) and "\x00" in value):
-                field = f"{location}.{name}"
-                message = "must not contain NUL (U+0000)"
-                raise Problem(422, "Invalid request", f"{field}: {message}",
-                              errors=[{"field": field, "message": message}])
+_NUL_MESSAGE = "must not contain NUL (U+0000)"
+_ROUTE_PATTERNS_STATE = "route_patterns"
+
+
+def _route_patterns(app: Any) -> list[tuple[frozenset[str], Any]]:
+    patterns = getattr(app.state, _ROUTE_PATTERNS_STATE, None)
+    if patterns is None:
+        # Once per app: every route as included (with its router's prefix), in the order routing tries them.
+        patterns = [(frozenset(route.methods or ()), route.path_regex) for route in iter_route_contexts(app.routes)
+                    if getattr(route, "path_regex", None) is not None]
+        setattr(app.state, _ROUTE_PATTERNS_STATE, patterns)
+    return patterns
+
+
+def nul_parameter(scope: Scope) -> str | None:
+    """The first path or query parameter (``path.<name>`` or ``query.<name>``) of the route that takes the
+    request holding NUL in its name or value; None if none does, or no route takes it (routing then
+    answers 404 or 405). Cheap when there is no NUL anywhere: two substring checks."""
+    path: str = scope["path"]
+    query: bytes = scope.get("query_string") or b""
+    if "\x00" not in path and b"%00" not in query:
+        return None
+    method = scope["method"]
+    for methods, regex in _route_patterns(scope["app"]):
+        if methods and method not in methods:
+            continue
+        if (match := regex.match(path)) is None:
+            continue
+        for name, value in match.groupdict().items():
+            if "\x00" in name or "\x00" in value:
+                return f"path.{name}"
+        for name, value in QueryParams(query).multi_items():
+            if "\x00" in name or "\x00" in value:
+                return f"query.{name}"
+        return None
+    return None
+
+
+def _nul_problem(field: str) -> Problem:
+    """422 naming the parameter: PostgreSQL can neither store nor compare NUL."""
+    return Problem(422, "Invalid request", f"{field}: {_NUL_MESSAGE}",
+                   errors=[{"field": field, "message": _NUL_MESSAGE}])
 
 
 def _too_large(limit: int) -> Problem:
@@ -209,7 +242,9 @@ class RequestGuard:
         # runs (a one-click link's route knows it by the signed token in its path).
         authenticate = (keys is not None and (has_body or path.startswith(API_PREFIX)) and not signed
                         and not _route_marked(scope["app"], scope["method"], path, _TAKES_NO_KEY))
-        if not has_body and not authenticate:
+        # (Checked here rather than as every route's dependency: a dependency costs on every request.)
+        nul_field = nul_parameter(scope)
+        if not has_body and not authenticate and nul_field is None:
             await self.app(scope, receive, send)
             return
         limit = getattr(getattr(state, "settings", None), "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
@@ -221,6 +256,8 @@ class RequestGuard:
                 principal = await keys.authenticate(headers.get("authorization"))
                 check_scope(principal, path, scope["method"])
                 scope.setdefault("state", {})[CALLER_STATE] = principal
+            if nul_field is not None:
+                raise _nul_problem(nul_field)
             if has_body:
                 body = await _read_within(receive, limit)
                 if body is None:

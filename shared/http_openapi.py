@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from shared.http_guards import is_authenticating, refuse_nul_parameters
+from shared.http_guards import is_authenticating
 from shared.problems import PROBLEM_JSON
 
 TENANT_PARAMETER = "tenant_id"
@@ -115,7 +115,7 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
 def errors_of(route: RouteContext, operation: dict[str, Any]) -> set[int]:
     """The error statuses ``route`` can answer with, from what it has."""
     dependants = list(_dependants(route.dependant))
-    own_dependencies = [d for d in dependants[1:] if d.call is not refuse_nul_parameters]
+    own_dependencies = dependants[1:]
     path_params = [p.name for d in dependants for p in d.path_params]
     query_params = [p.name for d in dependants for p in d.query_params]
     errors: set[int] = set()
