@@ -289,6 +289,11 @@ class AlertsBatch:
     # The changes of grouped alerts and their digests, published together once the batch is applied
     # (in their order: a key's changes keep theirs).
     grouped_changes: list[asyncpg.Record] = field(default_factory=list)
+    # The rows the batch's new alerts add, written together (:func:`_write_pending`): one statement each
+    # for the batch, not one per alert (#15). Written before an update of the batch (it may cancel them)
+    # and before the digests are appended to.
+    grouped_rows: list[tuple] = field(default_factory=list)  # alert deliveries logged 'grouped'
+    timers: list[tuple] = field(default_factory=list)  # each new alert's reminder and escalation timers
 
     def groups(self) -> bool:
         return self.storm is not None and self.storm.threshold > 0
@@ -323,7 +328,9 @@ async def apply_alert_events(
                 await _apply_alert_created(conn, event, batch)
                 created += 1
             else:
+                await _write_pending(conn, batch)
                 cancelled += await _apply_alert_updated(conn, event) or 0
+        await _write_pending(conn, batch)
         await _append_to_digests(conn, batch)
         await _publish_changes(conn, batch.grouped_changes)
     return created, cancelled
@@ -340,6 +347,7 @@ async def record_alert_created(
             return False
         batch = AlertsBatch(reminder_after, escalation_after, storm)
         await _apply_alert_created(conn, event, batch)
+        await _write_pending(conn, batch)
         await _append_to_digests(conn, batch)
         await _publish_changes(conn, batch.grouped_changes)
         return True
@@ -376,15 +384,41 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
             batch.chains[tenant_id] = await escalation_chain(conn, tenant_id)
         chain = batch.chains[tenant_id]
     due = domain.timers_for_new_alert(event, batch.reminder_after, batch.escalation_after, utcnow(), chain)
-    if due:
-        # Each keeps the alert's trace for the reminder or escalation it fires (fire_due_timers).
-        await conn.executemany(
+    # Each keeps the alert's trace for the reminder or escalation it fires (fire_due_timers).
+    batch.timers.extend((tenant_id, alert.id, timer.kind.value, timer.step, at, payload, traceparent)
+                        for timer, at in due.items())
+
+
+async def _write_pending(conn: asyncpg.Connection, batch: AlertsBatch) -> None:
+    """Write the rows the batch's new alerts added so far (``batch.grouped_rows``, ``batch.timers``): a
+    statement each. The grouped rows' changes join ``batch.grouped_changes``, in the alerts' order."""
+    if batch.grouped_rows:
+        rows, batch.grouped_rows = batch.grouped_rows, []
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        logged = await conn.fetch(
+            f"""INSERT INTO notification_deliveries
+                   (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, digest_id,
+                    traceparent)
+                SELECT delivery_id, tenant_id, subject_id, subject_id, channel, 'alert', payload::jsonb, 'grouped',
+                       digest_id, traceparent
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[])
+                     WITH ORDINALITY AS r(delivery_id, tenant_id, subject_id, channel, payload, digest_id, traceparent,
+                                          position)
+                ORDER BY position
+                ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
+                RETURNING {DELIVERY_CHANGE}""",
+            *columns)
+        order = {delivery_id: position for position, delivery_id in enumerate(columns[0])}
+        batch.grouped_changes.extend(sorted(logged, key=lambda row: order[row["delivery_id"]]))
+    if batch.timers:
+        timers, batch.timers = batch.timers, []
+        await conn.execute(
             """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload, traceparent)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+               SELECT tenant_id, alert_id, kind, step, due_at, payload::jsonb, traceparent
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[])
+                    AS t(tenant_id, alert_id, kind, step, due_at, payload, traceparent)
                ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
-            [(tenant_id, alert.id, timer.kind.value, timer.step, at, payload, traceparent)
-             for timer, at in due.items()],
-        )
+            *(list(column) for column in zip(*timers, strict=True)))
 
 
 async def _lock_tenant_storm(conn: asyncpg.Connection, tenant_id: str, batch: AlertsBatch) -> None:
@@ -460,17 +494,12 @@ async def _group_into_digests(
             batch.open_digests[tenant_id, channel] = (digest_id, alerts)
         else:
             batch.open_digests.pop((tenant_id, channel), None)  # full: due now, the next alert opens one
-        logged = await conn.fetch(
-            f"""INSERT INTO notification_deliveries
-                   (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, state, digest_id,
-                    traceparent)
-                VALUES ($1, $2, $3, $3, $4, 'alert', $5::jsonb, 'grouped', $6, $7)
-                ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
-                RETURNING {DELIVERY_CHANGE}""",
-            domain.delivery_id(tenant_id, alert_id, channel, Kind.alert), tenant_id, alert_id, channel, payload,
-            digest_id, traceparent)
-        batch.grouped_changes.extend(logged)
-        recent[tenant_id, channel] += len(logged)
+        # Logged 'grouped' with the batch's others (_write_pending), and counted now: a row of the same key
+        # already there (this alert given to the channel before) would not be added, but is already counted
+        # in the window then.
+        batch.grouped_rows.append((domain.delivery_id(tenant_id, alert_id, channel, Kind.alert), tenant_id,
+                                   alert_id, channel, payload, digest_id, traceparent))
+        recent[tenant_id, channel] += 1
         grouped.add(channel)
     return grouped
 
