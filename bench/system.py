@@ -61,8 +61,10 @@ def say(text: str) -> None:
 
 
 def _alert(alert_id: str) -> dict:
+    # Detected when sent, as a live feed's alerts are (see bench/tools/post_alert.lua).
     return {"id": alert_id, "displayName": "Unusual sign-in", "severity": "high", "status": "active",
-            "detectedDateTime": "2026-11-27T08:00:00+01:00", "isTest": "false", "customerTenantId": "c1",
+            "detectedDateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "isTest": "false",
+            "customerTenantId": "c1",
             "affectedResources": [{"resourceId": "vm-1", "resourceType": "virtualMachine"}]}
 
 

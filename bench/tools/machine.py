@@ -82,6 +82,10 @@ within a run, not absolute figures across runs.
 
 - The four services run as processes, as `make run` starts them (`ENVIRONMENT=development`), on a
   database, Kafka topics and Redis keys of the bench run alone (removed at the end).
+- Every alert posted is new and detected when it is sent, as a live feed's are, of a tenant with no
+  security contact or channel. (Before 2026-12-02 the bench's alerts were detected on 2026-11-27, days
+  before they were sent: each one's reminder and escalation fell due the moment it arrived, which was
+  most of the notifier's work per alert.)
 - Closed loop: wrk (Debian's), 32 connections, 2 threads; a Lua script posts a new alert per request
   with the operator key. A non-2xx answer is an error, not counted as served.
 - Baselines: bare FastAPI endpoints on the same uvicorn stack: the POST parses the alert as the write

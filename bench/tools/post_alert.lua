@@ -9,8 +9,10 @@ end
 
 local path, headers, tag
 local counter = 0
+-- Detected when sent, as a live feed's alerts are (an alert detected days before would have its reminder
+-- and escalation fall due the moment it arrives).
 local body_format = '{"id":"%s-%d","displayName":"Unusual sign-in","severity":"high","status":"active",'
-  .. '"detectedDateTime":"2026-11-27T08:00:00+01:00","isTest":"false","customerTenantId":"c1",'
+  .. '"detectedDateTime":"%s","isTest":"false","customerTenantId":"c1",'
   .. '"affectedResources":[{"resourceId":"vm-1","resourceType":"virtualMachine"}]}'
 
 function init(args)
@@ -21,7 +23,7 @@ end
 
 function request()
   counter = counter + 1
-  return wrk.format("POST", path, headers, string.format(body_format, tag, counter))
+  return wrk.format("POST", path, headers, string.format(body_format, tag, counter, os.date("!%Y-%m-%dT%H:%M:%SZ")))
 end
 
 function done(summary, latency, requests)

@@ -26,9 +26,14 @@ import asyncpg
 from bench.tools.rawhttp import Connection, HTTPError, Pool
 
 FALLBACK_SECONDS = 0.1
+# Detected when sent, as a live feed's alerts are (see post_alert.lua).
 ALERT = ('{{"id":"{id}","displayName":"Unusual sign-in","severity":"high","status":"active",'
-         '"detectedDateTime":"2026-11-27T08:00:00+01:00","isTest":"false","customerTenantId":"c1",'
+         '"detectedDateTime":"{detected}","isTest":"false","customerTenantId":"c1",'
          '"affectedResources":[{{"resourceId":"vm-1","resourceType":"virtualMachine"}}]}}')
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # Requests in flight at once (kept-alive connections per API): a sender waiting for a free one shows as
@@ -82,7 +87,7 @@ class Visibility:
         started = time.perf_counter()
         try:
             status, _ = await self._write.request("POST", f"/v1/tenants/{self.tenant}/alerts", self._post_headers,
-                                                  ALERT.format(id=alert_id).encode())
+                                                  ALERT.format(id=alert_id, detected=_now()).encode())
         except HTTPError:
             self.post_errors += 1
             return
