@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from shared import offboarding
+from shared.events import Event
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +122,45 @@ async def test_a_batch_of_many_tenants_takes_each_ones_lock_in_one_statement(con
     await applying.commit()
     await asyncio.wait_for(locking, 10)
     await offboarding_c.commit()
+
+
+async def test_claiming_a_batch_locks_its_tenants_with_the_claim_and_then_sees_an_offboarding(connect, tenant_id):
+    """claim_events: the ids claimed and the tenants locked in one statement, the look at the offboarded
+    tenants in the next (two round trips): it waits for an offboarding in progress and drops its tenant's
+    events once that commits; its locks hold off the offboarding of another tenant of the batch until it
+    commits; a batch claimed again adds nothing, in one statement."""
+    tenants = [f"{tenant_id}-a", f"{tenant_id}-b", f"{tenant_id}-c"]
+    offboarder, applier = await connect(), await connect()
+    await applier.execute("CREATE TABLE processed_events (consumer text NOT NULL, event_id uuid NOT NULL, "
+                          "PRIMARY KEY (consumer, event_id))")
+    events = [Event(event_type="test", tenant_id=tenant) for tenant in tenants for _ in range(2)]
+    statements: list[str] = []
+    applier.add_query_logger(lambda record: statements.append(record.query))
+    offboarding_b = offboarder.transaction()
+    await offboarding_b.start()
+    await offboarding.lock_for_offboarding(offboarder, tenants[1])
+    await offboarding.record_offboarded(offboarder, tenants[1], datetime.now(UTC))
+    applying = applier.transaction()
+    await applying.start()
+    claiming = asyncio.create_task(offboarding.claim_events(applier, "test-consumer", events))
+    await asyncio.sleep(0.5)
+    assert not claiming.done(), "the batch must wait for the offboarding of one of its tenants"
+    await offboarding_b.commit()
+    kept = await asyncio.wait_for(claiming, 10)
+    assert kept == [e for e in events if e.tenant_id != tenants[1]]
+    ours = [s for s in statements if "processed_events" in s or "offboarded_tenants" in s or "advisory" in s]
+    assert len(ours) == 2 and "pg_advisory_xact_lock_shared" in ours[0], ours
+
+    offboarding_c = offboarder.transaction()
+    await offboarding_c.start()
+    locking = asyncio.create_task(offboarding.lock_for_offboarding(offboarder, tenants[2]))
+    await asyncio.sleep(0.5)
+    assert not locking.done(), "the batch's lock on each tenant holds off its offboarding"
+    await applying.commit()
+    await asyncio.wait_for(locking, 10)
+    await offboarding_c.commit()
+
+    statements.clear()
+    async with applier.transaction():
+        assert await offboarding.claim_events(applier, "test-consumer", events) == []
+    assert len([s for s in statements if "processed_events" in s or "offboarded_tenants" in s]) == 1, statements
