@@ -24,13 +24,14 @@ through, then at most one per interval, and says how many it held back.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
+import secrets
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
@@ -414,6 +415,23 @@ REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_HEADER = REQUEST_ID_HEADER.encode()
 _TENANT_PATH = re.compile(r"^(?:/v\d+)?/tenants/(?P<tenant>[^/]+)(?:/alerts/(?P<alert>[^/]+))?")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A new request id: 32 hex digits as a UUID's, unique without asking the OS for randomness per request
+# (uuid4 was ~2% of a score read, #15): this process's random half, then its count of requests.
+_PROCESS_ID = secrets.token_hex(8)
+_REQUEST_COUNT = itertools.count()
+
+
+def _new_process_id() -> None:
+    global _PROCESS_ID
+    _PROCESS_ID = secrets.token_hex(8)
+
+
+os.register_at_fork(after_in_child=_new_process_id)  # a forked worker counts under an id of its own
+
+
+def new_request_id() -> str:
+    return f"{_PROCESS_ID}{next(_REQUEST_COUNT):016x}"
+
 
 
 def request_log_fields(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -421,7 +439,7 @@ def request_log_fields(scope: Mapping[str, Any]) -> dict[str, str]:
     new one; the tenant (and alert) of a ``/v1/tenants/{tenant_id}[/alerts/{alert_id}]/...`` path."""
     given = next((_text(value) for key, value in scope.get("headers") or () if key.lower() == _REQUEST_ID_HEADER),
                  "")
-    fields = {"request_id": given if _REQUEST_ID.match(given) else uuid.uuid4().hex}
+    fields = {"request_id": given if _REQUEST_ID.match(given) else new_request_id()}
     if match := _TENANT_PATH.match(scope.get("path") or ""):
         tenant_id, alert_id = match.group("tenant"), match.group("alert")
         # Only a valid tenant id: an invalid one is refused with a 4xx and must not forge log fields.

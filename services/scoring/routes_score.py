@@ -99,8 +99,10 @@ async def get_security_score(request: Request, tenant_id: TenantIdPath) -> Respo
     # its JSON bytes itself (#15); ``response_model`` documents them.
     found = await read_tenant_for_reader(request, tenant_id)
     summary = domain.summarise(request.app.state.catalogue, found.statuses, utcnow())
-    score = SecurityScore(
+    # Built from values already checked (the cache's, the domain's): not validated again.
+    score = SecurityScore.model_construct(
         current_score=summary.current_score,
+        max_score=100,
         projected_score=summary.projected_score,
         last_refresh_date_time=found.refreshed_at,
         updated_date_time=found.score_updated_at,
