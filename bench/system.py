@@ -311,8 +311,12 @@ def report_table(figures: dict) -> str:
     phases = (("lists of 100", pipeline), ("single posts", post))
     bounds = [f"{name} not drained: a lower bound" for name, phase in phases if not phase["drain"].drained]
     bound_note = f" (**{'; '.join(bounds)}**)" if bounds else ""
+    # "In all": read as in every process (the table gives one figure per process), and shown
+    # together as well.
+    drained = pipeline["drain"].drained
     rows.append(f"| CPU per 1,000 alerts (lists of 100 / single posts) | {'; '.join(cells)}{bound_note} | | | ≤ 1 s in "
-                f"all, lists of 100 | {_met(total_lists <= 1 and pipeline['drain'].drained)} |")
+                f"all, lists of 100 | each process: {_met(max(lists.values()) <= 1 and drained)}; all together: "
+                f"{_met(total_lists <= 1 and drained)} |")
     memory = figures["memory"]
     cells = [f"{name} {m.rss_mb:.0f} MB (peak {m.peak_rss_mb:.0f})" for name, m in memory.items()]
     rows.append(f"| RSS per service (at the end; peak) | {'; '.join(cells)} | | | ≤ 150 MB | "
