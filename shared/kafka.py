@@ -75,15 +75,20 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
 CONSUMER_HEARTBEAT_INTERVAL_MS = 500
 
 
-def subscriber_options(settings: CommonSettings) -> dict[str, Any]:
+def subscriber_options(settings: CommonSettings, *, background: bool = False) -> dict[str, Any]:
     """What every subscriber of a service shares: its group, reading from the earliest offset, a
-    commit only after the handler succeeded, never an aborted transaction, and a short heartbeat."""
+    commit only after the handler succeeded, never an aborted transaction, a short heartbeat, and
+    fetches that let records gather for a moment (``KAFKA_FETCH_MAX_WAIT_MS``; a ``background``
+    subscriber, one nobody waits on, ``KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS``)."""
+    wait_ms = settings.kafka_background_fetch_max_wait_ms if background else settings.kafka_fetch_max_wait_ms
     return {
         "group_id": settings.consumer_group,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "isolation_level": "read_committed",
         "heartbeat_interval_ms": CONSUMER_HEARTBEAT_INTERVAL_MS,
+        "fetch_max_wait_ms": wait_ms,
+        "fetch_min_bytes": settings.kafka_fetch_min_bytes,
     }
 
 

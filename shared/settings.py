@@ -140,6 +140,26 @@ class CommonSettings(ApiKeySettings):
         description="`min.insync.replicas` of each topic created (at most KAFKA_REPLICATION_FACTOR). Unset: the "
         "broker's default.",
     )
+    # Consumers' fetches (#15). A fetch the broker answers as soon as one record is there makes a busy
+    # pipeline a fetch, a batch and a transaction per record or two on every consumer, which then takes
+    # all the CPU there is and slows what people wait for. So a fetch waits a moment for records to gather:
+    # briefly where someone waits for the result (the response-time path to the read API), longer for
+    # the rest (notifications, delivery logs, timelines), which gives the CPU to the first.
+    kafka_fetch_max_wait_ms: int = Field(
+        25, ge=1, le=1000,
+        description="How long the broker may hold a fetch of the consumers someone waits for (alerts into "
+        "response time; response times, requirement statuses and triage into the read API) while records "
+        "gather, unless KAFKA_FETCH_MIN_BYTES have.",
+    )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        500, ge=1, le=5000,
+        description="The same for the other consumers (the notifier's, the write API's, the read API's "
+        "timelines, delivery logs, customers' MFA and sync states).",
+    )
+    kafka_fetch_min_bytes: int = Field(
+        65536, ge=1, le=52_428_800,
+        description="Bytes of records that end a fetch's wait at once (a burst is not held back).",
+    )
     # Traces (#16, shared/tracing.py): the standard OpenTelemetry variables.
     otel_exporter_otlp_endpoint: str | None = Field(
         None,

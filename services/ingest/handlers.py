@@ -29,7 +29,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     # parsed alone, a poison one (an event type nobody here handles, a malformed event) dead-lettered alone.
     @router.subscriber(
         topic_name(settings, Topic.deliveries),
-        **subscriber_options(settings),
+        **subscriber_options(settings, background=True),
         batch=True,
         max_records=settings.deliveries_batch_size,
         decoder=raw_records,

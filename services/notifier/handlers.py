@@ -61,7 +61,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     def subscriber(topic: Topic, description: str) -> Any:
         return router.subscriber(
             topic_name(settings, topic),
-            **subscriber_options(settings),
+            **subscriber_options(settings, background=True),
             title=f"notifier/{topic.value}",
             description=description,
         )
@@ -70,7 +70,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     # after it commits; each record parsed here by its eventType, a poison one dead-lettered alone.
     alerts = router.subscriber(
         topic_name(settings, Topic.alerts),
-        **subscriber_options(settings),
+        **subscriber_options(settings, background=True),
         batch=True,
         max_records=settings.notifier_batch_size,
         decoder=raw_records,

@@ -88,10 +88,14 @@ async def told_batch(changes: Changes, hints: Iterable[tuple[str, ChangeKind, st
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
 
+    # Someone waits for these (a response time on GET /alerts, the score, an assignment just made); the
+    # others are logs and timelines, read later (shared.kafka.subscriber_options).
+    waited_for = {Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
+
     def subscriber(topic: Topic, description: str, **batch: Any) -> Any:
         return router.subscriber(
             topic_name(settings, topic),
-            **subscriber_options(settings),
+            **subscriber_options(settings, background=topic not in waited_for),
             **batch,
             title=f"scoring/{topic.value}",
             description=description,
