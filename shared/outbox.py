@@ -71,6 +71,14 @@ SELECT pg_notify('outbox_' || current_schema(), '')
 """
 
 
+# The relay's one statement per round: the rows the broker acknowledged ($1) deleted, the oldest others read.
+# (The read's snapshot predates the delete, so it leaves out the deleted ids itself.)
+_DELETE_AND_READ = """
+WITH deleted AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
+SELECT id, topic, key, value, headers FROM outbox WHERE id <> ALL($1::bigint[]) ORDER BY id LIMIT $2
+"""
+
+
 # The eventType header of a tombstone: says what it is to whoever reads the topic by hand.
 TOMBSTONE_EVENT_TYPE = "tombstone"
 
@@ -211,8 +219,10 @@ class OutboxRelay:
                 delay = 0.5
 
     async def _lead(self) -> None:
-        conn = await asyncpg.connect(self._settings.database_url, server_settings={"search_path": self._schema},
-                                     command_timeout=30)
+        # Its deletes need not wait for the disk (synchronous_commit off): one lost in a crash of the database
+        # only publishes its rows again, which every consumer drops by event id.
+        conn = await asyncpg.connect(self._settings.database_url, command_timeout=30,
+                                     server_settings={"search_path": self._schema, "synchronous_commit": "off"})
         try:
             await conn.add_listener(self.channel, lambda *_: self._wake.set())
             while not await self._try_to_lead(conn):
@@ -226,9 +236,11 @@ class OutboxRelay:
                 # Inside the try: a producer whose start failed (the broker away) is closed too, not
                 # left for the garbage collector to report as unclosed.
                 await producer.start()
+                published: list[int] = []  # ids published, deleted with the next read
                 while True:
                     self._wake.clear()  # before reading: a commit from now on wakes the next round
-                    if not await self._publish_batch(conn, producer):
+                    published = await self._publish_batch(conn, producer, published)
+                    if not published:
                         await self._sleep(self._poll_seconds)
             finally:
                 await asyncio.shield(self._stop(producer))
@@ -251,12 +263,13 @@ class OutboxRelay:
             max_request_size=self._max_record_bytes + 65_536,
         )
 
-    async def _publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> bool:
-        """Publish the oldest rows and delete them; False when there were none."""
-        rows = await conn.fetch("SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
-                                self._batch_size)
+    async def _publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer,
+                             published: list[int]) -> list[int]:
+        """Delete the rows ``published`` (the broker has them), publish the oldest others and return their
+        ids, to be deleted with the next read; none: there were none (and ``published`` are gone)."""
+        rows = await conn.fetch(_DELETE_AND_READ, published, self._batch_size)
         if not rows:
-            return False
+            return []
         async with asyncio.timeout(self._publish_timeout):
             # Sent without waiting for each ack (order per partition is kept by the idempotent
             # producer), then every ack awaited before anything is deleted.
@@ -269,10 +282,9 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*sent)
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
         self.published += len(rows)
         self.last_error = None
-        return True
+        return [row["id"] for row in rows]
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
