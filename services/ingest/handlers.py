@@ -29,7 +29,9 @@ def build_router(settings: Settings) -> KafkaRouter:
     # parsed alone, a poison one (an event type nobody here handles, a malformed event) dead-lettered alone.
     @router.subscriber(
         topic_name(settings, Topic.deliveries),
-        **subscriber_options(settings, background=True),
+        # Not in the background: a delivery the read API shows dead must be dead here too when someone asks to
+        # redeliver it (the read API's copy waits longer, shared.kafka.subscriber_options).
+        **subscriber_options(settings),
         batch=True,
         max_records=settings.deliveries_batch_size,
         decoder=raw_records,
