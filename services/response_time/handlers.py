@@ -20,7 +20,6 @@ import logging
 from typing import Any
 
 from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.middlewares import AckPolicy
 from pydantic import BaseModel
 
 from services.response_time import offboarding, store
@@ -42,11 +41,8 @@ def build_router(settings: Settings) -> KafkaRouter:
 
     @router.subscriber(
         topic_name(settings, Topic.alerts),
-        group_id=settings.consumer_group,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        # ingest may publish inside Kafka transactions: never see an aborted one.
-        isolation_level="read_committed",
+        # (read_committed among them: ingest may publish inside Kafka transactions, never see an aborted one.)
+        **subscriber_options(settings),
         batch=True,
         max_records=settings.response_time_batch_size,
         decoder=raw_records,
@@ -70,7 +66,7 @@ def build_router(settings: Settings) -> KafkaRouter:
 
     tenants = router.subscriber(
         topic_name(settings, Topic.tenants),
-        **subscriber_options(settings),
+        **subscriber_options(settings, background=True),
         title="response-time/tenants",
         description="tenant-offboarded: every alert and figure of the tenant deleted, its keys tombstoned, "
         "its later events dropped.",

@@ -1,0 +1,84 @@
+"""How long each consumer's fetch may wait for records to gather (#15): briefly where someone waits for the
+result, longer for the rest; a burst ends the wait at once (``KAFKA_FETCH_MIN_BYTES``). What each
+service's router asks of its consumers, read from the subscribers it builds (no broker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.ingest.config import Settings as IngestSettings
+from services.ingest.handlers import build_router as ingest_router
+from services.notifier.config import Settings as NotifierSettings
+from services.notifier.handlers import build_router as notifier_router
+from services.response_time.config import Settings as ResponseTimeSettings
+from services.response_time.handlers import build_router as response_time_router
+from services.scoring.config import Settings as ScoringSettings
+from services.scoring.handlers import build_router as scoring_router
+from shared.events import Topic
+from shared.kafka import subscriber_options
+from shared.settings import CommonSettings, load_settings
+
+LIVE, BACKGROUND, MIN_BYTES = 25, 500, 65536
+
+
+@pytest.fixture(autouse=True)
+def development(monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    for name in ("KAFKA_FETCH_MAX_WAIT_MS", "KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS", "KAFKA_FETCH_MIN_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def waits(router, prefix: str) -> dict[str, int]:
+    """Each subscriber's topic (without prefix) and the longest its fetch may wait. (The consumer's
+    arguments as FastStream keeps them for the AIOKafkaConsumer it makes.)"""
+    found: dict[str, int] = {}
+    for subscriber in router.subscribers:
+        assert subscriber._connection_args["fetch_min_bytes"] == MIN_BYTES
+        for topic in subscriber.topics:
+            found[str(getattr(topic, "name", topic)).removeprefix(prefix)] = subscriber._connection_args[
+                "fetch_max_wait_ms"]
+    return found
+
+
+def test_the_defaults_and_a_background_subscriber():
+    settings = load_settings(CommonSettings)
+    assert subscriber_options(settings)["fetch_max_wait_ms"] == LIVE
+    assert subscriber_options(settings, background=True)["fetch_max_wait_ms"] == BACKGROUND
+    assert subscriber_options(settings)["fetch_min_bytes"] == MIN_BYTES
+
+
+def test_the_waits_are_settings(monkeypatch):
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "10")
+    monkeypatch.setenv("KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS", "1000")
+    monkeypatch.setenv("KAFKA_FETCH_MIN_BYTES", "1")
+    settings = load_settings(CommonSettings)
+    assert (subscriber_options(settings)["fetch_max_wait_ms"],
+            subscriber_options(settings, background=True)["fetch_max_wait_ms"],
+            subscriber_options(settings)["fetch_min_bytes"]) == (10, 1000, 1)
+
+
+def test_a_wait_of_zero_is_refused_at_start_up(monkeypatch, capsys):
+    # (With nothing to wait for, the broker would answer at once and the consumer ask again: a busy loop.)
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "0")
+    with pytest.raises(SystemExit):
+        load_settings(CommonSettings)
+    assert "KAFKA_FETCH_MAX_WAIT_MS" in capsys.readouterr().err
+
+
+def test_the_read_api_waits_briefly_only_for_what_someone_waits_for():
+    settings = load_settings(ScoringSettings)
+    found = waits(scoring_router(settings), settings.kafka_topic_prefix)
+    live = {Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
+    assert found == {topic.value: LIVE if topic in live else BACKGROUND for topic in map(Topic, found)}
+    assert {Topic.deliveries.value, Topic.alerts.value, Topic.customer_mfa.value} <= found.keys()
+
+
+def test_the_path_to_a_response_time_is_live_and_the_notifier_in_the_background():
+    settings = load_settings(ResponseTimeSettings)
+    assert waits(response_time_router(settings), settings.kafka_topic_prefix) == {
+        Topic.alerts.value: LIVE, Topic.tenants.value: BACKGROUND}
+    settings = load_settings(NotifierSettings)
+    assert set(waits(notifier_router(settings, lambda: None), settings.kafka_topic_prefix).values()) == {BACKGROUND}
+    # The write API checks a redelivery against its copy of the deliveries: never behind the read API's.
+    settings = load_settings(IngestSettings)
+    assert waits(ingest_router(settings), settings.kafka_topic_prefix) == {Topic.deliveries.value: LIVE}
