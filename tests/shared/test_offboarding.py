@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -94,11 +97,21 @@ async def test_an_offboarding_waits_for_the_applies_that_looked_before_it(connec
     await offboarding_it.commit()
 
 
-async def test_a_batch_of_many_tenants_takes_each_ones_lock_in_one_statement(connect, tenant_id):
-    """A batch's look-up locks all its tenants at once (one round trip): it waits for an offboarding of
-    any of them in progress, and holds off the offboarding of each until it commits."""
-    tenants = [f"{tenant_id}-a", f"{tenant_id}-b", f"{tenant_id}-c"]
+@dataclass
+class Batch:
+    answer: Any  # what the batch's look-up answered
+    statements: list[str]  # the applier's, from the look-up on
+    applier: asyncpg.Connection
+
+
+async def look_during_offboardings(connect, tenants: list[str], look: Callable[[asyncpg.Connection], Awaitable[Any]],
+                                   prepare: Callable[[asyncpg.Connection], Awaitable[Any]] | None = None) -> Batch:
+    """What a batch's look-up must do about offboardings, whatever the look-up: while ``tenants[1]`` is
+    being offboarded it waits, and then sees it; until it commits, its locks hold off the offboarding of
+    ``tenants[2]``."""
     offboarder, applier = await connect(), await connect()
+    if prepare is not None:
+        await prepare(applier)
     statements: list[str] = []
     applier.add_query_logger(lambda record: statements.append(record.query))
     offboarding_b = offboarder.transaction()
@@ -107,12 +120,11 @@ async def test_a_batch_of_many_tenants_takes_each_ones_lock_in_one_statement(con
     await offboarding.record_offboarded(offboarder, tenants[1], datetime.now(UTC))
     applying = applier.transaction()
     await applying.start()
-    looking = asyncio.create_task(offboarding.offboarded_among(applier, tenants))
+    looking = asyncio.create_task(look(applier))
     await asyncio.sleep(0.5)
     assert not looking.done(), "the batch must wait for the offboarding of one of its tenants"
     await offboarding_b.commit()
-    assert await asyncio.wait_for(looking, 10) == {tenants[1]}
-    assert len([s for s in statements if "pg_advisory_xact_lock_shared" in s]) == 1, statements
+    answer = await asyncio.wait_for(looking, 10)
 
     offboarding_c = offboarder.transaction()
     await offboarding_c.start()
@@ -122,45 +134,37 @@ async def test_a_batch_of_many_tenants_takes_each_ones_lock_in_one_statement(con
     await applying.commit()
     await asyncio.wait_for(locking, 10)
     await offboarding_c.commit()
+    return Batch(answer, statements, applier)
+
+
+async def test_a_batch_of_many_tenants_takes_each_ones_lock_in_one_statement(connect, tenant_id):
+    """A batch's look-up locks all its tenants at once (one round trip)."""
+    tenants = [f"{tenant_id}-a", f"{tenant_id}-b", f"{tenant_id}-c"]
+    batch = await look_during_offboardings(connect, tenants, lambda applier: offboarding.offboarded_among(applier,
+                                                                                                        tenants))
+    assert batch.answer == {tenants[1]}
+    assert len([s for s in batch.statements if "pg_advisory_xact_lock_shared" in s]) == 1, batch.statements
 
 
 async def test_claiming_a_batch_locks_its_tenants_with_the_claim_and_then_sees_an_offboarding(connect, tenant_id):
     """claim_events: the ids claimed and the tenants locked in one statement, the look at the offboarded
-    tenants in the next (two round trips): it waits for an offboarding in progress and drops its tenant's
-    events once that commits; its locks hold off the offboarding of another tenant of the batch until it
-    commits; a batch claimed again adds nothing, in one statement."""
+    tenants in the next (two round trips); the offboarded tenant's events dropped; a batch claimed again
+    adds nothing, in one statement."""
     tenants = [f"{tenant_id}-a", f"{tenant_id}-b", f"{tenant_id}-c"]
-    offboarder, applier = await connect(), await connect()
-    await applier.execute("CREATE TABLE processed_events (consumer text NOT NULL, event_id uuid NOT NULL, "
-                          "PRIMARY KEY (consumer, event_id))")
     events = [Event(event_type="test", tenant_id=tenant) for tenant in tenants for _ in range(2)]
-    statements: list[str] = []
-    applier.add_query_logger(lambda record: statements.append(record.query))
-    offboarding_b = offboarder.transaction()
-    await offboarding_b.start()
-    await offboarding.lock_for_offboarding(offboarder, tenants[1])
-    await offboarding.record_offboarded(offboarder, tenants[1], datetime.now(UTC))
-    applying = applier.transaction()
-    await applying.start()
-    claiming = asyncio.create_task(offboarding.claim_events(applier, "test-consumer", events))
-    await asyncio.sleep(0.5)
-    assert not claiming.done(), "the batch must wait for the offboarding of one of its tenants"
-    await offboarding_b.commit()
-    kept = await asyncio.wait_for(claiming, 10)
-    assert kept == [e for e in events if e.tenant_id != tenants[1]]
-    ours = [s for s in statements if "processed_events" in s or "offboarded_tenants" in s or "advisory" in s]
+
+    async def ledger(applier: asyncpg.Connection) -> None:
+        await applier.execute("CREATE TABLE processed_events (consumer text NOT NULL, event_id uuid NOT NULL, "
+                              "PRIMARY KEY (consumer, event_id))")
+
+    batch = await look_during_offboardings(
+        connect, tenants, lambda applier: offboarding.claim_events(applier, "test-consumer", events), ledger)
+    assert batch.answer == [e for e in events if e.tenant_id != tenants[1]]
+    ours = [s for s in batch.statements if "processed_events" in s or "offboarded_tenants" in s or "advisory" in s]
     assert len(ours) == 2 and "pg_advisory_xact_lock_shared" in ours[0], ours
 
-    offboarding_c = offboarder.transaction()
-    await offboarding_c.start()
-    locking = asyncio.create_task(offboarding.lock_for_offboarding(offboarder, tenants[2]))
-    await asyncio.sleep(0.5)
-    assert not locking.done(), "the batch's lock on each tenant holds off its offboarding"
-    await applying.commit()
-    await asyncio.wait_for(locking, 10)
-    await offboarding_c.commit()
-
-    statements.clear()
-    async with applier.transaction():
-        assert await offboarding.claim_events(applier, "test-consumer", events) == []
-    assert len([s for s in statements if "processed_events" in s or "offboarded_tenants" in s]) == 1, statements
+    batch.statements.clear()
+    async with batch.applier.transaction():
+        assert await offboarding.claim_events(batch.applier, "test-consumer", events) == []
+    assert len([s for s in batch.statements if "processed_events" in s or "offboarded_tenants" in s]) == 1, \
+        batch.statements
