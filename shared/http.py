@@ -212,7 +212,7 @@ def _frozen_after(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None
                   ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """``lifespan``, then what it and the imports made moved out of the garbage collector's sight
     (``gc.freeze``): long-lived (modules, models, pools, the catalogue), they were scanned again at each
-    full collection, which a busy service runs every few seconds (#15)."""
+    full collection (#15: the score read answered 0.5 of its baseline's rate before, 0.75 after)."""
 
     @asynccontextmanager
     async def frozen(app: FastAPI) -> AsyncIterator[None]:
