@@ -75,17 +75,18 @@ async def authenticated_caller(request: Request, authorization: str | None, keys
 
 
 _NUL_MESSAGE = "must not contain NUL (U+0000)"
-_ROUTE_PATTERNS_STATE = "route_patterns"
+_ROUTES_STATE = "routes"
 
 
-def _route_patterns(app: Any) -> list[tuple[frozenset[str], Any]]:
-    patterns = getattr(app.state, _ROUTE_PATTERNS_STATE, None)
-    if patterns is None:
-        # Once per app: every route as included (with its router's prefix), in the order routing tries them.
-        patterns = [(frozenset(route.methods or ()), route.path_regex) for route in iter_route_contexts(app.routes)
-                    if getattr(route, "path_regex", None) is not None]
-        setattr(app.state, _ROUTE_PATTERNS_STATE, patterns)
-    return patterns
+def _routes(app: Any) -> list[tuple[frozenset[str], Any, Any]]:
+    """Every route as included (with its router's prefix), in the order routing tries them: its methods,
+    its path's pattern and its endpoint. Read once per app."""
+    routes = getattr(app.state, _ROUTES_STATE, None)
+    if routes is None:
+        routes = [(frozenset(route.methods or ()), route.path_regex, getattr(route, "endpoint", None))
+                  for route in iter_route_contexts(app.routes) if getattr(route, "path_regex", None) is not None]
+        setattr(app.state, _ROUTES_STATE, routes)
+    return routes
 
 
 def nul_parameter(scope: Scope) -> str | None:
@@ -97,7 +98,7 @@ def nul_parameter(scope: Scope) -> str | None:
     if "\x00" not in path and b"%00" not in query:
         return None
     method = scope["method"]
-    for methods, regex in _route_patterns(scope["app"]):
+    for methods, regex, _ in _routes(scope["app"]):
         if methods and method not in methods:
             continue
         if (match := regex.match(path)) is None:
@@ -208,12 +209,9 @@ def _route_marked(app: Any, method: str, path: str, marker: str) -> bool:
     marked_routes: dict[str, list] = getattr(app.state, _MARKED_ROUTES_STATE, None) or {}
     routes = marked_routes.get(marker)
     if routes is None:
-        # Once per app and marker: the routes as included (with their routers' prefixes).
-        routes = marked_routes[marker] = [
-            (frozenset(route.methods or ()), route.path_regex)
-            for route in iter_route_contexts(app.routes)
-            if getattr(getattr(route, "endpoint", None), marker, False)
-        ]
+        # Once per app and marker.
+        routes = marked_routes[marker] = [(methods, regex) for methods, regex, endpoint in _routes(app)
+                                          if getattr(endpoint, marker, False)]
         setattr(app.state, _MARKED_ROUTES_STATE, marked_routes)
     return any(method in methods and regex.match(path) for methods, regex in routes)
 
