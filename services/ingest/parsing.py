@@ -7,6 +7,7 @@ anything is published: one bad alert refuses the request (422 naming ``value[i].
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from services.ingest.domain import FUTURE_TOLERANCE
 from shared.alerts import FRAUD_FIELD_NAMES, Alert, alert_document_from_fraud_event, is_fraud_event
 from shared.http import Problem
-from shared.wire import utcnow
+from shared.wire import built_of_checked_text, utcnow
 
 
 def require_json_media_type(content_type: str | None) -> None:
@@ -125,8 +126,22 @@ def _future_time_errors(
     ]
 
 
-def alerts_from_document(document: Any, max_alerts: int, *, now: datetime | None = None) -> list[Alert]:
-    """One alert, a Graph list ``{"value": [...]}``, a bare list, or older fraud events (any of those)."""
+def plain_text(body: bytes) -> bool:
+    """Whether the text :func:`parse_json` reads from ``body`` is storable as it is: JSON carries NUL or a
+    lone surrogate only as a ``\\u`` escape (the parser refuses raw control characters and invalid
+    UTF-8), so bytes with none need no scan (``alerts_from_document``'s ``text_checked``)."""
+    return b"\\u" not in body
+
+
+def alerts_from_document(document: Any, max_alerts: int, *, now: datetime | None = None,
+                         text_checked: bool = False) -> list[Alert]:
+    """One alert, a Graph list ``{"value": [...]}``, a bare list, or older fraud events (any of those).
+    ``text_checked``: the document holds no NUL or lone surrogate (:func:`plain_text`): not scanned again."""
+    with built_of_checked_text() if text_checked else nullcontext():
+        return _alerts_from_document(document, max_alerts, now=now)
+
+
+def _alerts_from_document(document: Any, max_alerts: int, *, now: datetime | None) -> list[Alert]:
     latest = (now or utcnow()) + FUTURE_TOLERANCE
     if isinstance(document, dict) and "value" in document and not is_fraud_event(document):
         items, prefix = document["value"], "value"

@@ -26,7 +26,7 @@ from services.ingest.store import AlertStates, insert_new_alert, lock_alert_stat
 from shared.alerts import Alert
 from shared.events import Actor, AlertCreated, AlertUpdated, Topic
 from shared.http import Problem
-from shared.wire import utcnow
+from shared.wire import built_of_checked_text, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,10 @@ async def record_alerts(
             events: AlertEvents = []
             for alert in alerts:
                 previous, version = states.previous(alert.id), states.version(alert.id)
-                event = decide(
-                    tenant_id, alert, previous, now=now, previous_version=version, api_actor=api_actor
-                )
+                with built_of_checked_text():  # of alerts read through a model and states from storage
+                    event = decide(
+                        tenant_id, alert, previous, now=now, previous_version=version, api_actor=api_actor
+                    )
                 if event is not None:
                     events.append(event)
             try:

@@ -19,7 +19,13 @@ from pydantic.json_schema import models_json_schema
 from services.ingest.deps import KeysDep, PoolDep, SettingsDep, WebhookSecretsDep, wake_relay_after_write
 from services.ingest.domain import actor_from, patched
 from services.ingest.graph.writeback import queue_writebacks
-from services.ingest.parsing import alerts_from_document, parse_json, read_body, require_json_media_type
+from services.ingest.parsing import (
+    alerts_from_document,
+    parse_json,
+    plain_text,
+    read_body,
+    require_json_media_type,
+)
 from services.ingest.recording import AlertEvents, record_alerts
 from services.ingest.webhook_auth import (
     WriteCaller,
@@ -165,7 +171,8 @@ async def post_alerts(
     Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
     with no new activity-log entry is the system's."""
     caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
-    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=utcnow())
+    alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=utcnow(),
+                                  text_checked=plain_text(body))
     events = (
         await record_alerts(pool, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
         if alerts

@@ -22,7 +22,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from services.notifier.templates import EmailTemplates, Rendered
 from services.notifier.templates import shipped as shipped_templates
@@ -48,7 +48,7 @@ from shared.events import (
 )
 from shared.responses import first_partner_response
 from shared.sealed import SealBroken, unseal
-from shared.wire import format_utc
+from shared.wire import WireModel, format_utc
 
 CONTACT_EMAIL = "email:contact"
 ESCALATION_EMAIL = "email:escalation"
@@ -266,9 +266,10 @@ def digest_subject(first_alert_id: str) -> str:
     return f"digest:{first_alert_id}"
 
 
-class DigestPayload(BaseModel):
+class DigestPayload(WireModel):
     """What a digest delivery holds: the alert-created events it lists, in the order they came, and
-    how many alerts the channel had within the window when it opened (those sent one by one)."""
+    how many alerts the channel had within the window when it opened (those sent one by one). A wire
+    model (its names are the same in camelCase): its text is scanned once as a whole, not once per alert."""
 
     alerts: list[AlertCreated]
     earlier: int = 0

@@ -44,7 +44,7 @@ from shared.events import (
     Topic,
 )
 from shared.offboarding import claim_events, is_offboarded
-from shared.wire import utcnow
+from shared.wire import built_of_checked_text, utcnow
 
 CONSUMER = "notifier"
 
@@ -96,11 +96,11 @@ def delivery_view(row: asyncpg.Record) -> DeliveryView:
 async def _publish_changes(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
     """The delivery-changed event of each row (DELIVERY_CHANGE, as the change left it), published once
     the caller's transaction commits; the caller's statement holds the rows' locks."""
-    await outbox.enqueue_many(conn, [
-        (Topic.deliveries, DeliveryChanged(tenant_id=row["tenant_id"], occurred_date_time=row["changed_at"],
-                                           delivery=delivery_view(row)))
-        for row in rows
-    ])
+    with built_of_checked_text():  # the rows hold what the notifier stored: checked text
+        changes = [(Topic.deliveries, DeliveryChanged(tenant_id=row["tenant_id"], occurred_date_time=row["changed_at"],
+                                                      delivery=delivery_view(row)))
+                   for row in rows]
+    await outbox.enqueue_many(conn, changes)
 
 
 async def _publish_dead_letter(conn: asyncpg.Connection, row: asyncpg.Record) -> None:

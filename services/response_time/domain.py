@@ -30,6 +30,7 @@ from shared.response_time import (
     near_limit_at,
 )
 from shared.responses import first_partner_response
+from shared.wire import built_of_checked_text
 
 REQUIREMENT_TYPE = RequirementType.security_alerts_promptly_resolved
 
@@ -161,9 +162,10 @@ def response_time_changes(before: Mapping[tuple[str, str], AlertClock],
     An event that moves nothing the view shows (a redelivered create, an update older than the state)
     publishes nothing: the compacted topic's consumers only ever see changes.
     """
-    return [AlertResponseTimeChanged(tenant_id=clock.tenant_id, alert_id=clock.alert_id, **view)
-            for key, clock in after.items()
-            if (view := published_view(clock)) != (None if key not in before else published_view(before[key]))]
+    with built_of_checked_text():  # the clocks hold what events and storage gave: checked text
+        return [AlertResponseTimeChanged(tenant_id=clock.tenant_id, alert_id=clock.alert_id, **view)
+                for key, clock in after.items()
+                if (view := published_view(clock)) != (None if key not in before else published_view(before[key]))]
 
 
 def _earlier(a: Response | None, b: Response | None) -> Response | None:
