@@ -356,12 +356,30 @@ def batch_log_fields(records: Any) -> dict[str, Any]:
     ids of each record are bound by the handler that applies it, see :func:`bound_record`)."""
     records = tuple(records)
     fields: dict[str, Any] = {"batch_size": len(records)}
-    each = [record_log_fields(record) for record in records]
-    for name in ("topic", "tenant_id"):
-        values = {f.get(name) for f in each}
-        if len(values) == 1 and None not in values:
-            fields[name] = values.pop()
+    if not records:
+        return fields
+    # The first record's fields, if every other has the same raw topic and tenant: the ids of each
+    # record read for a batch of hundreds were ~4% of a consumer's time (#15).
+    first = record_log_fields(records[0])
+    for name, raw in (("topic", _raw_topic), ("tenant_id", _raw_tenant)):
+        if name in first and len({raw(record) for record in records}) == 1:
+            fields[name] = first[name]
     return fields
+
+
+def _raw_topic(record: Any) -> Any:
+    return getattr(record, "topic", None)
+
+
+def _raw_tenant(record: Any) -> Any:
+    """The tenant :func:`record_log_fields` reads, as the record holds it (unchecked, undecoded)."""
+    for key, value in getattr(record, "headers", None) or ():
+        if key == TENANT_ID_HEADER and value:
+            return value
+    key = getattr(record, "key", None)
+    if isinstance(key, bytes | bytearray):
+        return bytes(key).split(b":", 1)[0]
+    return None if key is None else str(key).split(":", 1)[0]
 
 
 def bound_record(record: Any) -> Any:
