@@ -79,7 +79,8 @@ async def apply_events_in(conn: asyncpg.Connection, events: Sequence[AlertCreate
     changed = {k: clocks[k] for k in keys if clocks[k] != before.get(k)}
     if not changed:
         return []
-    await conn.executemany(_SAVE, [_save_args(clock) for clock in changed.values()])
+    # One statement for the batch (one row per key: ``changed`` is keyed by alert), not one per alert.
+    await conn.execute(_SAVE, *(list(column) for column in zip(*map(_save_args, changed.values()), strict=True)))
     tenants = sorted({k[0] for k in changed})
     await mark_dirty(conn, tenants)
     await outbox.enqueue_many(
@@ -115,7 +116,15 @@ async def apply_alert_updated(pool: asyncpg.Pool, event: AlertUpdated) -> bool:
 _SAVE = """INSERT INTO alerts (tenant_id, alert_id, display_name, alert_type, severity, status,
                                customer_tenant_id, is_test, detected_at, clock_started_at, alert, ingested_at,
                                created_seen, state_as_of, responded_at, responded_by, latency_us)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17)
+           SELECT tenant_id, alert_id, display_name, alert_type, severity, status, customer_tenant_id, is_test,
+                  detected_at, clock_started_at, alert::jsonb, ingested_at, created_seen, state_as_of, responded_at,
+                  responded_by, latency_us
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::boolean[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::timestamptz[],
+                       $13::boolean[], $14::timestamptz[], $15::timestamptz[], $16::text[], $17::bigint[])
+                AS a(tenant_id, alert_id, display_name, alert_type, severity, status, customer_tenant_id, is_test,
+                     detected_at, clock_started_at, alert, ingested_at, created_seen, state_as_of, responded_at,
+                     responded_by, latency_us)
            ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
                display_name = EXCLUDED.display_name, alert_type = EXCLUDED.alert_type,
                severity = EXCLUDED.severity, status = EXCLUDED.status,
