@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from pydantic_core import from_json
 
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.kafka import event_headers, topic_name
 from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_WAITING, on_scrape
 from shared.settings import CommonSettings
 from shared.tracing import trace_headers
+from shared.wire import json_text
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -95,7 +97,7 @@ def outbox_row(
     was made, for a writer that inserts the rows of several requests together), else the current one."""
     headers = {"content-type": "application/json", **event_headers(event),
                **(trace_headers() if trace is None else trace)}
-    return topic.value, event.kafka_key(), event.model_dump_json().encode(), json.dumps(headers)
+    return topic.value, event.kafka_key(), event.model_dump_json().encode(), json_text(headers)
 
 
 async def enqueue(conn: asyncpg.Connection, topic: Topic, event: Event) -> None:
@@ -278,7 +280,7 @@ class OutboxRelay:
                     topic_name(self._settings, Topic(row["topic"])),
                     None if row["value"] is None else bytes(row["value"]),  # None: a tombstone
                     key=bytes(row["key"]),
-                    headers=[(k, v.encode()) for k, v in json.loads(row["headers"]).items()])
+                    headers=[(k, v.encode()) for k, v in from_json(row["headers"]).items()])
                 for row in rows
             ]
             await asyncio.gather(*sent)

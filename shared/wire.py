@@ -23,6 +23,13 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_json
+
+
+def json_text(value: Any) -> str:
+    """``value`` as compact JSON text (pydantic's serializer: several times ``json.dumps``'s speed, for
+    what a consumer writes per event, #15)."""
+    return to_json(value).decode()
 
 
 def utcnow() -> datetime:

@@ -39,6 +39,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
+from shared.wire import json_text
+
 log = logging.getLogger(__name__)
 
 # Most seconds a subscription's clean-up may take (it runs shielded from the stream's cancellation).
@@ -93,7 +95,7 @@ class Changes:
         if alert_id is not None:
             change["alertId"] = alert_id
         try:
-            self._queue.put_nowait((tenant_id, self.channel(tenant_id), json.dumps(change)))
+            self._queue.put_nowait((tenant_id, self.channel(tenant_id), json_text(change)))
         except asyncio.QueueFull:
             self.dropped += 1
             if self.dropped % QUEUE_SIZE == 1:

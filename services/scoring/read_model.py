@@ -24,7 +24,6 @@ The routes read these tables only (``routes_alerts``, ``routes_response_time``, 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -53,6 +52,7 @@ from shared.response_time import (
     window_aggregates_sql,
     window_start,
 )
+from shared.wire import json_text
 
 CONSUMER = "scoring-read-model"
 
@@ -74,7 +74,7 @@ async def apply_alert_response_times(
         newest = timeline_store.newest_per_key(
             applied, lambda e: (e.tenant_id, e.alert_id), lambda e: e.occurred_date_time)
         if newest:
-            columns = zip(*((e.tenant_id, e.alert_id, json.dumps(e.alert), e.status, e.is_test,
+            columns = zip(*((e.tenant_id, e.alert_id, json_text(e.alert), e.status, e.is_test,
                              e.clock_started_date_time, e.responded_date_time, e.responded_by, e.latency_us,
                              e.occurred_date_time, e.event_id) for e in newest), strict=True)
             await conn.execute(

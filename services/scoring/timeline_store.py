@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from services.scoring.timeline import Entry, wire
+from shared.wire import json_text
 
 # The position of an entry in its timeline: when, its place at that instant, its key.
 Position = tuple[datetime, int, str]
@@ -59,7 +60,7 @@ async def record_all(conn: asyncpg.Connection, entries: Iterable[Entry]) -> None
     if not kept:
         return
     columns = zip(*((e.tenant_id, e.alert_id, e.key, e.type.value, e.occurred_at, e.tie_order, e.actor,
-                     json.dumps(e.details), e.as_of, e.event_id) for e in kept), strict=True)
+                     json_text(e.details), e.as_of, e.event_id) for e in kept), strict=True)
     await conn.execute(
         """INSERT INTO alert_timeline (tenant_id, alert_id, entry_key, type, occurred_at, tie_order, actor, details,
                                        as_of, event_id)
