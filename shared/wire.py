@@ -221,7 +221,8 @@ UtcDateTime = Annotated[datetime, BeforeValidator(_require_utc), PlainSerializer
 OptionalUtcDateTime = Annotated[
     datetime | None,
     BeforeValidator(parse_utc),
-    PlainSerializer(lambda v: None if v is None else format_utc(v), return_type=str | None),
+    # None is written as null by pydantic itself: no Python call per empty field of every dump.
+    PlainSerializer(format_utc, return_type=str, when_used="unless-none"),
     # What is accepted as input, said in the published schema (real feeds write "" or "None" for none).
     WithJsonSchema(
         {
