@@ -152,6 +152,9 @@ def watch_backlog(app: FastAPI, service: str, pool: Callable[[], asyncpg.Pool | 
     on_scrape(app, refresh)
 
 
+RELAY_BATCH_BYTES = 512 * 1024
+
+
 class OutboxRelay:
     """Publishes one schema's outbox; start one in every process of the service, one of them leads.
 
@@ -261,6 +264,10 @@ class OutboxRelay:
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
+            # A partition's batch may grow to this before send() waits for it to go: at the default 16 KiB a
+            # relay batch of a thousand events went as dozens of small requests, one after another (#15).
+            # Below the broker's largest batch (message.max.bytes, 1 MiB by default).
+            max_batch_size=RELAY_BATCH_BYTES,
             request_timeout_ms=max(1000, int(self._publish_timeout * 1000)),
             max_request_size=self._max_record_bytes + 65_536,
         )
