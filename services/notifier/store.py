@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import asyncpg
-from pydantic import ValidationError
 
 from services.notifier import domain
 from services.notifier.domain import ChannelRule, Kind
@@ -385,7 +384,8 @@ async def _apply_alert_created(conn: asyncpg.Connection, event: AlertCreated, ba
         chain = batch.chains[tenant_id]
     due = domain.timers_for_new_alert(event, batch.reminder_after, batch.escalation_after, utcnow(), chain)
     # Each keeps the alert's trace for the reminder or escalation it fires (fire_due_timers).
-    batch.timers.extend((tenant_id, alert.id, timer.kind.value, timer.step, at, payload, traceparent)
+    # No copy of the alert: each reads it from the alert's delivery to the contact when it fires (migration 0082).
+    batch.timers.extend((tenant_id, alert.id, timer.kind.value, timer.step, at, traceparent)
                         for timer, at in due.items())
 
 
@@ -413,10 +413,10 @@ async def _write_pending(conn: asyncpg.Connection, batch: AlertsBatch) -> None:
     if batch.timers:
         timers, batch.timers = batch.timers, []
         await conn.execute(
-            """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, payload, traceparent)
-               SELECT tenant_id, alert_id, kind, step, due_at, payload::jsonb, traceparent
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[])
-                    AS t(tenant_id, alert_id, kind, step, due_at, payload, traceparent)
+            """INSERT INTO notification_timers (tenant_id, alert_id, kind, step, due_at, traceparent)
+               SELECT tenant_id, alert_id, kind, step, due_at, traceparent
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[])
+                    AS t(tenant_id, alert_id, kind, step, due_at, traceparent)
                ON CONFLICT (tenant_id, alert_id, kind, step) DO NOTHING""",
             *(list(column) for column in zip(*timers, strict=True)))
 
@@ -787,11 +787,17 @@ async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: 
     nobody left to tell (a test alert's, an unreadable one, a step its chain no longer has) is
     marked cancelled instead."""
     async with pool.acquire() as conn, conn.transaction():
+        # The alert: the timer's own copy (rows of before migration 0082), else its delivery to the contact's.
         due = await conn.fetch(
-            """SELECT tenant_id, alert_id, kind, step, payload, traceparent FROM notification_timers
-               WHERE state = 'scheduled' AND due_at <= now()
-               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
-            limit,
+            """SELECT t.tenant_id, t.alert_id, t.kind, t.step, COALESCE(t.payload, d.payload) AS payload,
+                      t.traceparent
+               FROM notification_timers t
+               LEFT JOIN notification_deliveries d
+                      ON t.payload IS NULL AND d.tenant_id = t.tenant_id AND d.subject_id = t.alert_id
+                     AND d.channel = $2 AND d.kind = 'alert'
+               WHERE t.state = 'scheduled' AND t.due_at <= now()
+               ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",
+            limit, domain.CONTACT_EMAIL,
         )
         rules: dict[str, list[ChannelRule]] = {}
         chains: dict[str, domain.Chain | None] = {}
@@ -801,8 +807,10 @@ async def fire_due_timers(pool: asyncpg.Pool, *, escalation_email: bool, limit: 
         for timer in due:
             tenant_id, alert_id, kind, step = timer["tenant_id"], timer["alert_id"], Kind(timer["kind"]), timer["step"]
             try:
+                if timer["payload"] is None:
+                    raise ValueError("its alert's delivery to the contact is gone")
                 event = AlertCreated.model_validate_json(timer["payload"])
-            except ValidationError as exc:  # one unreadable row must not stop every other timer
+            except ValueError as exc:  # one unreadable row must not stop every other timer (ValidationError too)
                 log.error("timer %s/%s/%s/%d has an unreadable payload; cancelled: %s",
                           tenant_id, alert_id, kind.value, step, " ".join(str(exc).split()))
                 event = None
@@ -968,11 +976,16 @@ async def prune_finished(pool: asyncpg.Pool, keep_days: float) -> tuple[int, int
     announced) is kept until it is.
     """
     async with pool.acquire() as conn, conn.transaction():
+        # An alert's delivery to the contact stays while a timer of the alert is to fire: it reads the alert there.
         deliveries = await conn.execute(
-            """DELETE FROM notification_deliveries
+            """DELETE FROM notification_deliveries d
                WHERE state IN ('delivered', 'dead', 'skipped', 'cancelled', 'grouped') AND dead_letter_published
-                 AND updated_at < now() - make_interval(secs => $1)""",
-            keep_days * 86400,
+                 AND updated_at < now() - make_interval(secs => $1)
+                 AND NOT (d.kind = 'alert' AND d.channel = $2 AND EXISTS (
+                     SELECT 1 FROM notification_timers t
+                     WHERE t.tenant_id = d.tenant_id AND t.alert_id = d.subject_id AND t.state = 'scheduled'
+                       AND t.payload IS NULL))""",
+            keep_days * 86400, domain.CONTACT_EMAIL,
         )
         timers = await conn.execute(
             """DELETE FROM notification_timers

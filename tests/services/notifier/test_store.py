@@ -177,6 +177,39 @@ async def test_a_due_timer_of_a_test_alert_or_with_an_unreadable_payload_is_canc
     assert [r["subject_id"] for r in reminders] == ["ordinary"]
 
 
+async def test_a_timer_reads_its_alert_from_the_alerts_delivery_to_the_contact_which_outlives_it(
+    notifier_pool, tenant_id
+):
+    # Timers keep no copy of the alert (migration 0082): the alert's e-mail to the contact holds it, and
+    # pruning keeps that row while a timer of the alert is scheduled, however old it is.
+    for alert_id in ("kept", "gone"):
+        assert await store.record_alert_created(notifier_pool, alert_created(tenant_id, alert_id), 3600, 72000)
+    assert await notifier_pool.fetchval(
+        "SELECT count(*) FROM notification_timers WHERE tenant_id = $1 AND payload IS NULL", tenant_id) == 4
+    await notifier_pool.execute(
+        """UPDATE notification_deliveries SET updated_at = now() - interval '91 days', dead_letter_published = true
+           WHERE tenant_id = $1""", tenant_id)
+    await store.prune_finished(notifier_pool, keep_days=90)
+    assert await notifier_pool.fetchval(
+        "SELECT count(*) FROM notification_deliveries WHERE tenant_id = $1 AND channel = $2 AND kind = 'alert'",
+        tenant_id, domain.CONTACT_EMAIL) == 2
+
+    # One alert's row gone all the same (by hand): its timer is cancelled, the other fires with its alert.
+    await notifier_pool.execute(
+        "DELETE FROM notification_deliveries WHERE tenant_id = $1 AND subject_id = 'gone'", tenant_id)
+    await notifier_pool.execute(
+        """UPDATE notification_timers SET due_at = now() - interval '1 second'
+           WHERE tenant_id = $1 AND kind = 'reminder'""", tenant_id)
+    while await store.fire_due_timers(notifier_pool, escalation_email=False, limit=100):
+        pass
+    states = dict(await notifier_pool.fetch(
+        "SELECT alert_id, state FROM notification_timers WHERE tenant_id = $1 AND kind = 'reminder'", tenant_id))
+    assert states == {"kept": "fired", "gone": "cancelled"}
+    reminder = await notifier_pool.fetchval(
+        "SELECT payload FROM notification_deliveries WHERE tenant_id = $1 AND kind = 'reminder'", tenant_id)
+    assert json.loads(reminder)["alert"]["displayName"] == "Unusual activity kept"
+
+
 async def test_a_skip_for_want_of_a_contact_that_arrived_during_the_send_is_due_again_not_skipped(
     notifier_pool, tenant_id
 ):
