@@ -242,7 +242,7 @@ async def main() -> None:
     details["load after"] = machine.loadavg()
     figures = {"read": (read_real, read_bare), "post": post, "pipeline": pipeline,
                "idle": idle, "steady": steady, "memory": memory,
-               "idle_cpu": idle_cpu}
+               "idle_cpu": idle_cpu, "services": list(stack.services)}
     table, notes = report_table(figures), report_notes(figures)
     print("\n" + table + "\n\n" + notes + "\n", flush=True)
     if REPORT:
@@ -314,9 +314,10 @@ def report_table(figures: dict) -> str:
     # "In all": read as in every process (the table gives one figure per process), and shown
     # together as well.
     drained = pipeline["drain"].drained
+    services = [lists[name] for name in figures["services"]]
     rows.append(f"| CPU per 1,000 alerts (lists of 100 / single posts) | {'; '.join(cells)}{bound_note} | | | ≤ 1 s in "
-                f"all, lists of 100 | each process: {_met(max(lists.values()) <= 1 and drained)}; all together: "
-                f"{_met(total_lists <= 1 and drained)} |")
+                f"all, lists of 100 | each service: {_met(max(services) <= 1 and drained)}; all together (broker, "
+                f"database and Redis included): {_met(total_lists <= 1 and drained)} |")
     memory = figures["memory"]
     cells = [f"{name} {m.rss_mb:.0f} MB (peak {m.peak_rss_mb:.0f})" for name, m in memory.items()]
     rows.append(f"| RSS per service (at the end; peak) | {'; '.join(cells)} | | | ≤ 150 MB | "

@@ -99,9 +99,11 @@ within a run, not absolute figures across runs.
   names (every 5 ms until 200); a query every 100 ms finds in PostgreSQL any the stream did not tell.
   The steady load is open loop (sent on a fixed schedule whatever the answers) over bare HTTP/1.1
   keep-alive connections (`bench/tools/rawhttp.py`), so the generator is not the bottleneck.
-- CPU: utime + stime from `/proc/<pid>/stat` of each service's process and of the Kafka broker's JVM,
-  before and after (single posts: the wrk run until drained; lists of 100: the pipeline run until
-  drained), per 1,000 accepted alerts. The broker also serves anything else using it at the time.
+- CPU: utime + stime from `/proc/<pid>/stat` of each service's process, of the Kafka broker's JVM,
+  of PostgreSQL (the postmaster, its backends, and the backends it reaped: cutime + cstime) and of
+  Redis, before and after (single posts: the wrk run until drained; lists of 100: the pipeline run
+  until drained), per 1,000 accepted alerts. The servers also serve anything else using them at the
+  time. "Each process" is each service's; "all together" is everything, servers included.
 - Memory: VmRSS and VmHWM (peak) from `/proc/<pid>/status` at the end of the run.
 - Sizes: {sizes}.
 

@@ -29,6 +29,29 @@ def session_pids(session: int) -> list[int]:
     return found
 
 
+def child_pids(parent: int) -> list[int]:
+    """The live children of ``parent`` (a server's workers: PostgreSQL's backends)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def reaped_children_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``'s children that ended and were waited for (cutime + cstime): a backend
+    that closed during a phase is counted there."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / TICKS
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds the processes have used so far (utime + stime)."""
     total = 0
@@ -68,12 +91,17 @@ class Watched:
     name: str
     pid: int
     whole_session: bool = True
+    # A server with a process per connection (PostgreSQL): it, its children, and those it reaped.
+    with_children: bool = False
 
     def pids(self) -> list[int]:
+        if self.with_children:
+            return [self.pid, *child_pids(self.pid)]
         return session_pids(self.pid) if self.whole_session else [self.pid]
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pids())
+        reaped = reaped_children_seconds(self.pid) if self.with_children else 0.0
+        return cpu_seconds(self.pids()) + reaped
 
     def memory(self) -> Memory:
         return memory(self.pids())

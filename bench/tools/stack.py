@@ -96,6 +96,20 @@ def kafka_broker() -> Watched | None:
     return Watched("kafka broker (JVM)", pid, whole_session=False)
 
 
+def local_servers(postgres_backend: int, redis_pid: int | None) -> list[Watched]:
+    """PostgreSQL (the postmaster: the parent of a backend of ours) and Redis (the pid it tells), when
+    they run on this machine: their CPU is the system's too."""
+    found = []
+    try:
+        postmaster = int(Path(f"/proc/{postgres_backend}/stat").read_text().rpartition(")")[2].split()[1])
+        found.append(Watched("postgresql", postmaster, whole_session=False, with_children=True))
+    except (OSError, IndexError, ValueError):
+        pass  # a server elsewhere
+    if redis_pid and Path(f"/proc/{redis_pid}").exists():
+        found.append(Watched("redis", int(redis_pid), whole_session=False))
+    return found
+
+
 class Stack:
     def __init__(self) -> None:
         self.run = uuid.uuid4().hex[:8]
@@ -108,6 +122,7 @@ class Stack:
         self.logs = STATE / "bench" / self.run
         self.services: dict[str, Process] = {}
         self.baselines: dict[str, Process] = {}
+        self.servers: list[Watched] = []  # PostgreSQL and Redis when local (_local_servers)
         self._exit = AsyncExitStack()
 
     async def __aenter__(self) -> Stack:
@@ -167,6 +182,12 @@ class Stack:
         await asyncio.gather(*(p.wait_ready() for p in [*self.services.values(), *self.baselines.values()]))
         self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=3)
         self._exit.push_async_callback(self.pool.close)
+        self.servers = await self._local_servers()
+
+    async def _local_servers(self) -> list[Watched]:
+        backend = await self.pool.fetchval("SELECT pg_backend_pid()")
+        redis_pid = (await self.redis.info("server")).get("process_id")
+        return local_servers(backend, redis_pid)
 
     def _stop_processes(self) -> None:
         for process in [*self.services.values(), *self.baselines.values()]:
@@ -197,4 +218,4 @@ class Stack:
     def watched(self) -> list[Watched]:
         found = [p.watched() for p in self.services.values()]
         broker = kafka_broker()
-        return [*found, broker] if broker else found
+        return [*found, *([broker] if broker else []), *self.servers]
