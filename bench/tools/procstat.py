@@ -16,30 +16,28 @@ def _stat_fields(pid: int) -> list[str]:
     return text.rpartition(")")[2].split()
 
 
-def session_pids(session: int) -> list[int]:
-    """Every live process of ``session`` (a service started with ``start_new_session``: it and any child)."""
+def _pids_where(field: int, value: int) -> list[int]:
+    """Every live process whose ``field``-th stat field after its name is ``value`` (1: the parent,
+    3: the session)."""
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if int(_stat_fields(int(entry.name))[3]) == session:
+                if int(_stat_fields(int(entry.name))[field]) == value:
                     found.append(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue
     return found
+
+
+def session_pids(session: int) -> list[int]:
+    """Every live process of ``session`` (a service started with ``start_new_session``: it and any child)."""
+    return _pids_where(3, session)
 
 
 def child_pids(parent: int) -> list[int]:
     """The live children of ``parent`` (a server's workers: PostgreSQL's backends)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if int(_stat_fields(int(entry.name))[1]) == parent:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
+    return _pids_where(1, parent)
 
 
 def reaped_children_seconds(pid: int) -> float:

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_SECONDS = 2.0
 # Hints waiting for Redis; beyond, new ones are dropped (a Redis that hangs holds at most this many).
 QUEUE_SIZE = 1000
-# Most hints sent in one pipeline.
+# Most hints sent in one script call.
 PIPELINE_SIZE = 500
 
 # A batch of hints: ARGV channel, message, channel, message... No KEYS: on a cluster it runs on any
