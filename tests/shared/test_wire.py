@@ -1,5 +1,6 @@
 """Wire conventions: out-of-range date-times and text that cannot be stored (no I/O)."""
 
+import json
 from typing import Any
 
 import pytest
@@ -64,3 +65,16 @@ def test_the_first_instant_is_a_none_placeholder_like_the_year_9999(placeholder)
     # PostgreSQL would keep it as -infinity and hand back a naive datetime that breaks every reader.
     assert parse_utc(placeholder) is None
     assert parse_utc("0001-01-02T00:00:00Z").year == 1
+
+
+def test_json_with_no_escape_is_read_as_the_scanning_validation_reads_it():
+    # Such JSON is validated without the scans' wrap around each nested model (#15): the same model,
+    # the same nested models, the same errors of everything else.
+    text = ('{"id": "a", "displayName": "Sign-in", "detectedDateTime": "2026-12-01T10:00:00.1234567Z",'
+            ' "affectedResources": [{"resourceId": "vm-1"}], "activityLogs": [{"updatedBy": "x"}],'
+            ' "additionalDetails": {"k": [1, {"deep": "é"}]}}')
+    fast = Alert.model_validate_json(text.encode())
+    assert fast == Alert.model_validate_json(text) == Alert.model_validate(json.loads(text))
+    assert type(fast.affected_resources[0]).__name__ == "AffectedResource"
+    with pytest.raises(ValidationError, match=r"affectedResources\.0"):
+        Alert.model_validate_json(b'{"id": "a", "affectedResources": [7]}')
