@@ -103,7 +103,7 @@ within a run, not absolute figures across runs.
   of PostgreSQL (the postmaster, its backends, and the backends it reaped: cutime + cstime) and of
   Redis, before and after (single posts: the wrk run until drained; lists of 100: the pipeline run
   until drained), per 1,000 accepted alerts. The servers also serve anything else using them at the
-  time. "Each process" is each service's; "all together" is everything, servers included.
+  time. "Each service" is each service's processes; "all together" is everything, servers included.
 - Memory: VmRSS and VmHWM (peak) from `/proc/<pid>/status` at the end of the run.
 - Sizes: {sizes}.
 

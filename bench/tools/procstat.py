@@ -40,6 +40,11 @@ def child_pids(parent: int) -> list[int]:
     return _pids_where(1, parent)
 
 
+def parent_pid(pid: int) -> int:
+    """The parent of ``pid`` (raises OSError once it is gone)."""
+    return int(_stat_fields(pid)[1])
+
+
 def reaped_children_seconds(pid: int) -> float:
     """CPU seconds of ``pid``'s children that ended and were waited for (cutime + cstime): a backend
     that closed during a phase is counted there."""

@@ -21,7 +21,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
-from bench.tools.procstat import Watched
+from bench.tools.procstat import Watched, parent_pid
 from shared.kafka import ensure_topics
 from tests.support.databases import migrated_database
 from tests.support.processes import free_port
@@ -101,7 +101,7 @@ def local_servers(postgres_backend: int, redis_pid: int | None) -> list[Watched]
     they run on this machine: their CPU is the system's too."""
     found = []
     try:
-        postmaster = int(Path(f"/proc/{postgres_backend}/stat").read_text().rpartition(")")[2].split()[1])
+        postmaster = parent_pid(postgres_backend)
         found.append(Watched("postgresql", postmaster, whole_session=False, with_children=True))
     except (OSError, IndexError, ValueError):
         pass  # a server elsewhere
@@ -122,7 +122,7 @@ class Stack:
         self.logs = STATE / "bench" / self.run
         self.services: dict[str, Process] = {}
         self.baselines: dict[str, Process] = {}
-        self.servers: list[Watched] = []  # PostgreSQL and Redis when local (_local_servers)
+        self.servers: list[Watched] = []  # PostgreSQL and Redis when local (local_servers)
         self._exit = AsyncExitStack()
 
     async def __aenter__(self) -> Stack:

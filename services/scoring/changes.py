@@ -48,7 +48,7 @@ _CLOSE_TIMEOUT_SECONDS = 2.0
 # Hints waiting for Redis; beyond, new ones are dropped (a Redis that hangs holds at most this many).
 QUEUE_SIZE = 1000
 # Most hints sent in one script call.
-PIPELINE_SIZE = 500
+HINTS_PER_CALL = 500
 
 # A batch of hints: ARGV channel, message, channel, message... No KEYS: on a cluster it runs on any
 # primary (PUBLISH touches no key; the cluster bus takes each message to every node).
@@ -107,7 +107,7 @@ class Changes:
         # (one PUBLISH at a time fell behind a pipeline of a few hundred alerts a second, and hints dropped).
         while True:
             waiting = [await self._queue.get()]
-            while not self._queue.empty() and len(waiting) < PIPELINE_SIZE:
+            while not self._queue.empty() and len(waiting) < HINTS_PER_CALL:
                 waiting.append(self._queue.get_nowait())
             hints = dict.fromkeys((channel, change) for _tenant_id, channel, change in waiting)  # alike: once
             try:
