@@ -73,8 +73,16 @@ async def create_pool(dsn: str, *, schema: str, min_size: int = 1, max_size: int
     cursor is held past its transaction, nothing is SET for a session; what takes a session lock or
     LISTENs (the migrations, the outbox relay) has a connection of its own.
     """
+    session = {"search_path": schema, "application_name": application_name(schema)}
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30,
-                                     server_settings={"search_path": schema}, reset=_keep_session)
+                                     server_settings=session, reset=_keep_session)
+
+
+def application_name(schema: str, role: str = "") -> str:
+    """What a session of ``schema``'s component tells PostgreSQL it is (``pg_stat_activity.application_name``,
+    the server's logs with ``%a``): an operator sees which service holds a session, a lock or a slow query.
+    ``role``: a connection of its own beside the pool (e.g. ``outbox-relay``)."""
+    return f"csp-{schema.replace('_', '-')}" + (f" {role}" if role else "")
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

@@ -39,6 +39,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from pydantic_core import from_json
 
+from shared.db import application_name
 from shared.events import EVENT_TYPE_HEADER, Event, Topic
 from shared.kafka import event_headers, topic_name
 from shared.metrics import OUTBOX_OLDEST_AGE, OUTBOX_WAITING, on_scrape
@@ -226,8 +227,9 @@ class OutboxRelay:
     async def _lead(self) -> None:
         # Its deletes need not wait for the disk (synchronous_commit off): one lost in a crash of the database
         # only publishes its rows again, which every consumer drops by event id.
-        conn = await asyncpg.connect(self._settings.database_url, command_timeout=30,
-                                     server_settings={"search_path": self._schema, "synchronous_commit": "off"})
+        session = {"search_path": self._schema, "synchronous_commit": "off",
+                   "application_name": application_name(self._schema, "outbox-relay")}
+        conn = await asyncpg.connect(self._settings.database_url, command_timeout=30, server_settings=session)
         try:
             await conn.add_listener(self.channel, lambda *_: self._wake.set())
             while not await self._try_to_lead(conn):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from shared.db import COMPONENTS, apply_migrations, claim_event, create_pool, migration_files, prune_processed_events
+from shared.db import (
+    COMPONENTS,
+    application_name,
+    apply_migrations,
+    claim_event,
+    create_pool,
+    migration_files,
+    prune_processed_events,
+)
 
 
 async def test_migrations_are_applied_once_even_when_processes_race(test_env, schema_pool):
@@ -52,3 +60,15 @@ async def test_a_connection_given_back_inside_a_transaction_is_rolled_back_witho
         assert not any("RESET ALL" in s for s in statements)
     finally:
         await pool.close()
+
+
+async def test_sessions_name_their_component_in_pg_stat_activity(test_env):
+    # An operator reading pg_stat_activity (or a log line with %a) sees which service holds a session.
+    pool = await create_pool(test_env["DATABASE_URL"], schema="response_time", max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+                                       ) == "csp-response-time"
+    finally:
+        await pool.close()
+    assert application_name("notifier", "outbox-relay") == "csp-notifier outbox-relay"

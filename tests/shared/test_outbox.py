@@ -95,6 +95,9 @@ async def test_one_relay_leads_and_another_takes_over_when_it_stops(own_database
         # The record is on the topic a moment before the relay counts it (after deleting its row).
         await eventually(lambda: first.published, lambda n: n == 1, what="the leader counted it")
         assert not second.leader and second.published == 0
+        # Its session of its own says what it is (pg_stat_activity), beside the schema's pool's.
+        assert await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                                   f"csp-{schema.replace('_', '-')} outbox-relay") == 2
 
         await first.close()
         await eventually(lambda: second.leader, lambda leads: leads, within=15)
