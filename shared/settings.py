@@ -26,6 +26,9 @@ DEV_SEALING_KEY = "ZGV2LXNlYWxpbmcta2V5LWZvci1sb2NhbC1ydW5zISE="
 # Signs the one-click response links of e-mails and cards (shared/action_links.py); development only.
 DEV_ACTION_LINK_KEY = "dev-action-link-key-not-for-production"
 MIN_ACTION_LINK_KEY_LENGTH = 32
+# The longest ACTION_LINK_MAX_AGE_HOURS allowed (90 days): a link issued longer ago than this is expired
+# under any setting, so the write API may forget it was used (services.ingest.store.prune_used_action_links).
+ACTION_LINK_MAX_AGE_HOURS_LIMIT = 24 * 90
 
 
 class ApiKeySettings(BaseSettings):
@@ -97,7 +100,8 @@ class CommonSettings(ApiKeySettings):
         "response links: the first signs, every one verifies, so a key rotates without breaking links.",
     )
     action_link_max_age_hours: float = Field(
-        168.0, gt=0, le=24 * 90, description="How long a one-click response link works (default 7 days)."
+        168.0, gt=0, le=ACTION_LINK_MAX_AGE_HOURS_LIMIT,
+        description="How long a one-click response link works (default 7 days).",
     )
     write_api_public_url: str = Field(
         "http://127.0.0.1:8081",

@@ -33,6 +33,7 @@ from services.ingest.graph import store as graph_store
 from services.ingest.graph.sync import GraphSync
 from services.ingest.handlers import build_router
 from services.ingest.health import IngestHealth
+from services.ingest.store import prune_used_action_links_forever
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.asyncapi import asyncapi_routes
 from shared.auth import KeyStore
@@ -84,7 +85,8 @@ def create_app() -> FastAPI:
         await relay.start()
         broker.context.set_global("pool", app.state.pool)
         await broker.start()
-        pruning = asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger")
+        pruning = [asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger"),
+                   asyncio.create_task(prune_used_action_links_forever(app.state.pool), name="prune-used-links")]
         graph_sync = GraphSync(app.state.pool, settings) if settings.graph_sync_enabled else None
         if graph_sync is not None:
             graph_sync.start()
@@ -94,7 +96,8 @@ def create_app() -> FastAPI:
             if graph_sync is not None:
                 await graph_sync.close()
             await app.state.keys.close()
-            pruning.cancel()
+            for task in pruning:
+                task.cancel()
             await broker.stop()
             await relay.close()
             await app.state.pool.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +18,10 @@ from shared.alerts import Alert
 from shared.events import AlertCreated, Topic
 from shared.group_call import GroupCall
 from shared.outbox import outbox_row
+from shared.settings import ACTION_LINK_MAX_AGE_HOURS_LIMIT
 from shared.tracing import trace_headers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -235,3 +240,31 @@ async def prune_webhook_ids(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
         batch,
     )
     return int(status.split()[-1])
+
+
+# A used link is remembered until it is expired under any setting (ACTION_LINK_MAX_AGE_HOURS at its
+# largest), and a day more for clocks: forgetting it earlier would let a raised setting make it work twice.
+USED_LINK_MEMORY = timedelta(hours=ACTION_LINK_MAX_AGE_HOURS_LIMIT, days=1)
+
+
+async def prune_used_action_links(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
+    """Forget up to ``batch`` used one-click links issued longer ago than their memory; the number forgotten."""
+    status = await pool.execute(
+        """DELETE FROM used_action_links WHERE ctid IN (
+               SELECT ctid FROM used_action_links WHERE issued_at < now() - $1::interval
+               LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+        USED_LINK_MEMORY,
+        batch,
+    )
+    return int(status.split()[-1])
+
+
+async def prune_used_action_links_forever(pool: asyncpg.Pool, every_seconds: float = 3600) -> None:
+    """Background task of the write API: keeps ``used_action_links`` from growing without bound."""
+    while True:
+        try:
+            while (forgotten := await prune_used_action_links(pool)):
+                log.info("forgot %d used one-click link(s) issued more than %s ago", forgotten, USED_LINK_MEMORY)
+        except Exception as exc:  # the database being away now is no reason to stop trying later
+            log.warning("pruning used one-click links failed: %s", exc)
+        await asyncio.sleep(every_seconds)
