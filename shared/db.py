@@ -25,7 +25,9 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -202,11 +204,17 @@ async def prune_processed_events(pool: asyncpg.Pool, keep_days: int = PROCESSED_
 
 async def prune_processed_events_forever(pool: asyncpg.Pool, every_seconds: float = 3600) -> None:
     """Background task of each consumer service: keeps the ledger from growing without bound."""
+    await prune_forever(partial(prune_processed_events, pool), f"processed-event ids older than "
+                        f"{PROCESSED_EVENTS_KEEP_DAYS} days", every_seconds)
+
+
+async def prune_forever(prune: Callable[[], Awaitable[int]], what: str, every_seconds: float = 3600) -> None:
+    """Run ``prune`` (it deletes some of ``what``, returning how many) every ``every_seconds``, again at
+    once while it finds any (a prune may delete in bounded batches); a failure is logged, never fatal."""
     while True:
         try:
-            removed = await prune_processed_events(pool)
-            if removed:
-                log.info("pruned %d processed-event ids older than %d days", removed, PROCESSED_EVENTS_KEEP_DAYS)
+            while removed := await prune():
+                log.info("pruned %d %s", removed, what)
         except Exception as exc:  # the database being away now is no reason to stop trying later
-            log.warning("pruning processed events failed: %s", exc)
+            log.warning("pruning %s failed: %s", what, exc)
         await asyncio.sleep(every_seconds)

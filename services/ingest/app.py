@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,12 +34,12 @@ from services.ingest.graph import store as graph_store
 from services.ingest.graph.sync import GraphSync
 from services.ingest.handlers import build_router
 from services.ingest.health import IngestHealth
-from services.ingest.store import prune_used_action_links_forever
+from services.ingest.store import USED_LINK_MEMORY, prune_used_action_links
 from services.ingest.webhook_auth import WebhookSecrets
 from shared.asyncapi import asyncapi_routes
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
-from shared.db import create_pool, prune_processed_events_forever
+from shared.db import create_pool, prune_forever, prune_processed_events_forever
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 from shared.metrics import watch_consumer_lag
@@ -86,7 +87,9 @@ def create_app() -> FastAPI:
         broker.context.set_global("pool", app.state.pool)
         await broker.start()
         pruning = [asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger"),
-                   asyncio.create_task(prune_used_action_links_forever(app.state.pool), name="prune-used-links")]
+                   asyncio.create_task(prune_forever(partial(prune_used_action_links, app.state.pool),
+                                                     f"used one-click links issued more than {USED_LINK_MEMORY} ago"),
+                                       name="prune-used-links")]
         graph_sync = GraphSync(app.state.pool, settings) if settings.graph_sync_enabled else None
         if graph_sync is not None:
             graph_sync.start()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,8 +18,6 @@ from shared.group_call import GroupCall
 from shared.outbox import outbox_row
 from shared.settings import ACTION_LINK_MAX_AGE_HOURS_LIMIT
 from shared.tracing import trace_headers
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -232,11 +228,15 @@ async def _claim_webhook_id(conn: asyncpg.Connection, tenant_id: str, webhook_id
 
 async def prune_webhook_ids(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
     """Forget up to ``batch`` webhook-ids older than their memory; the number forgotten."""
+    return await _forget(pool, "ingest_webhook_ids", "received_at", WEBHOOK_ID_MEMORY, batch)
+
+
+async def _forget(pool: asyncpg.Pool, table: str, column: str, memory: timedelta, batch: int) -> int:
+    """Delete up to ``batch`` rows of ``table`` whose ``column`` is older than ``memory``; how many went."""
     status = await pool.execute(
-        """DELETE FROM ingest_webhook_ids WHERE ctid IN (
-               SELECT ctid FROM ingest_webhook_ids WHERE received_at < now() - $1::interval
-               LIMIT $2 FOR UPDATE SKIP LOCKED)""",
-        WEBHOOK_ID_MEMORY,
+        f"""DELETE FROM {table} WHERE ctid IN (
+                SELECT ctid FROM {table} WHERE {column} < now() - $1::interval LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+        memory,
         batch,
     )
     return int(status.split()[-1])
@@ -249,22 +249,4 @@ USED_LINK_MEMORY = timedelta(hours=ACTION_LINK_MAX_AGE_HOURS_LIMIT, days=1)
 
 async def prune_used_action_links(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
     """Forget up to ``batch`` used one-click links issued longer ago than their memory; the number forgotten."""
-    status = await pool.execute(
-        """DELETE FROM used_action_links WHERE ctid IN (
-               SELECT ctid FROM used_action_links WHERE issued_at < now() - $1::interval
-               LIMIT $2 FOR UPDATE SKIP LOCKED)""",
-        USED_LINK_MEMORY,
-        batch,
-    )
-    return int(status.split()[-1])
-
-
-async def prune_used_action_links_forever(pool: asyncpg.Pool, every_seconds: float = 3600) -> None:
-    """Background task of the write API: keeps ``used_action_links`` from growing without bound."""
-    while True:
-        try:
-            while (forgotten := await prune_used_action_links(pool)):
-                log.info("forgot %d used one-click link(s) issued more than %s ago", forgotten, USED_LINK_MEMORY)
-        except Exception as exc:  # the database being away now is no reason to stop trying later
-            log.warning("pruning used one-click links failed: %s", exc)
-        await asyncio.sleep(every_seconds)
+    return await _forget(pool, "used_action_links", "issued_at", USED_LINK_MEMORY, batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from shared.db import (
@@ -12,6 +13,7 @@ from shared.db import (
     claim_event,
     create_pool,
     migration_files,
+    prune_forever,
     prune_processed_events,
 )
 
@@ -72,3 +74,31 @@ async def test_sessions_name_their_component_in_pg_stat_activity(test_env):
     finally:
         await pool.close()
     assert application_name("notifier", "outbox-relay") == "csp-notifier outbox-relay"
+
+
+async def test_a_prune_runs_again_while_it_finds_rows_and_survives_a_failure(caplog):
+    # No I/O: a prune that deletes in batches (3, then 2, then none), fails once, then finds nothing.
+    caplog.set_level(logging.INFO, logger="shared.db")
+    answers: list[int | Exception] = [3, 2, 0, ConnectionError("database away"), 0]
+    calls = 0
+    all_asked = asyncio.Event()
+
+    async def prune() -> int:
+        nonlocal calls
+        calls += 1
+        answer = answers.pop(0)
+        if not answers:
+            all_asked.set()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    task = asyncio.create_task(prune_forever(prune, "test rows", every_seconds=0.01))
+    try:
+        await asyncio.wait_for(all_asked.wait(), 5)
+    finally:
+        task.cancel()
+    assert calls == 5
+    messages = [r.getMessage() for r in caplog.records]
+    assert "pruned 3 test rows" in messages and "pruned 2 test rows" in messages
+    assert "pruning test rows failed: database away" in messages

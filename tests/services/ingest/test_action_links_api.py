@@ -14,9 +14,7 @@ from datetime import timedelta
 import httpx
 
 from services.ingest.config import get_settings
-from services.ingest.store import USED_LINK_MEMORY, prune_used_action_links
 from shared.action_links import Action, sign_action_link
-from shared.settings import ACTION_LINK_MAX_AGE_HOURS_LIMIT
 from shared.wire import utcnow
 from tests.conftest import AUTH
 from tests.services.ingest.support import alert_records, running_ingest
@@ -200,17 +198,3 @@ async def test_the_links_need_no_key_and_every_other_route_still_does(test_env, 
         unkeyed_read = await client.get(f"/v1/tenants/{tenant_id}/security-contact")
         assert unkeyed_read.status_code == 401
 
-
-async def test_a_used_link_is_forgotten_only_once_it_is_expired_under_any_setting(tenant_id, db_pool):
-    # A link issued longer ago than the largest ACTION_LINK_MAX_AGE_HOURS (and a day for clocks) can never
-    # work again, so its row may go; a younger one stays, or raising the setting would let it work twice.
-    assert USED_LINK_MEMORY > timedelta(hours=ACTION_LINK_MAX_AGE_HOURS_LIMIT)
-    now = utcnow()
-    for link_id, issued_ago in ((f"{tenant_id}-old", USED_LINK_MEMORY + timedelta(hours=1)),
-                                (f"{tenant_id}-young", USED_LINK_MEMORY - timedelta(hours=1))):
-        await db_pool.execute(
-            """INSERT INTO used_action_links (link_id, tenant_id, alert_id, action, recipient, issued_at, used_at)
-               VALUES ($1, $2, 'a1', 'acknowledge', $3, $4, $4)""", link_id, tenant_id, RECIPIENT, now - issued_ago)
-    assert await prune_used_action_links(db_pool) >= 1
-    left = await db_pool.fetch("SELECT link_id FROM used_action_links WHERE tenant_id = $1", tenant_id)
-    assert [r["link_id"] for r in left] == [f"{tenant_id}-young"]
