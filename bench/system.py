@@ -69,7 +69,9 @@ def _alert(alert_id: str) -> dict:
 
 
 def _per_thousand(before: dict[str, float], after: dict[str, float], alerts: int) -> dict[str, float]:
-    return {name: (after[name] - before[name]) * 1000 / alerts if alerts else float("nan") for name in after}
+    # A name only after: a process or session that started during the phase, all its CPU spent in it.
+    return {name: (after[name] - before.get(name, 0.0)) * 1000 / alerts if alerts else float("nan")
+            for name in after}
 
 
 async def _visible_count(stack: Stack, tenant: str) -> int:
@@ -118,7 +120,7 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
     bare_cpu = (bare_process.cpu() - bare_cpu) * 1000 / bare.ok
     say(bare.line().strip())
     say(f"POST /alerts, single alerts: write API, wrk {WRK_SECONDS} s, 32 connections")
-    before = cpu_snapshot(watched)
+    before, database_before = cpu_snapshot(watched), await stack.database_cpu()
     real = await run_wrk("write API POST /alerts (single)", stack.services["ingest"].url, POST_ALERT,
                          [tenant, KEY, tag], WRK_SECONDS)
     ingest_cpu = (cpu_snapshot(watched)["ingest"] - before["ingest"]) * 1000 / real.ok
@@ -126,11 +128,12 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
     say(f"CPU per 1,000 requests while wrk ran: bare endpoint {bare_cpu:.2f} s, write API {ingest_cpu:.2f} s")
     say(f"waiting until the {real.ok} alerts have gone through every consumer group (at most {SETTLE_SECONDS:.0f} s)")
     drain = await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say)
-    after = cpu_snapshot(watched)
+    after, database_after = cpu_snapshot(watched), await stack.database_cpu()
     visible = await _visible_count(stack, tenant)
     say(f"{'drained' if drain.drained else 'NOT drained'} after {drain.seconds:.1f} s; "
         f"{visible} of {real.ok} accepted alerts on the read API")
     return {"real": real, "bare": bare, "drain": drain, "cpu": _per_thousand(before, after, real.ok),
+            "database_cpu": _per_thousand(database_before, database_after, real.ok),
             "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu)}
 
 
@@ -152,7 +155,7 @@ async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], c
             accepted += response.json()["accepted"]
 
     say(f"full pipeline: {PIPELINE_ALERTS} alerts in lists of {LIST_SIZE}, {PIPELINE_SENDERS} concurrent senders")
-    before = cpu_snapshot(watched)
+    before, database_before = cpu_snapshot(watched), await stack.database_cpu()
     started = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(PIPELINE_SENDERS)))
     posted_seconds = time.perf_counter() - started
@@ -160,13 +163,14 @@ async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], c
         f"waiting until every consumer group has drained (at most {DRAIN_SECONDS:.0f} s)")
     drain = await wait_drained(lag, stack.outbox_waiting, DRAIN_SECONDS, say)
     seconds = time.perf_counter() - started
-    after = cpu_snapshot(watched)
+    after, database_after = cpu_snapshot(watched), await stack.database_cpu()
     visible = await _visible_count(stack, tenant)
     reached = f"{accepted / seconds:.0f} alerts/s" if drain.drained else "no rate (it did not drain)"
     say(f"{'drained' if drain.drained else 'NOT drained'} {seconds:.1f} s after the first post: "
         f"{reached}; {visible} of {accepted} alerts on the read API")
     return {"accepted": accepted, "posted_seconds": posted_seconds, "seconds": seconds, "drain": drain,
-            "cpu": _per_thousand(before, after, accepted), "visible": visible}
+            "cpu": _per_thousand(before, after, accepted),
+            "database_cpu": _per_thousand(database_before, database_after, accepted), "visible": visible}
 
 
 def _probe(stack: Stack) -> Visibility:
@@ -325,6 +329,19 @@ def report_table(figures: dict) -> str:
     return "\n".join(rows)
 
 
+def _database_note(pipeline: dict, post: dict) -> list[str]:
+    """PostgreSQL's CPU per 1,000 alerts split by the service whose sessions spent it (none: a server elsewhere)."""
+    lists, singles = pipeline["database_cpu"], post["database_cpu"]
+    if not lists:
+        return []
+    cells = [f"{name} {lists[name]:.2f} / {singles.get(name, 0.0):.2f} s" for name in sorted(lists)]
+    rest = (pipeline["cpu"]["postgresql"] - sum(lists.values()), post["cpu"]["postgresql"] - sum(singles.values()))
+    return [f"- PostgreSQL's CPU per 1,000 alerts (lists of 100 / single posts) by the service whose sessions "
+            f"spent it (`pg_stat_activity.application_name`): {'; '.join(cells)}; the server's own processes "
+            f"(WAL writer, checkpointer, autovacuum, statistics) and sessions that ended: {rest[0]:.2f} / "
+            f"{rest[1]:.2f} s."]
+
+
 def report_notes(figures: dict) -> str:
     idle = ", ".join(f"{name} {rate:.3f}" for name, rate in figures["idle_cpu"].items())
     post, pipeline, steady = figures["post"], figures["pipeline"], figures["steady"]
@@ -337,6 +354,7 @@ def report_notes(figures: dict) -> str:
         f"{post['visible']:,} alerts of that tenant on the read API (wrk counts only the answers it got before it "
         f"stopped). CPU per 1,000 requests while wrk ran: the write API {post['wrk_cpu'][0]:.2f} s, the bare "
         f"endpoint {post['wrk_cpu'][1]:.2f} s.",
+        *_database_note(pipeline, post),
         f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",
         f"- The steady load's generator (this bench's process, Python) used {steady['generator_cpu']:.1f} CPU s "
         f"while sending and watching (bare HTTP/1.1 on asyncio streams, `bench/tools/rawhttp.py`); "

@@ -104,6 +104,9 @@ within a run, not absolute figures across runs.
   Redis, before and after (single posts: the wrk run until drained; lists of 100: the pipeline run
   until drained), per 1,000 accepted alerts. The servers also serve anything else using them at the
   time. "Each service" is each service's processes; "all together" is everything, servers included.
+  PostgreSQL's share of each service: the CPU of the backends of the bench database whose
+  `application_name` names it (each service's pool and outbox relay name themselves,
+  `shared.db.application_name`), found in `pg_stat_activity`.
 - Memory: VmRSS and VmHWM (peak) from `/proc/<pid>/status` at the end of the run.
 - Sizes: {sizes}.
 

@@ -21,7 +21,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
-from bench.tools.procstat import Watched, parent_pid
+from bench.tools.procstat import Watched, cpu_seconds, parent_pid
 from shared.kafka import ensure_topics
 from tests.support.databases import migrated_database
 from tests.support.processes import free_port
@@ -214,6 +214,21 @@ class Stack:
         schemas = await self.pool.fetch(
             "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox'")
         return sum([await self.pool.fetchval(f'SELECT count(*) FROM "{row[0]}".outbox') for row in schemas])
+
+    async def database_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the bench database's sessions, by the service that opened them (each names
+        it: ``csp-<service>[ <role>]``, ``shared.db.application_name``); empty for a server elsewhere. A
+        session that ended is no longer counted: the pools keep theirs for the whole run."""
+        if not any(server.name == "postgresql" for server in self.servers):
+            return {}
+        rows = await self.pool.fetch(
+            """SELECT pid, application_name FROM pg_stat_activity
+               WHERE datname = current_database() AND application_name LIKE 'csp-%'""")
+        by_service: dict[str, float] = {}
+        for row in rows:
+            service = row["application_name"].split(" ")[0].removeprefix("csp-")
+            by_service[service] = by_service.get(service, 0.0) + cpu_seconds([row["pid"]])
+        return by_service
 
     def watched(self) -> list[Watched]:
         found = [p.watched() for p in self.services.values()]
