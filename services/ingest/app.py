@@ -86,9 +86,9 @@ def create_app() -> FastAPI:
         await relay.start()
         broker.context.set_global("pool", app.state.pool)
         await broker.start()
+        used_links = f"used one-click links issued more than {USED_LINK_MEMORY.days} days ago"
         pruning = [asyncio.create_task(prune_processed_events_forever(app.state.pool), name="prune-ledger"),
-                   asyncio.create_task(prune_forever(partial(prune_used_action_links, app.state.pool),
-                                                     f"used one-click links issued more than {USED_LINK_MEMORY.days} days ago"),
+                   asyncio.create_task(prune_forever(partial(prune_used_action_links, app.state.pool), used_links),
                                        name="prune-used-links")]
         graph_sync = GraphSync(app.state.pool, settings) if settings.graph_sync_enabled else None
         if graph_sync is not None:
