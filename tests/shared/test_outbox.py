@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from shared import outbox
+from shared.db import application_name
 from shared.events import Actor, ActorType, RedeliveryRequested, Topic
 from shared.settings import CommonSettings
 from tests.support.kafka import read_topic
@@ -97,7 +98,7 @@ async def test_one_relay_leads_and_another_takes_over_when_it_stops(own_database
         assert not second.leader and second.published == 0
         # Its session of its own says what it is (pg_stat_activity), beside the schema's pool's.
         assert await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                                   f"csp-{schema.replace('_', '-')} outbox-relay") == 2
+                                   application_name(schema, "outbox-relay")) == 2
 
         await first.close()
         await eventually(lambda: second.leader, lambda leads: leads, within=15)

@@ -197,4 +197,3 @@ async def test_the_links_need_no_key_and_every_other_route_still_does(test_env, 
         assert unkeyed.status_code == 401
         unkeyed_read = await client.get(f"/v1/tenants/{tenant_id}/security-contact")
         assert unkeyed_read.status_code == 401
-
