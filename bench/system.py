@@ -6,21 +6,22 @@ database, topics and Redis keys of this run), then, one phase after another:
 
 0. the CPU each process spends with no load;
 1. ``GET /security-score`` on the read API with wrk (closed loop) beside a bare endpoint reading one
-   Redis key;
+   Redis key, in interleaved rounds judged by the median ratio (``bench/tools/rounds.py``);
 2. write → visible on the read API, one alert at a time (the idle baseline);
 3. write → visible at a steady rate (open loop) while the pipeline carries it: p50 / p99;
 4. single-alert ``POST /alerts`` on the write API with wrk beside a bare endpoint awaiting one Kafka
-   acknowledgement; then until every consumer group has drained: CPU per 1,000 alerts, single posts;
+   acknowledgement, in interleaved rounds, each write API run followed by a wait until every consumer
+   group has drained: the median ratio, and CPU per 1,000 alerts, single posts;
 5. the full pipeline: alerts in lists of 100 through the write API until every consumer group
    (response-time, scoring, notifier, ingest) has drained (lag 0) and every outbox is empty:
    alerts/s, and CPU per 1,000 alerts, lists of 100;
 6. memory of each service (now and its peak) from /proc.
 
 Each wait is bounded; a phase that did not finish reports what it reached. Sizes (environment):
-``BENCH_WRK_SECONDS`` (10), ``BENCH_PIPELINE_ALERTS`` (20000), ``BENCH_RATE`` (200 alerts/s),
-``BENCH_RATE_SECONDS`` (20), ``BENCH_IDLE_SAMPLES`` (40), ``BENCH_DRAIN_SECONDS`` (150, the pipeline's
-wait), ``BENCH_SETTLE_SECONDS`` (60, the other phases' wait for draining);
-``BENCH_REPORT`` (docs/benchmarks.md; empty: no file).
+``BENCH_WRK_SECONDS`` (8, each wrk run), ``BENCH_WRK_ROUNDS`` (3), ``BENCH_PIPELINE_ALERTS`` (20000),
+``BENCH_RATE`` (200 alerts/s), ``BENCH_RATE_SECONDS`` (20), ``BENCH_IDLE_SAMPLES`` (40),
+``BENCH_DRAIN_SECONDS`` (150, the pipeline's wait), ``BENCH_SETTLE_SECONDS`` (60, the other phases'
+wait for draining); ``BENCH_REPORT`` (docs/benchmarks.md; empty: no file).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from bench.support import percentile
 from bench.tools import machine
 from bench.tools.lag import Drain, GroupLag, wait_drained
 from bench.tools.procstat import Watched, cpu_snapshot
+from bench.tools.rounds import BARE, REAL, Pair, Rounds, order
 from bench.tools.stack import CONSUMER_GROUPS, KEY, REPO, Stack
 from bench.tools.visibility import IN_FLIGHT, Visibility, one_at_a_time, open_loop
 from bench.tools.wrk import GET_WITH_KEY, POST_ALERT, WrkResult, run_wrk
 
-WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
+WRK_ROUNDS = int(os.environ.get("BENCH_WRK_ROUNDS", "3"))
 PIPELINE_ALERTS = int(os.environ.get("BENCH_PIPELINE_ALERTS", "20000"))
 LIST_SIZE = 100
 PIPELINE_SENDERS = 4
@@ -89,7 +92,7 @@ async def _idle_cpu(watched: list[Watched], seconds: float = 5) -> dict[str, flo
     return {name: (after[name] - before[name]) / seconds for name in after}
 
 
-async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> tuple[WrkResult, WrkResult]:
+async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> Rounds:
     tenant = f"bench-read-{uuid.uuid4().hex[:6]}"
     url = f"{stack.services['scoring'].url}/v1/tenants/{tenant}/security-score"
     deadline = time.monotonic() + 60
@@ -99,42 +102,74 @@ async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> tuple[WrkResul
         await asyncio.sleep(0.5)
     # The baseline answers the same body from one Redis key.
     await stack.redis.set(stack.baseline_key, response.content)
-    say(f"GET /security-score: bare endpoint reading one Redis key, wrk {WRK_SECONDS} s, 32 connections")
-    bare = await run_wrk("bare GET (one Redis key)", f"{stack.baselines['bare GET'].url}/v1/tenants/{tenant}/"
-                         "security-score", GET_WITH_KEY, [KEY], WRK_SECONDS)
-    say(bare.line().strip())
-    say(f"GET /security-score: read API, wrk {WRK_SECONDS} s, 32 connections")
-    real = await run_wrk("read API GET /security-score", url, GET_WITH_KEY, [KEY], WRK_SECONDS)
-    say(real.line().strip())
-    return real, bare
+    bare_url = f"{stack.baselines['bare GET'].url}/v1/tenants/{tenant}/security-score"
+    rounds = Rounds()
+    for index in range(WRK_ROUNDS):
+        done: dict[str, WrkResult] = {}
+        for side in order(index):
+            say(f"GET /security-score, round {index + 1} of {WRK_ROUNDS}: "
+                f"{'bare endpoint reading one Redis key' if side == BARE else 'read API'}, wrk {WRK_SECONDS} s, "
+                "32 connections")
+            done[side] = await run_wrk("bare GET (one Redis key)" if side == BARE else "read API GET /security-score",
+                                       bare_url if side == BARE else url, GET_WITH_KEY, [KEY], WRK_SECONDS)
+            say(done[side].line().strip())
+        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+    say(f"GET /security-score: ratio {rounds.ratio:.2f} ({rounds.spread()})")
+    return rounds
 
 
 async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> dict:
+    """Rounds of wrk on the bare endpoint and on the write API; after the write API's, until every
+    consumer group has drained, so the pipeline's work of one round does not slow the next. CPU per
+    1,000 alerts: the write API's runs and their draining, summed over the rounds."""
     tenant = f"bench-post-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:8]
-    say(f"POST /alerts, single alerts: bare endpoint awaiting one Kafka ack, wrk {WRK_SECONDS} s, 32 connections")
     bare_process = stack.baselines["bare POST"].watched()
-    bare_cpu = bare_process.cpu()
-    bare = await run_wrk("bare POST (one Kafka ack)", stack.baselines["bare POST"].url, POST_ALERT,
-                         [tenant, KEY, f"bare-{tag}"], WRK_SECONDS)
-    bare_cpu = (bare_process.cpu() - bare_cpu) * 1000 / bare.ok
-    say(bare.line().strip())
-    say(f"POST /alerts, single alerts: write API, wrk {WRK_SECONDS} s, 32 connections")
-    before, database_before = cpu_snapshot(watched), await stack.database_cpu()
-    real = await run_wrk("write API POST /alerts (single)", stack.services["ingest"].url, POST_ALERT,
-                         [tenant, KEY, tag], WRK_SECONDS)
-    ingest_cpu = (cpu_snapshot(watched)["ingest"] - before["ingest"]) * 1000 / real.ok
-    say(real.line().strip())
-    say(f"CPU per 1,000 requests while wrk ran: bare endpoint {bare_cpu:.2f} s, write API {ingest_cpu:.2f} s")
-    say(f"waiting until the {real.ok} alerts have gone through every consumer group (at most {SETTLE_SECONDS:.0f} s)")
-    drain = await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say)
-    after, database_after = cpu_snapshot(watched), await stack.database_cpu()
+    rounds = Rounds()
+    spent: dict[str, float] = {}
+    database_spent: dict[str, float] = {}
+    wrk_cpu = {REAL: 0.0, BARE: 0.0}
+    drains: list[Drain] = []
+    for index in range(WRK_ROUNDS):
+        done: dict[str, WrkResult] = {}
+        for side in order(index):
+            what = "bare endpoint awaiting one Kafka ack" if side == BARE else "write API"
+            say(f"POST /alerts, single alerts, round {index + 1} of {WRK_ROUNDS}: {what}, wrk {WRK_SECONDS} s, "
+                "32 connections")
+            if side == BARE:
+                cpu = bare_process.cpu()
+                done[BARE] = await run_wrk("bare POST (one Kafka ack)", stack.baselines["bare POST"].url, POST_ALERT,
+                                           [tenant, KEY, f"bare-{tag}-{index}"], WRK_SECONDS)
+                wrk_cpu[BARE] += bare_process.cpu() - cpu
+                say(done[BARE].line().strip())
+                continue
+            before, database_before = cpu_snapshot(watched), await stack.database_cpu()
+            done[REAL] = await run_wrk("write API POST /alerts (single)", stack.services["ingest"].url, POST_ALERT,
+                                       [tenant, KEY, f"{tag}-{index}"], WRK_SECONDS)
+            wrk_cpu[REAL] += cpu_snapshot(watched)["ingest"] - before["ingest"]
+            say(done[REAL].line().strip())
+            say(f"waiting until the {done[REAL].ok} alerts have gone through every consumer group "
+                f"(at most {SETTLE_SECONDS:.0f} s)")
+            drains.append(await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say))
+            after, database_after = cpu_snapshot(watched), await stack.database_cpu()
+            for totals, start, end in ((spent, before, after), (database_spent, database_before, database_after)):
+                for name in end:
+                    totals[name] = totals.get(name, 0.0) + end[name] - start.get(name, 0.0)
+            say(f"{'drained' if drains[-1].drained else 'NOT drained'} after {drains[-1].seconds:.1f} s")
+        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+    accepted = rounds.real_ok
+    bare_ok = sum(pair.bare.ok for pair in rounds.pairs)
+    ingest_cpu, bare_cpu = wrk_cpu[REAL] * 1000 / accepted, wrk_cpu[BARE] * 1000 / bare_ok
+    say(f"POST /alerts: ratio {rounds.ratio:.2f} ({rounds.spread()}); CPU per 1,000 requests while wrk ran: "
+        f"bare endpoint {bare_cpu:.2f} s, write API {ingest_cpu:.2f} s")
     visible = await _visible_count(stack, tenant)
-    say(f"{'drained' if drain.drained else 'NOT drained'} after {drain.seconds:.1f} s; "
-        f"{visible} of {real.ok} accepted alerts on the read API")
-    return {"real": real, "bare": bare, "drain": drain, "cpu": _per_thousand(before, after, real.ok),
-            "database_cpu": _per_thousand(database_before, database_after, real.ok),
-            "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu)}
+    say(f"{visible} of {accepted} accepted alerts on the read API")
+    drain = Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
+    return {"rounds": rounds, "accepted": accepted, "drain": drain,
+            "cpu": {name: value * 1000 / accepted for name, value in spent.items()},
+            "database_cpu": {name: value * 1000 / accepted for name, value in database_spent.items()},
+            "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu),
+            "seconds": sum(pair.real.seconds for pair in rounds.pairs) + drain.seconds}
 
 
 async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], client: httpx.AsyncClient) -> dict:
@@ -234,7 +269,7 @@ async def main() -> None:
             members = await lag.members()
             say("consumer groups: " + ", ".join(f"{g} {n} member(s)" for g, n in members.items()))
             idle_cpu = await _idle_cpu(watched)
-            read_real, read_bare = await _read_phase(stack, client)
+            read = await _read_phase(stack, client)
             idle = await _idle_visibility(stack)
             # Each phase waits (bounded) until the last has drained; the pipeline, the longest, goes last.
             steady = await _steady_visibility(stack, lag)
@@ -244,7 +279,7 @@ async def main() -> None:
         for name, used in memory.items():
             say(f"memory {name}: RSS {used.rss_mb:.0f} MB now, {used.peak_rss_mb:.0f} MB at its peak")
     details["load after"] = machine.loadavg()
-    figures = {"read": (read_real, read_bare), "post": post, "pipeline": pipeline,
+    figures = {"read": read, "post": post, "pipeline": pipeline,
                "idle": idle, "steady": steady, "memory": memory,
                "idle_cpu": idle_cpu, "services": list(stack.services)}
     table, notes = report_table(figures), report_notes(figures)
@@ -256,7 +291,8 @@ async def main() -> None:
 
 
 def sizes() -> str:
-    return (f"wrk {WRK_SECONDS} s per endpoint, 32 connections, 2 threads; pipeline {PIPELINE_ALERTS} alerts in "
+    return (f"wrk {WRK_ROUNDS} rounds of {WRK_SECONDS} s per endpoint and baseline, 32 connections, 2 threads; "
+            f"pipeline {PIPELINE_ALERTS} alerts in "
             f"lists of {LIST_SIZE} from {PIPELINE_SENDERS} concurrent senders; steady {RATE:.0f} alerts/s for "
             f"{RATE_SECONDS:.0f} s; idle {IDLE_SAMPLES} alerts one at a time; waits for draining at most "
             f"{SETTLE_SECONDS:.0f} s (the pipeline's {DRAIN_SECONDS:.0f} s)")
@@ -273,22 +309,29 @@ def _drained(drain: Drain) -> str:
             + f"; outbox {drain.outbox}")
 
 
-def _wrk_cell(result: WrkResult) -> str:
-    errors = f"; **{result.status_errors} non-2xx, {result.socket_errors} socket errors**" if (
-        result.status_errors or result.socket_errors) else ""
+def _wrk_cell(rounds: Rounds, side: str) -> str:
+    """The figures of the round of the median ratio, and the errors of every round."""
+    result: WrkResult = getattr(rounds.middle, side)
+    status_errors, socket_errors = rounds.errors(side)
+    errors = f"; **{status_errors} non-2xx, {socket_errors} socket errors in all rounds**" if (
+        status_errors or socket_errors) else ""
     return f"{result.rate:,.0f}/s (p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms{errors})"
 
 
+def _ratio_cell(rounds: Rounds) -> str:
+    return f"{rounds.ratio:.2f} ({rounds.spread()})"
+
+
 def report_table(figures: dict) -> str:
-    read_real, read_bare = figures["read"]
+    read: Rounds = figures["read"]
     post, pipeline, idle, steady = figures["post"], figures["pipeline"], figures["idle"], figures["steady"]
     rows = ["| what | this run | baseline in the same run | ratio | goal | met |", "|---|---|---|---|---|---|"]
-    ratio = post["real"].rate / post["bare"].rate
-    rows.append(f"| single-alert POST /alerts (wrk) | {_wrk_cell(post['real'])} | bare FastAPI endpoint awaiting one "
-                f"Kafka ack: {_wrk_cell(post['bare'])} | {ratio:.2f} | ≥ 0.5 of the baseline | {_met(ratio >= 0.5)} |")
-    ratio = read_real.rate / read_bare.rate
-    rows.append(f"| GET /security-score (wrk) | {_wrk_cell(read_real)} | bare endpoint reading one Redis key: "
-                f"{_wrk_cell(read_bare)} | {ratio:.2f} | ≥ 0.7 | {_met(ratio >= 0.7)} |")
+    posts: Rounds = post["rounds"]
+    rows.append(f"| single-alert POST /alerts (wrk) | {_wrk_cell(posts, REAL)} | bare FastAPI endpoint awaiting one "
+                f"Kafka ack: {_wrk_cell(posts, BARE)} | {_ratio_cell(posts)} | ≥ 0.5 of the baseline | "
+                f"{_met(posts.ratio >= 0.5)} |")
+    rows.append(f"| GET /security-score (wrk) | {_wrk_cell(read, REAL)} | bare endpoint reading one Redis key: "
+                f"{_wrk_cell(read, BARE)} | {_ratio_cell(read)} | ≥ 0.7 | {_met(read.ratio >= 0.7)} |")
     rate = pipeline["accepted"] / pipeline["seconds"]
     # Not drained: no rate; what was reached is the lag left and the alerts the read API shows.
     reached = f"{rate:,.0f} alerts/s" if pipeline["drain"].drained else "no rate"
@@ -348,12 +391,12 @@ def report_notes(figures: dict) -> str:
     probe = steady["probe"]
     return "\n".join([
         f"- CPU while idle, before any load (CPU seconds per second): {idle}. The CPU figures per 1,000 alerts "
-        f"include it for the phase's length: single posts {post['real'].seconds + post['drain'].seconds:.0f} s "
-        f"(wrk, then draining), lists of 100 {pipeline['seconds']:.0f} s.",
-        f"- Single posts: wrk's {post['real'].ok:,} accepted alerts {_drained(post['drain'])} after wrk stopped; "
-        f"{post['visible']:,} alerts of that tenant on the read API (wrk counts only the answers it got before it "
-        f"stopped). CPU per 1,000 requests while wrk ran: the write API {post['wrk_cpu'][0]:.2f} s, the bare "
-        f"endpoint {post['wrk_cpu'][1]:.2f} s.",
+        f"include it for the phase's length: single posts {post['seconds']:.0f} s (the write API's wrk runs, "
+        f"then draining after each), lists of 100 {pipeline['seconds']:.0f} s.",
+        f"- Single posts: wrk's {post['accepted']:,} accepted alerts (every round) {_drained(post['drain'])} "
+        f"in all, each round's after its wrk stopped; {post['visible']:,} alerts of that tenant on the read API (wrk "
+        f"counts only the answers it got before it stopped). CPU per 1,000 requests while wrk ran: the write API "
+        f"{post['wrk_cpu'][0]:.2f} s, the bare endpoint {post['wrk_cpu'][1]:.2f} s.",
         *_database_note(pipeline, post),
         f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",
         f"- The steady load's generator (this bench's process, Python) used {steady['generator_cpu']:.1f} CPU s "

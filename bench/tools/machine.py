@@ -88,6 +88,12 @@ within a run, not absolute figures across runs.
   most of the notifier's work per alert.)
 - Closed loop: wrk (Debian's), 32 connections, 2 threads; a Lua script posts a new alert per request
   with the operator key. A non-2xx answer is an error, not counted as served.
+- Rounds: each endpoint and its baseline run in turn, several rounds, the baseline first in one round
+  and second in the next; the ratio is the median of the rounds' ratios (every round's is given), and
+  the figures shown are those of the round of the median. On this shared machine one pair's ratio
+  moved by a third from one minute to the next; the median of interleaved rounds moves less. After
+  each write API run the bench waits until every consumer group has drained, so one round's
+  pipeline work does not slow the next round.
 - Baselines: bare FastAPI endpoints on the same uvicorn stack: the POST parses the alert as the write
   API does and awaits one Kafka acknowledgement (idempotent producer, acks=all); the GET answers the
   JSON held in one Redis key (the read API's answer for the same tenant).
@@ -101,9 +107,10 @@ within a run, not absolute figures across runs.
   keep-alive connections (`bench/tools/rawhttp.py`), so the generator is not the bottleneck.
 - CPU: utime + stime from `/proc/<pid>/stat` of each service's process, of the Kafka broker's JVM,
   of PostgreSQL (the postmaster, its backends, and the backends it reaped: cutime + cstime) and of
-  Redis, before and after (single posts: the wrk run until drained; lists of 100: the pipeline run
-  until drained), per 1,000 accepted alerts. The servers also serve anything else using them at the
-  time. "Each service" is each service's processes; "all together" is everything, servers included.
+  Redis, before and after (single posts: each write API wrk run until drained, summed over the rounds;
+  lists of 100: the pipeline run until drained), per 1,000 accepted alerts. The servers also serve
+  anything else using them at the time. "Each service" is each service's processes; "all together"
+  is everything, servers included.
   PostgreSQL's share of each service: the CPU of the backends of the bench database whose
   `application_name` names it (each service's pool and outbox relay name themselves,
   `shared.db.application_name`), found in `pg_stat_activity`.
