@@ -73,9 +73,14 @@ TenantManagerDep = Annotated[Principal, Depends(_tenant_manager)]
 AlertUpdaterDep = Annotated[Principal, Depends(_alert_updater)]
 
 
+def wake_relay(request: Request) -> None:
+    """Once a write has committed: the outbox relay of this process looks at the table at once (it also
+    hears the commit's NOTIFY; this saves the trip)."""
+    request.app.state.relay.wake()
+
+
 async def wake_relay_after_write(request: Request) -> AsyncIterator[None]:
-    """A router's dependency: once a write route is done, its transaction committed, the outbox relay
-    of this process looks at the table at once (it also hears the commit's NOTIFY; this saves the trip)."""
+    """A router's dependency: once a write route is done, its transaction committed, :func:`wake_relay`."""
     yield
     if request.method != "GET":
-        request.app.state.relay.wake()
+        wake_relay(request)

@@ -11,12 +11,12 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from services.ingest.deps import KeysDep, PoolDep, SettingsDep, WebhookSecretsDep, wake_relay_after_write
+from services.ingest.deps import wake_relay
 from services.ingest.domain import actor_from, patched
 from services.ingest.graph.writeback import queue_writebacks
 from services.ingest.parsing import (
@@ -35,11 +35,15 @@ from services.ingest.webhook_auth import (
 )
 from shared.alerts import Alert, AlertStatus, ResolvedReason
 from shared.http import Problem, TenantIdPath
-from shared.http_guards import accepts_signature
+from shared.http_guards import accepts_signature, authenticates
 from shared.wire import WireModel, utcnow
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"], dependencies=[Depends(wake_relay_after_write)])
+# No dependency but the path's (and the app's offboarding check): the busiest write route, and each
+# dependency costs on every request (#15: four state aliases and the relay's wake-up, a generator, were a
+# tenth of the route's CPU). The routes read the state ``app.py`` wires from the app and wake the relay
+# themselves once their transaction has committed.
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["alerts"])
 
 # No control characters (NUL cannot be stored at all).
 AlertId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -83,10 +87,10 @@ class AlertPatch(WireModel):
     )
 
 
-async def _authenticate(
-    request: Request, tenant_id: str, keys, secrets, settings
-) -> tuple[WriteCaller, bytes]:
+async def _authenticate(request: Request, tenant_id: str) -> tuple[WriteCaller, bytes]:
     """The caller and the body: a signed webhook is checked over the raw body, a key before reading it."""
+    state = request.app.state
+    keys, secrets, settings = state.keys, state.webhook_secrets, state.settings
     signed = wants_signature_check(request.headers)
     # (A key was already checked, before the body was read, by the request guard; this reuses it.)
     caller = None if signed else await authenticate_key(keys, request, tenant_id)
@@ -105,13 +109,14 @@ def openapi_schemas() -> dict:
     return schema["$defs"]
 
 
-def _accepted(alert_count: int, events: AlertEvents) -> JSONResponse:
-    body = Accepted(
+def _accepted(alert_count: int, events: AlertEvents) -> Response:
+    # Built of values already checked, its JSON written by pydantic at once (not a dict, then json.dumps).
+    body = Accepted.model_construct(
         accepted=len(events),
         duplicates=alert_count - len(events),
-        events=[AcceptedEvent(alertId=e.alert.id, eventType=e.event_type) for e in events],
+        events=[AcceptedEvent.model_construct(alertId=e.alert.id, eventType=e.event_type) for e in events],
     )
-    return JSONResponse(body.model_dump(), status_code=202)
+    return Response(body.model_dump_json(), status_code=202, media_type="application/json")
 
 
 # A key, or a Standard Webhooks signature with the tenant's secret (shared.http_openapi's schemes).
@@ -159,25 +164,21 @@ _ALERT_BODY = {
     summary="Ingest one alert, a Graph list {value: [...]}, or older fraud events",
 )
 @accepts_signature
-async def post_alerts(
-    tenant_id: TenantIdPath,
-    request: Request,
-    settings: SettingsDep,
-    pool: PoolDep,
-    keys: KeysDep,
-    secrets: WebhookSecretsDep,
-) -> JSONResponse:
+@authenticates
+async def post_alerts(tenant_id: TenantIdPath, request: Request) -> Response:
     """Authenticate with `Authorization: Bearer <key>` (a role that may update alerts) or sign as a
     Standard Webhook with the tenant's secret. A post is a feed's report: a status change it carries
     with no new activity-log entry is the system's."""
-    caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
+    caller, body = await _authenticate(request, tenant_id)
+    settings = request.app.state.settings
     alerts = alerts_from_document(parse_json(body), settings.max_alerts_per_request, now=utcnow(),
                                   text_checked=plain_text(body))
     events = (
-        await record_alerts(pool, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
+        await record_alerts(request.app.state.pool, settings, tenant_id, alerts, webhook_id=caller.webhook_id)
         if alerts
         else []
     )
+    wake_relay(request)
     return _accepted(len(alerts), events)
 
 
@@ -196,18 +197,11 @@ async def post_alerts(
     summary="Change an alert's status / resolvedReason as the calling user",
 )
 @accepts_signature
-async def patch_alert(
-    tenant_id: TenantIdPath,
-    alert_id: AlertId,
-    request: Request,
-    settings: SettingsDep,
-    pool: PoolDep,
-    keys: KeysDep,
-    secrets: WebhookSecretsDep,
-) -> JSONResponse:
+@authenticates
+async def patch_alert(tenant_id: TenantIdPath, alert_id: AlertId, request: Request) -> Response:
     """The change is by the key's user (or the `updatedBy` a ticketing system names) at the time of
     the request; a change of status or resolvedReason by a user stops the response clock."""
-    caller, body = await _authenticate(request, tenant_id, keys, secrets, settings)
+    caller, body = await _authenticate(request, tenant_id)
     document = parse_json(body)
     try:
         change = AlertPatch.model_validate(document)
@@ -247,8 +241,8 @@ async def patch_alert(
     # A response recorded here is queued, in the same transaction, for Partner Center (an alert
     # that came from there: services/ingest/graph/writeback.py).
     events = await record_alerts(
-        pool,
-        settings,
+        request.app.state.pool,
+        request.app.state.settings,
         tenant_id,
         [Alert(id=alert_id)],
         api_actor=actor,
@@ -256,4 +250,5 @@ async def patch_alert(
         webhook_id=caller.webhook_id,
         after=queue_writebacks,
     )
+    wake_relay(request)
     return _accepted(1, events)
