@@ -45,6 +45,7 @@ def bench_app() -> FastAPI:
     from services.scoring.keeper import ScoreKeeper
     from shared.auth import KeyStore
     from shared.catalogue import load_catalogue
+    from shared.hot_routes import serve_ahead
     from shared.http import install_problem_handlers
 
     prefix = os.environ["BENCH_REDIS_PREFIX"]
@@ -64,6 +65,7 @@ def bench_app() -> FastAPI:
     app = FastAPI(lifespan=lifespan)
     install_problem_handlers(app)
     app.include_router(routes_score.router)
+    serve_ahead(app, routes_score.get_security_score)  # as services/scoring/app.py does
 
     @app.get("/bare")
     async def bare() -> dict[str, str | None]:

@@ -29,6 +29,7 @@ from shared.asyncapi import asyncapi_routes
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_processed_events_forever
+from shared.hot_routes import serve_ahead
 from shared.http import Health
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
@@ -120,6 +121,8 @@ def create_app() -> FastAPI:
     for module in (routes_me, routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
                    routes_deliveries, routes_changes, routes_dashboard):
         app.include_router(module.router)
+    # The route polled hardest, answered before FastAPI's routing and parameter machinery (#15).
+    serve_ahead(app, routes_score.get_security_score)
     watch_consumer_lag(app, "scoring", broker)
     outbox.watch_backlog(app, "scoring", lambda: state.get("pool"))
     # Its topics and events (AsyncAPI 3.0), as published in docs/asyncapi/.
