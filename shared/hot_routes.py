@@ -9,8 +9,10 @@ annotations (an invalid one is the same 422, raised as FastAPI raises it, answer
 handler) and calls the same endpoint. The FastAPI route stays where it was: it documents the operation
 in the OpenAPI document, and answers what the one in front does not take (``HEAD``).
 
-Only for an endpoint taking the request and path parameters, no query, header, body or dependency
-(refused when the app is built otherwise): there is nothing else to resolve.
+Only for an endpoint taking the request and path parameters, no query, header, body or dependency, on
+a route whose own dependencies (its routers') take the request alone and give nothing back, as a
+guard does (they run first, in their order, as FastAPI runs them): anything else is refused when the
+app is built, as there would be nothing to resolve it.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ def serve_ahead(app: FastAPI, endpoint: Endpoint) -> Route:
         raise ValueError(f"{endpoint.__name__} serves {len(contexts)} routes; serve_ahead needs exactly one")
     context = contexts[0]
     path, methods = context.path, set(context.methods or ())
-    if getattr(context, "dependencies", None):
-        raise ValueError(f"{endpoint.__name__}'s route has dependencies; serve_ahead would skip them")
+    guards = [_guard(endpoint, depends.dependency) for depends in getattr(context, "dependencies", None) or ()]
     path_names = set(compile_path(path)[2])
     hints = get_type_hints(endpoint, include_extras=True)
     request_name: str | None = None
@@ -53,6 +54,8 @@ def serve_ahead(app: FastAPI, endpoint: Endpoint) -> Route:
     async def answer(request: Request) -> Response:
         # The route the metrics (shared.metrics.HttpMetrics) label the request with: its template.
         request.scope["route"] = route
+        for guard in guards:
+            await guard(request)
         values: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
         for name, validator in validators.items():
@@ -71,3 +74,17 @@ def serve_ahead(app: FastAPI, endpoint: Endpoint) -> Route:
     route.methods = methods
     app.router.routes.insert(0, route)
     return route
+
+
+def _guard(endpoint: Endpoint, dependency: Callable[..., Any] | None) -> Callable[[Request], Awaitable[Any]]:
+    """A route's dependency that ``serve_ahead`` can run: a coroutine function of the request alone."""
+    name = getattr(dependency, "__name__", repr(dependency))
+    if dependency is None or not inspect.iscoroutinefunction(dependency):
+        raise ValueError(f"{endpoint.__name__}'s route depends on {name}, not a coroutine function of the request; "
+                         "serve_ahead would not resolve it")
+    hints = get_type_hints(dependency)
+    parameters = list(inspect.signature(dependency).parameters)
+    if len(parameters) != 1 or hints.get(parameters[0]) is not Request:
+        raise ValueError(f"{endpoint.__name__}'s route depends on {name}, which takes more than the request; "
+                         "serve_ahead would not resolve it")
+    return dependency

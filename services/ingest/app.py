@@ -40,6 +40,7 @@ from shared.asyncapi import asyncapi_routes
 from shared.auth import KeyStore
 from shared.catalogue import load_catalogue_or_exit
 from shared.db import create_pool, prune_forever, prune_processed_events_forever
+from shared.hot_routes import serve_ahead
 from shared.http import create_app as create_http_app
 from shared.kafka import make_broker
 from shared.metrics import watch_consumer_lag
@@ -130,6 +131,9 @@ def create_app() -> FastAPI:
         # A tenant offboarded takes no more writes (410); the offboarding itself may be run again.
         app.include_router(module.router, dependencies=[Depends(routes_offboarding.refuse_writes_of_offboarded)])
     app.include_router(routes_offboarding.router)
+    # The commonest write (a webhook per alert), answered before FastAPI's routing and parameter machinery;
+    # the offboarding check runs first all the same (#15).
+    serve_ahead(app, routes_alerts.post_alerts)
     default_openapi = app.openapi
 
     def openapi() -> dict:

@@ -33,7 +33,14 @@ def make_app(*, ahead: bool) -> tuple[FastAPI, list[dict]]:
     app = create_app(title="t", version="1", description="d", health=Health("svc", {}), lifespan=lifespan)
     app.state.keys = OneKey()
     calls: list[dict] = []
-    router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+
+    async def refuse_gone(request: Request) -> None:
+        # As the write API's offboarding check: a guard of the request alone, run before the path is judged.
+        calls.append({"guard": request.path_params["tenant_id"]})
+        if request.path_params["tenant_id"] in ("gone", "gone!"):
+            raise Problem(410, "Tenant offboarded", "it takes no more writes")
+
+    router = APIRouter(prefix="/v1/tenants/{tenant_id}", dependencies=[Depends(refuse_gone)])
 
     @router.get("/score", summary="The score")
     @authenticates
@@ -60,6 +67,8 @@ def client_of(app: FastAPI) -> httpx.AsyncClient:
 REQUESTS = [
     ("GET", "/v1/tenants/t1/score", KEY),
     ("GET", "/v1/tenants/unknown/score", KEY),  # a Problem raised by the endpoint
+    ("GET", "/v1/tenants/gone/score", KEY),  # a Problem raised by the router's guard
+    ("GET", "/v1/tenants/gone%21/score", KEY),  # the guard's Problem and an invalid tenant id: which comes first
     ("GET", "/v1/tenants/a%20b/score", KEY),  # a tenant id against its pattern
     ("GET", f"/v1/tenants/{'x' * 129}/score", KEY),  # too long
     ("GET", "/v1/tenants/t1/score", {}),  # no key: the guard's 401
@@ -87,7 +96,8 @@ async def test_the_route_ahead_takes_the_request_and_labels_its_metrics_with_the
         response = await client.get("/v1/tenants/t1/score", headers=KEY)
         metrics = (await client.get("/metrics")).text
     assert response.status_code == 200 and response.json() == {"tenant": "t1"}
-    assert calls[0]["route"] is app.router.routes[0]  # the plain route in front, not FastAPI's
+    assert calls == [{"guard": "t1"}, {"tenant": "t1", "route": app.router.routes[0]}]  # the guard, then the endpoint
+    assert calls[1]["route"] is app.router.routes[0]  # the plain route in front, not FastAPI's
     assert 'route="/v1/tenants/{tenant_id}/score",service="svc",status="200"' in metrics
 
 
@@ -117,11 +127,22 @@ def test_an_endpoint_with_more_than_path_parameters_is_refused() -> None:
 
     app.get("/v1/tenants/{tenant_id}/q")(with_query)
     app.get("/v1/tenants/{tenant_id}/d")(with_dependency)
+    async def wants_more(request: Request, x: int = 1) -> None:
+        pass
+
+    async def watched(tenant_id: TenantIdPath) -> Response:
+        return Response()
+
     router = APIRouter(dependencies=[Depends(lambda: 1)])
     router.get("/v1/tenants/{tenant_id}/g")(guarded)
     app.include_router(router)
-    with pytest.raises(ValueError, match="has dependencies"):
+    other = APIRouter(dependencies=[Depends(wants_more)])
+    other.get("/v1/tenants/{tenant_id}/w")(watched)
+    app.include_router(other)
+    with pytest.raises(ValueError, match="not a coroutine function of the request"):
         serve_ahead(app, guarded)
+    with pytest.raises(ValueError, match="wants_more, which takes more than the request"):
+        serve_ahead(app, watched)
     with pytest.raises(ValueError, match="'page', not a path parameter"):
         serve_ahead(app, with_query)
     with pytest.raises(ValueError, match="'x', not a path parameter"):
