@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
@@ -148,7 +149,8 @@ def _document(route: RouteContext, operation: dict[str, Any]) -> None:
     for status, response in responses.items():
         if not status.isdigit() or int(status) < 400 or _has_own_body(route, status):
             continue
-        if response.get("description") in (None, "", _FASTAPI_422_DESCRIPTION):
+        # FastAPI's own words (its 422's, or the status's phrase for a status declared without a description).
+        if response.get("description") in (None, "", _FASTAPI_422_DESCRIPTION, HTTPStatus(int(status)).phrase):
             response["description"] = _DESCRIPTIONS.get(int(status), "Request failed")
         response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
         if status in ("429", "503"):

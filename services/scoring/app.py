@@ -121,8 +121,9 @@ def create_app() -> FastAPI:
     for module in (routes_me, routes_score, routes_response_time, routes_alerts, routes_timeline, routes_customers,
                    routes_deliveries, routes_changes, routes_dashboard):
         app.include_router(module.router)
-    # The route polled hardest, answered before FastAPI's routing and parameter machinery (#15).
+    # The routes polled hardest, answered before FastAPI's routing and parameter machinery (#15).
     serve_ahead(app, routes_score.get_security_score)
+    serve_ahead(app, routes_alerts.get_alert)
     watch_consumer_lag(app, "scoring", broker)
     outbox.watch_backlog(app, "scoring", lambda: state.get("pool"))
     # Its topics and events (AsyncAPI 3.0), as published in docs/asyncapi/.

@@ -90,9 +90,14 @@ async def _cached_tenant(request: Request, tenant_id: TenantIdPath) -> CachedTen
 CachedTenantDep = Annotated[CachedTenant, Depends(_cached_tenant)]
 
 
+async def reader(request: Request, tenant_id: str) -> Principal:
+    """What ``ReaderDep`` gives, for a route taking no dependency: the caller, allowed to read the tenant."""
+    return authorize(await authenticated_caller(request, request.headers.get("authorization")), Permission.read,
+                     tenant_id)
+
+
 async def read_tenant_for_reader(request: Request, tenant_id: str) -> CachedTenant:
     """What ``ReaderDep`` and ``CachedTenantDep`` give, in one call: for a route taking no dependency."""
-    caller = await authenticated_caller(request, request.headers.get("authorization"))
-    authorize(caller, Permission.read, tenant_id)
+    await reader(request, tenant_id)
     state = request.app.state
     return await read_tenant(tenant_id, state.cache, state.keeper, state.settings.retry_after_seconds)
