@@ -1,13 +1,14 @@
-"""The busiest route of an API answered ahead of FastAPI's routing (#15).
+"""The busiest routes of an API answered ahead of FastAPI's routing (#15).
 
 On every request FastAPI tries the app's routes in turn, then resolves the matched route's parameters
-and dependencies through its generic machinery. For the route polled hardest (the read API's
-``GET /security-score``, what dashboards and monitors ask every few seconds) that was a third of the
-Python calls of the request. :func:`serve_ahead` puts a plain Starlette route for the same method and
-path in front of the app's routes: it validates the path's parameters with the endpoint's own
-annotations (an invalid one is the same 422, raised as FastAPI raises it, answered by the same
-handler) and calls the same endpoint. The FastAPI route stays where it was: it documents the operation
-in the OpenAPI document, and answers what the one in front does not take (``HEAD``).
+and dependencies through its generic machinery. For the routes polled hardest (the read API's
+``GET /security-score``, what dashboards and monitors ask every few seconds; the write API's
+``POST /alerts``, a webhook per alert) that was a third of the Python calls of a score read.
+:func:`serve_ahead` puts a plain Starlette route for the same method and path in front of the app's
+routes: it validates the path's parameters with the endpoint's own annotations (an invalid one is the
+same 422, raised as FastAPI raises it, answered by the same handler) and calls the same endpoint. The
+FastAPI route stays where it was: it documents the operation in the OpenAPI document, and answers what
+the one in front does not take (``HEAD``).
 
 Only for an endpoint taking the request and path parameters, no query, header, body or dependency, on
 a route whose own dependencies (its routers') take the request alone and give nothing back, as a
