@@ -118,6 +118,12 @@ async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> Rounds:
     return rounds
 
 
+def _add(totals: dict[str, float], before: dict[str, float], after: dict[str, float]) -> None:
+    # A name only after: a process or session that started during the run, all its CPU spent in it.
+    for name in after:
+        totals[name] = totals.get(name, 0.0) + after[name] - before.get(name, 0.0)
+
+
 async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> dict:
     """Rounds of wrk on the bare endpoint and on the write API; after the write API's, until every
     consumer group has drained, so the pipeline's work of one round does not slow the next. CPU per
@@ -126,36 +132,40 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
     tag = uuid.uuid4().hex[:8]
     bare_process = stack.baselines["bare POST"].watched()
     rounds = Rounds()
-    spent: dict[str, float] = {}
-    database_spent: dict[str, float] = {}
-    wrk_cpu = {REAL: 0.0, BARE: 0.0}
+    spent: dict[str, float] = {}  # CPU seconds of the write API's runs and their draining, by process
+    database_spent: dict[str, float] = {}  # ...and of the database, by the service whose sessions spent it
+    wrk_cpu = {REAL: 0.0, BARE: 0.0}  # the write API's and the bare endpoint's own, while wrk ran
     drains: list[Drain] = []
+
+    async def bare(index: int) -> WrkResult:
+        cpu = bare_process.cpu()
+        result = await run_wrk("bare POST (one Kafka ack)", stack.baselines["bare POST"].url, POST_ALERT,
+                               [tenant, KEY, f"bare-{tag}-{index}"], WRK_SECONDS)
+        wrk_cpu[BARE] += bare_process.cpu() - cpu
+        say(result.line().strip())
+        return result
+
+    async def write_api(index: int) -> WrkResult:
+        before, database_before = cpu_snapshot(watched), await stack.database_cpu()
+        result = await run_wrk("write API POST /alerts (single)", stack.services["ingest"].url, POST_ALERT,
+                               [tenant, KEY, f"{tag}-{index}"], WRK_SECONDS)
+        wrk_cpu[REAL] += cpu_snapshot(watched)["ingest"] - before["ingest"]
+        say(result.line().strip())
+        say(f"waiting until the {result.ok} alerts have gone through every consumer group "
+            f"(at most {SETTLE_SECONDS:.0f} s)")
+        drains.append(await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say))
+        say(f"{'drained' if drains[-1].drained else 'NOT drained'} after {drains[-1].seconds:.1f} s")
+        _add(spent, before, cpu_snapshot(watched))
+        _add(database_spent, database_before, await stack.database_cpu())
+        return result
+
     for index in range(WRK_ROUNDS):
         done: dict[str, WrkResult] = {}
         for side in order(index):
             what = "bare endpoint awaiting one Kafka ack" if side == BARE else "write API"
             say(f"POST /alerts, single alerts, round {index + 1} of {WRK_ROUNDS}: {what}, wrk {WRK_SECONDS} s, "
                 "32 connections")
-            if side == BARE:
-                cpu = bare_process.cpu()
-                done[BARE] = await run_wrk("bare POST (one Kafka ack)", stack.baselines["bare POST"].url, POST_ALERT,
-                                           [tenant, KEY, f"bare-{tag}-{index}"], WRK_SECONDS)
-                wrk_cpu[BARE] += bare_process.cpu() - cpu
-                say(done[BARE].line().strip())
-                continue
-            before, database_before = cpu_snapshot(watched), await stack.database_cpu()
-            done[REAL] = await run_wrk("write API POST /alerts (single)", stack.services["ingest"].url, POST_ALERT,
-                                       [tenant, KEY, f"{tag}-{index}"], WRK_SECONDS)
-            wrk_cpu[REAL] += cpu_snapshot(watched)["ingest"] - before["ingest"]
-            say(done[REAL].line().strip())
-            say(f"waiting until the {done[REAL].ok} alerts have gone through every consumer group "
-                f"(at most {SETTLE_SECONDS:.0f} s)")
-            drains.append(await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say))
-            after, database_after = cpu_snapshot(watched), await stack.database_cpu()
-            for totals, start, end in ((spent, before, after), (database_spent, database_before, database_after)):
-                for name in end:
-                    totals[name] = totals.get(name, 0.0) + end[name] - start.get(name, 0.0)
-            say(f"{'drained' if drains[-1].drained else 'NOT drained'} after {drains[-1].seconds:.1f} s")
+            done[side] = await (bare(index) if side == BARE else write_api(index))
         rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
     accepted = rounds.real_ok
     bare_ok = sum(pair.bare.ok for pair in rounds.pairs)
@@ -166,8 +176,7 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
     say(f"{visible} of {accepted} accepted alerts on the read API")
     drain = Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
     return {"rounds": rounds, "accepted": accepted, "drain": drain,
-            "cpu": {name: value * 1000 / accepted for name, value in spent.items()},
-            "database_cpu": {name: value * 1000 / accepted for name, value in database_spent.items()},
+            "cpu": _per_thousand({}, spent, accepted), "database_cpu": _per_thousand({}, database_spent, accepted),
             "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu),
             "seconds": sum(pair.real.seconds for pair in rounds.pairs) + drain.seconds}
 
