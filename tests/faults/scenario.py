@@ -34,6 +34,7 @@ from tests.faults.observe import (
     LogWindow,
     ReadinessWatch,
     cpu_seconds,
+    group_lag,
     log_size,
     log_window,
     read_all,
@@ -123,6 +124,7 @@ class FaultRun:
     poison: list[Poison] = field(default_factory=list)
     republished: Counter = field(default_factory=Counter)
     probes: dict[str, str] = field(default_factory=dict)  # tenant -> probe alert id
+    contacts_not_at_the_notifier: dict[str, str] = field(default_factory=dict)  # tenant -> the contact it held
     timeline: list[tuple[float, str]] = field(default_factory=list)
     load_seconds: float = 0.0
     ended: float = 0.0  # monotonic time the load and the faults were over
@@ -269,6 +271,37 @@ async def await_channels_at_the_notifier(run: FaultRun, within: float = 30.0) ->
     run.note("every channel at the notifier")
 
 
+async def await_contacts_at_the_notifier(run: FaultRun, emails: dict[str, str], within: float = 60.0) -> dict[str, str]:
+    """Until the notifier holds each tenant's contact ``emails[tenant]``; what it holds instead for those it
+    does not after ``within`` seconds (the check reports them)."""
+    conn = await asyncpg.connect(run.postgres.database_url)
+    started = time.monotonic()
+    try:
+        while True:  # noqa: ASYNC110 - polling the notifier's table is the wait
+            rows = await conn.fetch("SELECT tenant_id, email FROM notifier.notifier_contacts "
+                                    "WHERE tenant_id = ANY($1::text[])", list(emails))
+            held = {row["tenant_id"]: row["email"] for row in rows}
+            missing = {t: str(held.get(t)) for t, email in emails.items() if held.get(t) != email}
+            if not missing or time.monotonic() - started > within:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    run.note(f"last contacts at the notifier after {time.monotonic() - started:.1f} s ({len(missing)} missing)")
+    return missing
+
+
+async def await_group_caught_up(run: FaultRun, service: str, topic: str, within: float = 60.0) -> None:
+    """Until ``service``'s consumer group has committed past the last record of ``topic``. Bounded: past
+    ``within`` the run goes ahead, and the checks judge what the service did by then."""
+    started = time.monotonic()
+    while sum((await group_lag(run.kafka.bootstrap, f"{run.prefix}{service}", [run.topic(topic)])).values()):
+        if time.monotonic() - started > within:
+            break
+        await asyncio.sleep(0.5)
+    run.note(f"{service} through {topic} after {time.monotonic() - started:.1f} s")
+
+
 async def put_poison(run: FaultRun) -> None:
     """On every consumed topic: bytes that are not JSON, and JSON that breaks the event contract."""
     producer = AIOKafkaProducer(bootstrap_servers=run.kafka.bootstrap, acks="all", enable_idempotence=True)
@@ -376,12 +409,14 @@ async def run_fault_matrix(run: FaultRun, http: httpx.AsyncClient, run_id: str) 
 
     # The last contact of each tenant, then every contact event again, oldest last: the notifier must
     # keep mailing the newest contact. (What is not accepted is in the stats; the checks report it.)
+    # Each step waits for the notifier: the contacts and the probes are on different topics, which a
+    # consumer reads in no set order, so a probe sent before its contact arrived proves nothing.
     api.hard_deadline = float("inf")
-    await asyncio.gather(*(s.change_contact(f"final@{s.tenant.tenant_id}.example") for s in senders),
-                         return_exceptions=True)
-    await asyncio.sleep(3)
+    finals = {s.tenant.tenant_id: f"final@{s.tenant.tenant_id}.example" for s in senders}
+    await asyncio.gather(*(s.change_contact(finals[s.tenant.tenant_id]) for s in senders), return_exceptions=True)
+    run.contacts_not_at_the_notifier = await await_contacts_at_the_notifier(run, finals)
     await republish(run, "security-contacts")
-    await asyncio.sleep(3)
+    await await_group_caught_up(run, "notifier", "security-contacts")
     for sender in senders:
         try:
             run.probes[sender.tenant.tenant_id] = await sender.post_one_alert("probe")

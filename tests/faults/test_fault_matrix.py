@@ -326,6 +326,8 @@ async def test_the_newest_contact_gets_the_mail_after_old_contact_events_are_red
     async def check() -> list[str]:
         problems = [f"{t.tenant_id}: no probe alert was accepted" for t in fault_run.tenants
                     if t.tenant_id not in fault_run.probes]
+        problems += [f"{tenant_id}: the notifier held {held} a minute after the last contact change, not final@"
+                     for tenant_id, held in fault_run.contacts_not_at_the_notifier.items()]
         for tenant_id, alert_id in fault_run.probes.items():
             sent = [m["To"] for m in fault_run.smtp.mail.for_tenant(tenant_id, "alert")
                     if m["X-CSP-Alert-Id"] == alert_id]
