@@ -6,8 +6,10 @@ from shared.settings import CommonSettings, load_settings
 class Settings(CommonSettings):
     response_time_port: int = Field(8083, description="Port of the health endpoints.")
     consumer_group_name = "response-time"  # default group: KAFKA_TOPIC_PREFIX + this
+    # 1000 rather than 500 (#15): under a backlog (a burst) fewer, larger transactions, offset commits and relay rounds
+    # per alert; 20,000 alerts in lists of 100 took ~25% less CPU in all and drained ~35% sooner (A/B, 4 of 5 runs).
     response_time_batch_size: int = Field(
-        500, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
+        1000, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
     response_time_reevaluate_seconds: float = Field(
         60.0, gt=0,
         description="How often every tenant's figures are re-evaluated (a safety net: each tenant is also "
