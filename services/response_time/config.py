@@ -6,11 +6,8 @@ from shared.settings import CommonSettings, load_settings
 class Settings(CommonSettings):
     response_time_port: int = Field(8083, description="Port of the health endpoints.")
     consumer_group_name = "response-time"  # default group: KAFKA_TOPIC_PREFIX + this
-    # 1000 rather than 500 (#15): under a backlog (a burst) fewer, larger transactions, offset commits and relay rounds
-    # per alert: 20,000 alerts in lists of 100 drained 17% sooner with 11% less CPU in all (median of
-    # 7 interleaved A/B pairs; the notifier, the broker and PostgreSQL gained most).
     response_time_batch_size: int = Field(
-        1000, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
+        500, ge=1, le=10_000, description="Most alert events applied in one PostgreSQL transaction.")
     response_time_reevaluate_seconds: float = Field(
         60.0, gt=0,
         description="How often every tenant's figures are re-evaluated (a safety net: each tenant is also "
