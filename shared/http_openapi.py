@@ -139,6 +139,15 @@ def _has_own_body(route: RouteContext, status: str) -> bool:
     return "model" in declared or any(media != PROBLEM_JSON for media in declared.get("content", {}))
 
 
+def _phrase(status: int) -> str | None:
+    """The standard phrase FastAPI writes for a status declared without a description; None for a status
+    outside the standard list (a 499 would otherwise stop the whole document)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
+
+
 def _document(route: RouteContext, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     errors = errors_of(route, operation)
@@ -150,7 +159,7 @@ def _document(route: RouteContext, operation: dict[str, Any]) -> None:
         if not status.isdigit() or int(status) < 400 or _has_own_body(route, status):
             continue
         # FastAPI's own words (its 422's, or the status's phrase for a status declared without a description).
-        if response.get("description") in (None, "", _FASTAPI_422_DESCRIPTION, HTTPStatus(int(status)).phrase):
+        if response.get("description") in (None, "", _FASTAPI_422_DESCRIPTION, _phrase(int(status))):
             response["description"] = _DESCRIPTIONS.get(int(status), "Request failed")
         response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
         if status in ("429", "503"):

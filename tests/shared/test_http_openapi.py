@@ -124,3 +124,19 @@ def test_route_specific_descriptions_are_kept(documents):
     assert status["404"]["description"] == "Unknown requirement type"
     score = documents["scoring"]["paths"]["/v1/tenants/{tenant_id}/security-score"]["get"]["responses"]
     assert score["503"]["description"].startswith("The score cache is being rebuilt")
+
+
+def test_a_status_outside_the_standard_list_is_documented_without_stopping_the_document():
+    from fastapi import FastAPI
+
+    from shared.http_openapi import document_errors
+
+    app = FastAPI()
+
+    @app.get("/closed", responses={499: {}, 503: {}})
+    async def closed() -> dict:
+        return {}
+
+    responses = document_errors(app, app.openapi())["paths"]["/closed"]["get"]["responses"]
+    assert responses["503"]["description"] != "Service Unavailable"  # the catalogue's words, not FastAPI's phrase
+    assert "application/problem+json" in responses["499"]["content"]
