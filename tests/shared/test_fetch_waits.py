@@ -18,7 +18,7 @@ from shared.events import Topic
 from shared.kafka import subscriber_options
 from shared.settings import CommonSettings, load_settings
 
-LIVE, BACKGROUND, MIN_BYTES = 25, 500, 65536
+LIVE, BACKGROUND, MIN_BYTES = 60, 500, 65536
 
 
 @pytest.fixture(autouse=True)
