@@ -8,7 +8,8 @@ database, topics and Redis keys of this run), then, one phase after another:
 1. ``GET /security-score`` on the read API with wrk (closed loop) beside a bare endpoint reading one
    Redis key, in interleaved rounds judged by the median ratio (``bench/tools/rounds.py``);
 2. write → visible on the read API, one alert at a time (the idle baseline);
-3. write → visible at a steady rate (open loop) while the pipeline carries it: p50 / p99;
+3. write → visible at a steady rate (open loop) while the pipeline carries it: p50 / p99; for both, the
+   time split hop by hop (``bench/tools/hops.py``: the write API's relay, response time, the read API);
 4. single-alert ``POST /alerts`` on the write API with wrk beside a bare endpoint awaiting one Kafka
    acknowledgement, in interleaved rounds, each write API run followed by a wait until every consumer
    group has drained: the median ratio, and CPU per 1,000 alerts, single posts;
@@ -36,6 +37,7 @@ import httpx
 
 from bench.support import percentile
 from bench.tools import machine
+from bench.tools.hops import Hops, hops_cell
 from bench.tools.lag import Drain, GroupLag, wait_drained
 from bench.tools.procstat import Watched, cpu_snapshot
 from bench.tools.rounds import BARE, REAL, Pair, Rounds, order
@@ -228,39 +230,55 @@ def _visibility_line(name: str, probe: Visibility) -> None:
         f"p50 {percentile(samples, 50):.1f} ms, p99 {percentile(samples, 99):.1f} ms")
 
 
-async def _idle_visibility(stack: Stack) -> Visibility:
+def _hops(stack: Stack, probe: Visibility) -> Hops:
+    return Hops(stack.bootstrap, stack.topic_prefix, probe.tenant)
+
+
+def _hops_line(name: str, hops: dict[str, list[float]]) -> None:
+    say(f"{name}, hop by hop: {hops_cell(hops)}")
+
+
+async def _idle_visibility(stack: Stack) -> tuple[Visibility, dict[str, list[float]]]:
     probe = _probe(stack)
     say(f"write → visible, idle: {IDLE_SAMPLES} alerts one at a time")
-    watcher = asyncio.create_task(probe.watch())
-    try:
-        await probe.ready()
-        await one_at_a_time(probe, IDLE_SAMPLES, uuid.uuid4().hex[:8])
-    finally:
-        watcher.cancel()
-        probe.close()
+    async with _hops(stack, probe) as hops:
+        watcher = asyncio.create_task(probe.watch())
+        try:
+            await probe.ready()
+            await one_at_a_time(probe, IDLE_SAMPLES, uuid.uuid4().hex[:8])
+        finally:
+            watcher.cancel()
+            probe.close()
+        await hops.settle()
     _visibility_line("idle", probe)
-    return probe
+    split = hops.split(probe.answered, probe.visible_ms)
+    _hops_line("idle", split)
+    return probe, split
 
 
 async def _steady_visibility(stack: Stack, lag: GroupLag) -> dict:
     probe = _probe(stack)
     say(f"write → visible at a steady {RATE:.0f} alerts/s for {RATE_SECONDS:.0f} s (open loop)")
-    watcher = asyncio.create_task(probe.watch())
-    own_before = time.process_time()
-    try:
-        await probe.ready()
-        steady = await open_loop(probe, RATE, RATE_SECONDS, uuid.uuid4().hex[:8])
-        say(f"sent {steady.sent} at {steady.offered_rate:.0f}/s (the generator late by {steady.late_p99_ms:.1f} ms "
-            f"at p99); waiting until all are visible (at most {SETTLE_SECONDS:.0f} s)")
-        await probe.until_visible(SETTLE_SECONDS)
-    finally:
-        watcher.cancel()
-        probe.close()
-    generator_cpu = time.process_time() - own_before
+    async with _hops(stack, probe) as hops:
+        watcher = asyncio.create_task(probe.watch())
+        own_before = time.process_time()
+        try:
+            await probe.ready()
+            steady = await open_loop(probe, RATE, RATE_SECONDS, uuid.uuid4().hex[:8])
+            say(f"sent {steady.sent} at {steady.offered_rate:.0f}/s (the generator late by {steady.late_p99_ms:.1f} "
+                f"ms at p99); waiting until all are visible (at most {SETTLE_SECONDS:.0f} s)")
+            await probe.until_visible(SETTLE_SECONDS)
+        finally:
+            watcher.cancel()
+            probe.close()
+        generator_cpu = time.process_time() - own_before
+        await hops.settle()
     _visibility_line("steady", probe)
+    split = hops.split(probe.answered, probe.visible_ms)
+    _hops_line("steady", split)
     drain = await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say)
     say(f"{'drained' if drain.drained else 'NOT drained'} {drain.seconds:.1f} s after the last was visible")
-    return {"probe": probe, "steady": steady, "generator_cpu": generator_cpu, "drain": drain}
+    return {"probe": probe, "steady": steady, "generator_cpu": generator_cpu, "drain": drain, "hops": split}
 
 
 async def main() -> None:
@@ -279,7 +297,7 @@ async def main() -> None:
             say("consumer groups: " + ", ".join(f"{g} {n} member(s)" for g, n in members.items()))
             idle_cpu = await _idle_cpu(watched)
             read = await _read_phase(stack, client)
-            idle = await _idle_visibility(stack)
+            idle, idle_hops = await _idle_visibility(stack)
             # Each phase waits (bounded) until the last has drained; the pipeline, the longest, goes last.
             steady = await _steady_visibility(stack, lag)
             post = await _post_phase(stack, lag, watched)
@@ -289,7 +307,7 @@ async def main() -> None:
             say(f"memory {name}: RSS {used.rss_mb:.0f} MB now, {used.peak_rss_mb:.0f} MB at its peak")
     details["load after"] = machine.loadavg()
     figures = {"read": read, "post": post, "pipeline": pipeline,
-               "idle": idle, "steady": steady, "memory": memory,
+               "idle": idle, "idle_hops": idle_hops, "steady": steady, "memory": memory,
                "idle_cpu": idle_cpu, "services": list(stack.services)}
     table, notes = report_table(figures), report_notes(figures)
     print("\n" + table + "\n\n" + notes + "\n", flush=True)
@@ -408,6 +426,9 @@ def report_notes(figures: dict) -> str:
         f"{post['wrk_cpu'][0]:.2f} s, the bare endpoint {post['wrk_cpu'][1]:.2f} s.",
         *_database_note(pipeline, post),
         f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",
+        f"- Write → visible, hop by hop (`bench/tools/hops.py`: the POST's answer, the time each Kafka record was "
+        f"made, the read API's 200): at the steady rate {hops_cell(steady['hops'])}; idle, one at a time "
+        f"{hops_cell(figures['idle_hops'])}.",
         f"- The steady load's generator (this bench's process, Python) used {steady['generator_cpu']:.1f} CPU s "
         f"while sending and watching (bare HTTP/1.1 on asyncio streams, `bench/tools/rawhttp.py`); "
         f"{probe.read_errors} reads failed and were asked again; the change stream told {probe.hints:,} alert "
