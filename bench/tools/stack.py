@@ -64,10 +64,16 @@ class Process:
                     raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log}:\n"
                                        f"{self.log.read_text(errors='replace')[-3000:]}")
                 try:
-                    if (await client.get(f"{self.url}/health/ready")).status_code == 200:
-                        return
+                    answer = await client.get(f"{self.url}/health/ready")
                 except httpx.HTTPError:
-                    pass
+                    answer = None
+                if answer is not None and answer.status_code == 200:
+                    # Another process may hold the port (taken between free_port() and this one's bind): then
+                    # the answer is that process's, and every figure of this one would be another's.
+                    serving = answer.json().get("service")  # a service names itself; a baseline does not
+                    if serving != (self.name if self.name in SERVICES else None):
+                        raise RuntimeError(f"{self.name}: port {self.port} is answered by {serving!r}; see {self.log}")
+                    return
                 await asyncio.sleep(0.25)
         raise TimeoutError(f"{self.name} not ready after {within_seconds} s; see {self.log}")
 
@@ -167,12 +173,21 @@ class Stack:
             "BENCH_BASELINE_TOPIC": f"{self.topic_prefix}bench-baseline",
             "BENCH_BASELINE_KEY": self.baseline_key,
         }
+        ports: set[int] = set()
+
+        def distinct_port() -> int:
+            # free_port() closes its socket, so two calls can give one port: each process gets its own.
+            while (port := free_port()) in ports:
+                pass
+            ports.add(port)
+            return port
+
         for name, (module, port_variable) in SERVICES.items():
-            port = free_port()
+            port = distinct_port()
             self.services[name] = Process(name, [sys.executable, "-m", module], port, {**env, port_variable: str(port)},
                                           self.logs / f"{name}.log")
         for name, factory in (("bare POST", "post_app"), ("bare GET", "read_app")):
-            port = free_port()
+            port = distinct_port()
             argv = [sys.executable, "-m", "uvicorn", f"bench.tools.baselines:{factory}", "--factory", "--host",
                     "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
             self.baselines[name] = Process(name, argv, port, env, self.logs / f"{factory}.log")
