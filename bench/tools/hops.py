@@ -45,7 +45,10 @@ class Hops:
     async def __aenter__(self) -> Hops:
         alerts, response_times = f"{self.topic_prefix}alerts", f"{self.topic_prefix}alert-response-times"
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                          isolation_level="read_committed", fetch_max_wait_ms=10)
+                                          isolation_level="read_committed",
+                                          # When a record is read changes nothing (its CreateTime is what counts):
+                                          # few, large fetches, so the watcher takes little of the machine's CPU.
+                                          fetch_max_wait_ms=500, fetch_min_bytes=262_144)
         await self._consumer.start()
         try:
             partitions = [TopicPartition(topic, p) for topic in (alerts, response_times)
@@ -83,7 +86,7 @@ class Hops:
                     if record.key and record.key.startswith(own):
                         seen.setdefault(record.key[len(own):].decode(), record.timestamp / 1000)
 
-    async def settle(self, seconds: float = 1.0) -> None:
+    async def settle(self, seconds: float = 1.5) -> None:
         """Give the watcher a moment to read the records of the last alerts made visible."""
         await asyncio.sleep(seconds)
 
@@ -111,5 +114,5 @@ def hops_cell(hops: dict[str, list[float]]) -> str:
     counted = len(next(iter(hops.values()), []))
     if not counted:
         return "no alert's two records were read"
-    parts = [f"{name} {percentile(ms, 50):.0f} / {percentile(ms, 99):.0f} ms" for name, ms in hops.items()]
+    parts = [f"{name} {round(percentile(ms, 50))} / {round(percentile(ms, 99))} ms" for name, ms in hops.items()]
     return f"{'; '.join(parts)} (p50 / p99, {counted:,} alert{'' if counted == 1 else 's'})"
