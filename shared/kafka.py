@@ -352,6 +352,14 @@ if __name__ == "__main__":
 # alone, the rest applied together (one transaction per batch, the offsets committed after it).
 
 
+# Parsing a batch is CPU only: a batch of a few hundred records held the event loop for several
+# milliseconds, and the requests and other consumers of the process (the read API's reads, its change
+# stream, the batch someone waits for) waited behind it. Every this many records (~1 ms) it lets them
+# run. (#15, A/B at a steady 200 alerts/s, 6 interleaved pairs: the read API's hop p50 shorter in 4,
+# the whole pipeline's CPU lower in 5.)
+YIELD_EVERY_RECORDS = 25
+
+
 async def raw_records(message: Any) -> Any:
     """A batch subscriber's decoder: the records as consumed, each parsed (or dead-lettered) on its own."""
     return list(message.raw_message)
@@ -382,7 +390,9 @@ async def batch_events(
     refuses (:class:`PoisonEvent`: it contradicts its own contract). A dead letter the broker does not
     acknowledge in time raises: the batch is not committed and comes again."""
     events: list[Event] = []
-    for record in records:
+    for index, record in enumerate(records):
+        if index and index % YIELD_EVERY_RECORDS == 0:
+            await asyncio.sleep(0)  # let the process's other work run (see YIELD_EVERY_RECORDS)
         try:
             event = record_event(record, models, others_are_poison=others_are_poison)
             if event is not None and check is not None:
