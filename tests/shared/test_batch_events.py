@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Literal
 
-from shared.events import Event
 from shared.kafka import YIELD_EVERY_RECORDS, batch_events
-
-
-class Pinged(Event):
-    event_type: Literal["pinged"] = "pinged"
-    n: int
+from tests.support.kafka import Pinged
 
 
 def _record(n: int) -> SimpleNamespace:

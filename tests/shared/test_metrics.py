@@ -9,7 +9,6 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
-from typing import Literal
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
-from shared.events import Event, Topic
+from shared.events import Topic
 from shared.http import Health, create_app
 from shared.kafka import (
     TOPIC_SPECS,
@@ -39,7 +38,7 @@ from shared.kafka import (
 from shared.metrics import HttpMetrics, consumer_lag, count_batch, count_duplicates, topic_label
 from shared.settings import CommonSettings
 from tests.conftest import AUTH
-from tests.support.kafka import produce
+from tests.support.kafka import Pinged, produce
 from tests.support.polling import eventually
 
 
@@ -238,11 +237,6 @@ async def test_consumer_lag_of_a_real_consumer_is_what_it_has_not_consumed_yet(k
 
 
 class Ping(BaseModel):
-    n: int
-
-
-class Pinged(Event):
-    event_type: Literal["pinged"] = "pinged"
     n: int
 
 

@@ -9,7 +9,7 @@ import asyncio
 import json
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
@@ -20,12 +20,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 
 from shared import tracing
-from shared.events import Event, Topic
+from shared.events import Topic
 from shared.http import Health, create_app
 from shared.kafka import Context, batch_events, ensure_topics, make_broker, raw_records, subscriber_options, topic_name
 from shared.outbox import outbox_row
 from shared.settings import CommonSettings
-from tests.support.kafka import produce
+from tests.support.kafka import Pinged, produce
 from tests.support.polling import eventually
 
 
@@ -45,11 +45,6 @@ def small_app():
 
 def client_of(app) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service")
-
-
-class Pinged(Event):
-    event_type: Literal["pinged"] = "pinged"
-    n: int
 
 
 # --- off by default -------------------------------------------------------------------------------------

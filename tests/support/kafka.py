@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.events import Event
+
+
+class Pinged(Event):
+    """An event of no service: what the tests of the shared consuming and publishing code send."""
+
+    event_type: Literal["pinged"] = "pinged"
+    n: int
 
 
 async def read_topic(bootstrap: str, topic: str, *, count: int | None = None, timeout: float = 10.0,
