@@ -19,7 +19,9 @@ While a dependency is away its clients report every failed attempt: with the bro
 alone wrote hundreds of ERROR lines a second per process ("Unable connect to node with id 1",
 "Unable to update metadata from [1]", ...), enough to fill a disk in an hour-long outage and to
 bury the one line that matters. :class:`RepeatLimiter` lets the first warning or error of a kind
-through, then at most one per interval, and says how many it held back.
+through, then at most one per interval, and says how many it held back; and it tells an exception
+once: a handler's failure logged by ``shared.kafka`` ("handler failed; ... retried", with its
+traceback) is not written again by FastStream's own error line for the same exception.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.events import EVENT_TYPE_HEADER
+from shared.problems import DEPENDENCY_ERRORS
 from shared.wire import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 
 # How often a warning or error of one kind may be written while it repeats.
@@ -65,6 +68,11 @@ class RepeatLimiter(logging.Filter):
 
     Only warnings and above are limited: INFO and DEBUG are the normal work of a process (one line
     per published status, per started subscriber) and each tells something different.
+
+    A warning or error carrying an exception that an earlier record already carried (passed or held
+    back) is dropped: the exception was told, with its traceback, by the first. FastStream logs every
+    exception a handler raises ("ConnectionDoesNotExistError: connection was closed...", a kind per
+    text) after ``shared.kafka`` logged it as the handler's failure: one failure, two lines.
     """
 
     def __init__(
@@ -90,6 +98,8 @@ class RepeatLimiter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < self.min_level:
             return True
+        if _told_before(record):
+            return False
         kind = (record.name, record.levelno, _template(record) + _failure_site(record))
         now = self.clock()
         with self._lock:
@@ -124,6 +134,24 @@ class RepeatLimiter(logging.Filter):
             self._windows.clear()
 
 
+# Set on an exception once a record carrying it reached the limiter.
+_TOLD = "_csp_log_told"
+
+
+def _told_before(record: logging.LogRecord) -> bool:
+    """True if ``record``'s exception was carried by an earlier record; else marks it as told."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None:
+        return False
+    if getattr(exc, _TOLD, False):
+        return True
+    try:
+        setattr(exc, _TOLD, True)
+    except AttributeError:  # (an exception type without a __dict__: told as often as it is logged)
+        pass
+    return False
+
+
 def _template(record: logging.LogRecord) -> str:
     """The message before its arguments: a structlog record's message is its event dict, whose
     ``event`` is the template (its key-values are the arguments)."""
@@ -137,10 +165,16 @@ def _template(record: logging.LogRecord) -> str:
 def _failure_site(record: logging.LogRecord) -> str:
     """For a record with an exception: its type and the innermost frame that raised it. Generic
     templates ("Exception in ASGI application", "handler failed") then keep two different failures
-    apart instead of holding back the second as a repeat of the first."""
+    apart instead of holding back the second as a repeat of the first.
+
+    Except a database, cache or peer that does not answer (``shared.problems.DEPENDENCY_ERRORS``):
+    one outage, told by a dozen exception types raised at as many frames (refused, closed in the
+    middle of an operation, a transaction's exit on a closed connection...), is one kind."""
     if not record.exc_info or record.exc_info[1] is None:
         return ""
     exc = record.exc_info[1]
+    if isinstance(exc, DEPENDENCY_ERRORS):
+        return "\x1fa dependency does not answer"
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

@@ -23,6 +23,7 @@ from services.notifier.config import Settings
 from services.notifier.domain import Kind
 from services.notifier.transports import Transports
 from shared import tracing
+from shared.problems import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,15 @@ class DeliveryWorker:
         decision = domain.decide(row["attempts"], attempt, self.policy)
         try:
             recorded = await store.record_outcome(self.pool, row, decision, attempt)
-        except Exception:
+        except DEPENDENCY_ERRORS as exc:
             # The row stays claimed: it is sent again, with the same Idempotency-Key, after its lease.
+            # One line of one kind whatever the error, so a database that goes away under a batch of
+            # sends in flight is told once per interval, not once per send with a traceback each.
+            metrics.count_delivery(row["channel"], None)
+            log.warning("outcome of a delivery could not be recorded (the database does not answer: %s); "
+                        "sent again after its lease: %s", _reason(exc), row["delivery_id"])
+            return None
+        except Exception:
             metrics.count_delivery(row["channel"], None)
             log.exception("outcome of delivery %s could not be recorded", row["delivery_id"])
             return None
@@ -190,3 +198,7 @@ class DeliveryWorker:
             if announced:
                 log.info("published %d deliveries logged before their changes were published", announced)
             return
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -194,3 +194,72 @@ def test_two_different_failures_behind_one_template_both_pass_and_a_repeat_does_
     assert limiter.filter(_failure(KeyError))
     assert limiter.filter(_failure(ValueError))  # another bug: its traceback must not be held back
     assert not limiter.filter(_failure(KeyError))  # the same one again is a repeat
+
+
+def _raised(exc: BaseException):
+    try:
+        raise exc
+    except BaseException:
+        return sys.exc_info()
+
+
+def test_an_exception_is_told_once_whoever_logs_it_again():
+    """shared.kafka logs a handler's failure, then FastStream logs the same exception in its own words
+    ("Type: text", a kind per text): one failure, one line."""
+    limiter = RepeatLimiter(every_seconds=10, clock=FakeClock())
+    failure = _raised(ConnectionRefusedError("[Errno 111] Connection refused"))
+    ours = logging.LogRecord("shared.kafka", logging.ERROR, __file__, 1, "handler failed", (), failure)
+    theirs = logging.LogRecord("faststream.notifier", logging.ERROR, __file__, 1,
+                               "ConnectionRefusedError: [Errno 111] Connection refused", (), failure)
+    assert limiter.filter(ours)
+    assert not limiter.filter(theirs)
+    # Another exception, though of the same type and text, is another failure: told.
+    again = _raised(ConnectionRefusedError("[Errno 111] Connection refused"))
+    assert limiter.filter(logging.LogRecord("faststream.notifier", logging.ERROR, __file__, 1,
+                                            "ConnectionRefusedError: [Errno 111] Connection refused", (), again))
+
+
+def test_an_exception_whose_first_record_was_held_back_is_not_told_by_a_second_logger_either():
+    limiter = RepeatLimiter(every_seconds=10, clock=FakeClock())
+    assert limiter.filter(logging.LogRecord("shared.kafka", logging.ERROR, __file__, 1, "handler failed", (),
+                                            _raised(OSError("first"))))
+    storm = _raised(OSError("second"))
+    assert not limiter.filter(logging.LogRecord("shared.kafka", logging.ERROR, __file__, 1, "handler failed", (),
+                                                storm))  # a repeat of the kind: held back
+    assert not limiter.filter(logging.LogRecord("faststream.x", logging.ERROR, __file__, 1, "OSError: second", (),
+                                                storm))
+
+
+def test_an_info_record_with_an_exception_passes_and_does_not_count_as_telling_it():
+    limiter = RepeatLimiter(every_seconds=10, clock=FakeClock())
+    failure = _raised(TimeoutError("slow"))
+    assert limiter.filter(logging.LogRecord("svc", logging.INFO, __file__, 1, "retrying", (), failure))
+    assert limiter.filter(logging.LogRecord("svc", logging.ERROR, __file__, 1, "gave up", (), failure))
+
+
+def test_one_outage_behind_one_template_is_one_kind_whatever_exception_and_frame_tell_it():
+    """A database going away is told as refused, closed in the middle of an operation, a transaction's
+    exit on a closed connection..., each raised at its own frame: not a new failure each."""
+    import asyncpg
+
+    def failing(exc: BaseException, where: int):
+        def inner():
+            raise exc
+        def other():
+            raise exc
+        try:
+            (inner, other)[where]()
+        except BaseException:
+            return sys.exc_info()
+
+    limiter = RepeatLimiter(every_seconds=10, clock=FakeClock())
+    outage = [failing(ConnectionRefusedError(111, "refused"), 0),
+              failing(asyncpg.exceptions.ConnectionDoesNotExistError("closed in the middle"), 1),
+              failing(asyncpg.InterfaceError("cannot call Transaction.__aexit__()"), 0),
+              failing(TimeoutError(), 1)]
+    lines = [limiter.filter(logging.LogRecord("svc.worker", logging.ERROR, __file__, 1, "loop failed", (), info))
+             for info in outage]
+    assert lines == [True, False, False, False]
+    # A bug behind the same template is still its own kind.
+    assert limiter.filter(logging.LogRecord("svc.worker", logging.ERROR, __file__, 1, "loop failed", (),
+                                            failing(KeyError("x"), 0)))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
+import asyncpg
 import pytest
 
-from services.notifier import store
+from services.notifier import domain, store
 from services.notifier.config import Settings
 from services.notifier.transports import Transports
 from services.notifier.worker import DeliveryWorker
@@ -72,3 +74,46 @@ async def test_without_a_broker_deliveries_go_on_and_a_dead_letter_waits_in_the_
     letter = DeadLetter.model_validate(record["value"])
     assert (letter.kind, letter.tenant_id) == ("dead-delivery", tenant_id)
     assert letter.delivery.last_error.startswith("HTTP 400")
+
+
+class _SentTransports:
+    async def send(self, row):
+        return domain.Attempt("delivered", recipient="soc@partner.example")
+
+
+@pytest.mark.parametrize("error", [
+    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    ConnectionRefusedError(111, "Connection refused"),
+])
+async def test_an_outcome_the_database_cannot_take_is_one_warning_of_one_kind_whatever_the_error(
+    monkeypatch, caplog, error
+):
+    """The database going away under a batch of sends in flight: a line per send, each with its own
+    traceback and failure site, was a storm the repeat limiter could not fold into one kind."""
+    async def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(store, "record_outcome", refuse)
+    settings = Settings(environment="development", requirement_help_url="https://help.example/")
+    worker = DeliveryWorker(settings, pool=None, transports=_SentTransports())
+    row = {"delivery_id": "d-1", "kind": "alert", "subject_id": "a1", "channel": "email", "attempts": 1}
+    with caplog.at_level(logging.INFO, logger="services.notifier.worker"):
+        assert await worker._deliver(row) is None
+    [line] = [r for r in caplog.records if r.name == "services.notifier.worker"]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert line.msg.startswith("outcome of a delivery could not be recorded (the database does not answer")
+    assert type(error).__name__ in line.getMessage() and "d-1" in line.getMessage()
+
+
+async def test_an_outcome_that_fails_for_another_reason_is_an_error_with_its_traceback(monkeypatch, caplog):
+    async def broken(*args, **kwargs):
+        raise KeyError("state")
+
+    monkeypatch.setattr(store, "record_outcome", broken)
+    settings = Settings(environment="development", requirement_help_url="https://help.example/")
+    worker = DeliveryWorker(settings, pool=None, transports=_SentTransports())
+    row = {"delivery_id": "d-2", "kind": "alert", "subject_id": "a1", "channel": "email", "attempts": 1}
+    with caplog.at_level(logging.INFO, logger="services.notifier.worker"):
+        assert await worker._deliver(row) is None
+    [line] = [r for r in caplog.records if r.name == "services.notifier.worker"]
+    assert line.levelno == logging.ERROR and line.exc_info is not None and "d-2" in line.getMessage()
