@@ -13,10 +13,14 @@ database, topics and Redis keys of this run), then, one phase after another:
 4. single-alert ``POST /alerts`` on the write API with wrk beside a bare endpoint awaiting one Kafka
    acknowledgement, in interleaved rounds, each write API run followed by a wait until every consumer
    group has drained: the median ratio, and CPU per 1,000 alerts, single posts;
-5. the full pipeline: alerts in lists of 100 through the write API until every consumer group
+5. accepting alerts in lists of 100: ``POST /alerts`` on the write API with wrk beside Prometheus
+   Alertmanager (Debian's package, in memory) taking the same lists on ``POST /api/v2/alerts``, in
+   interleaved rounds, each write API run followed by a wait until every consumer group has drained:
+   alerts/s, the median ratio, and each side's CPU per 1,000 alerts while wrk ran;
+6. the full pipeline: alerts in lists of 100 through the write API until every consumer group
    (response-time, scoring, notifier, ingest) has drained (lag 0) and every outbox is empty:
    alerts/s, and CPU per 1,000 alerts, lists of 100;
-6. memory of each service (now and its peak) from /proc.
+7. memory of each service (now and its peak) from /proc.
 
 Each wait is bounded; a phase that did not finish reports what it reached. Sizes (environment):
 ``BENCH_WRK_SECONDS`` (8, each wrk run), ``BENCH_WRK_ROUNDS`` (3), ``BENCH_PIPELINE_ALERTS`` (20000),
@@ -43,7 +47,7 @@ from bench.tools.procstat import Watched, cpu_snapshot
 from bench.tools.rounds import BARE, REAL, Pair, Rounds, order
 from bench.tools.stack import CONSUMER_GROUPS, KEY, REPO, Stack
 from bench.tools.visibility import IN_FLIGHT, Visibility, one_at_a_time, open_loop
-from bench.tools.wrk import GET_WITH_KEY, POST_ALERT, WrkResult, run_wrk
+from bench.tools.wrk import ALERTMANAGER_LIST, GET_WITH_KEY, POST_ALERT, POST_ALERT_LIST, WrkResult, run_wrk
 
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
 WRK_ROUNDS = int(os.environ.get("BENCH_WRK_ROUNDS", "3"))
@@ -183,6 +187,58 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
             "seconds": sum(pair.real.seconds for pair in rounds.pairs) + drain.seconds}
 
 
+async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> dict:
+    """Rounds of wrk posting lists of LIST_SIZE new alerts: to Alertmanager (in memory) and to the write API
+    (each alert in PostgreSQL, each event acknowledged by the broker, before the answer); after the write
+    API's, until every consumer group has drained, so the pipeline's work of one round does not slow the
+    next. Alerts per second; CPU per 1,000 alerts of the write API and of Alertmanager while wrk ran."""
+    tenant = f"bench-accept-{uuid.uuid4().hex[:6]}"
+    tag = uuid.uuid4().hex[:8]
+    alertmanager = stack.baselines["alertmanager"]
+    alertmanager_process, ingest = alertmanager.watched(), next(w for w in watched if w.name == "ingest")
+    rounds = Rounds()
+    wrk_cpu = {REAL: 0.0, BARE: 0.0}
+    drains: list[Drain] = []
+
+    async def baseline(index: int) -> WrkResult:
+        cpu = alertmanager_process.cpu()
+        result = await run_wrk(f"Alertmanager POST /api/v2/alerts ({LIST_SIZE} a list)", alertmanager.url,
+                               ALERTMANAGER_LIST, [f"am-{tag}-{index}", str(LIST_SIZE)], WRK_SECONDS)
+        wrk_cpu[BARE] += alertmanager_process.cpu() - cpu
+        say(result.line().strip())
+        return result
+
+    async def write_api(index: int) -> WrkResult:
+        cpu = ingest.cpu()
+        result = await run_wrk(f"write API POST /alerts ({LIST_SIZE} a list)", stack.services["ingest"].url,
+                               POST_ALERT_LIST, [tenant, KEY, f"{tag}-{index}", str(LIST_SIZE)], WRK_SECONDS)
+        wrk_cpu[REAL] += ingest.cpu() - cpu
+        say(result.line().strip())
+        say(f"waiting until the {result.ok * LIST_SIZE} alerts have gone through every consumer group "
+            f"(at most {DRAIN_SECONDS:.0f} s)")
+        drains.append(await wait_drained(lag, stack.outbox_waiting, DRAIN_SECONDS, say))
+        say(f"{'drained' if drains[-1].drained else 'NOT drained'} after {drains[-1].seconds:.1f} s")
+        return result
+
+    for index in range(WRK_ROUNDS):
+        done: dict[str, WrkResult] = {}
+        for side in order(index):
+            what = "Alertmanager (in memory)" if side == BARE else "write API"
+            say(f"POST lists of {LIST_SIZE} alerts, round {index + 1} of {WRK_ROUNDS}: {what}, wrk {WRK_SECONDS} s, "
+                "32 connections")
+            done[side] = await (baseline(index) if side == BARE else write_api(index))
+        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+    accepted = rounds.real_ok * LIST_SIZE
+    baseline_accepted = sum(pair.bare.ok for pair in rounds.pairs) * LIST_SIZE
+    cpu = (wrk_cpu[REAL] * 1000 / accepted if accepted else float("nan"),
+           wrk_cpu[BARE] * 1000 / baseline_accepted if baseline_accepted else float("nan"))
+    say(f"lists of {LIST_SIZE}: ratio {rounds.ratio:.2f} ({rounds.spread()}); CPU per 1,000 alerts while wrk ran: "
+        f"write API {cpu[0]:.3f} s, Alertmanager {cpu[1]:.3f} s")
+    drain = Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
+    return {"rounds": rounds, "accepted": accepted, "drain": drain, "wrk_cpu": cpu,
+            "version": await alertmanager.version(), "alertmanager_memory": alertmanager_process.memory()}
+
+
 async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], client: httpx.AsyncClient) -> dict:
     tenant = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:8]
@@ -285,7 +341,7 @@ async def main() -> None:
     global _started
     _started = time.monotonic()
     details = await machine.describe()
-    say("starting the stack (four services as processes, two baselines) on a database, topics and Redis "
+    say("starting the stack (four services as processes, three baselines) on a database, topics and Redis "
         "keys of this run")
     async with Stack() as stack:
         say(f"ready: run {stack.run}; logs in {stack.logs.relative_to(REPO)}")
@@ -301,12 +357,13 @@ async def main() -> None:
             # Each phase waits (bounded) until the last has drained; the pipeline, the longest, goes last.
             steady = await _steady_visibility(stack, lag)
             post = await _post_phase(stack, lag, watched)
+            accept = await _accept_phase(stack, lag, watched)
             pipeline = await _pipeline_phase(stack, lag, watched, client)
         memory = {w.name: w.memory() for w in watched if w.whole_session}
         for name, used in memory.items():
             say(f"memory {name}: RSS {used.rss_mb:.0f} MB now, {used.peak_rss_mb:.0f} MB at its peak")
     details["load after"] = machine.loadavg()
-    figures = {"read": read, "post": post, "pipeline": pipeline,
+    figures = {"read": read, "post": post, "accept": accept, "pipeline": pipeline,
                "idle": idle, "idle_hops": idle_hops, "steady": steady, "memory": memory,
                "idle_cpu": idle_cpu, "services": list(stack.services)}
     table, notes = report_table(figures), report_notes(figures)
@@ -345,6 +402,15 @@ def _wrk_cell(rounds: Rounds, side: str) -> str:
     return f"{result.rate:,.0f}/s (p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms{errors})"
 
 
+def _alerts_cell(rounds: Rounds, side: str) -> str:
+    """Alerts per second (LIST_SIZE a request) of the median round's run of ``side``, its latency per list."""
+    result = getattr(rounds.middle, side)
+    status_errors, socket_errors = rounds.errors(side)
+    errors = f"; **{status_errors} non-2xx, {socket_errors} socket errors**" if status_errors or socket_errors else ""
+    return (f"{result.rate * LIST_SIZE:,.0f}/s (a list: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms)"
+            f"{errors}")
+
+
 def _ratio_cell(rounds: Rounds) -> str:
     return f"{rounds.ratio:.2f} ({rounds.spread()})"
 
@@ -352,6 +418,7 @@ def _ratio_cell(rounds: Rounds) -> str:
 def report_table(figures: dict) -> str:
     read: Rounds = figures["read"]
     post, pipeline, idle, steady = figures["post"], figures["pipeline"], figures["idle"], figures["steady"]
+    accept = figures["accept"]
     rows = ["| what | this run | baseline in the same run | ratio | goal | met |", "|---|---|---|---|---|---|"]
     posts: Rounds = post["rounds"]
     rows.append(f"| single-alert POST /alerts (wrk) | {_wrk_cell(posts, REAL)} | bare FastAPI endpoint awaiting one "
@@ -359,6 +426,11 @@ def report_table(figures: dict) -> str:
                 f"{_met(posts.ratio >= 0.5)} |")
     rows.append(f"| GET /security-score (wrk) | {_wrk_cell(read, REAL)} | bare endpoint reading one Redis key: "
                 f"{_wrk_cell(read, BARE)} | {_ratio_cell(read)} | ≥ 0.7 | {_met(read.ratio >= 0.7)} |")
+    lists: Rounds = accept["rounds"]
+    rows.append(f"| POST /alerts, lists of {LIST_SIZE} new alerts (wrk): alerts accepted | "
+                f"{_alerts_cell(lists, REAL)} | {accept['version']} (Debian's), POST /api/v2/alerts, lists of "
+                f"{LIST_SIZE}, in memory: {_alerts_cell(lists, BARE)} | {_ratio_cell(lists)} | ≥ 1 (match it) | "
+                f"{_met(lists.ratio >= 1)} |")
     rate = pipeline["accepted"] / pipeline["seconds"]
     # Not drained: no rate; what was reached is the lag left and the alerts the read API shows.
     reached = f"{rate:,.0f} alerts/s" if pipeline["drain"].drained else "no rate"
@@ -412,6 +484,16 @@ def _database_note(pipeline: dict, post: dict) -> list[str]:
             f"{rest[1]:.2f} s."]
 
 
+def _accept_note(accept: dict) -> str:
+    write_api, alertmanager = accept["wrk_cpu"]
+    memory = accept["alertmanager_memory"]
+    return (f"- Lists of {LIST_SIZE}: the write API's {accept['accepted']:,} accepted alerts (every round) "
+            f"{_drained(accept['drain'])} in all, each round's after its wrk stopped. CPU per 1,000 alerts while "
+            f"wrk ran: the write API {write_api:.3f} s (its process alone: PostgreSQL, the broker and the "
+            f"consumers are not counted), Alertmanager {alertmanager:.3f} s; Alertmanager held them in "
+            f"{memory.rss_mb:,.0f} MB at the end (peak {memory.peak_rss_mb:,.0f} MB).")
+
+
 def report_notes(figures: dict) -> str:
     idle = ", ".join(f"{name} {rate:.3f}" for name, rate in figures["idle_cpu"].items())
     post, pipeline, steady = figures["post"], figures["pipeline"], figures["steady"]
@@ -425,6 +507,7 @@ def report_notes(figures: dict) -> str:
         f"counts only the answers it got before it stopped). CPU per 1,000 requests while wrk ran: the write API "
         f"{post['wrk_cpu'][0]:.2f} s, the bare endpoint {post['wrk_cpu'][1]:.2f} s.",
         *_database_note(pipeline, post),
+        _accept_note(figures["accept"]),
         f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",
         f"- Write → visible, hop by hop (`bench/tools/hops.py`: the POST's answer, the time each Kafka record was "
         f"made, the read API's 200): at the steady rate {hops_cell(steady['hops'])}; idle, one at a time "

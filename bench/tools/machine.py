@@ -87,7 +87,8 @@ within a run, not absolute figures across runs.
   before they were sent: each one's reminder and escalation fell due the moment it arrived, which was
   most of the notifier's work per alert.)
 - Closed loop: wrk (Debian's), 32 connections, 2 threads; a Lua script posts a new alert per request
-  with the operator key. A non-2xx answer is an error, not counted as served.
+  with the operator key (or a list of 100 new alerts, `bench/tools/post_alert_list.lua`). A non-2xx answer
+  is an error, not counted as served.
 - Rounds: each endpoint and its baseline run in turn, several rounds, the baseline first in one round
   and second in the next; the ratio is the median of the rounds' ratios (every round's is given), and
   the figures shown are those of the round of the median. On this shared machine one pair's ratio
@@ -96,7 +97,12 @@ within a run, not absolute figures across runs.
   pipeline work does not slow the next round.
 - Baselines: bare FastAPI endpoints on the same uvicorn stack: the POST parses the alert as the write
   API does and awaits one Kafka acknowledgement (idempotent producer, acks=all); the GET answers the
-  JSON held in one Redis key (the read API's answer for the same tenant).
+  JSON held in one Redis key (the read API's answer for the same tenant). Lists of 100: Prometheus
+  Alertmanager from Debian's package (`infra/scripts/bench_tools.sh` installs it), one instance, no
+  cluster, a route to a receiver that sends nothing, taking lists of 100 new alerts (the same name,
+  severity, customer and resource, a unique id label each) on `POST /api/v2/alerts`
+  (`bench/tools/alertmanager_list.lua`). It holds them in memory only; the write API answers once
+  each alert is in PostgreSQL and its event acknowledged by the broker.
 - Drained: every consumer group (response-time, scoring, notifier, ingest) at lag 0 (end offsets
   minus committed offsets from the Kafka admin API, aiokafka) and every service's outbox empty,
   twice in a row.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,14 @@ class Process:
     env: dict[str, str]
     log: Path
     popen: subprocess.Popen | None = field(default=None, repr=False)
+    ready_path = "/health/ready"
+
+    def serving(self, answer: httpx.Response) -> str | None:
+        """Who answered the readiness request: a service names itself; a baseline does not."""
+        return answer.json().get("service")
+
+    def expected_service(self) -> str | None:
+        return self.name if self.name in SERVICES else None
 
     @property
     def url(self) -> str:
@@ -64,14 +73,14 @@ class Process:
                     raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; see {self.log}:\n"
                                        f"{self.log.read_text(errors='replace')[-3000:]}")
                 try:
-                    answer = await client.get(f"{self.url}/health/ready")
+                    answer = await client.get(f"{self.url}{self.ready_path}")
                 except httpx.HTTPError:
                     answer = None
                 if answer is not None and answer.status_code == 200:
                     # Another process may hold the port (taken between free_port() and this one's bind): then
                     # the answer is that process's, and every figure of this one would be another's.
-                    serving = answer.json().get("service")  # a service names itself; a baseline does not
-                    if serving != (self.name if self.name in SERVICES else None):
+                    serving = self.serving(answer)
+                    if serving != self.expected_service():
                         raise RuntimeError(f"{self.name}: port {self.port} is answered by {serving!r}; see {self.log}")
                     return
                 await asyncio.sleep(0.25)
@@ -89,6 +98,45 @@ class Process:
 
     def watched(self) -> Watched:
         return Watched(self.name, self.popen.pid)
+
+
+ALERTMANAGER_CONFIG = """# bench: every alert to a receiver that sends nothing (Alertmanager's work is to take them in)
+route:
+  receiver: nobody
+receivers:
+  - name: nobody
+"""
+
+
+class Alertmanager(Process):
+    """Prometheus Alertmanager (Debian's package), the baseline of accepting alerts in lists: it keeps
+    them in memory only. One instance, no cluster (``--cluster.listen-address=``), a receiver that sends
+    nothing."""
+
+    ready_path = "/api/v2/status"
+
+    def serving(self, answer: httpx.Response) -> str | None:
+        return "alertmanager" if "versionInfo" in answer.json() else None
+
+    def expected_service(self) -> str | None:
+        return "alertmanager"
+
+    @classmethod
+    def make(cls, port: int, directory: Path) -> Alertmanager:
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if binary is None:
+            raise RuntimeError("no prometheus-alertmanager on PATH: `make bench` installs it "
+                               "(infra/scripts/bench_tools.sh; Debian: apt-get install prometheus-alertmanager)")
+        config = directory / "alertmanager.yml"
+        config.write_text(ALERTMANAGER_CONFIG, encoding="utf-8")
+        argv = [binary, f"--config.file={config}", f"--storage.path={directory / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]
+        return cls("alertmanager", argv, port, {"PATH": os.environ.get("PATH", "")}, directory / "alertmanager.log")
+
+    async def version(self) -> str:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(f"{self.url}{self.ready_path}")
+        return f"Alertmanager {answer.json()['versionInfo']['version']}"
 
 
 def kafka_broker() -> Watched | None:
@@ -191,6 +239,7 @@ class Stack:
             argv = [sys.executable, "-m", "uvicorn", f"bench.tools.baselines:{factory}", "--factory", "--host",
                     "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
             self.baselines[name] = Process(name, argv, port, env, self.logs / f"{factory}.log")
+        self.baselines["alertmanager"] = Alertmanager.make(distinct_port(), self.logs)
         self._exit.callback(self._stop_processes)
         for process in [*self.services.values(), *self.baselines.values()]:
             process.start()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 POST_ALERT = HERE / "post_alert.lua"
+POST_ALERT_LIST = HERE / "post_alert_list.lua"
+ALERTMANAGER_LIST = HERE / "alertmanager_list.lua"
 GET_WITH_KEY = HERE / "get_with_key.lua"
 
 

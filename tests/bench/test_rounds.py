@@ -46,3 +46,27 @@ def test_one_round_says_so_and_a_baseline_that_served_nothing_gives_no_ratio() -
     assert _rounds((500, 1000)).spread() == "one round"
     assert math.isnan(Pair(real=_result(5), bare=_result(0)).ratio)
     assert math.isnan(Rounds().ratio)
+
+
+def test_lists_are_reported_in_alerts_per_second_the_round_of_the_median_ratio_shown() -> None:
+    from bench.system import LIST_SIZE, _alerts_cell
+
+    rounds = Rounds([Pair(real=_result(18), bare=_result(550)), Pair(real=_result(17), bare=_result(190)),
+                     Pair(real=_result(22, status_errors=3), bare=_result(210))])
+    assert LIST_SIZE == 100
+    # Ratios 0.033, 0.089, 0.105: the middle round is the second.
+    assert _alerts_cell(rounds, REAL) == "1,700/s (a list: p50 1.0 ms, p99 2.0 ms); **3 non-2xx, 0 socket errors**"
+    assert _alerts_cell(rounds, BARE) == "19,000/s (a list: p50 1.0 ms, p99 2.0 ms)"
+
+
+def test_the_alertmanager_baseline_is_known_by_its_status_answer_not_by_any_process_on_its_port() -> None:
+    import httpx
+
+    from bench.tools.stack import Alertmanager, Process
+
+    alertmanager = Alertmanager("alertmanager", [], 1, {}, None)  # type: ignore[arg-type]
+    status = httpx.Response(200, json={"cluster": {"status": "disabled"}, "versionInfo": {"version": "0.25.0"}})
+    service = httpx.Response(200, json={"status": "ready", "service": "ingest"})
+    assert alertmanager.serving(status) == alertmanager.expected_service() == "alertmanager"
+    assert alertmanager.serving(service) is None
+    assert Process("ingest", [], 1, {}, None).serving(service) == "ingest"  # type: ignore[arg-type]
