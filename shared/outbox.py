@@ -86,8 +86,14 @@ SELECT id, topic, key, value, headers FROM outbox WHERE id <> ALL($1::bigint[]) 
 TOMBSTONE_EVENT_TYPE = "tombstone"
 
 
+def event_value(event: Event) -> bytes:
+    """The record's value of ``event``: its JSON. A writer that needs it before the row (its size checked,
+    as the write API does) passes it to :func:`outbox_row` rather than have the event serialised twice."""
+    return event.model_dump_json().encode()
+
+
 def outbox_row(
-    topic: Topic, event: Event, *, trace: Mapping[str, str] | None = None,
+    topic: Topic, event: Event, *, trace: Mapping[str, str] | None = None, value: bytes | None = None,
 ) -> tuple[str, bytes, bytes | None, str]:
     """The row that publishes ``event`` to ``topic``: (topic, key, value, headers as JSON), the
     outbox's columns, for a writer that inserts it within a statement of its own (see the write
@@ -95,10 +101,11 @@ def outbox_row(
 
     With tracing on, the row carries the trace context (``traceparent``) of the code writing it, so its
     consumers continue that trace: ``trace`` (``shared.tracing.trace_headers()`` taken where the event
-    was made, for a writer that inserts the rows of several requests together), else the current one."""
+    was made, for a writer that inserts the rows of several requests together), else the current one.
+    ``value``: :func:`event_value` of ``event``, if the writer has it already."""
     headers = {"content-type": "application/json", **event_headers(event),
                **(trace_headers() if trace is None else trace)}
-    return topic.value, event.kafka_key(), event.model_dump_json().encode(), json_text(headers)
+    return topic.value, event.kafka_key(), event_value(event) if value is None else value, json_text(headers)
 
 
 async def enqueue(conn: asyncpg.Connection, topic: Topic, event: Event) -> None:
@@ -106,10 +113,13 @@ async def enqueue(conn: asyncpg.Connection, topic: Topic, event: Event) -> None:
     await enqueue_many(conn, [(topic, event)])
 
 
-async def enqueue_many(conn: asyncpg.Connection, events: Sequence[tuple[Topic, Event]]) -> None:
-    """Publish ``events`` in this order once the caller's transaction commits: one statement."""
+async def enqueue_many(conn: asyncpg.Connection, events: Sequence[tuple[Topic, Event]], *,
+                       values: Sequence[bytes] | None = None) -> None:
+    """Publish ``events`` in this order once the caller's transaction commits: one statement. ``values``:
+    each event's :func:`event_value`, if the caller has them already."""
     if events:
-        await _insert(conn, [outbox_row(topic, event) for topic, event in events])
+        await _insert(conn, [outbox_row(topic, event, value=value)
+                             for (topic, event), value in zip(events, values or [None] * len(events), strict=True)])
 
 
 async def enqueue_record(

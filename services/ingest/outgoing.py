@@ -28,15 +28,19 @@ class EventTooLarge(Exception):
         self.index, self.size, self.limit = index, size, limit
 
 
-def refuse_too_large(events: Sequence[Event], max_event_bytes: int) -> None:
-    """:class:`EventTooLarge` for the first of ``events`` whose JSON exceeds ``max_event_bytes``."""
+def checked_values(events: Sequence[Event], max_event_bytes: int) -> list[bytes]:
+    """Each event's record value (its JSON, ``shared.outbox.event_value``), serialised once for the size check
+    and the outbox row both; :class:`EventTooLarge` for the first that exceeds ``max_event_bytes``."""
+    values = []
     for index, event in enumerate(events):
-        size = len(event.model_dump_json().encode())
-        if size > max_event_bytes:
-            raise EventTooLarge(index, size, max_event_bytes)
+        value = outbox.event_value(event)
+        if len(value) > max_event_bytes:
+            raise EventTooLarge(index, len(value), max_event_bytes)
+        values.append(value)
+    return values
 
 
 async def enqueue(conn: asyncpg.Connection, events: Sequence[tuple[Topic, Event]], *, max_event_bytes: int) -> None:
     """Publish ``events`` in this order once the caller's transaction commits; nothing if one is too large."""
-    refuse_too_large([event for _, event in events], max_event_bytes)
-    await outbox.enqueue_many(conn, events)
+    values = checked_values([event for _, event in events], max_event_bytes)
+    await outbox.enqueue_many(conn, events, values=values)

@@ -21,7 +21,7 @@ from datetime import datetime
 import asyncpg
 
 from services.ingest.domain import decide
-from services.ingest.outgoing import EventTooLarge, enqueue, refuse_too_large
+from services.ingest.outgoing import EventTooLarge, checked_values, enqueue
 from services.ingest.store import AlertStates, insert_new_alert, lock_alert_states, prune_webhook_ids
 from shared.alerts import Alert
 from shared.events import Actor, AlertCreated, AlertUpdated, Topic
@@ -84,10 +84,10 @@ async def record_alerts(
             # alert is left untouched by it, and decided below under its lock, at a time read then.
             created = decide(tenant_id, alerts[0], None, now=utcnow(), api_actor=api_actor)
             try:
-                refuse_too_large([created], settings.max_event_bytes)
+                [value] = checked_values([created], settings.max_event_bytes)
             except EventTooLarge as exc:
                 raise _too_large([created], exc) from None
-            if await insert_new_alert(pool, created):
+            if await insert_new_alert(pool, created, value):
                 return [created]
         async with lock_alert_states(
             pool, tenant_id, alerts, insert_new=patch is None, webhook_id=webhook_id

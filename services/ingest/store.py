@@ -160,15 +160,18 @@ SELECT NULL FROM (SELECT pg_notify('outbox_' || current_schema(), '') WHERE EXIS
 
 
 async def insert_new_alerts(pool: asyncpg.Pool, events: Sequence[AlertCreated],
-                            traces: Sequence[Mapping[str, str] | None] | None = None) -> list[bool]:
+                            traces: Sequence[Mapping[str, str] | None] | None = None,
+                            values: Sequence[bytes | None] | None = None) -> list[bool]:
     """Record each new alert (``event.alert``, its first state) with its event if the tenant does not know
     it yet, in one statement, its own transaction; per event, whether it was (False: nothing written for
     it, the alert is known, or was earlier in ``events``). ``traces``: each event's trace context, taken
-    where it was made (by default the current one)."""
+    where it was made (by default the current one); ``values``: each event's record value, if serialised
+    already (``shared.outbox.event_value``)."""
     columns: list[list] = [[] for _ in range(7)]
-    for event, trace in zip(events, traces or [None] * len(events), strict=True):
+    for event, trace, value in zip(events, traces or [None] * len(events), values or [None] * len(events),
+                                   strict=True):
         row = (event.tenant_id, event.alert.id, event.alert.model_dump_json(),
-               *outbox_row(Topic.alerts, event, trace=trace))
+               *outbox_row(Topic.alerts, event, trace=trace, value=value))
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     inserted = {r["n"] for r in await pool.fetch(_INSERT_NEW_ALERTS, *columns) if r["n"] is not None}
@@ -189,17 +192,20 @@ def _group(pool: asyncpg.Pool, name: str, call: Callable[[asyncpg.Pool, Sequence
     return group
 
 
-async def insert_new_alert(pool: asyncpg.Pool, event: AlertCreated) -> bool:
+async def insert_new_alert(pool: asyncpg.Pool, event: AlertCreated, value: bytes | None = None) -> bool:
     """Record a new alert (``event.alert``, its first state) with its event, if the tenant does not know
     it yet; False (nothing written) if it does. One statement for many concurrent posts (a group call of
-    :func:`insert_new_alerts`), instead of a transaction's five round trips each."""
+    :func:`insert_new_alerts`), instead of a transaction's five round trips each. ``value``: the event's
+    record value, if serialised already."""
     # The trace context is this request's: the group's statement runs in whichever request's task came first.
-    return await _group(pool, "new-alerts", _insert_traced_new_alerts)((event, trace_headers()))
+    return await _group(pool, "new-alerts", _insert_traced_new_alerts)((event, trace_headers(), value))
 
 
-async def _insert_traced_new_alerts(pool: asyncpg.Pool, items: Sequence[tuple[AlertCreated, dict[str, str]]]
-                                    ) -> list[bool]:
-    return await insert_new_alerts(pool, [event for event, _ in items], [trace for _, trace in items])
+async def _insert_traced_new_alerts(
+    pool: asyncpg.Pool, items: Sequence[tuple[AlertCreated, dict[str, str], bytes | None]]
+) -> list[bool]:
+    return await insert_new_alerts(pool, [event for event, _, _ in items], [trace for _, trace, _ in items],
+                                   [value for _, _, value in items])
 
 
 async def offboarded_at(pool: asyncpg.Pool, tenant_id: str) -> datetime | None:
