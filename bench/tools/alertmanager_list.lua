@@ -1,14 +1,9 @@
 -- wrk script: POST a list of new alerts per request to Prometheus Alertmanager (POST /api/v2/alerts, its
 -- API v2: a JSON array of {labels, annotations, startsAt}); unique labels per thread, request and item, so
--- each is a new alert as post_alert_list.lua's are. The same fields as ours: name, id, severity, customer,
--- resource, the time it started.
+-- each is a new alert as post_alert_list.lua's are. The same fields as ours: name, id, severity, status,
+-- customer, resource, the time it started.
 -- Arguments (after `--`): tag (unique per run), list size.
-local threads = 0
-
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_number", threads)
-end
+require "wrk_common"
 
 local headers = { ["Content-Type"] = "application/json" }
 local tag, size
@@ -29,12 +24,4 @@ function request()
     items[i] = string.format(item_format, tag, counter, i, now)
   end
   return wrk.format("POST", "/api/v2/alerts", headers, "[" .. table.concat(items, ",") .. "]")
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "WRK-RESULT requests=%d duration_us=%d status=%d connect=%d read=%d write=%d timeout=%d p50_us=%d p99_us=%d\n",
-    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
 end

@@ -7,6 +7,7 @@ status other than 2xx/3xx, or failed on the socket, is an error: it is not count
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,10 @@ async def run_wrk(name: str, url: str, script: Path, args: list[str], seconds: i
                   threads: int = 2) -> WrkResult:
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
             url, "--", *args]
+    # The scripts `require "wrk_common"` from their own directory.
+    env = {**os.environ, "LUA_PATH": f"{HERE}/?.lua;;"}
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
+                                                stderr=asyncio.subprocess.STDOUT, env=env)
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
     found = re.search(r"WRK-RESULT (.*)", text)
