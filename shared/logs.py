@@ -69,10 +69,11 @@ class RepeatLimiter(logging.Filter):
     Only warnings and above are limited: INFO and DEBUG are the normal work of a process (one line
     per published status, per started subscriber) and each tells something different.
 
-    A warning or error carrying an exception that an earlier record already carried (passed or held
-    back) is dropped: the exception was told, with its traceback, by the first. FastStream logs every
-    exception a handler raises ("ConnectionDoesNotExistError: connection was closed...", a kind per
-    text) after ``shared.kafka`` logged it as the handler's failure: one failure, two lines.
+    A warning or error carrying an exception that an earlier record of its level or higher already
+    carried (passed or held back) is dropped: the exception was told, with its traceback, by the first.
+    FastStream logs every exception a handler raises ("ConnectionDoesNotExistError: connection was
+    closed...", a kind per text) after ``shared.kafka`` logged it as the handler's failure: one failure,
+    two lines.
     """
 
     def __init__(
@@ -134,19 +135,20 @@ class RepeatLimiter(logging.Filter):
             self._windows.clear()
 
 
-# Set on an exception once a record carrying it reached the limiter.
-_TOLD = "_csp_log_told"
+# Set on an exception once a record carrying it reached the limiter: the highest level it was told at.
+_TOLD = "_csp_log_told_at"
 
 
 def _told_before(record: logging.LogRecord) -> bool:
-    """True if ``record``'s exception was carried by an earlier record; else marks it as told."""
+    """True if ``record``'s exception was carried by an earlier record of its level or higher; else marks it
+    as told at this level (a warning that an error then gives up on still lets the error through)."""
     exc = record.exc_info[1] if record.exc_info else None
     if exc is None:
         return False
-    if getattr(exc, _TOLD, False):
+    if getattr(exc, _TOLD, -1) >= record.levelno:
         return True
     try:
-        setattr(exc, _TOLD, True)
+        setattr(exc, _TOLD, record.levelno)
     except AttributeError:  # (an exception type without a __dict__: told as often as it is logged)
         pass
     return False

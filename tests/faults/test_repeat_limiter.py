@@ -263,3 +263,13 @@ def test_one_outage_behind_one_template_is_one_kind_whatever_exception_and_frame
     # A bug behind the same template is still its own kind.
     assert limiter.filter(logging.LogRecord("svc.worker", logging.ERROR, __file__, 1, "loop failed", (),
                                             failing(KeyError("x"), 0)))
+
+
+def test_an_exception_told_as_a_warning_is_told_again_by_an_error_that_gives_up_on_it():
+    limiter = RepeatLimiter(every_seconds=10, clock=FakeClock())
+    failure = _raised(KeyError("state"))
+    assert limiter.filter(logging.LogRecord("svc", logging.WARNING, __file__, 1, "retrying", (), failure))
+    assert limiter.filter(logging.LogRecord("svc.main", logging.ERROR, __file__, 1, "gave up", (), failure))
+    assert not limiter.filter(logging.LogRecord("faststream.x", logging.ERROR, __file__, 1, "KeyError: 'state'", (),
+                                                failure))
+    assert not limiter.filter(logging.LogRecord("svc", logging.WARNING, __file__, 1, "again", (), failure))
