@@ -35,6 +35,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -98,6 +99,32 @@ async def _idle_cpu(watched: list[Watched], seconds: float = 5) -> dict[str, flo
     return {name: (after[name] - before[name]) / seconds for name in after}
 
 
+async def _interleaved(what: str, sides: dict[str, str], run: Callable[[str, int], Awaitable[WrkResult]]) -> Rounds:
+    """WRK_ROUNDS rounds of ``run(side, round)`` for the baseline and the measured endpoint, taking turns
+    going first (``bench/tools/rounds.py``); ``sides`` names each in the progress lines."""
+    rounds = Rounds()
+    for index in range(WRK_ROUNDS):
+        done: dict[str, WrkResult] = {}
+        for side in order(index):
+            say(f"{what}, round {index + 1} of {WRK_ROUNDS}: {sides[side]}, wrk {WRK_SECONDS} s, 32 connections")
+            done[side] = await run(side, index)
+        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+    return rounds
+
+
+async def _drained_after(stack: Stack, lag: GroupLag, alerts: int, within_seconds: float) -> Drain:
+    """Wait (bounded) until the ``alerts`` just accepted have gone through every consumer group."""
+    say(f"waiting until the {alerts} alerts have gone through every consumer group (at most {within_seconds:.0f} s)")
+    drain = await wait_drained(lag, stack.outbox_waiting, within_seconds, say)
+    say(f"{'drained' if drain.drained else 'NOT drained'} after {drain.seconds:.1f} s")
+    return drain
+
+
+def _all_drained(drains: list[Drain]) -> Drain:
+    """Rounds' drains as one: drained if each was, their time summed, the last one's lag and outbox."""
+    return Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
+
+
 async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> Rounds:
     tenant = f"bench-read-{uuid.uuid4().hex[:6]}"
     url = f"{stack.services['scoring'].url}/v1/tenants/{tenant}/security-score"
@@ -109,17 +136,15 @@ async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> Rounds:
     # The baseline answers the same body from one Redis key.
     await stack.redis.set(stack.baseline_key, response.content)
     bare_url = f"{stack.baselines['bare GET'].url}/v1/tenants/{tenant}/security-score"
-    rounds = Rounds()
-    for index in range(WRK_ROUNDS):
-        done: dict[str, WrkResult] = {}
-        for side in order(index):
-            say(f"GET /security-score, round {index + 1} of {WRK_ROUNDS}: "
-                f"{'bare endpoint reading one Redis key' if side == BARE else 'read API'}, wrk {WRK_SECONDS} s, "
-                "32 connections")
-            done[side] = await run_wrk("bare GET (one Redis key)" if side == BARE else "read API GET /security-score",
-                                       bare_url if side == BARE else url, GET_WITH_KEY, [KEY], WRK_SECONDS)
-            say(done[side].line().strip())
-        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+
+    async def run(side: str, index: int) -> WrkResult:
+        result = await run_wrk("bare GET (one Redis key)" if side == BARE else "read API GET /security-score",
+                               bare_url if side == BARE else url, GET_WITH_KEY, [KEY], WRK_SECONDS)
+        say(result.line().strip())
+        return result
+
+    rounds = await _interleaved("GET /security-score",
+                                {BARE: "bare endpoint reading one Redis key", REAL: "read API"}, run)
     say(f"GET /security-score: ratio {rounds.ratio:.2f} ({rounds.spread()})")
     return rounds
 
@@ -137,7 +162,6 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
     tenant = f"bench-post-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:8]
     bare_process = stack.baselines["bare POST"].watched()
-    rounds = Rounds()
     spent: dict[str, float] = {}  # CPU seconds of the write API's runs and their draining, by process
     database_spent: dict[str, float] = {}  # ...and of the database, by the service whose sessions spent it
     wrk_cpu = {REAL: 0.0, BARE: 0.0}  # the write API's and the bare endpoint's own, while wrk ran
@@ -157,22 +181,14 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
                                [tenant, KEY, f"{tag}-{index}"], WRK_SECONDS)
         wrk_cpu[REAL] += cpu_snapshot(watched)["ingest"] - before["ingest"]
         say(result.line().strip())
-        say(f"waiting until the {result.ok} alerts have gone through every consumer group "
-            f"(at most {SETTLE_SECONDS:.0f} s)")
-        drains.append(await wait_drained(lag, stack.outbox_waiting, SETTLE_SECONDS, say))
-        say(f"{'drained' if drains[-1].drained else 'NOT drained'} after {drains[-1].seconds:.1f} s")
+        drains.append(await _drained_after(stack, lag, result.ok, SETTLE_SECONDS))
         _add(spent, before, cpu_snapshot(watched))
         _add(database_spent, database_before, await stack.database_cpu())
         return result
 
-    for index in range(WRK_ROUNDS):
-        done: dict[str, WrkResult] = {}
-        for side in order(index):
-            what = "bare endpoint awaiting one Kafka ack" if side == BARE else "write API"
-            say(f"POST /alerts, single alerts, round {index + 1} of {WRK_ROUNDS}: {what}, wrk {WRK_SECONDS} s, "
-                "32 connections")
-            done[side] = await (bare(index) if side == BARE else write_api(index))
-        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+    rounds = await _interleaved("POST /alerts, single alerts",
+                                {BARE: "bare endpoint awaiting one Kafka ack", REAL: "write API"},
+                                lambda side, index: bare(index) if side == BARE else write_api(index))
     accepted = rounds.real_ok
     bare_ok = sum(pair.bare.ok for pair in rounds.pairs)
     ingest_cpu, bare_cpu = wrk_cpu[REAL] * 1000 / accepted, wrk_cpu[BARE] * 1000 / bare_ok
@@ -180,7 +196,7 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
         f"bare endpoint {bare_cpu:.2f} s, write API {ingest_cpu:.2f} s")
     visible = await _visible_count(stack, tenant)
     say(f"{visible} of {accepted} accepted alerts on the read API")
-    drain = Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
+    drain = _all_drained(drains)
     return {"rounds": rounds, "accepted": accepted, "drain": drain,
             "cpu": _per_thousand({}, spent, accepted), "database_cpu": _per_thousand({}, database_spent, accepted),
             "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu),
@@ -196,7 +212,6 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
     tag = uuid.uuid4().hex[:8]
     alertmanager = stack.baselines["alertmanager"]
     alertmanager_process, ingest = alertmanager.watched(), next(w for w in watched if w.name == "ingest")
-    rounds = Rounds()
     wrk_cpu = {REAL: 0.0, BARE: 0.0}
     drains: list[Drain] = []
 
@@ -214,27 +229,19 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
                                POST_ALERT_LIST, [tenant, KEY, f"{tag}-{index}", str(LIST_SIZE)], WRK_SECONDS)
         wrk_cpu[REAL] += ingest.cpu() - cpu
         say(result.line().strip())
-        say(f"waiting until the {result.ok * LIST_SIZE} alerts have gone through every consumer group "
-            f"(at most {DRAIN_SECONDS:.0f} s)")
-        drains.append(await wait_drained(lag, stack.outbox_waiting, DRAIN_SECONDS, say))
-        say(f"{'drained' if drains[-1].drained else 'NOT drained'} after {drains[-1].seconds:.1f} s")
+        drains.append(await _drained_after(stack, lag, result.ok * LIST_SIZE, DRAIN_SECONDS))
         return result
 
-    for index in range(WRK_ROUNDS):
-        done: dict[str, WrkResult] = {}
-        for side in order(index):
-            what = "Alertmanager (in memory)" if side == BARE else "write API"
-            say(f"POST lists of {LIST_SIZE} alerts, round {index + 1} of {WRK_ROUNDS}: {what}, wrk {WRK_SECONDS} s, "
-                "32 connections")
-            done[side] = await (baseline(index) if side == BARE else write_api(index))
-        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+    rounds = await _interleaved(f"POST lists of {LIST_SIZE} alerts",
+                                {BARE: "Alertmanager (in memory)", REAL: "write API"},
+                                lambda side, index: baseline(index) if side == BARE else write_api(index))
     accepted = rounds.real_ok * LIST_SIZE
     baseline_accepted = sum(pair.bare.ok for pair in rounds.pairs) * LIST_SIZE
     cpu = (wrk_cpu[REAL] * 1000 / accepted if accepted else float("nan"),
            wrk_cpu[BARE] * 1000 / baseline_accepted if baseline_accepted else float("nan"))
     say(f"lists of {LIST_SIZE}: ratio {rounds.ratio:.2f} ({rounds.spread()}); CPU per 1,000 alerts while wrk ran: "
         f"write API {cpu[0]:.3f} s, Alertmanager {cpu[1]:.3f} s")
-    drain = Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
+    drain = _all_drained(drains)
     return {"rounds": rounds, "accepted": accepted, "drain": drain, "wrk_cpu": cpu,
             "version": await alertmanager.version(), "alertmanager_memory": alertmanager_process.memory()}
 

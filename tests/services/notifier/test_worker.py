@@ -81,6 +81,21 @@ class _SentTransports:
         return domain.Attempt("delivered", recipient="soc@partner.example")
 
 
+async def _line_when_the_outcome_fails(monkeypatch, caplog, error: Exception, delivery_id: str) -> logging.LogRecord:
+    """Send a delivery whose outcome cannot be recorded (``error``): the one line the worker writes."""
+    async def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(store, "record_outcome", failing)
+    settings = Settings(environment="development", requirement_help_url="https://help.example/")
+    worker = DeliveryWorker(settings, pool=None, transports=_SentTransports())
+    row = {"delivery_id": delivery_id, "kind": "alert", "subject_id": "a1", "channel": "email", "attempts": 1}
+    with caplog.at_level(logging.INFO, logger="services.notifier.worker"):
+        assert await worker._deliver(row) is None
+    [line] = [r for r in caplog.records if r.name == "services.notifier.worker"]
+    return line
+
+
 @pytest.mark.parametrize("error", [
     asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     ConnectionRefusedError(111, "Connection refused"),
@@ -90,30 +105,12 @@ async def test_an_outcome_the_database_cannot_take_is_one_warning_of_one_kind_wh
 ):
     """The database going away under a batch of sends in flight: a line per send, each with its own
     traceback and failure site, was a storm the repeat limiter could not fold into one kind."""
-    async def refuse(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(store, "record_outcome", refuse)
-    settings = Settings(environment="development", requirement_help_url="https://help.example/")
-    worker = DeliveryWorker(settings, pool=None, transports=_SentTransports())
-    row = {"delivery_id": "d-1", "kind": "alert", "subject_id": "a1", "channel": "email", "attempts": 1}
-    with caplog.at_level(logging.INFO, logger="services.notifier.worker"):
-        assert await worker._deliver(row) is None
-    [line] = [r for r in caplog.records if r.name == "services.notifier.worker"]
+    line = await _line_when_the_outcome_fails(monkeypatch, caplog, error, "d-1")
     assert line.levelno == logging.WARNING and line.exc_info is None
     assert line.msg.startswith("outcome of a delivery could not be recorded (the database does not answer")
     assert type(error).__name__ in line.getMessage() and "d-1" in line.getMessage()
 
 
 async def test_an_outcome_that_fails_for_another_reason_is_an_error_with_its_traceback(monkeypatch, caplog):
-    async def broken(*args, **kwargs):
-        raise KeyError("state")
-
-    monkeypatch.setattr(store, "record_outcome", broken)
-    settings = Settings(environment="development", requirement_help_url="https://help.example/")
-    worker = DeliveryWorker(settings, pool=None, transports=_SentTransports())
-    row = {"delivery_id": "d-2", "kind": "alert", "subject_id": "a1", "channel": "email", "attempts": 1}
-    with caplog.at_level(logging.INFO, logger="services.notifier.worker"):
-        assert await worker._deliver(row) is None
-    [line] = [r for r in caplog.records if r.name == "services.notifier.worker"]
+    line = await _line_when_the_outcome_fails(monkeypatch, caplog, KeyError("state"), "d-2")
     assert line.levelno == logging.ERROR and line.exc_info is not None and "d-2" in line.getMessage()
