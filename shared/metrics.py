@@ -21,14 +21,27 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.events import Topic
@@ -43,18 +56,22 @@ HTTP_DURATION = Histogram(
     "csp_http_request_duration_seconds", "HTTP request time, from the request to the last byte of the answer.",
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+# multiprocess_mode: how the gauges of a service's worker processes (shared.service) add up; each
+# process holds its own partitions, and every one reads the same outbox.
 CONSUMER_LAG = Gauge(
     "csp_consumer_lag", "End offset minus the consumer group's position, summed over the partitions this process "
-    "holds.", ["service", "topic"])
+    "holds.", ["service", "topic"], multiprocess_mode="livesum")
 EVENTS_PROCESSED = Counter(
     "csp_events_processed_total", "Events handled (a batch handler counts each event): processed, or dropped as "
     "a duplicate already applied.", ["service", "topic", "outcome"])
 DEAD_LETTERS = Counter(
     "csp_dead_letters_total", "Records sent to the dead-letter topic (poison records), by the topic they came from.",
     ["service", "topic"])
-OUTBOX_WAITING = Gauge("csp_outbox_waiting", "Rows waiting in this service's outbox.", ["service"])
+OUTBOX_WAITING = Gauge("csp_outbox_waiting", "Rows waiting in this service's outbox.", ["service"],
+                       multiprocess_mode="livemostrecent")
 OUTBOX_OLDEST_AGE = Gauge(
-    "csp_outbox_oldest_age_seconds", "Age of the oldest waiting outbox row (0 when empty).", ["service"])
+    "csp_outbox_oldest_age_seconds", "Age of the oldest waiting outbox row (0 when empty).", ["service"],
+    multiprocess_mode="livemostrecent")
 
 UNMATCHED = "unmatched"
 OTHER = "other"
@@ -198,6 +215,13 @@ async def _refresh(refreshers: Iterable[Refresh]) -> None:
     await asyncio.gather(*(one(r) for r in refreshers))
 
 
+# A service run as several processes (shared.service): each keeps its metrics in files of this directory,
+# and a scrape, answered by any one of them, reads them all (prometheus_client's multiprocess mode).
+MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+# There, each process refreshes its own gauges this often (a scrape reaches one process only).
+MULTIPROCESS_REFRESH_SECONDS = 5.0
+
+
 def install_metrics(app: FastAPI, service: str) -> None:
     """``GET /metrics`` (Prometheus text, no key, not in the OpenAPI document) and the HTTP middleware."""
     app.state.metrics_refreshers = []
@@ -205,9 +229,53 @@ def install_metrics(app: FastAPI, service: str) -> None:
 
     async def metrics(request: Request) -> Response:
         await _refresh(request.app.state.metrics_refreshers)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_scraped_registry()), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    if MULTIPROCESS_DIRECTORY:
+        _refresh_in_the_background(app)
+
+
+def _scraped_registry() -> CollectorRegistry:
+    """This process's registry; with several processes, one that reads every process's files (those of
+    processes that ended keep their counts; their live gauges are dropped)."""
+    if not MULTIPROCESS_DIRECTORY:
+        return REGISTRY
+    _forget_ended_processes(MULTIPROCESS_DIRECTORY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)
+    return registry
+
+
+def _forget_ended_processes(directory: str) -> None:
+    # A live gauge's file is gauge_live<mode>_<pid>.db; a process that ended has no /proc entry.
+    pids = {name.removesuffix(".db").rpartition("_")[2] for name in os.listdir(directory)
+            if name.startswith("gauge_live")}
+    for pid in pids:
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            multiprocess.mark_process_dead(int(pid), directory)
+
+
+def _refresh_in_the_background(app: FastAPI) -> None:
+    """Run the app's refreshers every MULTIPROCESS_REFRESH_SECONDS while it runs, so the gauges of the
+    processes a scrape does not reach are recent too."""
+    inner = app.router.lifespan_context
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(MULTIPROCESS_REFRESH_SECONDS)
+            await _refresh(app.state.metrics_refreshers)
+
+    @asynccontextmanager
+    async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
+        async with inner(running) as state:
+            task = asyncio.create_task(refresh_forever(), name="metrics-refresh")
+            try:
+                yield state
+            finally:
+                task.cancel()
+
+    app.router.lifespan_context = lifespan
 
 
 # --- consumer lag ---------------------------------------------------------------------------------------
