@@ -44,7 +44,7 @@ from bench.support import percentile
 from bench.tools import machine
 from bench.tools.hops import Hops, hops_cell
 from bench.tools.lag import Drain, GroupLag, wait_drained
-from bench.tools.procstat import Watched, cpu_snapshot
+from bench.tools.procstat import Memory, Watched, cpu_snapshot
 from bench.tools.rounds import BARE, REAL, Pair, Rounds, order
 from bench.tools.stack import CONSUMER_GROUPS, KEY, REPO, Stack
 from bench.tools.visibility import IN_FLIGHT, Visibility, one_at_a_time, open_loop
@@ -474,10 +474,26 @@ def report_table(figures: dict) -> str:
                 f"all, lists of 100 | each service: {_met(max(services) <= 1 and drained)}; all together (broker, "
                 f"database and Redis included): {_met(total_lists <= 1 and drained)} |")
     memory = figures["memory"]
-    cells = [f"{name} {m.rss_mb:.0f} MB (peak {m.peak_rss_mb:.0f})" for name, m in memory.items()]
-    rows.append(f"| RSS per service (at the end; peak) | {'; '.join(cells)} | | | ≤ 150 MB | "
-                f"{_met(all(m.peak_rss_mb <= 150 for m in memory.values()))} |")
+    rows.append(f"| RSS per service (at the end; peak) | {'; '.join(_memory_cell(n, m) for n, m in memory.items())} "
+                f"| | | ≤ 150 MB | {_memory_met(memory)} |")
     return "\n".join(rows)
+
+
+def _memory_cell(name: str, used: Memory) -> str:
+    if used.processes == 1:
+        return f"{name} {used.rss_mb:.0f} MB (peak {used.peak_rss_mb:.0f})"
+    # The write API's supervisor, its workers (INGEST_WORKERS) and multiprocessing's resource tracker.
+    return (f"{name} {used.rss_mb:.0f} MB in {used.processes} processes (peak {used.peak_rss_mb:.0f}; the largest "
+            f"process's {used.largest_peak_mb:.0f})")
+
+
+def _memory_met(memory: dict[str, Memory]) -> str:
+    each_process = _met(all(m.largest_peak_mb <= 150 for m in memory.values()))
+    over = [name for name, m in memory.items() if m.peak_rss_mb > 150]
+    if not any(m.processes > 1 for m in memory.values()):
+        return each_process
+    services = f"{_met(not over)} ({', '.join(over)})" if over else _met(True)
+    return f"each process: {each_process}; each service: {services}"
 
 
 def _database_note(pipeline: dict, post: dict) -> list[str]:

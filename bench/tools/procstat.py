@@ -80,11 +80,17 @@ def _status_kb(pid: int, key: str) -> int:
 @dataclass
 class Memory:
     rss_mb: float
-    peak_rss_mb: float  # VmHWM: the most resident memory the process ever had
+    peak_rss_mb: float  # VmHWM: the most resident memory the process ever had (summed over the processes)
+    processes: int = 1
+    largest_peak_mb: float = 0.0  # the peak of the process that peaked highest
+
+    def __post_init__(self) -> None:
+        self.largest_peak_mb = self.largest_peak_mb or self.peak_rss_mb
 
 
 def memory(pids: list[int]) -> Memory:
-    return Memory(sum(_status_kb(p, "VmRSS") for p in pids) / 1024, sum(_status_kb(p, "VmHWM") for p in pids) / 1024)
+    peaks = [_status_kb(p, "VmHWM") / 1024 for p in pids]
+    return Memory(sum(_status_kb(p, "VmRSS") for p in pids) / 1024, sum(peaks), len(pids), max(peaks, default=0.0))
 
 
 @dataclass

@@ -1,13 +1,14 @@
 """The write API as several processes on one port (``INGEST_WORKERS``, ``shared.service``, #15): each
 worker takes requests, every alert posted through any of them is stored and published, a scrape answered
-by any of them counts every worker's requests, and the workers die with their supervisor, even a
-supervisor killed outright, leaving the port free.
+by any of them counts every worker's requests, a worker that dies is replaced, and the workers die with
+their supervisor, even a supervisor killed outright, leaving the port free.
 
 Ingest as a real process (its supervisor and two workers) on the test run's Kafka and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from shared.service import STARTUP_SECONDS
 from tests.conftest import AUTH
 from tests.services.ingest.support import alert_records
 from tests.support.polling import eventually
@@ -30,17 +32,16 @@ ROUTE = "/v1/tenants/{tenant_id}/alerts"
 
 
 def _workers_of(supervisor: int) -> list[int]:
-    """uvicorn's worker processes under ``supervisor`` (spawned by multiprocessing; not its tracker)."""
+    """The worker processes of ``supervisor`` (its children)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except (OSError, IndexError, ValueError):
             continue
-        if parent == supervisor and b"spawn_main" in command:
+        if parent == supervisor:
             found.append(int(entry.name))
     return sorted(found)
 
@@ -109,9 +110,18 @@ async def test_every_worker_serves_and_a_scrape_counts_them_all(ingest, tenant_i
             assert _scraped_posts((await client.get(f"{ingest.url}/metrics")).text) == POSTS
 
 
-async def test_the_workers_die_with_a_supervisor_killed_outright(ingest):
+async def test_a_worker_that_dies_is_replaced_and_all_die_with_a_supervisor_killed_outright(ingest):
     workers = _workers_of(ingest.proc.pid)
     assert len(workers) == WORKERS, workers
+    await asyncio.sleep(STARTUP_SECONDS + 1)  # past it, a worker's end is no failure to start
+    os.kill(workers[0], signal.SIGKILL)
+    replaced = await eventually(lambda: _workers_of(ingest.proc.pid),
+                                lambda now: len(now) == WORKERS and workers[0] not in now, what="a new worker")
+    assert ingest.proc.poll() is None
+    async with httpx.AsyncClient(timeout=30) as client:
+        assert (await eventually(lambda: client.get(f"{ingest.url}/health/ready"),
+                                 lambda answer: answer.status_code == 200)).status_code == 200
+    workers = replaced
     os.kill(ingest.proc.pid, signal.SIGKILL)  # the supervisor alone, not its process group
     ingest.proc.wait()
 
