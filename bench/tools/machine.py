@@ -81,9 +81,8 @@ within a run, not absolute figures across runs.
 ## How it was measured
 
 - The four services run as processes, as `make run` starts them (`ENVIRONMENT=development`; the write
-  API as two worker processes on its port, `INGEST_WORKERS=2`, on a machine of two cores or more), on a
-  database, Kafka topics and Redis keys of the bench run alone (removed at the end). A service's CPU and
-  memory are those of all its processes.
+  API as one process unless `INGEST_WORKERS` says otherwise), on a database, Kafka topics and Redis keys
+  of the bench run alone (removed at the end). A service's CPU and memory are those of all its processes.
 - Every alert posted is new and detected when it is sent, as a live feed's are, of a tenant with no
   security contact or channel. (Before 2026-12-02 the bench's alerts were detected on 2026-11-27, days
   before they were sent: each one's reminder and escalation fell due the moment it arrived, which was

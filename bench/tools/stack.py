@@ -215,8 +215,6 @@ class Stack:
             "GRAPH_SYNC_ENABLED": "false",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
-            # As `make run` starts it (infra/scripts/run_services.py).
-            "INGEST_WORKERS": os.environ.get("INGEST_WORKERS", str(min(2, os.cpu_count() or 1))),
             # Nothing listens there: the bench's tenants have no contact, so no mail is due.
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(free_port()),

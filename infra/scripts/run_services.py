@@ -91,8 +91,6 @@ async def run(stop_infra_on_exit: bool) -> int:
     # A local run: ticketing receivers you try it with are usually on this machine.
     env.setdefault("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
-    # The write API on two cores where there are two: one Python process uses one at most (#15).
-    env.setdefault("INGEST_WORKERS", str(min(2, os.cpu_count() or 1)))
     plan = services(env)
     busy = [s for s in plan if port_open(s.port)]
     if busy:
