@@ -70,3 +70,15 @@ def test_the_alertmanager_baseline_is_known_by_its_status_answer_not_by_any_proc
     assert alertmanager.serving(status) == alertmanager.expected_service() == "alertmanager"
     assert alertmanager.serving(service) is None
     assert Process("ingest", [], 1, {}, None).serving(service) == "ingest"  # type: ignore[arg-type]
+
+
+def test_a_service_of_several_processes_is_told_in_all_and_judged_per_process_and_per_service() -> None:
+    from bench.system import _memory_cell, _memory_met
+    from bench.tools.procstat import Memory
+
+    one = Memory(97.0, 101.0)
+    workers = Memory(240.0, 250.0, processes=3, largest_peak_mb=112.0)  # a supervisor and two workers
+    assert _memory_cell("scoring", one) == "scoring 97 MB (peak 101)"
+    assert _memory_cell("ingest", workers) == "ingest 240 MB in 3 processes (peak 250; the largest process's 112)"
+    assert _memory_met({"scoring": one}) == "yes"
+    assert _memory_met({"scoring": one, "ingest": workers}) == "each process: yes; each service: **no** (ingest)"

@@ -5,6 +5,9 @@ settings say. The names are those of /tmp/team/METRICS.md (docs/observability.md
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -35,7 +38,14 @@ from shared.kafka import (
     topic_name,
     topic_options,
 )
-from shared.metrics import HttpMetrics, consumer_lag, count_batch, count_duplicates, topic_label
+from shared.metrics import (
+    HttpMetrics,
+    _forget_ended_processes,
+    consumer_lag,
+    count_batch,
+    count_duplicates,
+    topic_label,
+)
 from shared.settings import CommonSettings
 from tests.conftest import AUTH
 from tests.support.kafka import Pinged, produce
@@ -363,3 +373,16 @@ async def test_every_service_serves_metrics_on_its_http_port(test_env, service):
     # The first scrape, counted once answered, is in the second (labelled with the service's own name).
     assert ("csp_http_requests_total", (("method", "GET"), ("route", "/metrics"), ("service", service),
                                         ("status", "200"))) in scraped(second.text)
+
+
+def test_a_worker_that_ended_keeps_its_counts_but_not_its_live_gauges(tmp_path) -> None:
+    """Several processes of a service (shared.service): a scrape forgets the live gauges (the lag of the
+    partitions it held) of a worker that ended, and keeps its counters."""
+    worker = ("from prometheus_client import Counter, Gauge; Counter('c', 'c').inc(); "
+              "Gauge('g', 'g', multiprocess_mode='livesum').set(3)")
+    subprocess.run([sys.executable, "-c", worker], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+                   check=True)
+    assert list(tmp_path.glob("gauge_livesum_*.db")) and list(tmp_path.glob("counter_*.db"))
+    _forget_ended_processes(str(tmp_path))
+    assert not list(tmp_path.glob("gauge_livesum_*.db"))
+    assert list(tmp_path.glob("counter_*.db"))
