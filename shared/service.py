@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -88,6 +89,18 @@ def _die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _metrics_directory(service: str) -> str:
+    """A fresh directory for this start's metrics (one left by an earlier run would add its counts to this
+    one's), named after this supervisor; those of supervisors that were killed, and so could not remove
+    theirs, are removed."""
+    prefix = f"csp-{service}-metrics-"
+    for left in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        supervisor = left.name.removeprefix(prefix).partition("-")[0]
+        if supervisor.isdigit() and not Path(f"/proc/{supervisor}").exists():
+            shutil.rmtree(left, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
 class _Supervisor:
     """Runs ``workers`` copies of this very command (``sys.orig_argv``) as workers, until told to stop."""
 
@@ -97,7 +110,7 @@ class _Supervisor:
         self.stopping = False
         self.workers: dict[int, tuple[subprocess.Popen, float]] = {}  # number -> (process, started at)
         self.env = {**os.environ, _SUPERVISOR_VARIABLE: str(os.getpid()),
-                    METRICS_DIRECTORY_VARIABLE: tempfile.mkdtemp(prefix=f"csp-{service}-metrics-")}
+                    METRICS_DIRECTORY_VARIABLE: _metrics_directory(service)}
 
     def start(self, number: int) -> None:
         # This very command again (``python -m services.ingest``), as worker ``number``.

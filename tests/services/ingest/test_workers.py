@@ -1,7 +1,8 @@
 """The write API as several processes on one port (``INGEST_WORKERS``, ``shared.service``, #15): each
 worker takes requests, every alert posted through any of them is stored and published, a scrape answered
 by any of them counts every worker's requests, a worker that dies is replaced, and the workers die with
-their supervisor, even a supervisor killed outright, leaving the port free.
+their supervisor, even a supervisor killed outright, leaving the port free (and the next start removes
+the metrics files it left).
 
 Ingest as a real process (its supervisor and two workers) on the test run's Kafka and PostgreSQL.
 """
@@ -74,6 +75,10 @@ def _scraped_posts(text: str) -> float:
                and 'method="POST"' in line and 'status="202"' in line)
 
 
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,6 +127,7 @@ async def test_a_worker_that_dies_is_replaced_and_all_die_with_a_supervisor_kill
         assert (await eventually(lambda: client.get(f"{ingest.url}/health/ready"),
                                  lambda answer: answer.status_code == 200)).status_code == 200
     workers = replaced
+    directory = Path(_environment_of(workers[0])["PROMETHEUS_MULTIPROC_DIR"])
     os.kill(ingest.proc.pid, signal.SIGKILL)  # the supervisor alone, not its process group
     ingest.proc.wait()
 
@@ -131,6 +137,8 @@ async def test_a_worker_that_dies_is_replaced_and_all_die_with_a_supervisor_kill
 
     await eventually(workers_left, lambda left: left == [], within=10, what="the workers gone")
     await eventually(lambda: _port_is_free(ingest.port), within=10)
+    assert _exists(directory)  # the killed supervisor could not remove its workers' metrics
     ingest.start()  # the same port, at once
     async with httpx.AsyncClient(timeout=30) as client:
         assert (await client.get(f"{ingest.url}/health/ready")).status_code == 200
+    assert not _exists(directory)  # the next start removed them
