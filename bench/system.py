@@ -482,7 +482,7 @@ def report_table(figures: dict) -> str:
 def _memory_cell(name: str, used: Memory) -> str:
     if used.processes == 1:
         return f"{name} {used.rss_mb:.0f} MB (peak {used.peak_rss_mb:.0f})"
-    # The write API's supervisor, its workers (INGEST_WORKERS) and multiprocessing's resource tracker.
+    # The write API's supervisor and its workers (INGEST_WORKERS, shared.service).
     return (f"{name} {used.rss_mb:.0f} MB in {used.processes} processes (peak {used.peak_rss_mb:.0f}; the largest "
             f"process's {used.largest_peak_mb:.0f})")
 

@@ -14,9 +14,9 @@ class Settings(CommonSettings):
     # One Python process uses one core at most: under a burst the write API was one core's worth (#15).
     ingest_workers: int = Field(
         1, ge=1, le=64,
-        description="Processes serving the write API on its port (uvicorn's workers), each a full instance: "
-        "its own database pool, relay and consumer. More take more cores; each caches keys and counts each "
-        "key's rate limit on its own.",
+        description="Processes serving the write API on its port (each binds it, SO_REUSEPORT), each a full "
+        "instance: its own database pool, relay and consumer. More take more cores; each caches keys and "
+        "counts each key's rate limit on its own.",
     )
     max_body_bytes: int = Field(5 * 1024 * 1024, description="Largest accepted request body; larger is 413.")
     max_alerts_per_request: int = Field(1000, description="Most alerts in one POST; more is 413.")
