@@ -1,8 +1,9 @@
 """What the write API knows of the notifier's deliveries (migration 0074), and redelivery requests.
 
 The notifier owns its delivery log and tells each change of a delivery as a ``delivery-changed``
-event; the write API keeps the latest view of each (newest ``occurredDateTime`` wins, each event
-applied once), so it can answer ``POST .../redeliver`` with 404 or 409 itself. A redelivery is the
+event; the write API keeps the latest state of each (newest ``occurredDateTime`` wins, each event
+applied once), and its view while it is dead, so it can answer ``POST .../redeliver`` with 404 or 409
+itself, or 202 with the view. A redelivery is the
 notifier's to make: the write API only enqueues the ``redelivery-requested`` command. A change of an
 offboarded tenant (#18) is dropped, looked at in the apply's transaction under the offboarding's lock
 (``shared.offboarding``).
@@ -23,12 +24,14 @@ from shared import offboarding, outbox
 from shared.events import Actor, DeliveryChanged, RedeliveryRequested, Topic
 
 CONSUMER = "ingest-deliveries"
+DEAD = "dead"
 log = logging.getLogger(__name__)
 
 
 async def apply_deliveries_changed(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]) -> int:
-    """Record each delivery's view unless a newer one is known, a batch in one transaction and one
-    upsert; the events applied before, and those of an offboarded tenant (#18), are dropped
+    """Record each delivery's state unless a newer one is known, and its view while it is dead (the body of
+    a redelivery's 202; a 409 tells the state alone), a batch in one transaction and one upsert; the
+    events applied before, and those of an offboarded tenant (#18), are dropped
     (``shared.offboarding.claim_events``). Returns how many were applied."""
     async with pool.acquire() as conn, conn.transaction():
         todo = await offboarding.claim_events(conn, CONSUMER, events)
@@ -47,7 +50,7 @@ async def apply_deliveries_changed(pool: asyncpg.Pool, events: Sequence[Delivery
                        view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, updated_at = now()
                    WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
                 list(newest), [e.tenant_id for e in newest.values()], [e.delivery.state for e in newest.values()],
-                [e.delivery.model_dump_json() for e in newest.values()],
+                [e.delivery.model_dump_json() if e.delivery.state == DEAD else None for e in newest.values()],
                 [e.occurred_date_time for e in newest.values()],
             )
     return len(todo)
@@ -55,12 +58,9 @@ async def apply_deliveries_changed(pool: asyncpg.Pool, events: Sequence[Delivery
 
 @dataclass(frozen=True)
 class RedeliveryAnswer:
-    view: dict[str, Any] | None  # None: no such delivery of the tenant
-    requested: bool  # False: known but not dead, nothing requested
-
-    @property
-    def state(self) -> str | None:
-        return self.view["state"] if self.view else None
+    state: str | None  # None: no such delivery of the tenant
+    view: dict[str, Any] | None  # the dead delivery's view; None when not dead
+    requested: bool  # False: unknown or not dead, nothing requested
 
 
 async def request_redelivery(
@@ -72,9 +72,9 @@ async def request_redelivery(
             "SELECT state, view FROM deliveries WHERE delivery_id = $1 AND tenant_id = $2", delivery_id, tenant_id
         )
         if row is None:
-            return RedeliveryAnswer(None, False)
-        if row["state"] != "dead":
-            return RedeliveryAnswer(json.loads(row["view"]), False)
+            return RedeliveryAnswer(None, None, False)
+        if row["state"] != DEAD:
+            return RedeliveryAnswer(row["state"], None, False)
         command = RedeliveryRequested(tenant_id=tenant_id, delivery_id=delivery_id, actor=actor)
         await outbox.enqueue(conn, Topic.delivery_commands, command)
-        return RedeliveryAnswer(json.loads(row["view"]), True)
+        return RedeliveryAnswer(DEAD, json.loads(row["view"]), True)

@@ -36,7 +36,7 @@ async def redeliver(
     authorize(caller, Permission.manage, tenant_id)
     answer = await deliveries_store.request_redelivery(
         pool, tenant_id, delivery_id, Actor(type=ActorType.user, id=caller.user_id))
-    if answer.view is None:
+    if answer.state is None:
         raise Problem(404, "Not found", f"no delivery {delivery_id} for tenant {tenant_id}")
     if not answer.requested:
         raise Problem(

@@ -89,6 +89,9 @@ async def test_the_newest_change_wins_and_each_event_applies_once(test_env, tena
     [row] = [r for r in await known_deliveries(db_pool, tenant_id) if r["delivery_id"] == delivery]
     assert row["state"] == "dead" and row["changed_at"] == newest.occurred_date_time
     assert DeliveryView.model_validate_json(row["view"]) == newest.delivery
+    # A delivery that is not dead is kept by its state alone (a redelivery of it is a 409 that says it).
+    [other] = [r for r in await known_deliveries(db_pool, tenant_id) if r["delivery_id"] == marker.delivery.id]
+    assert other["state"] == "delivered" and other["view"] is None
 
 
 async def test_the_deliveries_read_model_rebuilds_from_the_topic(
