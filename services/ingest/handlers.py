@@ -12,7 +12,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
 from shared.events import DeliveryChanged, Topic
-from shared.kafka import Context, batch_events, raw_records, subscriber_options, topic_name
+from shared.kafka import Context, batch_events, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,7 @@ def build_router(settings: Settings) -> KafkaRouter:
         topic_name(settings, Topic.deliveries),
         # Not in the background: a delivery the read API shows dead must be dead here too when someone asks to
         # redeliver it (the read API's copy waits longer, shared.kafka.subscriber_options).
-        **subscriber_options(settings),
-        batch=True,
-        max_records=settings.deliveries_batch_size,
-        decoder=raw_records,
+        **subscriber_options(settings, batch_of=settings.deliveries_batch_size),
         title="ingest/deliveries",
         description="The notifier's deliveries as they change: the latest view of each, for redelivery requests.",
     )

@@ -39,7 +39,6 @@ from shared.kafka import (
     PoisonEvent,
     batch_events,
     event_type_is,
-    raw_records,
     subscriber_options,
     topic_name,
 )
@@ -70,10 +69,7 @@ def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRo
     # after it commits; each record parsed here by its eventType, a poison one dead-lettered alone.
     alerts = router.subscriber(
         topic_name(settings, Topic.alerts),
-        **subscriber_options(settings, background=True),
-        batch=True,
-        max_records=settings.notifier_batch_size,
-        decoder=raw_records,
+        **subscriber_options(settings, background=True, batch_of=settings.notifier_batch_size),
         title=f"notifier/{Topic.alerts.value}",
         description="New alerts are delivered and get timers; a partner response cancels them.",
     )

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from services.response_time import offboarding, store
 from services.response_time.config import Settings
 from shared.events import EVENT_TYPE_HEADER, AlertCreated, AlertUpdated, TenantOffboarded, Topic
-from shared.kafka import Context, PoisonEvent, batch_events, event_type_is, raw_records, subscriber_options, topic_name
+from shared.kafka import Context, PoisonEvent, batch_events, event_type_is, subscriber_options, topic_name
 from shared.metrics import count_duplicates
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
@@ -42,10 +42,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     @router.subscriber(
         topic_name(settings, Topic.alerts),
         # (read_committed among them: ingest may publish inside Kafka transactions, never see an aborted one.)
-        **subscriber_options(settings),
-        batch=True,
-        max_records=settings.response_time_batch_size,
-        decoder=raw_records,
+        **subscriber_options(settings, batch_of=settings.response_time_batch_size),
         title="response-time/alerts",
         description="alert-created and alert-updated: the clock starts at creation and stops at the first "
         "partner response.",

@@ -46,7 +46,6 @@ from shared.kafka import (
     PoisonEvent,
     batch_events,
     event_type_is,
-    raw_records,
     subscriber_options,
     topic_name,
 )
@@ -92,18 +91,17 @@ def build_router(settings: Settings) -> KafkaRouter:
     # others are logs and timelines, read later (shared.kafka.subscriber_options).
     waited_for = {Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
 
-    def subscriber(topic: Topic, description: str, **batch: Any) -> Any:
+    def subscriber(topic: Topic, description: str, *, in_batches: bool = False) -> Any:
+        # In batches: one transaction per batch, its offsets committed after it commits; each record parsed
+        # alone by its eventType (shared.kafka.batch_events), a poison one dead-lettered alone.
         return router.subscriber(
             topic_name(settings, topic),
-            **subscriber_options(settings, background=topic not in waited_for),
-            **batch,
+            **subscriber_options(settings, background=topic not in waited_for,
+                                 batch_of=settings.read_model_batch_size if in_batches else None),
             title=f"scoring/{topic.value}",
             description=description,
         )
 
-    # In batches: one transaction per batch, its offsets committed after it commits; each record parsed
-    # alone by its eventType (shared.kafka.batch_events), a poison one dead-lettered alone.
-    in_batches = {"batch": True, "max_records": settings.read_model_batch_size, "decoder": raw_records}
     dead_letter_topic = topic_name(settings, Topic.dead_letter)
 
     def refuse_other_event_types(topic: Topic, records: Any) -> None:
@@ -118,17 +116,17 @@ def build_router(settings: Settings) -> KafkaRouter:
     statuses = subscriber(
         Topic.requirement_status,
         "Requirement status observations: the newest per tenant and requirement makes the score.",
-        **in_batches,
+        in_batches=True,
     )
     response_times = subscriber(
         Topic.alert_response_times, "Each alert's clock and first response: GET /alerts and /response-time.",
-        **in_batches)
-    deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.", **in_batches)
+        in_batches=True)
+    deliveries = subscriber(Topic.deliveries, "Each notification's state: GET /deliveries.", in_batches=True)
     customers = subscriber(Topic.customer_mfa, "Each customer's MFA figures: GET /customers/mfa.")
     syncs = subscriber(
         Topic.alert_sync, "Each alert's sync state with Partner Center: partnerCenterSync on GET /alerts."
     )
-    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.", **in_batches)
+    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.", in_batches=True)
     triage = subscriber(
         Topic.alert_triage, "Each alert's assignee and notes: assignedTo and notesCount on GET /alerts, its timeline."
     )

@@ -15,7 +15,7 @@ from services.response_time.handlers import build_router as response_time_router
 from services.scoring.config import Settings as ScoringSettings
 from services.scoring.handlers import build_router as scoring_router
 from shared.events import Topic
-from shared.kafka import subscriber_options
+from shared.kafka import BACKGROUND_BATCH_IDLE_MS, WAITED_FOR_BATCH_IDLE_MS, subscriber_options
 from shared.settings import CommonSettings, load_settings
 
 LIVE, BACKGROUND, MIN_BYTES = 60, 500, 65536
@@ -82,3 +82,29 @@ def test_the_path_to_a_response_time_is_live_and_the_notifier_in_the_background(
     # The write API checks a redelivery against its copy of the deliveries: never behind the read API's.
     settings = load_settings(IngestSettings)
     assert waits(ingest_router(settings), settings.kafka_topic_prefix) == {Topic.deliveries.value: LIVE}
+
+
+def idle_waits(router, prefix: str) -> dict[str, int]:
+    """Each batch subscriber's topic and how long it sleeps once it found nothing (FastStream's
+    ``batch_timeout_ms``: it waits that long for records, then sleeps as long again)."""
+    return {str(getattr(topic, "name", topic)).removeprefix(prefix): subscriber.batch_timeout_ms
+            for subscriber in router.subscribers if hasattr(subscriber, "batch_timeout_ms")
+            for topic in subscriber.topics}
+
+
+def test_a_batch_consumer_someone_waits_for_looks_again_soon_after_finding_nothing():
+    # At FastStream's 200 ms an alert reaching an idle consumer waited up to that long in each such hop.
+    routers = {ResponseTimeSettings: response_time_router, ScoringSettings: scoring_router,
+               IngestSettings: ingest_router,
+               NotifierSettings: lambda settings: notifier_router(settings, lambda: None)}
+    found = {}
+    for settings_class, build in routers.items():
+        settings = load_settings(settings_class)
+        found[settings_class] = idle_waits(build(settings), settings.kafka_topic_prefix)
+    assert found[ResponseTimeSettings] == {Topic.alerts.value: WAITED_FOR_BATCH_IDLE_MS}
+    assert found[IngestSettings] == {Topic.deliveries.value: WAITED_FOR_BATCH_IDLE_MS}
+    assert found[NotifierSettings] == {Topic.alerts.value: BACKGROUND_BATCH_IDLE_MS}
+    assert found[ScoringSettings] == {
+        Topic.alert_response_times.value: WAITED_FOR_BATCH_IDLE_MS,
+        Topic.requirement_status.value: WAITED_FOR_BATCH_IDLE_MS,
+        Topic.deliveries.value: BACKGROUND_BATCH_IDLE_MS, Topic.alerts.value: BACKGROUND_BATCH_IDLE_MS}
