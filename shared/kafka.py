@@ -79,7 +79,8 @@ CONSUMER_HEARTBEAT_INTERVAL_MS = 500
 # again before it looks once more: at FastStream's default, 200 ms, an alert arriving at an idle consumer
 # waited up to 200 ms in each hop someone waits on (idle, write -> visible took ~400 ms at p50 in some
 # runs). For those, a short one: an idle consumer looks every ~2 x this (the fetches themselves are
-# aiokafka's, in the background: a look is a glance at its buffer).
+# aiokafka's, in the background: a look is a glance at its buffer). Measured in `make bench`: idle,
+# write -> visible p50 406 -> 57 ms; the idle write API and response time ~0.008 cores more each.
 WAITED_FOR_BATCH_IDLE_MS = 20
 BACKGROUND_BATCH_IDLE_MS = 200
 
