@@ -33,7 +33,8 @@ def build_router(settings: Settings) -> KafkaRouter:
         # redeliver it (the read API's copy waits longer, shared.kafka.subscriber_options).
         **subscriber_options(settings, batch_of=settings.deliveries_batch_size),
         title="ingest/deliveries",
-        description="The notifier's deliveries as they change: the latest view of each, for redelivery requests.",
+        description="The notifier's deliveries as they change: the latest state of each (a dead one's view), "
+        "for redelivery requests.",
     )
     async def on_deliveries_changed(records: list[Any], pool=Context("pool"),
                                     broker: KafkaBroker = Context("broker")) -> None:

@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from bench.tools.procstat import child_pids
 from shared.service import STARTUP_SECONDS
 from tests.conftest import AUTH
 from tests.services.ingest.support import alert_records
@@ -32,38 +33,20 @@ POSTS = 40
 ROUTE = "/v1/tenants/{tenant_id}/alerts"
 
 
-def _workers_of(supervisor: int) -> list[int]:
-    """The worker processes of ``supervisor`` (its children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == supervisor:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 def _environment_of(pid: int) -> dict[str, str]:
     pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(pair.decode(errors="replace").partition("=")[::2] for pair in pairs if b"=" in pair)
 
 
-def _posts_counted(directory: Path, pid: int | None = None) -> float:
-    """POST 202s of the alerts route in the metrics files of ``directory`` (of one process: ``pid``),
-    as a scrape would sum them (prometheus_client's own reader)."""
-    if pid is not None:
-        alone = directory.with_name(f"{directory.name}-{pid}")
-        shutil.rmtree(alone, ignore_errors=True)
-        alone.mkdir()
-        for file in directory.glob(f"*_{pid}.db"):
-            shutil.copy(file, alone / file.name)
-        directory = alone
+def _posts_counted(directory: Path, pid: int, scratch: Path) -> float:
+    """POST 202s of the alerts route in the metrics files of one process (``pid``) of ``directory``, as a
+    scrape would sum them (prometheus_client's own reader, over copies of that process's files alone)."""
+    alone = scratch / str(pid)
+    alone.mkdir()
+    for file in directory.glob(f"*_{pid}.db"):
+        shutil.copy(file, alone / file.name)
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
+    MultiProcessCollector(registry, path=str(alone))
     return sum(sample.value for metric in registry.collect() for sample in metric.samples
                if sample.name == "csp_http_requests_total" and sample.labels.get("route") == ROUTE
                and sample.labels.get("method") == "POST" and sample.labels.get("status") == "202")
@@ -94,8 +77,9 @@ def ingest(make_service):
     return make_service("ingest", INGEST_WORKERS=str(WORKERS), INGEST_PORT=str(free_port())).start()
 
 
-async def test_every_worker_serves_and_a_scrape_counts_them_all(ingest, tenant_id, test_env, topic_prefix):
-    workers = _workers_of(ingest.proc.pid)
+async def test_every_worker_serves_and_a_scrape_counts_them_all(ingest, tenant_id, test_env, topic_prefix,
+                                                                 tmp_path):
+    workers = sorted(child_pids(ingest.proc.pid))
     assert len(workers) == WORKERS, workers
     directory = Path(_environment_of(workers[0])["PROMETHEUS_MULTIPROC_DIR"])
     url = f"{ingest.url}/v1/tenants/{tenant_id}/alerts"
@@ -107,7 +91,7 @@ async def test_every_worker_serves_and_a_scrape_counts_them_all(ingest, tenant_i
 
     records = await alert_records(test_env["KAFKA_BOOTSTRAP_SERVERS"], topic_prefix, tenant_id, at_least=POSTS)
     assert sorted(r["value"]["alert"]["id"] for r in records) == sorted(f"a-{n}" for n in range(POSTS))
-    by_worker = {pid: _posts_counted(directory, pid) for pid in workers}
+    by_worker = {pid: _posts_counted(directory, pid, tmp_path) for pid in workers}
     assert all(count > 0 for count in by_worker.values()), by_worker  # each worker answered some
     assert sum(by_worker.values()) == POSTS
     for _ in range(6):  # whichever worker answers the scrape, it tells every worker's count
@@ -116,11 +100,11 @@ async def test_every_worker_serves_and_a_scrape_counts_them_all(ingest, tenant_i
 
 
 async def test_a_worker_that_dies_is_replaced_and_all_die_with_a_supervisor_killed_outright(ingest):
-    workers = _workers_of(ingest.proc.pid)
+    workers = sorted(child_pids(ingest.proc.pid))
     assert len(workers) == WORKERS, workers
     await asyncio.sleep(STARTUP_SECONDS + 1)  # past it, a worker's end is no failure to start
     os.kill(workers[0], signal.SIGKILL)
-    replaced = await eventually(lambda: _workers_of(ingest.proc.pid),
+    replaced = await eventually(lambda: child_pids(ingest.proc.pid),
                                 lambda now: len(now) == WORKERS and workers[0] not in now, what="a new worker")
     assert ingest.proc.poll() is None
     async with httpx.AsyncClient(timeout=30) as client:
