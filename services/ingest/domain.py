@@ -47,13 +47,15 @@ def actor_from(updated_by: str | None) -> Actor:
     return Actor(type=ActorType.user, id=updated_by.strip())
 
 
-def event_id_for(tenant_id: str, alert_id: str, version: int, state: Alert) -> uuid.UUID:
+def event_id_for(tenant_id: str, alert_id: str, version: int, state: Alert, state_json: str | None = None) -> uuid.UUID:
     """The id of the event that made ``state`` version ``version`` of an alert (1 = created).
 
     A retry after a failed publish decides the same state from the same previous one, so it gets
-    the same id and consumers drop a copy; a different state never shares an id.
+    the same id and consumers drop a copy; a different state never shares an id. ``state_json``:
+    ``state.model_dump_json()``, if the caller has it.
     """
-    digest = hashlib.sha256(state.model_dump_json().encode()).hexdigest()
+    text = state.model_dump_json() if state_json is None else state_json
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{tenant_id}\x1f{alert_id}\x1f{version}\x1f{digest}")
 
 
@@ -136,24 +138,30 @@ def decide(
     now: datetime,
     previous_version: int = 0,
     api_actor: Actor | None = None,
+    created_json: str | None = None,
 ) -> AlertCreated | AlertUpdated | None:
     """The event a post of ``incoming`` yields, given the last known state; ``None`` for a duplicate.
 
     The event's ``alert`` is the state to keep. Actor and time of a feed's change come from its new
     activity-log entries (none: the system, now); a change made through this system's own API
-    (``api_actor``) is by that user at the time of the request.
+    (``api_actor``) is by that user at the time of the request. ``created_json``: the JSON of
+    ``created_state(incoming)``, if the caller made it already (it stored that state).
     """
     version = previous_version + 1
     if previous is None:
         alert = created_state(incoming)
-        return AlertCreated(
-            event_id=event_id_for(tenant_id, alert.id, version, alert),
+        # Made once: the event's id, its record and the stored state (three serialisations before, #15).
+        alert_json = alert.model_dump_json() if created_json is None else created_json
+        created = AlertCreated(
+            event_id=event_id_for(tenant_id, alert.id, version, alert, alert_json),
             tenant_id=tenant_id,
             alert=alert,
             ingested_date_time=now,
             occurred_date_time=now,
             status_changes=_status_changes_from_logs(alert.activity_logs, now),
         )
+        created.keep_alert_json(alert_json)
+        return created
     new_logs = new_activity_logs(previous, incoming)
     current = merge(previous, incoming)
     changes = changed_fields(previous, current)
@@ -180,8 +188,9 @@ def decide(
                     field=change.field, from_=change.from_, to=change.to, actor=actor, changed_date_time=when
                 )
             )
-    return AlertUpdated(
-        event_id=event_id_for(tenant_id, incoming.id, version, current),
+    current_json = current.model_dump_json()
+    updated = AlertUpdated(
+        event_id=event_id_for(tenant_id, incoming.id, version, current, current_json),
         tenant_id=tenant_id,
         alert_id=incoming.id,
         changes=changes,
@@ -191,6 +200,8 @@ def decide(
         alert=current,
         occurred_date_time=now,
     )
+    updated.keep_alert_json(current_json)
+    return updated
 
 
 def patched(

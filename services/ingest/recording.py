@@ -110,7 +110,8 @@ async def record_alerts(
                 previous, version = states.previous(alert.id), states.version(alert.id)
                 with built_of_checked_text():  # of alerts read through a model and states from storage
                     event = decide(
-                        tenant_id, alert, previous, now=now, previous_version=version, api_actor=api_actor
+                        tenant_id, alert, previous, now=now, previous_version=version, api_actor=api_actor,
+                        created_json=states.created_json(alert),
                     )
                 if event is not None:
                     events.append(event)
@@ -119,7 +120,7 @@ async def record_alerts(
                               max_event_bytes=settings.max_event_bytes)
             except EventTooLarge as exc:
                 raise _too_large(events, exc) from None
-            await states.save([e.alert for e in events if isinstance(e, AlertUpdated)])
+            await states.save([e for e in events if isinstance(e, AlertUpdated)])
             if after is not None:
                 await after(states.connection, states, events, now)
     except (

@@ -13,7 +13,7 @@ import asyncpg
 from services.ingest.domain import created_state
 from shared import offboarding
 from shared.alerts import Alert
-from shared.events import AlertCreated, Topic
+from shared.events import AlertCreated, AlertUpdated, Topic
 from shared.group_call import GroupCall
 from shared.outbox import outbox_row
 from shared.settings import ACTION_LINK_MAX_AGE_HOURS_LIMIT
@@ -42,10 +42,13 @@ class AlertStates:
         known: dict[str, KnownAlert | None],
         *,
         replayed: bool = False,
+        inserted: dict[str, tuple[Alert, str]] | None = None,
     ) -> None:
         self._conn, self._tenant_id, self.known = conn, tenant_id, known
         # A signed post whose webhook-id was already accepted: nothing was locked, nothing to decide.
         self.replayed = replayed
+        # Each new alert inserted: (the alert as posted, the JSON of its first state, as stored).
+        self._inserted = inserted or {}
 
     @property
     def connection(self) -> asyncpg.Connection:
@@ -60,10 +63,17 @@ class AlertStates:
         found = self.known.get(alert_id)
         return found.version if found else 0
 
-    async def save(self, changed: Sequence[Alert]) -> None:
-        """Record the new state of each changed known alert (new ones were inserted when locked)."""
+    def created_json(self, posted: Alert) -> str | None:
+        """The JSON of the first state stored for ``posted`` (that very object) if it was inserted as new
+        here: its created event's alert is that state (``domain.decide``'s ``created_json``)."""
+        inserted = self._inserted.get(posted.id)
+        return inserted[1] if inserted is not None and inserted[0] is posted else None
+
+    async def save(self, updates: Sequence[AlertUpdated]) -> None:
+        """Record the new state of each known alert changed (each ``alert`` of ``updates``; new ones were
+        inserted when locked)."""
         rows = [
-            (self._tenant_id, a.id, a.model_dump_json()) for a in changed if self.known.get(a.id) is not None
+            (self._tenant_id, u.alert.id, u.alert_json()) for u in updates if self.known.get(u.alert.id) is not None
         ]
         if rows:
             await self._conn.executemany(
@@ -99,7 +109,9 @@ async def lock_alert_states(
             yield AlertStates(conn, tenant_id, {}, replayed=True)
             return
         new_ids: set[str] = set()
+        texts: dict[str, str] = {}
         if insert_new:
+            texts = {i: created_state(by_id[i]).model_dump_json() for i in ids}
             inserted = await conn.fetch(
                 """INSERT INTO ingest_alert_state (tenant_id, alert_id, alert, version)
                    SELECT $1, id, alert::jsonb, 1
@@ -108,7 +120,7 @@ async def lock_alert_states(
                    RETURNING alert_id""",
                 tenant_id,
                 ids,
-                [created_state(by_id[i]).model_dump_json() for i in ids],
+                [texts[i] for i in ids],
             )
             new_ids = {row["alert_id"] for row in inserted}
         rows = await conn.fetch(
@@ -124,7 +136,7 @@ async def lock_alert_states(
                 for row in rows
             }
         )
-        yield AlertStates(conn, tenant_id, known)
+        yield AlertStates(conn, tenant_id, known, inserted={i: (by_id[i], texts[i]) for i in new_ids})
 
 
 # A new alert's state and its created event, in one statement (its own transaction); nothing if the
@@ -170,7 +182,7 @@ async def insert_new_alerts(pool: asyncpg.Pool, events: Sequence[AlertCreated],
     columns: list[list] = [[] for _ in range(7)]
     for event, trace, value in zip(events, traces or [None] * len(events), values or [None] * len(events),
                                    strict=True):
-        row = (event.tenant_id, event.alert.id, event.alert.model_dump_json(),
+        row = (event.tenant_id, event.alert.id, event.alert_json(),
                *outbox_row(Topic.alerts, event, trace=trace, value=value))
         for column, value in zip(columns, row, strict=True):
             column.append(value)

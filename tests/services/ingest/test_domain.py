@@ -1,5 +1,6 @@
 """Created / updated / duplicate decisions, partial posts, actor and time of changes (no I/O)."""
 
+import json
 from datetime import UTC, datetime
 
 from services.ingest.domain import acted_on, actor_from, decide, event_id_for, patched
@@ -35,6 +36,38 @@ def test_first_sight_is_created_with_deterministic_id():
     assert decide(T, alert(), None, now=NOW).event_id == event.event_id  # a retry: the same id
     assert decide(T, alert(severity="low"), None, now=NOW).event_id != event.event_id
     assert event.kafka_key() == b"tenant-a:a1"
+
+
+def test_an_events_record_holds_the_alert_text_its_id_was_made_of(monkeypatch):
+    # The alert is serialised once per decision (#15): the event's id hashes that text and its record
+    # carries it, and the record reads back as the event's own JSON would.
+    calls = []
+    dump = Alert.model_dump_json
+    monkeypatch.setattr(Alert, "model_dump_json", lambda self, **kw: calls.append(self.id) or dump(self, **kw))
+    created = decide(T, alert(), None, now=NOW)
+    updated = decide(T, alert(severity="low"), created.alert, now=NOW, previous_version=1)
+    records = [created.record_value(), updated.record_value(), created.alert_json(), updated.alert_json()]
+    assert calls == ["a1", "a1"]
+    monkeypatch.undo()
+    for event, record in zip((created, updated), records, strict=False):
+        assert json.loads(record) == json.loads(event.model_dump_json())
+        assert json.loads(record)["alert"] == json.loads(event.alert.model_dump_json())
+    assert created.event_id == event_id_for(T, "a1", 1, created.alert)
+    assert updated.event_id == event_id_for(T, "a1", 2, updated.alert)
+
+
+def test_an_event_given_another_alert_writes_that_one_not_the_text_kept():
+    created = decide(T, alert(), None, now=NOW)
+    copied = created.model_copy(update={"alert": alert(severity="low")})
+    assert json.loads(copied.record_value())["alert"]["severity"] == "low"
+    assert json.loads(created.record_value())["alert"]["severity"] == "high"
+
+
+def test_a_created_state_already_serialised_is_not_serialised_again():
+    text = alert().model_dump_json()
+    given = decide(T, alert(), None, now=NOW, created_json=text)
+    assert given.alert_json() is text
+    assert given.event_id == decide(T, alert(), None, now=NOW).event_id
 
 
 def test_created_without_status_is_active_and_logs_become_status_changes():
