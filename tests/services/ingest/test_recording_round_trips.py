@@ -13,6 +13,7 @@ import asyncpg
 import pytest_asyncio
 
 from services.ingest.config import get_settings
+from services.ingest.domain import event_id_for
 from services.ingest.recording import record_alerts
 from shared import tracing
 from shared.alerts import Alert
@@ -117,8 +118,6 @@ async def test_each_new_alert_of_a_list_is_serialised_once_for_its_state_its_eve
 ):
     # Three serialisations of each new alert were ~15% of the write API's time on lists (#15): the stored
     # state, the text its event's id hashes, and the outbox record are now one text.
-    from services.ingest.domain import event_id_for
-
     settings = get_settings()
     calls: list[str] = []
     dump = Alert.model_dump_json
