@@ -9,7 +9,7 @@ database, topics and Redis keys of this run), then, one phase after another:
    Redis key, in interleaved rounds judged by the median ratio (``bench/tools/rounds.py``);
 2. write → visible on the read API, one alert at a time (the idle baseline);
 3. write → visible at a steady rate (open loop) while the pipeline carries it: p50 / p99; for both, the
-   time split hop by hop (``bench/tools/hops.py``: the write API's relay, response time, the read API);
+   time split hop by hop (``bench/tools/hops.py``: the write API's relay, the read API; response time beside);
 4. single-alert ``POST /alerts`` on the write API with wrk beside a bare endpoint awaiting one Kafka
    acknowledgement, in interleaved rounds, each write API run followed by a wait until every consumer
    group has drained: the median ratio, and CPU per 1,000 alerts, single posts;

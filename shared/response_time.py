@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 from pydantic import Field
 
-from shared.responses import NEAR_LIMIT_HOURS, RESPONSE_TARGET_HOURS
+from shared.events import AlertCreated
+from shared.responses import NEAR_LIMIT_HOURS, RESPONSE_TARGET_HOURS, first_partner_response
 from shared.wire import WireModel
 
 WINDOW_DAYS = 30
@@ -47,6 +48,41 @@ def microseconds(delta: timedelta) -> int:
 def latency_us(clock_started_at: datetime, responded_at: datetime) -> int:
     """Response - start, clamped to 0 for a response stamped before the clock started."""
     return max(0, microseconds(responded_at - clock_started_at))
+
+
+def clock_start(detected_at: datetime | None, ingested_at: datetime) -> datetime:
+    """An alert's clock starts at its ``detectedDateTime``; if absent, when it was first ingested."""
+    return detected_at or ingested_at
+
+
+@dataclass(frozen=True)
+class FirstState:
+    """What the response-time service first says of a new alert (the fields of its first
+    ``alert-response-time-changed``), from the alert's ``alert-created`` alone."""
+
+    status: str
+    is_test: bool
+    clock_started_at: datetime
+    responded_at: datetime | None
+    responded_by: str | None
+    latency_us: int | None
+
+
+def first_state(event: AlertCreated) -> FirstState:
+    """:class:`FirstState` of a new alert: the clock started (:func:`clock_start`), and the first partner
+    response its activity logs already hold, if any. The read API shows a new alert so the moment its
+    ``alert-created`` arrives, one Kafka hop before the response-time service's event of it (#15)."""
+    alert = event.alert
+    started = clock_start(alert.detected_date_time, event.ingested_date_time)
+    response = first_partner_response(event.status_changes)
+    return FirstState(
+        status=alert.status.value if alert.status else "active",
+        is_test=alert.is_test,
+        clock_started_at=started,
+        responded_at=None if response is None else response.changed_date_time,
+        responded_by=None if response is None else response.actor.id,
+        latency_us=None if response is None else latency_us(started, response.changed_date_time),
+    )
 
 
 def is_open(*, responded: bool, is_test: bool, status: str) -> bool:

@@ -155,13 +155,13 @@ class CommonSettings(ApiKeySettings):
     kafka_fetch_max_wait_ms: int = Field(
         60, ge=1, le=1000,
         description="How long the broker may hold a fetch of the consumers someone waits for (alerts into "
-        "response time; response times, requirement statuses and triage into the read API; deliveries into the "
-        "write API, for redeliveries) while records gather, unless KAFKA_FETCH_MIN_BYTES have.",
+        "response time and the read API; response times, requirement statuses and triage into the read API; "
+        "deliveries into the write API, for redeliveries) while records gather, unless KAFKA_FETCH_MIN_BYTES have.",
     )
     kafka_background_fetch_max_wait_ms: int = Field(
         500, ge=1, le=5000,
-        description="The same for the other consumers (the notifier's, the read API's timelines, delivery "
-        "logs, customers' MFA and sync states).",
+        description="The same for the other consumers (the notifier's, the read API's delivery logs, "
+        "customers' MFA and sync states).",
     )
     kafka_fetch_min_bytes: int = Field(
         65536, ge=1, le=52_428_800,

@@ -1,17 +1,20 @@
 """Where write → visible time goes, hop by hop (#15).
 
-An alert posted to the write API reaches ``GET /alerts/{id}`` of the read API over two hops of Kafka:
-the write API's relay publishes its ``alert-created``; response time consumes it and its relay publishes
-the alert's ``alert-response-time-changed``; the read API consumes that into the row the route answers
-from. Each record carries the time its producer made it (Kafka's CreateTime, this machine's clock), so
-with the POST's answer and the read API's 200 every alert's time splits into three:
+An alert posted to the write API reaches ``GET /alerts/{id}`` of the read API over one hop of Kafka:
+the write API's relay publishes its ``alert-created``, and the read API consumes it into the row the
+route answers from (with the state response time's first event of it will bring). Response time
+consumes the same record, and its relay publishes the alert's ``alert-response-time-changed``, which
+the read API applies over that row: beside the path, not on it (before 2026-12-03 it was on it: the
+read API showed an alert only from that event). Each record carries the time its producer made it
+(Kafka's CreateTime, this machine's clock), so with the POST's answer and the read API's 200 every
+alert's time splits into two, with response time's beside them:
 
 - **write API's relay**: the POST's answer until its event's record was made (the relay woken by the
   commit; can be a little below zero: the relay may send before the answer reaches the client);
-- **response time**: that record until response time's record of the alert was made (the broker, the
-  consumer's fetch wait, its batch's transaction, its relay);
 - **read API**: that record until ``GET /alerts/{id}`` answered 200 (the broker, the read API's fetch
-  wait and batch, the change stream's hint and the read).
+  wait and batch, the change stream's hint and the read);
+- **response time (beside)**: that record until response time's record of the alert was made (the
+  broker, the consumer's fetch wait, its batch's transaction, its relay).
 
 The watcher reads both topics as a consumer outside any group (assigned every partition, from their
 ends when it starts, ``read_committed`` like the services), so it changes nothing the services do.
@@ -28,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.support import percentile
 
-HOPS = ("write API's relay", "response time", "read API")
+HOPS = ("write API's relay", "read API", "response time (beside)")
 
 
 @dataclass
@@ -103,14 +106,14 @@ class Hops:
             if made is None or timed is None:
                 continue
             answered_at = answered[alert_id] + to_wall
-            for name, ms in zip(HOPS, ((made - answered_at) * 1000, (timed - made) * 1000,
-                                       (answered_at + visible / 1000 - timed) * 1000), strict=True):
+            for name, ms in zip(HOPS, ((made - answered_at) * 1000, (answered_at + visible / 1000 - made) * 1000,
+                                       (timed - made) * 1000), strict=True):
                 hops[name].append(ms)
         return hops
 
 
 def hops_cell(hops: dict[str, list[float]]) -> str:
-    """``write API's relay 1 / 9 ms; response time ...`` (p50 / p99), and how many alerts it covers."""
+    """``write API's relay 1 / 9 ms; read API ...`` (p50 / p99), and how many alerts it covers."""
     counted = len(next(iter(hops.values()), []))
     if not counted:
         return "no alert's two records were read"

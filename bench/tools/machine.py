@@ -112,11 +112,12 @@ within a run, not absolute figures across runs.
   hint names (a 404 waits for the next hint); a query every 100 ms finds in PostgreSQL any the stream did
   not tell. The steady load is open loop (sent on a fixed schedule whatever the answers) over bare
   HTTP/1.1 keep-alive connections (`bench/tools/rawhttp.py`), so the generator is not the bottleneck.
-  Hop by hop (`bench/tools/hops.py`): a consumer outside every group reads the two topics on the way
-  (`alerts`, `alert-response-times`), and each record's CreateTime (made by the relay that published it,
-  on this machine's clock) splits each alert's time into the write API's relay, response time (the
-  broker, its fetch wait, its batch, its relay) and the read API (the broker, its fetch wait and batch,
-  the hint and the read).
+  Hop by hop (`bench/tools/hops.py`): a consumer outside every group reads the `alerts` topic and
+  `alert-response-times`, and each record's CreateTime (made by the relay that published it, on this
+  machine's clock) splits each alert's time into the write API's relay and the read API (the broker,
+  its fetch wait and batch, the hint and the read): the read API shows a new alert from its
+  `alert-created`. Beside them, response time (the broker, its fetch wait, its batch, its relay), whose
+  event the read API applies over the alert's row afterwards.
 - CPU: utime + stime from `/proc/<pid>/stat` of each service's process, of the Kafka broker's JVM,
   of PostgreSQL (the postmaster, its backends, and the backends it reaped: cutime + cstime) and of
   Redis, before and after (single posts: each write API wrk run until drained, summed over the rounds;

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared import response_time
 from shared.alerts import Alert
 from shared.catalogue import RequirementType
 from shared.events import AlertCreated, AlertResponseTimeChanged, AlertUpdated, StatusChange
@@ -36,8 +37,9 @@ REQUIREMENT_TYPE = RequirementType.security_alerts_promptly_resolved
 
 
 def clock_start(event: AlertCreated) -> datetime:
-    """The clock starts at ``detectedDateTime``; if absent, when the alert was first ingested."""
-    return event.alert.detected_date_time or event.ingested_date_time
+    """The clock starts at ``detectedDateTime``; if absent, when the alert was first ingested (the rule
+    is shared: the read API shows a new alert from its ``alert-created`` with the same start)."""
+    return response_time.clock_start(event.alert.detected_date_time, event.ingested_date_time)
 
 
 @dataclass(frozen=True)

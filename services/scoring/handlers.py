@@ -87,9 +87,9 @@ async def told_batch(changes: Changes, hints: Iterable[tuple[str, ChangeKind, st
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
 
-    # Someone waits for these (a response time on GET /alerts, the score, an assignment just made); the
-    # others are logs and timelines, read later (shared.kafka.subscriber_options).
-    waited_for = {Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
+    # Someone waits for these (a new alert and its response time on GET /alerts, the score, an assignment
+    # just made); the others are logs and timelines, read later (shared.kafka.subscriber_options).
+    waited_for = {Topic.alerts, Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
 
     def subscriber(topic: Topic, description: str, *, in_batches: bool = False) -> Any:
         # In batches: one transaction per batch, its offsets committed after it commits; each record parsed
@@ -126,7 +126,8 @@ def build_router(settings: Settings) -> KafkaRouter:
     syncs = subscriber(
         Topic.alert_sync, "Each alert's sync state with Partner Center: partnerCenterSync on GET /alerts."
     )
-    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline.", in_batches=True)
+    alerts = subscriber(Topic.alerts, "Each alert received and each change of it: its timeline, and a new alert on "
+                        "GET /alerts before its response time's event comes.", in_batches=True)
     triage = subscriber(
         Topic.alert_triage, "Each alert's assignee and notes: assignedTo and notesCount on GET /alerts, its timeline."
     )

@@ -1,7 +1,8 @@
 """PostgreSQL I/O of the read API's read model: what other services own, kept from their events.
 
 Tables of the scoring schema, one per topic: ``alert_response_times`` (each alert as the
-response-time service knows it), ``deliveries`` (each notification, as the notifier shows it),
+response-time service knows it; a new alert from its ``alert-created`` until that service's event of it
+comes, with the state that event will bring), ``deliveries`` (each notification, as the notifier shows it),
 ``customer_mfa`` (each customer's MFA figures, as the write API took them; a customer a later report
 left out is a tombstone row, migration 0073, that no read lists), all three of migration 0071,
 ``alert_sync`` (each alert's sync state with Partner Center, as the write API's Graph connector tells
@@ -48,6 +49,7 @@ from shared.response_time import (
     ResponseTimeFigures,
     WindowAggregates,
     figures,
+    first_state,
     window_aggregates_of,
     window_aggregates_sql,
     window_start,
@@ -204,9 +206,37 @@ async def apply_alert_events(pool: asyncpg.Pool, events: Sequence[AlertCreated |
         return []
     async with pool.acquire() as conn, conn.transaction():
         applied = await claim_events(conn, CONSUMER, events)
+        await _show_new_alerts(conn, [e for e in applied if isinstance(e, AlertCreated)])
         await timeline_store.record_all(conn, [
             timeline.received(e) if isinstance(e, AlertCreated) else timeline.updated(e) for e in applied])
     return applied
+
+
+async def _show_new_alerts(conn: asyncpg.Connection, created: Sequence[AlertCreated]) -> None:
+    """Each new alert's row, as the response-time service's first event of it will hold it
+    (``shared.response_time.first_state``), unless the alert has one already: ``GET /alerts/{id}`` shows
+    it one Kafka hop sooner than that event (write -> visible, #15). Its ``state_as_of`` is -infinity:
+    any event of the alert from response time takes the row over, whatever the two services' clocks say
+    (an event stamped before the create by a clock that lags must still win)."""
+    if not created:
+        return
+    rows = []
+    for event in created:
+        first = first_state(event)
+        rows.append((event.tenant_id, event.alert.id, event.alert.model_dump_json(), first.status, first.is_test,
+                     first.clock_started_at, first.responded_at, first.responded_by, first.latency_us,
+                     event.event_id))
+    await conn.execute(
+        """INSERT INTO alert_response_times (tenant_id, alert_id, alert, status, is_test, clock_started_at,
+                                             responded_at, responded_by, latency_us, state_as_of, event_id)
+           SELECT tenant_id, alert_id, alert::jsonb, status, is_test, clock_started_at, responded_at,
+                  responded_by, latency_us, '-infinity', event_id
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::timestamptz[],
+                       $7::timestamptz[], $8::text[], $9::bigint[], $10::uuid[])
+                AS r(tenant_id, alert_id, alert, status, is_test, clock_started_at, responded_at,
+                     responded_by, latency_us, event_id)
+           ON CONFLICT (tenant_id, alert_id) DO NOTHING""",
+        *(list(column) for column in zip(*rows, strict=True)))
 
 
 async def apply_alert_assigned(pool: asyncpg.Pool, event: AlertAssigned) -> bool:

@@ -16,14 +16,15 @@ def _hops() -> Hops:
     return hops
 
 
-def test_each_alert_splits_into_the_relay_response_time_and_the_read_api() -> None:
+def test_each_alert_splits_into_the_relay_and_the_read_api_with_response_time_beside() -> None:
     split = _hops().split({"a": 10.0, "b": 20.001, "only-created": 30.0}, {"a": 100.0, "b": 20.0, "only-created": 5.0},
                           to_wall=1000.0)
-    relay, response_time, read_api = (split[name] for name in HOPS)
-    # a: 2 + 40 + 58 = 100 ms; b: the relay sent 1 ms before the answer arrived (below zero), 10, then 11.
+    relay, read_api, response_time = (split[name] for name in HOPS)
+    # a: 2 + 98 = 100 ms, response time's record 40 ms after the alert's; b: the relay sent 1 ms before the
+    # answer arrived (below zero), then 21; response time's 10.
     assert relay == pytest.approx([2.0, -1.0], abs=1e-6)
+    assert read_api == pytest.approx([98.0, 21.0], abs=1e-6)
     assert response_time == pytest.approx([40.0, 10.0], abs=1e-6)
-    assert read_api == pytest.approx([58.0, 11.0], abs=1e-6)
     # An alert whose response-time record was not read is left out of every hop (not counted as zero).
     assert all(len(ms) == 2 for ms in split.values())
 
@@ -31,6 +32,6 @@ def test_each_alert_splits_into_the_relay_response_time_and_the_read_api() -> No
 def test_the_cell_gives_each_hop_p50_and_p99_and_how_many_alerts() -> None:
     split = _hops().split({"a": 10.0}, {"a": 100.0}, to_wall=1000.0)
     split["write API's relay"] = [-0.3]  # shown as 0, not "-0"
-    assert hops_cell(split) == ("write API's relay 0 / 0 ms; response time 40 / 40 ms; read API 58 / 58 ms "
+    assert hops_cell(split) == ("write API's relay 0 / 0 ms; read API 98 / 98 ms; response time (beside) 40 / 40 ms "
                                 "(p50 / p99, 1 alert)")
     assert hops_cell({name: [] for name in HOPS}) == "no alert's two records were read"

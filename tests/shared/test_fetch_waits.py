@@ -68,7 +68,7 @@ def test_a_wait_of_zero_is_refused_at_start_up(monkeypatch, capsys):
 def test_the_read_api_waits_briefly_only_for_what_someone_waits_for():
     settings = load_settings(ScoringSettings)
     found = waits(scoring_router(settings), settings.kafka_topic_prefix)
-    live = {Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
+    live = {Topic.alerts, Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
     assert found == {topic.value: LIVE if topic in live else BACKGROUND for topic in map(Topic, found)}
     assert {Topic.deliveries.value, Topic.alerts.value, Topic.customer_mfa.value} <= found.keys()
 
@@ -107,4 +107,4 @@ def test_a_batch_consumer_someone_waits_for_looks_again_soon_after_finding_nothi
     assert found[ScoringSettings] == {
         Topic.alert_response_times.value: WAITED_FOR_BATCH_IDLE_MS,
         Topic.requirement_status.value: WAITED_FOR_BATCH_IDLE_MS,
-        Topic.deliveries.value: BACKGROUND_BATCH_IDLE_MS, Topic.alerts.value: BACKGROUND_BATCH_IDLE_MS}
+        Topic.deliveries.value: BACKGROUND_BATCH_IDLE_MS, Topic.alerts.value: WAITED_FOR_BATCH_IDLE_MS}
