@@ -88,6 +88,7 @@ async def apply_alert_response_times(
                                $7::timestamptz[], $8::text[], $9::bigint[], $10::timestamptz[], $11::uuid[])
                         AS r(tenant_id, alert_id, alert, status, is_test, clock_started_at, responded_at,
                              responded_by, latency_us, state_as_of, event_id)
+                   ORDER BY tenant_id COLLATE "C", alert_id COLLATE "C"  -- as _show_new_alerts: no deadlock
                    ON CONFLICT (tenant_id, alert_id) DO UPDATE SET
                        alert = EXCLUDED.alert, status = EXCLUDED.status, is_test = EXCLUDED.is_test,
                        clock_started_at = EXCLUDED.clock_started_at, responded_at = EXCLUDED.responded_at,
@@ -235,6 +236,9 @@ async def _show_new_alerts(conn: asyncpg.Connection, created: Sequence[AlertCrea
                        $7::timestamptz[], $8::text[], $9::bigint[], $10::uuid[])
                 AS r(tenant_id, alert_id, alert, status, is_test, clock_started_at, responded_at,
                      responded_by, latency_us, event_id)
+           -- Rows locked in key order, as apply_alert_response_times's upsert takes them: the two batches'
+           -- transactions, both writing new alerts' rows, wait for each other, never deadlock.
+           ORDER BY tenant_id COLLATE "C", alert_id COLLATE "C"
            ON CONFLICT (tenant_id, alert_id) DO NOTHING""",
         *(list(column) for column in zip(*rows, strict=True)))
 

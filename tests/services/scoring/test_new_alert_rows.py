@@ -102,3 +102,4 @@ async def test_a_create_never_takes_back_what_response_time_said_since(db_pool, 
 
     await read_model.apply_alert_events(db_pool, [event])
     assert await read_model.get_alert(db_pool, tenant_id, "a1") == answered
+
