@@ -224,7 +224,7 @@ async def _show_new_alerts(conn: asyncpg.Connection, created: Sequence[AlertCrea
     rows = []
     for event in created:
         first = first_state(event)
-        rows.append((event.tenant_id, event.alert.id, event.alert.model_dump_json(), first.status, first.is_test,
+        rows.append((event.tenant_id, event.alert.id, event.alert_json(), first.status, first.is_test,
                      first.clock_started_at, first.responded_at, first.responded_by, first.latency_us,
                      event.event_id))
     await conn.execute(
