@@ -38,6 +38,7 @@ from shared.events import (
     AlertUpdated,
     CustomerMfaObserved,
     CustomerMfaRemoved,
+    DeliveriesGrouped,
     DeliveryChanged,
     EscalationChainChanged,
     NotificationChannelChanged,
@@ -67,7 +68,7 @@ TOPIC_EVENTS: Mapping[Topic, tuple[type[BaseModel], ...]] = {
     Topic.notification_channels: (NotificationChannelChanged,),
     Topic.customer_mfa: (CustomerMfaObserved, CustomerMfaRemoved),
     Topic.alert_response_times: (AlertResponseTimeChanged,),
-    Topic.deliveries: (DeliveryChanged,),
+    Topic.deliveries: (DeliveryChanged, DeliveriesGrouped),
     Topic.delivery_commands: (RedeliveryRequested,),
     Topic.alert_sync: (AlertSyncChanged,),
     Topic.escalation_chains: (EscalationChainChanged,),
@@ -131,7 +132,8 @@ PUBLICATIONS: Mapping[str, Mapping[Topic, str]] = {
         Topic.dead_letter: _DEAD_LETTERS,
     },
     "notifier": {
-        Topic.deliveries: f"Each delivery as it changes state, {_OUTBOX}. {_TOMBSTONES}",
+        Topic.deliveries: f"Each delivery as it changes state (the alerts a storm's digest takes in: one event for "
+        f"those of a transaction), {_OUTBOX}. {_TOMBSTONES}",
         Topic.dead_letter: _DEAD_LETTERS + " Also dead deliveries (a notification that exhausted its retries or met "
         "a permanent refusal), through the outbox.",
     },

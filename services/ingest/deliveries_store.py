@@ -21,24 +21,26 @@ from typing import Any
 import asyncpg
 
 from shared import offboarding, outbox
-from shared.events import Actor, DeliveryChanged, RedeliveryRequested, Topic
+from shared.events import Actor, DeliveriesGrouped, DeliveryChanged, RedeliveryRequested, Topic, delivery_changes
 
 CONSUMER = "ingest-deliveries"
 DEAD = "dead"
 log = logging.getLogger(__name__)
 
 
-async def apply_deliveries_changed(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]) -> int:
-    """Record each delivery's state unless a newer one is known, and its view while it is dead (the body of
-    a redelivery's 202; a 409 tells the state alone), a batch in one transaction and one upsert; the
-    events applied before, and those of an offboarded tenant (#18), are dropped
-    (``shared.offboarding.claim_events``). Returns how many were applied."""
+async def apply_deliveries_changed(
+    pool: asyncpg.Pool, events: Sequence[DeliveryChanged | DeliveriesGrouped]
+) -> int:
+    """Record each delivery's state unless a newer one is known (a deliveries-grouped event: that of each
+    delivery it names), and its view while it is dead (the body of a redelivery's 202; a 409 tells the
+    state alone), a batch in one transaction and one upsert; the events applied before, and those of an
+    offboarded tenant (#18), are dropped (``shared.offboarding.claim_events``). Returns how many were applied."""
     async with pool.acquire() as conn, conn.transaction():
         todo = await offboarding.claim_events(conn, CONSUMER, events)
         # One upsert cannot touch a row twice: of a delivery's changes in the batch, the newest (the later
         # of two at one time) goes, as applying them one by one would have left it.
         newest: dict[uuid.UUID, DeliveryChanged] = {}
-        for event in todo:
+        for event in delivery_changes(todo):
             known = newest.get(event.delivery.id)
             if known is None or known.occurred_date_time <= event.occurred_date_time:
                 newest[event.delivery.id] = event

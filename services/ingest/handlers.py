@@ -11,12 +11,12 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from services.ingest import deliveries_store
 from services.ingest.config import Settings
-from shared.events import DeliveryChanged, Topic
+from shared.events import DeliveriesGrouped, DeliveryChanged, Topic
 from shared.kafka import Context, batch_events, subscriber_options, topic_name
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = {"delivery-changed": DeliveryChanged}
+EVENT_TYPES = {"delivery-changed": DeliveryChanged, "deliveries-grouped": DeliveriesGrouped}
 # Who refused a poison record, in its dead letter: the service, as the dead-letter middleware names it.
 DEAD_LETTER_CONSUMER = "ingest"
 

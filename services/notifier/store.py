@@ -9,7 +9,8 @@ same thing adds nothing.
 Every change of a delivery's state or attempts enqueues its ``delivery-changed`` event (the delivery
 after the change) in the transaction that makes it, and a death its dead letter besides
 (``shared/outbox.py``): one ``enqueue_many`` per statement, after the statement that locked the rows,
-so the events of one delivery go out in the order of its changes.
+so the events of one delivery go out in the order of its changes. The alert deliveries a batch logs
+grouped into a storm's digest are one ``deliveries-grouped`` event per digest (:func:`_grouped_events`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from shared.db import claim_event
 from shared.events import (
     AlertCreated,
     AlertUpdated,
+    DeliveriesGrouped,
     DeliveryChanged,
     DeliveryView,
     EscalationChainChanged,
     EscalationStep,
     Event,
+    GroupedDelivery,
     NotificationChannelChanged,
     RedeliveryRequested,
     SecurityContactChanged,
@@ -100,6 +103,30 @@ async def _publish_changes(conn: asyncpg.Connection, rows: Sequence[asyncpg.Reco
                                                       delivery=delivery_view(row)))
                    for row in rows]
     await outbox.enqueue_many(conn, changes)
+
+
+def _grouped_events(rows: Sequence[asyncpg.Record]) -> list[DeliveriesGrouped]:
+    """The deliveries-grouped events of alert deliveries logged grouped in one statement (DELIVERY_CHANGE
+    rows, in order): one per digest, naming its rows in their order (#15: a storm's alerts are one event
+    per digest and batch on the topic, not one each)."""
+    by_digest: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in rows:
+        by_digest.setdefault(row["digest_id"], []).append(row)
+    with built_of_checked_text():  # the rows hold what the notifier stored: checked text
+        return [DeliveriesGrouped(tenant_id=taken[0]["tenant_id"], occurred_date_time=taken[-1]["changed_at"],
+                                  digest_id=digest_id, channel=taken[0]["channel"],
+                                  created_date_time=taken[0]["created_at"],
+                                  deliveries=[GroupedDelivery(id=row["delivery_id"], alert_id=row["subject_id"])
+                                              for row in taken])
+                for digest_id, taken in by_digest.items()]
+
+
+async def _publish_grouped(conn: asyncpg.Connection, batch: AlertsBatch) -> None:
+    """The batch's digests' changes and its deliveries-grouped events, once it is applied."""
+    await _publish_changes(conn, batch.grouped_changes)
+    if batch.grouped_events:
+        await outbox.enqueue_many(conn, [(Topic.deliveries, event) for event in batch.grouped_events])
+        batch.grouped_events = []
 
 
 async def _publish_dead_letter(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
@@ -285,9 +312,10 @@ class AlertsBatch:
     # The alerts (their payloads, in order) each open digest is given by this batch, written together
     # (:func:`_append_to_digests`): one statement for the batch, not one rewrite of the digest per alert.
     digest_appends: dict[uuid.UUID, list[str]] = field(default_factory=dict)
-    # The changes of grouped alerts and their digests, published together once the batch is applied
-    # (in their order: a key's changes keep theirs).
+    # The changes of the digests, and the deliveries-grouped events of the alerts they took in, published
+    # together once the batch is applied (in their order: a key's changes keep theirs).
     grouped_changes: list[asyncpg.Record] = field(default_factory=list)
+    grouped_events: list[DeliveriesGrouped] = field(default_factory=list)
     # The rows the batch's new alerts add, written together (:func:`_write_pending`): one statement each
     # for the batch, not one per alert (#15). Written before an update of the batch (it may cancel them)
     # and before the digests are appended to.
@@ -331,7 +359,7 @@ async def apply_alert_events(
                 cancelled += await _apply_alert_updated(conn, event) or 0
         await _write_pending(conn, batch)
         await _append_to_digests(conn, batch)
-        await _publish_changes(conn, batch.grouped_changes)
+        await _publish_grouped(conn, batch)
     return created, cancelled
 
 
@@ -348,7 +376,7 @@ async def record_alert_created(
         await _apply_alert_created(conn, event, batch)
         await _write_pending(conn, batch)
         await _append_to_digests(conn, batch)
-        await _publish_changes(conn, batch.grouped_changes)
+        await _publish_grouped(conn, batch)
         return True
 
 
@@ -409,7 +437,7 @@ async def _write_pending(conn: asyncpg.Connection, batch: AlertsBatch) -> None:
                 RETURNING {DELIVERY_CHANGE}""",
             *columns)
         order = {delivery_id: position for position, delivery_id in enumerate(columns[0])}
-        batch.grouped_changes.extend(sorted(logged, key=lambda row: order[row["delivery_id"]]))
+        batch.grouped_events.extend(_grouped_events(sorted(logged, key=lambda row: order[row["delivery_id"]])))
     if batch.timers:
         timers, batch.timers = batch.timers, []
         await conn.execute(

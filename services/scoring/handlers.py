@@ -36,10 +36,12 @@ from shared.events import (
     AlertUpdated,
     CustomerMfaObserved,
     CustomerMfaRemoved,
+    DeliveriesGrouped,
     DeliveryChanged,
     RequirementStatusObserved,
     TenantOffboarded,
     Topic,
+    delivery_changes,
 )
 from shared.kafka import (
     Context,
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 # Who refused a poison record, in its dead letter: the service, as the dead-letter middleware names it.
 DEAD_LETTER_CONSUMER = "scoring"
 
-DELIVERY_EVENT_TYPES = {"delivery-changed": DeliveryChanged}
+DELIVERY_EVENT_TYPES = {"delivery-changed": DeliveryChanged, "deliveries-grouped": DeliveriesGrouped}
 STATUS_EVENT_TYPES = {"requirement-status-observed": RequirementStatusObserved}
 ALERT_EVENT_TYPES = {"alert-created": AlertCreated, "alert-updated": AlertUpdated}
 RESPONSE_TIME_EVENT_TYPES = {"alert-response-time-changed": AlertResponseTimeChanged}
@@ -163,7 +165,8 @@ def build_router(settings: Settings) -> KafkaRouter:
                                     others_are_poison=True)
         applied = await read_model.apply_deliveries(pool, events)
         count_duplicates(len(events) - len(applied))
-        await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, e.delivery.alert_id) for e in applied))
+        await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, e.delivery.alert_id)
+                                   for e in delivery_changes(applied)))
 
     @customers(filter=event_type_is("customer-mfa-observed"))
     async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool"),

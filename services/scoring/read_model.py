@@ -41,7 +41,9 @@ from shared.events import (
     AlertUpdated,
     CustomerMfaObserved,
     CustomerMfaRemoved,
+    DeliveriesGrouped,
     DeliveryChanged,
+    delivery_changes,
 )
 from shared.offboarding import claim_events
 from shared.response_time import (
@@ -100,17 +102,21 @@ async def apply_alert_response_times(
     return applied
 
 
-async def apply_deliveries(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]) -> list[DeliveryChanged]:
-    """Keep each delivery's view of a batch of events, in one transaction; the events applied (not
-    before, not of an offboarded tenant; an id twice in the batch once), in their order."""
+async def apply_deliveries(
+    pool: asyncpg.Pool, events: Sequence[DeliveryChanged | DeliveriesGrouped]
+) -> list[DeliveryChanged | DeliveriesGrouped]:
+    """Keep each delivery's view of a batch of events (a deliveries-grouped event: the change of each
+    delivery it names), in one transaction; the events applied (not before, not of an offboarded tenant;
+    an id twice in the batch once), in their order."""
     if not events:
         return []
     async with pool.acquire() as conn, conn.transaction():
         applied = await claim_events(conn, CONSUMER, events)
+        changed = delivery_changes(applied)
         # One row per delivery, the newest of the batch (ties to the later record): one statement
         # cannot change a row twice, and applying them one by one would leave that one.
         newest = timeline_store.newest_per_key(
-            applied, lambda e: (e.tenant_id, e.delivery.id), lambda e: e.occurred_date_time)
+            changed, lambda e: (e.tenant_id, e.delivery.id), lambda e: e.occurred_date_time)
         if newest:
             columns = zip(*((e.tenant_id, e.delivery.id, e.delivery.alert_id, e.delivery.state,
                              e.delivery.created_date_time, e.delivery.model_dump_json(), e.occurred_date_time,
@@ -127,7 +133,7 @@ async def apply_deliveries(pool: asyncpg.Pool, events: Sequence[DeliveryChanged]
                        view = EXCLUDED.view, changed_at = EXCLUDED.changed_at, event_id = EXCLUDED.event_id
                    WHERE deliveries.changed_at <= EXCLUDED.changed_at""",
                 *(list(column) for column in columns))
-        await timeline_store.record_all(conn, filter(None, map(timeline.delivery, applied)))
+        await timeline_store.record_all(conn, filter(None, map(timeline.delivery, changed)))
     return applied
 
 

@@ -97,7 +97,7 @@ def test_each_topic_documents_the_key_its_events_have() -> None:
               "deliveryId": "D", "noteId": "X"}
     values = {"tenant_id": "T", "alert_id": "A", "alert": SimpleNamespace(id="A"), "requirement_type": "R",
               "customer_tenant_id": "C", "name": "N", "delivery": SimpleNamespace(id="D"), "delivery_id": "D",
-              "note_id": "X"}
+              "note_id": "X", "deliveries": [SimpleNamespace(id="D")]}
     assert set(TOPIC_KEYS) == set(Topic) - {Topic.dead_letter}
     for topic, patterns in TOPIC_KEYS.items():
         documented = {pattern.format(**fields) for pattern in patterns}

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.ingest import deliveries_store
 from shared import offboarding
-from shared.events import DeliveryChanged, DeliveryView
+from shared.events import Actor, ActorType, DeliveriesGrouped, DeliveryChanged, DeliveryView, GroupedDelivery
 
 
 def delivery_changed(tenant_id: str) -> DeliveryChanged:
@@ -21,7 +21,7 @@ def delivery_changed(tenant_id: str) -> DeliveryChanged:
     return DeliveryChanged(tenant_id=tenant_id, occurred_date_time=at, delivery=view)
 
 
-async def apply(db_pool, *events: DeliveryChanged) -> int:
+async def apply(db_pool, *events: DeliveryChanged | DeliveriesGrouped) -> int:
     return await deliveries_store.apply_deliveries_changed(db_pool, events)
 
 
@@ -67,3 +67,18 @@ async def test_a_batch_keeps_each_deliverys_newest_view_once_whatever_its_order_
     assert await apply(db_pool, first.model_copy(update={"event_id": uuid.uuid4()})) == 1
     state = await db_pool.fetchval("SELECT state FROM deliveries WHERE delivery_id = $1", first.delivery.id)
     assert state == "delivered"
+
+
+async def test_a_deliveries_grouped_event_records_each_delivery_it_names_grouped_and_not_redeliverable(
+    db_pool, tenant_id
+):
+    grouped = DeliveriesGrouped(tenant_id=tenant_id, digest_id=uuid.uuid4(), channel="email:contact",
+                                created_date_time=datetime.now(UTC),
+                                deliveries=[GroupedDelivery(id=uuid.uuid4(), alert_id=f"a{n}") for n in range(3)])
+    assert await apply(db_pool, grouped, grouped) == 1
+    states = dict(await db_pool.fetch("SELECT delivery_id, state FROM deliveries WHERE tenant_id = $1", tenant_id))
+    assert states == {d.id: "grouped" for d in grouped.deliveries}
+    assert await apply(db_pool, grouped) == 0
+    answer = await deliveries_store.request_redelivery(db_pool, tenant_id, grouped.deliveries[1].id,
+                                                       Actor(type=ActorType.user, id="soc"))
+    assert (answer.state, answer.requested) == ("grouped", False)

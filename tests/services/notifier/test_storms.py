@@ -20,7 +20,7 @@ from shared.action_links import BULK_LINK_MAX_ALERTS, read_bulk_link
 from shared.alerts import Alert
 from shared.channels import ChannelKind
 from shared.db import create_pool
-from shared.events import AlertCreated, Topic
+from shared.events import AlertCreated, DeliveriesGrouped, Topic
 from shared.settings import DEV_ACTION_LINK_KEY
 from shared.wire import utcnow
 from tests.services.notifier.helpers import (
@@ -192,6 +192,34 @@ async def test_past_the_threshold_the_alerts_join_one_digest_per_channel_people_
     timers = await pool.fetch("SELECT alert_id, kind FROM notification_timers WHERE tenant_id = 't1'")
     assert sorted((r["alert_id"], r["kind"]) for r in timers) == sorted(
         (f"a{n}", kind) for n in range(1, 9) for kind in ("reminder", "escalation"))
+
+
+async def test_a_batchs_grouped_alerts_are_one_deliveries_grouped_event_per_digest_on_the_topic(pool):
+    """#15: not a delivery-changed per grouped row; the event stands for each row's as the log shows it."""
+    await make_teams(pool, "t1", "soc")
+    for n in range(1, 6):
+        assert await record(pool, alert_created("t1", f"a{n}"))
+    await pool.execute("DELETE FROM outbox")
+    events = [alert_created("t1", f"a{n}") for n in range(6, 10)]
+    assert await store.apply_alert_events(pool, events, store.AlertsBatch(3600, 72000, POLICY)) == (4, 0)
+
+    records = await pool.fetch("SELECT key, value FROM outbox WHERE topic = 'deliveries' ORDER BY id")
+    published = [json.loads(r["value"]) for r in records]
+    assert sorted(e["eventType"] for e in published) == ["deliveries-grouped"] * 2 + ["delivery-changed"] * 2
+    opened = {e["delivery"]["channel"]: e["delivery"] for e in published if e["eventType"] == "delivery-changed"}
+    assert {(d["kind"], d["subject"]) for d in opened.values()} == {("digest", "digest:a6")}
+    grouped = [DeliveriesGrouped.model_validate(e) for e in published if e["eventType"] == "deliveries-grouped"]
+    assert {g.channel for g in grouped} == set(opened) == {"email:contact", "webhook:soc"}
+    for event, record_ in ((e, r) for e, r in zip(published, records, strict=True)
+                           if e["eventType"] == "deliveries-grouped"):
+        g = DeliveriesGrouped.model_validate(event)
+        assert str(g.digest_id) == opened[g.channel]["id"]
+        assert [d.alert_id for d in g.deliveries] == ["a6", "a7", "a8", "a9"]
+        assert bytes(record_["key"]).decode() == f"t1:{g.deliveries[0].id}"
+        # Each change it stands for is the one its row would have published.
+        rows = {row["delivery_id"]: row for row in await pool.fetch(
+            f"SELECT {store.DELIVERY_CHANGE} FROM notification_deliveries WHERE digest_id = $1", g.digest_id)}
+        assert [c.delivery for c in g.changes()] == [store.delivery_view(rows[d.id]) for d in g.deliveries]
 
 
 async def test_a_full_digest_is_due_at_once_and_the_next_alert_opens_another(pool):

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import AlertResponseTimeChanged, CustomerMfaRemoved, Topic
+from shared.events import AlertResponseTimeChanged, CustomerMfaRemoved, DeliveriesGrouped, GroupedDelivery, Topic
 from shared.response_time import aggregate, figures
 from shared.wire import utcnow
 from tests.conftest import AUTH
@@ -188,6 +188,32 @@ async def test_deliveries_show_as_the_notifier_shows_them_and_only_a_newer_state
     await read_model_applied(db_pool, late)
     assert await body_of(scoring, tenant_id, f"/deliveries/{pending_id}") == now_delivered.delivery.model_dump(
         mode="json")
+
+
+async def test_a_deliveries_grouped_event_shows_each_delivery_it_names_grouped_in_its_digest(
+    scoring, send_event, tenant_id, db_pool
+):
+    now = utcnow().replace(microsecond=0)
+    digest_id, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    grouped = DeliveriesGrouped(tenant_id=tenant_id, digest_id=digest_id, channel="email:contact",
+                                created_date_time=now - H, deliveries=[GroupedDelivery(id=first, alert_id="a6"),
+                                                                       GroupedDelivery(id=second, alert_id="a7")])
+    await send_event(Topic.deliveries, grouped)
+    await send_event(Topic.deliveries, grouped)  # once more: applied once
+
+    listed = await eventually(lambda: body_of(scoring, tenant_id, "/deliveries"),
+                              lambda body: len(body["value"]) == 2, within=30, what="both deliveries listed")
+    assert sorted(listed["value"], key=lambda v: v["alertId"]) == [
+        {"id": str(delivery_id), "alertId": alert_id, "subject": alert_id, "channel": "email:contact",
+         "kind": "alert", "state": "grouped", "recipient": None, "attempts": 0, "redeliveries": 0,
+         "nextAttemptDateTime": None, "lastAttemptDateTime": None, "lastStatusCode": None, "lastError": None,
+         "deliveredDateTime": None, "deadLetteredDateTime": None,
+         "createdDateTime": (now - H).isoformat().replace("+00:00", "Z"), "digestId": str(digest_id)}
+        for delivery_id, alert_id in ((first, "a6"), (second, "a7"))]
+    await read_model_applied(db_pool, grouped)
+    timeline = await body_of(scoring, tenant_id, "/alerts/a7/timeline")
+    [entry] = [e for e in timeline["value"] if e["type"] == "notified"]
+    assert (entry["details"]["state"], entry["details"]["digestId"]) == ("grouped", str(digest_id))
 
 
 # --- customer-mfa: GET /customers/mfa ---------------------------------------------------------------------
