@@ -275,10 +275,6 @@ class DigestPayload(WireModel):
     earlier: int = 0
 
 
-def digest_payload(event: AlertCreated, earlier: int) -> str:
-    return DigestPayload(alerts=[event], earlier=earlier).model_dump_json()
-
-
 _SEVERITY_ORDER = {Severity.informational: 0, Severity.low: 1, Severity.medium: 2, Severity.high: 3}
 
 

@@ -286,6 +286,16 @@ async def record_escalation_chain(
         return status.endswith(" 1")
 
 
+class OpeningDigest(NamedTuple):
+    """A digest a batch opens: its row's fields but its alerts (``AlertsBatch.digest_appends``)."""
+
+    tenant_id: str
+    subject: str
+    channel: str
+    earlier: int  # the alerts the channel had one by one within the window before it
+    traceparent: str | None  # the trace of the alert that opened it (#16): the digest is sent in it
+
+
 @dataclass
 class AlertsBatch:
     """What one transaction of alert events has read of each tenant (its channels, its chain, whether
@@ -312,6 +322,8 @@ class AlertsBatch:
     # The alerts (their payloads, in order) each open digest is given by this batch, written together
     # (:func:`_append_to_digests`): one statement for the batch, not one rewrite of the digest per alert.
     digest_appends: dict[uuid.UUID, list[str]] = field(default_factory=dict)
+    # The digests the batch opens, inserted with their alerts at its end (:func:`_append_to_digests`).
+    opening: dict[uuid.UUID, OpeningDigest] = field(default_factory=dict)
     # The changes of the digests, and the deliveries-grouped events of the alerts they took in, published
     # together once the batch is applied (in their order: a key's changes keep theirs).
     grouped_changes: list[asyncpg.Record] = field(default_factory=list)
@@ -504,20 +516,13 @@ async def _group_into_digests(
             batch.digest_appends.setdefault(digest_id, []).append(payload)
             alerts += 1
         else:
+            # Opened with every alert of the batch it takes, at the batch's end (_append_to_digests): its row
+            # written once, not written and then rewritten with the rest.
             subject = domain.digest_subject(alert_id)
             digest_id = domain.delivery_id(tenant_id, subject, channel, Kind.digest)
-            opened = await conn.fetch(
-                f"""INSERT INTO notification_deliveries
-                       (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, next_attempt_at,
-                        traceparent)
-                    VALUES ($1, $2, $3, NULL, $4, 'digest', $5::jsonb,
-                            now() + make_interval(secs => CASE WHEN $7 <= 1 THEN 0 ELSE $6 END), $8)
-                    ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
-                    RETURNING {DELIVERY_CHANGE}""",
-                digest_id, tenant_id, subject, channel, domain.digest_payload(event, earlier),
-                storm.digest_wait_seconds, storm.digest_max_alerts, traceparent)
-            batch.grouped_changes.extend(opened)
-            alerts = 1 if opened else storm.digest_max_alerts  # not opened here: not known to have room
+            batch.opening[digest_id] = OpeningDigest(tenant_id, subject, channel, earlier, traceparent)
+            batch.digest_appends[digest_id] = [payload]
+            alerts = 1
         if alerts < storm.digest_max_alerts:
             batch.open_digests[tenant_id, channel] = (digest_id, alerts)
         else:
@@ -533,9 +538,37 @@ async def _group_into_digests(
 
 
 async def _append_to_digests(conn: asyncpg.Connection, batch: AlertsBatch) -> None:
-    """Add to each open digest the alerts the batch gave it, in one statement; a digest this fills falls
-    due at once. Before the batch's changes are published (a full digest's change is among them)."""
+    """Open the digests the batch opened, each with the alerts the batch gave it, and add to each digest
+    opened before the alerts the batch gave it: a statement each; a digest this fills falls due at once.
+    Before the batch's changes are published (an opened or full digest's change is among them)."""
     if not batch.digest_appends or batch.storm is None:
+        return
+    if batch.opening:
+        opening, batch.opening = batch.opening, {}
+        ids = list(opening)
+        opened = await conn.fetch(
+            f"""INSERT INTO notification_deliveries
+                   (delivery_id, tenant_id, subject_id, alert_id, channel, kind, payload, next_attempt_at,
+                    traceparent)
+                SELECT id, tenant_id, subject_id, NULL, channel, 'digest',
+                       jsonb_build_object('alerts', alerts, 'earlier', earlier),
+                       now() + make_interval(secs => CASE WHEN jsonb_array_length(alerts) >= $7 THEN 0 ELSE $8 END),
+                       traceparent
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::int[], $9::text[])
+                     WITH ORDINALITY AS o(id, tenant_id, subject_id, channel, alerts, earlier, traceparent, position)
+                ORDER BY position
+                ON CONFLICT (tenant_id, subject_id, channel, kind) DO NOTHING
+                RETURNING {DELIVERY_CHANGE}""",
+            ids, [opening[i].tenant_id for i in ids], [opening[i].subject for i in ids],
+            [opening[i].channel for i in ids], ["[" + ",".join(batch.digest_appends[i]) + "]" for i in ids],
+            [opening[i].earlier for i in ids], batch.storm.digest_max_alerts, batch.storm.digest_wait_seconds,
+            [opening[i].traceparent for i in ids])
+        batch.grouped_changes.extend(opened)
+        for row in opened:
+            del batch.digest_appends[row["delivery_id"]]
+        # A digest of the same key there before (its first alert given to the channel twice: not met in
+        # practice) is added to like any open digest, below: its grouped rows name it.
+    if not batch.digest_appends:
         return
     ids = list(batch.digest_appends)
     added = ["[" + ",".join(batch.digest_appends[digest_id]) + "]" for digest_id in ids]
