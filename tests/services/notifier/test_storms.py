@@ -208,14 +208,13 @@ async def test_a_batchs_grouped_alerts_are_one_deliveries_grouped_event_per_dige
     assert sorted(e["eventType"] for e in published) == ["deliveries-grouped"] * 2 + ["delivery-changed"] * 2
     opened = {e["delivery"]["channel"]: e["delivery"] for e in published if e["eventType"] == "delivery-changed"}
     assert {(d["kind"], d["subject"]) for d in opened.values()} == {("digest", "digest:a6")}
-    grouped = [DeliveriesGrouped.model_validate(e) for e in published if e["eventType"] == "deliveries-grouped"]
-    assert {g.channel for g in grouped} == set(opened) == {"email:contact", "webhook:soc"}
-    for event, record_ in ((e, r) for e, r in zip(published, records, strict=True)
-                           if e["eventType"] == "deliveries-grouped"):
-        g = DeliveriesGrouped.model_validate(event)
+    grouped = [(DeliveriesGrouped.model_validate(e), bytes(r["key"]).decode())
+               for e, r in zip(published, records, strict=True) if e["eventType"] == "deliveries-grouped"]
+    assert {g.channel for g, _ in grouped} == set(opened) == {"email:contact", "webhook:soc"}
+    for g, key in grouped:
         assert str(g.digest_id) == opened[g.channel]["id"]
         assert [d.alert_id for d in g.deliveries] == ["a6", "a7", "a8", "a9"]
-        assert bytes(record_["key"]).decode() == f"t1:{g.deliveries[0].id}"
+        assert key == f"t1:{g.deliveries[0].id}"
         # Each change it stands for is the one its row would have published.
         rows = {row["delivery_id"]: row for row in await pool.fetch(
             f"SELECT {store.DELIVERY_CHANGE} FROM notification_deliveries WHERE digest_id = $1", g.digest_id)}
