@@ -400,16 +400,24 @@ class DeliveriesGrouped(Event):
     def changes(self) -> list[DeliveryChanged]:
         """The ``delivery-changed`` each grouped delivery stands for, as the notifier's log shows it (no
         attempt: never sent alone), with this event's id and time."""
-        # Built of this event's checked fields, not checked again: a third of the cost per delivery.
+        # Built of this event's checked fields, not checked again; and each a copy of one built once, with
+        # what differs set (model_construct per delivery cost ~21 us, a copy ~8: #15, a storm's thousands).
+        first = self.deliveries[0]
+        view = DeliveryView.model_construct(
+            id=first.id, alert_id=first.alert_id, subject=first.alert_id, channel=self.channel, kind="alert",
+            state="grouped", created_date_time=self.created_date_time, digest_id=self.digest_id)
+        change = DeliveryChanged.model_construct(
+            event_id=self.event_id, occurred_date_time=self.occurred_date_time, tenant_id=self.tenant_id,
+            delivery=view)
         return [
-            DeliveryChanged.model_construct(
-                event_id=self.event_id, occurred_date_time=self.occurred_date_time, tenant_id=self.tenant_id,
-                delivery=DeliveryView.model_construct(
-                    id=grouped.id, alert_id=grouped.alert_id, subject=grouped.alert_id, channel=self.channel,
-                    kind="alert", state="grouped", created_date_time=self.created_date_time,
-                    digest_id=self.digest_id))
+            change.model_copy(update={"delivery": view.model_copy(
+                update={"id": grouped.id, "alert_id": grouped.alert_id, "subject": grouped.alert_id})})
             for grouped in self.deliveries
         ]
+
+    def alert_ids(self) -> list[str]:
+        """The alerts of the grouped deliveries, in order (what a reader that needs no more asks)."""
+        return [grouped.alert_id for grouped in self.deliveries]
 
 
 def delivery_changes(events: Sequence[DeliveryChanged | DeliveriesGrouped]) -> list[DeliveryChanged]:

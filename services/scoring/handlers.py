@@ -41,7 +41,6 @@ from shared.events import (
     RequirementStatusObserved,
     TenantOffboarded,
     Topic,
-    delivery_changes,
 )
 from shared.kafka import (
     Context,
@@ -165,8 +164,10 @@ def build_router(settings: Settings) -> KafkaRouter:
                                     others_are_poison=True)
         applied = await read_model.apply_deliveries(pool, events)
         count_duplicates(len(events) - len(applied))
-        await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, e.delivery.alert_id)
-                                   for e in delivery_changes(applied)))
+        # The alerts told of, read off the events: a grouped one's changes are not built again for it.
+        await told_batch(changes, ((e.tenant_id, ChangeKind.delivery, alert_id) for e in applied
+                                   for alert_id in (e.alert_ids() if isinstance(e, DeliveriesGrouped)
+                                                    else (e.delivery.alert_id,))))
 
     @customers(filter=event_type_is("customer-mfa-observed"))
     async def on_customer_mfa_observed(event: CustomerMfaObserved, pool=Context("pool"),
