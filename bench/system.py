@@ -15,7 +15,9 @@ database, topics and Redis keys of this run), then, one phase after another:
    group has drained: the median ratio, and CPU per 1,000 alerts, single posts;
 5. the full pipeline: alerts in lists of 100 through the write API until every consumer group
    (response-time, scoring, notifier, ingest) has drained (lag 0) and every outbox is empty:
-   alerts/s, and CPU per 1,000 alerts, lists of 100;
+   alerts/s, and CPU per 1,000 alerts, lists of 100; meanwhile, alerts of a tenant with a security
+   contact, one every ``BENCH_NOTIFY_INTERVAL`` s, each timed from its POST's 202 to its e-mail's arrival
+   at the bench's SMTP server (``bench/tools/notified.py``), beside the same idle, one at a time (after 2);
 6. accepting alerts in lists of 100: ``POST /alerts`` on the write API with wrk beside Prometheus
    Alertmanager (Debian's package, in memory) taking the same lists on ``POST /api/v2/alerts``, in
    interleaved rounds, each write API run followed by a wait until every consumer group has drained:
@@ -25,6 +27,7 @@ database, topics and Redis keys of this run), then, one phase after another:
 Each wait is bounded; a phase that did not finish reports what it reached. Sizes (environment):
 ``BENCH_WRK_SECONDS`` (8, each wrk run), ``BENCH_WRK_ROUNDS`` (3), ``BENCH_PIPELINE_ALERTS`` (20000),
 ``BENCH_RATE`` (200 alerts/s), ``BENCH_RATE_SECONDS`` (20), ``BENCH_IDLE_SAMPLES`` (40),
+``BENCH_NOTIFY_IDLE_SAMPLES`` (10), ``BENCH_NOTIFY_INTERVAL`` (0.5 s), ``BENCH_NOTIFY_TENANTS`` (20),
 ``BENCH_DRAIN_SECONDS`` (150, the pipeline's wait), ``BENCH_SETTLE_SECONDS`` (60, the other phases'
 wait for draining); ``BENCH_REPORT`` (docs/benchmarks.md; empty: no file).
 """
@@ -44,6 +47,7 @@ from bench.support import percentile
 from bench.tools import machine
 from bench.tools.hops import Hops, hops_cell
 from bench.tools.lag import Drain, GroupLag, wait_drained
+from bench.tools.notified import ALERTS_PER_TENANT, Notified
 from bench.tools.procstat import Memory, Watched, cpu_snapshot
 from bench.tools.rounds import BARE, REAL, Pair, Rounds, order
 from bench.tools.stack import CONSUMER_GROUPS, KEY, REPO, Stack
@@ -58,6 +62,9 @@ PIPELINE_SENDERS = 4
 RATE = float(os.environ.get("BENCH_RATE", "200"))
 RATE_SECONDS = float(os.environ.get("BENCH_RATE_SECONDS", "20"))
 IDLE_SAMPLES = int(os.environ.get("BENCH_IDLE_SAMPLES", "40"))
+NOTIFY_IDLE_SAMPLES = int(os.environ.get("BENCH_NOTIFY_IDLE_SAMPLES", "10"))
+NOTIFY_INTERVAL = float(os.environ.get("BENCH_NOTIFY_INTERVAL", "0.5"))
+NOTIFY_BURST_TENANTS = int(os.environ.get("BENCH_NOTIFY_TENANTS", "20"))
 DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "150"))
 SETTLE_SECONDS = float(os.environ.get("BENCH_SETTLE_SECONDS", "60"))
 REPORT = os.environ.get("BENCH_REPORT", "docs/benchmarks.md")
@@ -246,6 +253,26 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
             "version": await alertmanager.version(), "alertmanager_memory": alertmanager_process.memory()}
 
 
+async def _notified_idle(stack: Stack, client: httpx.AsyncClient) -> Notified:
+    notified = _notified(stack, client)
+    say(f"alert → its e-mail to the security contact, idle: {NOTIFY_IDLE_SAMPLES} alerts one at a time")
+    await notified.prepare(-(-NOTIFY_IDLE_SAMPLES // ALERTS_PER_TENANT), SETTLE_SECONDS)
+    await notified.one_at_a_time(NOTIFY_IDLE_SAMPLES, SETTLE_SECONDS)
+    _notified_line("idle", notified)
+    return notified
+
+
+def _notified(stack: Stack, client: httpx.AsyncClient) -> Notified:
+    return Notified(client, stack.services["ingest"].url, stack.mail.mailbox, AUTH, _alert)
+
+
+def _notified_line(name: str, notified: Notified) -> None:
+    ms = [s * 1000 for s in notified.seconds]
+    say(f"{name}: {len(ms)} e-mails of {notified.sent} alerts ({notified.missing} missing, {notified.post_errors} "
+        f"POST errors); POST's 202 → e-mail p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, "
+        f"max {max(ms, default=float('nan')):.0f} ms")
+
+
 async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], client: httpx.AsyncClient) -> dict:
     tenant = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:8]
@@ -264,14 +291,24 @@ async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], c
             accepted += response.json()["accepted"]
 
     say(f"full pipeline: {PIPELINE_ALERTS} alerts in lists of {LIST_SIZE}, {PIPELINE_SENDERS} concurrent senders")
+    notified = _notified(stack, client)
+    await notified.prepare(NOTIFY_BURST_TENANTS, SETTLE_SECONDS)
+    say(f"meanwhile, an alert of a tenant with a security contact every {NOTIFY_INTERVAL:.1f} s while the alerts "
+        f"are posted ({NOTIFY_BURST_TENANTS} tenants, {ALERTS_PER_TENANT} alerts each at most), each timed to its "
+        "e-mail")
     before, database_before = cpu_snapshot(watched), await stack.database_cpu()
     started = time.perf_counter()
+    stop_notifying = asyncio.Event()
+    notifying = asyncio.create_task(notified.every(NOTIFY_INTERVAL, stop_notifying, DRAIN_SECONDS))
     await asyncio.gather(*(sender() for _ in range(PIPELINE_SENDERS)))
+    stop_notifying.set()
     posted_seconds = time.perf_counter() - started
     say(f"{accepted} alerts accepted in {posted_seconds:.1f} s ({accepted / posted_seconds:.0f}/s); "
         f"waiting until every consumer group has drained (at most {DRAIN_SECONDS:.0f} s)")
     drain = await wait_drained(lag, stack.outbox_waiting, DRAIN_SECONDS, say)
     seconds = time.perf_counter() - started
+    await notifying
+    _notified_line("during the burst", notified)
     after, database_after = cpu_snapshot(watched), await stack.database_cpu()
     visible = await _visible_count(stack, tenant)
     reached = f"{accepted / seconds:.0f} alerts/s" if drain.drained else "no rate (it did not drain)"
@@ -279,7 +316,8 @@ async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], c
         f"{reached}; {visible} of {accepted} alerts on the read API")
     return {"accepted": accepted, "posted_seconds": posted_seconds, "seconds": seconds, "drain": drain,
             "cpu": _per_thousand(before, after, accepted),
-            "database_cpu": _per_thousand(database_before, database_after, accepted), "visible": visible}
+            "database_cpu": _per_thousand(database_before, database_after, accepted), "visible": visible,
+            "notified": notified}
 
 
 def _probe(stack: Stack) -> Visibility:
@@ -361,6 +399,7 @@ async def main() -> None:
             idle_cpu = await _idle_cpu(watched)
             read = await _read_phase(stack, client)
             idle, idle_hops = await _idle_visibility(stack)
+            notified_idle = await _notified_idle(stack, client)
             # Each phase waits (bounded) until the last has drained; the pipeline, the longest, goes last.
             steady = await _steady_visibility(stack, lag)
             post = await _post_phase(stack, lag, watched)
@@ -373,7 +412,8 @@ async def main() -> None:
             say(f"memory {name}: RSS {used.rss_mb:.0f} MB now, {used.peak_rss_mb:.0f} MB at its peak")
     details["load after"] = machine.loadavg()
     figures = {"read": read, "post": post, "accept": accept, "pipeline": pipeline,
-               "idle": idle, "idle_hops": idle_hops, "steady": steady, "memory": memory,
+               "idle": idle, "idle_hops": idle_hops, "notified_idle": notified_idle, "steady": steady,
+               "memory": memory,
                "idle_cpu": idle_cpu, "services": list(stack.services)}
     table, notes = report_table(figures), report_notes(figures)
     print("\n" + table + "\n\n" + notes + "\n", flush=True)
@@ -387,7 +427,9 @@ def sizes() -> str:
     return (f"wrk {WRK_ROUNDS} rounds of {WRK_SECONDS} s per endpoint and baseline, 32 connections, 2 threads; "
             f"pipeline {PIPELINE_ALERTS} alerts in "
             f"lists of {LIST_SIZE} from {PIPELINE_SENDERS} concurrent senders; steady {RATE:.0f} alerts/s for "
-            f"{RATE_SECONDS:.0f} s; idle {IDLE_SAMPLES} alerts one at a time; waits for draining at most "
+            f"{RATE_SECONDS:.0f} s; idle {IDLE_SAMPLES} alerts one at a time; e-mail to the contact: idle "
+            f"{NOTIFY_IDLE_SAMPLES} alerts one at a time, during the pipeline one every {NOTIFY_INTERVAL:.1f} s; "
+            "waits for draining at most "
             f"{SETTLE_SECONDS:.0f} s (the pipeline's {DRAIN_SECONDS:.0f} s)")
 
 
@@ -424,6 +466,26 @@ def _ratio_cell(rounds: Rounds) -> str:
     return f"{rounds.ratio:.2f} ({rounds.spread()})"
 
 
+def _notified_cell(notified: Notified) -> str:
+    ms = [s * 1000 for s in notified.seconds]
+    problems = [f"{notified.missing} never came" if notified.missing else "",
+                f"{notified.post_errors} POST errors" if notified.post_errors else "",
+                f"{notified.not_sent} not sent: every tenant had taken its alerts" if notified.not_sent else ""]
+    problem = "; **" + ", ".join(p for p in problems if p) + "**" if any(problems) else ""
+    most = max(ms, default=float("nan"))
+    return (f"p50 {percentile(ms, 50):,.0f} ms, p99 {percentile(ms, 99):,.0f} ms, max {most:,.0f} ms "
+            f"({len(ms)} e-mails){problem}")
+
+
+def _notified_row(idle: Notified, pipeline: dict) -> str:
+    burst: Notified = pipeline["notified"]
+    return (f"| an alert → its e-mail to the security contact (the bench's SMTP server), while the pipeline's "
+            f"{pipeline['accepted']:,} alerts of another tenant are posted (one alert every {NOTIFY_INTERVAL:.1f} s, "
+            f"open loop, spread over tenants below the storm threshold) | {_notified_cell(burst)} | "
+            f"idle, one at a time: {_notified_cell(idle)} | | "
+            f"none set (the issue: a burst of 50,000 alerts delayed notifications by minutes) | |")
+
+
 def report_table(figures: dict) -> str:
     read: Rounds = figures["read"]
     post, pipeline, idle, steady = figures["post"], figures["pipeline"], figures["idle"], figures["steady"]
@@ -458,6 +520,7 @@ def report_table(figures: dict) -> str:
                 f"p99 {p99:.0f} ms{missing}{errors} | idle, one at a time: p50 {percentile(idle_samples, 50):.0f} ms, "
                 f"p99 {percentile(idle_samples, 99):.0f} ms | | p99 ≤ 250 ms | "
                 f"{_met(p99 <= 250 and not probe.pending and not probe.post_errors)} |")
+    rows.append(_notified_row(figures["notified_idle"], pipeline))
     lists, singles = pipeline["cpu"], post["cpu"]
     cells = [f"{name} {lists[name]:.2f} / {singles[name]:.2f} s" for name in lists]
     total_lists, total_singles = sum(lists.values()), sum(singles.values())

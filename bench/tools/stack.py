@@ -22,6 +22,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
+from bench.tools.mailbox import MailServer
 from bench.tools.procstat import Watched, cpu_seconds, parent_pid
 from shared.kafka import ensure_topics
 from tests.support.databases import migrated_database
@@ -204,6 +205,9 @@ class Stack:
             await admin.close()
         self.redis = Redis.from_url(self.redis_url)
         self._exit.push_async_callback(self._remove_redis_keys)
+        self.mail = MailServer(free_port())
+        self.mail.start()
+        self._exit.callback(self.mail.stop)
         env = {
             **os.environ,
             "ENVIRONMENT": "development",
@@ -215,9 +219,9 @@ class Stack:
             "GRAPH_SYNC_ENABLED": "false",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
-            # Nothing listens there: the bench's tenants have no contact, so no mail is due.
+            # The bench's mailbox (bench/tools/mailbox.py): the e-mail to the one tenant with a security contact.
             "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(free_port()),
+            "SMTP_PORT": str(self.mail.port),
             "BENCH_BASELINE_TOPIC": f"{self.topic_prefix}bench-baseline",
             "BENCH_BASELINE_KEY": self.baseline_key,
         }
