@@ -219,7 +219,7 @@ class Stack:
             "GRAPH_SYNC_ENABLED": "false",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
-            # The bench's mailbox (bench/tools/mailbox.py): the e-mail to the one tenant with a security contact.
+            # The bench's mailbox (bench/tools/mailbox.py): the e-mail to the tenants with a security contact.
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.mail.port),
             "BENCH_BASELINE_TOPIC": f"{self.topic_prefix}bench-baseline",

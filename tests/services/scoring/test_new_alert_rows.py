@@ -62,11 +62,20 @@ async def test_a_new_alert_is_shown_from_its_create_as_response_times_event_then
     assert await read_model.apply_alert_events(db_pool, [event]) == [event]
     from_create = await read_model.get_alert(db_pool, tenant_id, event.alert.id)
     assert from_create is not None
+    version = await _row_version(db_pool, tenant_id, event.alert.id)
 
     changed = first_event(event).model_copy(update={"tenant_id": tenant_id})
     assert await read_model.apply_alert_response_times(db_pool, [changed]) == [changed]
     from_response_time = await read_model.get_alert(db_pool, tenant_id, event.alert.id)
     assert dict(from_response_time) == dict(from_create)
+    # The same state: the row is not written again (an update makes a new row version whatever it changes).
+    assert await _row_version(db_pool, tenant_id, event.alert.id) == version
+
+
+async def _row_version(db_pool, tenant_id: str, alert_id: str) -> str:
+    """The alert's row version: the transaction that wrote it (``xmin``)."""
+    return await db_pool.fetchval("SELECT xmin::text FROM alert_response_times WHERE tenant_id = $1 AND alert_id = $2",
+                                  tenant_id, alert_id)
 
 
 async def test_response_times_event_takes_the_row_over_whatever_its_clock_says(db_pool, tenant_id):
