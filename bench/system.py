@@ -269,8 +269,8 @@ def _notified(stack: Stack, client: httpx.AsyncClient) -> Notified:
 def _notified_line(name: str, notified: Notified) -> None:
     ms = [s * 1000 for s in notified.seconds]
     say(f"{name}: {len(ms)} e-mails of {notified.sent} alerts ({notified.missing} missing, {notified.post_errors} "
-        f"POST errors); POST's 202 → e-mail p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, "
-        f"max {max(ms, default=float('nan')):.0f} ms")
+        f"POST errors, {notified.unready} of {len(notified.tenants)} tenants not ready); POST's 202 → e-mail "
+        f"p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms, default=float('nan')):.0f} ms")
 
 
 async def _pipeline_phase(stack: Stack, lag: GroupLag, watched: list[Watched], client: httpx.AsyncClient) -> dict:
@@ -470,7 +470,9 @@ def _notified_cell(notified: Notified) -> str:
     ms = [s * 1000 for s in notified.seconds]
     problems = [f"{notified.missing} never came" if notified.missing else "",
                 f"{notified.post_errors} POST errors" if notified.post_errors else "",
-                f"{notified.not_sent} not sent: every tenant had taken its alerts" if notified.not_sent else ""]
+                f"{notified.not_sent} not sent: every tenant had taken its alerts" if notified.not_sent else "",
+                f"{notified.unready} of {len(notified.tenants)} tenants' first e-mail never came" if notified.unready
+                else ""]
     problem = "; **" + ", ".join(p for p in problems if p) + "**" if any(problems) else ""
     most = max(ms, default=float("nan"))
     return (f"p50 {percentile(ms, 50):,.0f} ms, p99 {percentile(ms, 99):,.0f} ms, max {most:,.0f} ms "
