@@ -104,16 +104,18 @@ class Notified:
 
     async def _first(self, tenant: str, timeout: float) -> bool:
         alert_id = f"ready-{uuid.uuid4().hex[:12]}"
-        answer = await self._client.post(f"{self._url(tenant)}/alerts", json=self._alert(alert_id),
-                                          headers=self._auth)
-        return answer.status_code == 202 and await self._mailbox.wait_for(tenant, alert_id, timeout) is not None
+        return await self._accepted(tenant, alert_id) and await self._mailbox.wait_for(
+            tenant, alert_id, timeout) is not None
 
     async def _post(self, tenant: str, alert_id: str) -> float | None:
-        """POST the alert; when its 202 came (monotonic), None if it was refused."""
+        """POST a probe alert; when its 202 came (monotonic), None if it was refused."""
         self.sent += 1
-        answer = await self._client.post(f"{self._url(tenant)}/alerts", json=self._alert(alert_id),
-                                         headers=self._auth)
-        if answer.status_code != 202:
+        if not await self._accepted(tenant, alert_id):
             self.post_errors += 1
             return None
         return time.monotonic()
+
+    async def _accepted(self, tenant: str, alert_id: str) -> bool:
+        answer = await self._client.post(f"{self._url(tenant)}/alerts", json=self._alert(alert_id),
+                                         headers=self._auth)
+        return answer.status_code == 202
