@@ -12,7 +12,9 @@ database, topics and Redis keys of this run), then, one phase after another:
    time split hop by hop (``bench/tools/hops.py``: the write API's relay, the read API; response time beside);
 4. single-alert ``POST /alerts`` on the write API with wrk beside a bare endpoint awaiting one Kafka
    acknowledgement, in interleaved rounds, each write API run followed by a wait until every consumer
-   group has drained: the median ratio, and CPU per 1,000 alerts, single posts;
+   group has drained: the median ratio, and CPU per 1,000 alerts, single posts; in the same rounds the
+   write API again with the consumers of what it publishes (response time, the read API, the notifier)
+   paused while wrk runs (SIGSTOP, caught up after): its own share, beside the same baseline;
 5. the full pipeline: alerts in lists of 100 through the write API until every consumer group
    (response-time, scoring, notifier, ingest) has drained (lag 0) and every outbox is empty:
    alerts/s, and CPU per 1,000 alerts, lists of 100; meanwhile, while the lists are posted, an alert of
@@ -69,6 +71,8 @@ NOTIFY_BURST_TENANTS = int(os.environ.get("BENCH_NOTIFY_TENANTS", "20"))
 DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "150"))
 SETTLE_SECONDS = float(os.environ.get("BENCH_SETTLE_SECONDS", "60"))
 REPORT = os.environ.get("BENCH_REPORT", "docs/benchmarks.md")
+# Phase 4's third side: the write API while the consumers of what it publishes are paused.
+ALONE = "alone"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 _started = time.monotonic()
@@ -107,16 +111,21 @@ async def _idle_cpu(watched: list[Watched], seconds: float = 5) -> dict[str, flo
     return {name: (after[name] - before[name]) / seconds for name in after}
 
 
-async def _interleaved(what: str, sides: dict[str, str], run: Callable[[str, int], Awaitable[WrkResult]]) -> Rounds:
-    """WRK_ROUNDS rounds of ``run(side, round)`` for the baseline and the measured endpoint, taking turns
-    going first (``bench/tools/rounds.py``); ``sides`` names each in the progress lines."""
-    rounds = Rounds()
+async def _interleaved(what: str, sides: dict[str, str],
+                       run: Callable[[str, int], Awaitable[WrkResult]]) -> dict[str, Rounds]:
+    """WRK_ROUNDS rounds of ``run(side, round)`` for the baseline (``BARE``) and each measured side
+    (``REAL``, and any other of ``sides``), taking turns going first (``bench/tools/rounds.py``); each
+    measured side's rounds beside the baseline's run of the same round. ``sides`` names each in the
+    progress lines."""
+    measured = tuple(side for side in sides if side != BARE)
+    rounds = {side: Rounds() for side in measured}
     for index in range(WRK_ROUNDS):
         done: dict[str, WrkResult] = {}
-        for side in order(index):
+        for side in order(index, measured):
             say(f"{what}, round {index + 1} of {WRK_ROUNDS}: {sides[side]}, wrk {WRK_SECONDS} s, 32 connections")
             done[side] = await run(side, index)
-        rounds.pairs.append(Pair(real=done[REAL], bare=done[BARE]))
+        for side in measured:
+            rounds[side].pairs.append(Pair(real=done[side], bare=done[BARE]))
     return rounds
 
 
@@ -151,8 +160,8 @@ async def _read_phase(stack: Stack, client: httpx.AsyncClient) -> Rounds:
         say(result.line().strip())
         return result
 
-    rounds = await _interleaved("GET /security-score",
-                                {BARE: "bare endpoint reading one Redis key", REAL: "read API"}, run)
+    rounds = (await _interleaved("GET /security-score",
+                                 {BARE: "bare endpoint reading one Redis key", REAL: "read API"}, run))[REAL]
     say(f"GET /security-score: ratio {rounds.ratio:.2f} ({rounds.spread()})")
     return rounds
 
@@ -168,12 +177,14 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
     consumer group has drained, so the pipeline's work of one round does not slow the next. CPU per
     1,000 alerts: the write API's runs and their draining, summed over the rounds."""
     tenant = f"bench-post-{uuid.uuid4().hex[:6]}"
+    alone_tenant = f"{tenant}-alone"
     tag = uuid.uuid4().hex[:8]
     bare_process = stack.baselines["bare POST"].watched()
     spent: dict[str, float] = {}  # CPU seconds of the write API's runs and their draining, by process
     database_spent: dict[str, float] = {}  # ...and of the database, by the service whose sessions spent it
-    wrk_cpu = {REAL: 0.0, BARE: 0.0}  # the write API's and the bare endpoint's own, while wrk ran
+    wrk_cpu = {REAL: 0.0, BARE: 0.0, ALONE: 0.0}  # the write API's and the bare endpoint's own, while wrk ran
     drains: list[Drain] = []
+    alone_drains: list[Drain] = []
 
     async def bare(index: int) -> WrkResult:
         cpu = bare_process.cpu()
@@ -194,21 +205,47 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
         _add(database_spent, database_before, await stack.database_cpu())
         return result
 
-    rounds = await _interleaved("POST /alerts, single alerts",
-                                {BARE: "bare endpoint awaiting one Kafka ack", REAL: "write API"},
-                                lambda side, index: bare(index) if side == BARE else write_api(index))
+    async def write_api_alone(index: int) -> WrkResult:
+        # The write API's own cost: the same posts while the consumers of what it publishes (response
+        # time, the read API, the notifier) are paused, caught up after. In the run above they share the
+        # two cores with it. Alerts of a tenant of their own: the counts above are the write API run's.
+        consumers = [process for name, process in stack.services.items() if name != "ingest"]
+        for process in consumers:
+            process.pause()
+        cpu = cpu_snapshot(watched)["ingest"]
+        try:
+            result = await run_wrk("write API POST /alerts (single), consumers paused", stack.services["ingest"].url,
+                                   POST_ALERT, [alone_tenant, KEY, f"{tag}-alone-{index}"], WRK_SECONDS)
+            wrk_cpu[ALONE] += cpu_snapshot(watched)["ingest"] - cpu
+        finally:
+            for process in consumers:
+                process.resume()
+        say(result.line().strip())
+        alone_drains.append(await _drained_after(stack, lag, result.ok, SETTLE_SECONDS))
+        return result
+
+    runs = {BARE: bare, REAL: write_api, ALONE: write_api_alone}
+    both = await _interleaved("POST /alerts, single alerts",
+                              {BARE: "bare endpoint awaiting one Kafka ack", REAL: "write API",
+                               ALONE: "write API, its consumers paused"},
+                              lambda side, index: runs[side](index))
+    rounds, alone = both[REAL], both[ALONE]
     accepted = rounds.real_ok
     bare_ok = sum(pair.bare.ok for pair in rounds.pairs)
     ingest_cpu, bare_cpu = wrk_cpu[REAL] * 1000 / accepted, wrk_cpu[BARE] * 1000 / bare_ok
-    say(f"POST /alerts: ratio {rounds.ratio:.2f} ({rounds.spread()}); CPU per 1,000 requests while wrk ran: "
-        f"bare endpoint {bare_cpu:.2f} s, write API {ingest_cpu:.2f} s")
-    visible = await _visible_count(stack, tenant)
-    say(f"{visible} of {accepted} accepted alerts on the read API")
+    alone_cpu = wrk_cpu[ALONE] * 1000 / alone.real_ok if alone.real_ok else float("nan")
+    say(f"POST /alerts: ratio {rounds.ratio:.2f} ({rounds.spread()}); its consumers paused: ratio {alone.ratio:.2f} "
+        f"({alone.spread()}); CPU per 1,000 requests while wrk ran: bare endpoint {bare_cpu:.2f} s, write API "
+        f"{ingest_cpu:.2f} s, write API with its consumers paused {alone_cpu:.2f} s")
+    visible, alone_visible = await _visible_count(stack, tenant), await _visible_count(stack, alone_tenant)
+    say(f"{visible} of {accepted} accepted alerts on the read API; consumers paused: {alone_visible} of "
+        f"{alone.real_ok}")
     drain = _all_drained(drains)
     return {"rounds": rounds, "accepted": accepted, "drain": drain,
             "cpu": _per_thousand({}, spent, accepted), "database_cpu": _per_thousand({}, database_spent, accepted),
-            "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu),
-            "seconds": sum(pair.real.seconds for pair in rounds.pairs) + drain.seconds}
+            "visible": visible, "wrk_cpu": (ingest_cpu, bare_cpu, alone_cpu),
+            "seconds": sum(pair.real.seconds for pair in rounds.pairs) + drain.seconds,
+            "alone": alone, "alone_drain": _all_drained(alone_drains), "alone_visible": alone_visible}
 
 
 async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> dict:
@@ -240,9 +277,9 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
         drains.append(await _drained_after(stack, lag, result.ok * LIST_SIZE, DRAIN_SECONDS))
         return result
 
-    rounds = await _interleaved(f"POST lists of {LIST_SIZE} alerts",
-                                {BARE: "Alertmanager (in memory)", REAL: "write API"},
-                                lambda side, index: baseline(index) if side == BARE else write_api(index))
+    rounds = (await _interleaved(f"POST lists of {LIST_SIZE} alerts",
+                                 {BARE: "Alertmanager (in memory)", REAL: "write API"},
+                                 lambda side, index: baseline(index) if side == BARE else write_api(index)))[REAL]
     accepted = rounds.real_ok * LIST_SIZE
     baseline_accepted = sum(pair.bare.ok for pair in rounds.pairs) * LIST_SIZE
     cpu = (wrk_cpu[REAL] * 1000 / accepted if accepted else float("nan"),
@@ -495,6 +532,13 @@ def report_table(figures: dict) -> str:
     rows.append(f"| single-alert POST /alerts (wrk) | {_wrk_cell(posts, REAL)} | bare FastAPI endpoint awaiting one "
                 f"Kafka ack: {_wrk_cell(posts, BARE)} | {_ratio_cell(posts)} | ≥ 0.5 of the baseline | "
                 f"{_met(posts.ratio >= 0.5)} |")
+    alone: Rounds = post["alone"]
+    lost = (f"; **{alone.real_ok - post['alone_visible']:,} of {alone.real_ok:,} not on the read API**"
+            if post["alone_visible"] < alone.real_ok else "")
+    rows.append(f"| single-alert POST /alerts (wrk), its consumers paused: the same posts while response time, the "
+                f"read API and the notifier are stopped (SIGSTOP; they catch up after) | {_wrk_cell(alone, REAL)}"
+                f"{lost} | the same bare endpoint: {_wrk_cell(alone, BARE)} | {_ratio_cell(alone)} | "
+                f"none: how much of the gap above is the write API's own | |")
     rows.append(f"| GET /security-score (wrk) | {_wrk_cell(read, REAL)} | bare endpoint reading one Redis key: "
                 f"{_wrk_cell(read, BARE)} | {_ratio_cell(read)} | ≥ 0.7 | {_met(read.ratio >= 0.7)} |")
     lists: Rounds = accept["rounds"]
@@ -594,6 +638,11 @@ def report_notes(figures: dict) -> str:
         f"in all, each round's after its wrk stopped; {post['visible']:,} alerts of that tenant on the read API (wrk "
         f"counts only the answers it got before it stopped). CPU per 1,000 requests while wrk ran: the write API "
         f"{post['wrk_cpu'][0]:.2f} s, the bare endpoint {post['wrk_cpu'][1]:.2f} s.",
+        f"- Single posts, the consumers paused: wrk's {post['alone'].real_ok:,} accepted alerts (every round) "
+        f"{_drained(post['alone_drain'])} in all once the consumers were resumed; {post['alone_visible']:,} of "
+        f"that tenant on the read API. The write API's CPU per 1,000 requests while wrk ran: "
+        f"{post['wrk_cpu'][2]:.2f} s. With the consumers running, the pipeline's work (response time, the "
+        f"read API, the notifier, the broker and the database) shares the machine's cores with it.",
         *_database_note(pipeline, post),
         _accept_note(figures["accept"]),
         f"- Steady load: the last alert visible, every group {_drained(steady['drain'])}.",

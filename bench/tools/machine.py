@@ -104,6 +104,11 @@ within a run, not absolute figures across runs.
   severity, customer and resource, a unique id label each) on `POST /api/v2/alerts`
   (`bench/tools/alertmanager_list.lua`). It holds them in memory only; the write API answers once
   each alert is in PostgreSQL and its event acknowledged by the broker.
+- The write API with its consumers paused: in the same rounds as its single posts, the same posts while
+  the processes of response time, the read API and the notifier are stopped (SIGSTOP, their whole
+  process group) for the wrk run, resumed after it (they catch up, and the bench waits until every
+  group has drained). The write API, its relay, the broker and PostgreSQL run as ever: the ratio is
+  the write API's own cost beside the bare endpoint's, without the pipeline's work on the same cores.
 - Drained: every consumer group (response-time, scoring, notifier, ingest) at lag 0 (end offsets
   minus committed offsets from the Kafka admin API, aiokafka) and every service's outbox empty,
   twice in a row.

@@ -18,9 +18,11 @@ from bench.tools.wrk import WrkResult
 REAL, BARE = "real", "bare"
 
 
-def order(round_index: int) -> tuple[str, str]:
-    """Which side goes first in round ``round_index`` (from 0): the baseline, then the other way round."""
-    return (BARE, REAL) if round_index % 2 == 0 else (REAL, BARE)
+def order(round_index: int, measured: tuple[str, ...] = (REAL,)) -> tuple[str, ...]:
+    """The order of the sides in round ``round_index`` (from 0): the baseline first, then the measured
+    sides; the next round the other way round."""
+    sides = (BARE, *measured)
+    return sides if round_index % 2 == 0 else sides[::-1]
 
 
 @dataclass

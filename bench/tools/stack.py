@@ -97,6 +97,15 @@ class Process:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
+    def pause(self) -> None:
+        """Stop the process (and its group) where it stands, as a debugger would (SIGSTOP): it takes no
+        CPU until :meth:`resume`. Its Kafka consumers miss their heartbeats meanwhile; paused longer than
+        the session timeout (10 s), they rejoin their group when resumed."""
+        os.killpg(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.popen.pid, signal.SIGCONT)
+
     def watched(self) -> Watched:
         return Watched(self.name, self.popen.pid)
 

@@ -20,6 +20,11 @@ def test_the_sides_take_turns_going_first() -> None:
     assert [order(i) for i in range(4)] == [(BARE, REAL), (REAL, BARE), (BARE, REAL), (REAL, BARE)]
 
 
+def test_with_two_measured_sides_the_baseline_goes_first_then_last() -> None:
+    assert [order(i, (REAL, "alone")) for i in range(3)] == [
+        (BARE, REAL, "alone"), ("alone", REAL, BARE), (BARE, REAL, "alone")]
+
+
 def test_the_ratio_is_the_median_of_the_rounds_and_the_middle_round_is_the_one_shown() -> None:
     rounds = _rounds((550, 1000), (800, 1000), (630, 1000))
     assert rounds.ratio == 0.63
