@@ -85,14 +85,20 @@ WAITED_FOR_BATCH_IDLE_MS = 20
 BACKGROUND_BATCH_IDLE_MS = 200
 
 
-def subscriber_options(settings: CommonSettings, *, background: bool = False,
+def subscriber_options(settings: CommonSettings, *, background: bool = False, rare: bool = False,
                        batch_of: int | None = None) -> dict[str, Any]:
     """What every subscriber of a service shares: its group, reading from the earliest offset, a
     commit only after the handler succeeded, never an aborted transaction, a short heartbeat, and
     fetches that let records gather for a moment (``KAFKA_FETCH_MAX_WAIT_MS``; a ``background``
-    subscriber, one nobody waits on, ``KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS``). ``batch_of``: a batch
-    subscriber of that many records at most, given them raw (:func:`batch_events` parses them)."""
-    wait_ms = settings.kafka_background_fetch_max_wait_ms if background else settings.kafka_fetch_max_wait_ms
+    subscriber, one nobody waits on, ``KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS``). A ``rare`` topic's
+    records (a few a day: statuses, triage, settings changed by hand) are not worth gathering: the
+    broker answers a fetch at its first record, and holds an empty one the background wait.
+    ``batch_of``: a batch subscriber of that many records at most, given them raw (:func:`batch_events`
+    parses them)."""
+    # Gathering saves CPU only where records come many a second. An idle consumer asks again each time
+    # its wait ends: the short wait on a rare topic cost ~16 empty fetches a second, the broker's CPU too.
+    long_wait = background or rare
+    wait_ms = settings.kafka_background_fetch_max_wait_ms if long_wait else settings.kafka_fetch_max_wait_ms
     options = {
         "group_id": settings.consumer_group,
         "auto_offset_reset": "earliest",
@@ -100,7 +106,7 @@ def subscriber_options(settings: CommonSettings, *, background: bool = False,
         "isolation_level": "read_committed",
         "heartbeat_interval_ms": CONSUMER_HEARTBEAT_INTERVAL_MS,
         "fetch_max_wait_ms": wait_ms,
-        "fetch_min_bytes": settings.kafka_fetch_min_bytes,
+        "fetch_min_bytes": 1 if rare else settings.kafka_fetch_min_bytes,
     }
     if batch_of is not None:
         options.update(batch=True, max_records=batch_of, decoder=raw_records,

@@ -155,8 +155,10 @@ class CommonSettings(ApiKeySettings):
     kafka_fetch_max_wait_ms: int = Field(
         60, ge=1, le=1000,
         description="How long the broker may hold a fetch of the consumers someone waits for (alerts into "
-        "response time and the read API; response times, requirement statuses and triage into the read API; "
-        "deliveries into the write API, for redeliveries) while records gather, unless KAFKA_FETCH_MIN_BYTES have.",
+        "response time and the read API; response times into the read API; deliveries into the write API, for "
+        "redeliveries) while records gather, unless KAFKA_FETCH_MIN_BYTES have. (Topics of a few records a day, "
+        "requirement statuses and triage among them, are fetched at their first record, an empty fetch held "
+        "KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS.)",
     )
     kafka_background_fetch_max_wait_ms: int = Field(
         500, ge=1, le=5000,

@@ -57,10 +57,12 @@ CONSUMER = "notifier"
 def build_router(settings: Settings, wake_worker: Callable[[], None]) -> KafkaRouter:
     router = KafkaRouter()
 
+    # Every topic but ``alerts`` carries a few records a day: each is fetched the moment it comes
+    # (shared.kafka.subscriber_options).
     def subscriber(topic: Topic, description: str) -> Any:
         return router.subscriber(
             topic_name(settings, topic),
-            **subscriber_options(settings, background=True),
+            **subscriber_options(settings, background=True, rare=True),
             title=f"notifier/{topic.value}",
             description=description,
         )

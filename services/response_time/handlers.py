@@ -63,7 +63,7 @@ def build_router(settings: Settings) -> KafkaRouter:
 
     tenants = router.subscriber(
         topic_name(settings, Topic.tenants),
-        **subscriber_options(settings, background=True),
+        **subscriber_options(settings, background=True, rare=True),
         title="response-time/tenants",
         description="tenant-offboarded: every alert and figure of the tenant deleted, its keys tombstoned, "
         "its later events dropped.",

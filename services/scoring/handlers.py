@@ -91,13 +91,15 @@ def build_router(settings: Settings) -> KafkaRouter:
     # Someone waits for these (a new alert and its response time on GET /alerts, the score, an assignment
     # just made); the others are logs and timelines, read later (shared.kafka.subscriber_options).
     waited_for = {Topic.alerts, Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
+    # A few records a day (shared.kafka.subscriber_options): each fetched the moment it comes.
+    rare = {Topic.requirement_status, Topic.alert_triage, Topic.tenants}
 
     def subscriber(topic: Topic, description: str, *, in_batches: bool = False) -> Any:
         # In batches: one transaction per batch, its offsets committed after it commits; each record parsed
         # alone by its eventType (shared.kafka.batch_events), a poison one dead-lettered alone.
         return router.subscriber(
             topic_name(settings, topic),
-            **subscriber_options(settings, background=topic not in waited_for,
+            **subscriber_options(settings, background=topic not in waited_for, rare=topic in rare,
                                  batch_of=settings.read_model_batch_size if in_batches else None),
             title=f"scoring/{topic.value}",
             description=description,

@@ -28,16 +28,29 @@ def development(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def waits(router, prefix: str) -> dict[str, int]:
-    """Each subscriber's topic (without prefix) and the longest its fetch may wait. (The consumer's
-    arguments as FastStream keeps them for the AIOKafkaConsumer it makes.)"""
-    found: dict[str, int] = {}
+def fetches(router, prefix: str) -> dict[str, tuple[int, int]]:
+    """Each subscriber's topic (without prefix): the longest its fetch may wait, and the bytes that end
+    the wait. (The consumer's arguments as FastStream keeps them for the AIOKafkaConsumer it makes.)"""
+    found: dict[str, tuple[int, int]] = {}
     for subscriber in router.subscribers:
-        assert subscriber._connection_args["fetch_min_bytes"] == MIN_BYTES
         for topic in subscriber.topics:
-            found[str(getattr(topic, "name", topic)).removeprefix(prefix)] = subscriber._connection_args[
-                "fetch_max_wait_ms"]
+            found[str(getattr(topic, "name", topic)).removeprefix(prefix)] = (
+                subscriber._connection_args["fetch_max_wait_ms"], subscriber._connection_args["fetch_min_bytes"])
     return found
+
+
+def waits(router, prefix: str) -> dict[str, int]:
+    """Each subscriber's topic and the longest its fetch may wait, records gathering (not a rare topic's)."""
+    found = fetches(router, prefix)
+    assert {min_bytes for _wait, min_bytes in found.values()} <= {MIN_BYTES, 1}
+    return {topic: wait for topic, (wait, min_bytes) in found.items() if min_bytes == MIN_BYTES}
+
+
+def rare(router, prefix: str) -> set[str]:
+    """The topics whose fetch the broker answers at the first record, holding an empty one the background wait."""
+    found = fetches(router, prefix)
+    assert all(wait == BACKGROUND for wait, min_bytes in found.values() if min_bytes == 1)
+    return {topic for topic, (_wait, min_bytes) in found.items() if min_bytes == 1}
 
 
 def test_the_defaults_and_a_background_subscriber():
@@ -45,6 +58,13 @@ def test_the_defaults_and_a_background_subscriber():
     assert subscriber_options(settings)["fetch_max_wait_ms"] == LIVE
     assert subscriber_options(settings, background=True)["fetch_max_wait_ms"] == BACKGROUND
     assert subscriber_options(settings)["fetch_min_bytes"] == MIN_BYTES
+
+
+def test_a_rare_topic_is_fetched_at_its_first_record_and_an_empty_fetch_held_long():
+    settings = load_settings(CommonSettings)
+    for background in (False, True):
+        options = subscriber_options(settings, background=background, rare=True)
+        assert (options["fetch_min_bytes"], options["fetch_max_wait_ms"]) == (1, BACKGROUND)
 
 
 def test_the_waits_are_settings(monkeypatch):
@@ -67,18 +87,25 @@ def test_a_wait_of_zero_is_refused_at_start_up(monkeypatch, capsys):
 
 def test_the_read_api_waits_briefly_only_for_what_someone_waits_for():
     settings = load_settings(ScoringSettings)
-    found = waits(scoring_router(settings), settings.kafka_topic_prefix)
-    live = {Topic.alerts, Topic.alert_response_times, Topic.requirement_status, Topic.alert_triage}
+    router = scoring_router(settings)
+    found = waits(router, settings.kafka_topic_prefix)
+    live = {Topic.alerts, Topic.alert_response_times}
     assert found == {topic.value: LIVE if topic in live else BACKGROUND for topic in map(Topic, found)}
     assert {Topic.deliveries.value, Topic.alerts.value, Topic.customer_mfa.value} <= found.keys()
+    # The score and an assignment are waited for too, but come a few a day: each fetched as it comes.
+    assert rare(router, settings.kafka_topic_prefix) == {
+        Topic.requirement_status.value, Topic.alert_triage.value, Topic.tenants.value}
 
 
 def test_the_path_to_a_response_time_is_live_and_the_notifier_in_the_background():
     settings = load_settings(ResponseTimeSettings)
-    assert waits(response_time_router(settings), settings.kafka_topic_prefix) == {
-        Topic.alerts.value: LIVE, Topic.tenants.value: BACKGROUND}
+    router = response_time_router(settings)
+    assert waits(router, settings.kafka_topic_prefix) == {Topic.alerts.value: LIVE}
+    assert rare(router, settings.kafka_topic_prefix) == {Topic.tenants.value}
     settings = load_settings(NotifierSettings)
-    assert set(waits(notifier_router(settings, lambda: None), settings.kafka_topic_prefix).values()) == {BACKGROUND}
+    router = notifier_router(settings, lambda: None)
+    assert waits(router, settings.kafka_topic_prefix) == {Topic.alerts.value: BACKGROUND}
+    assert Topic.security_contacts.value in rare(router, settings.kafka_topic_prefix)
     # The write API checks a redelivery against its copy of the deliveries: never behind the read API's.
     settings = load_settings(IngestSettings)
     assert waits(ingest_router(settings), settings.kafka_topic_prefix) == {Topic.deliveries.value: LIVE}
