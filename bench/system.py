@@ -24,7 +24,8 @@ database, topics and Redis keys of this run), then, one phase after another:
 6. accepting alerts in lists of 100: ``POST /alerts`` on the write API with wrk beside Prometheus
    Alertmanager (Debian's package, in memory) taking the same lists on ``POST /api/v2/alerts``, in
    interleaved rounds, each write API run followed by a wait until every consumer group has drained:
-   alerts/s, the median ratio, and each side's CPU per 1,000 alerts while wrk ran;
+   alerts/s, the median ratio, and each side's CPU per 1,000 alerts while wrk ran; in the same rounds the
+   write API again, for half as long, with its consumers paused (as in 4);
 7. memory of each service (now and its peak) from /proc.
 
 Each wait is bounded; a phase that did not finish reports what it reached. Sizes (environment):
@@ -41,7 +42,8 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -137,6 +139,21 @@ async def _drained_after(stack: Stack, lag: GroupLag, alerts: int, within_second
     return drain
 
 
+@contextmanager
+def _consumers_paused(stack: Stack) -> Iterator[None]:
+    """The consumers of what the write API publishes (response time, the read API, the notifier) stopped
+    where they stand (SIGSTOP) for the block, resumed after it: the write API, its relay, the broker and
+    PostgreSQL run as ever, without the pipeline's work on the same cores."""
+    consumers = [process for name, process in stack.services.items() if name != "ingest"]
+    for process in consumers:
+        process.pause()
+    try:
+        yield
+    finally:
+        for process in consumers:
+            process.resume()
+
+
 def _all_drained(drains: list[Drain]) -> Drain:
     """Rounds' drains as one: drained if each was, their time summed, the last one's lag and outbox."""
     return Drain(all(d.drained for d in drains), sum(d.seconds for d in drains), drains[-1].lag, drains[-1].outbox)
@@ -209,17 +226,11 @@ async def _post_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> di
         # The write API's own cost: the same posts while the consumers of what it publishes (response
         # time, the read API, the notifier) are paused, caught up after. In the run above they share the
         # two cores with it. Alerts of a tenant of their own: the counts above are the write API run's.
-        consumers = [process for name, process in stack.services.items() if name != "ingest"]
-        for process in consumers:
-            process.pause()
-        cpu = cpu_snapshot(watched)["ingest"]
-        try:
+        with _consumers_paused(stack):
+            cpu = cpu_snapshot(watched)["ingest"]
             result = await run_wrk("write API POST /alerts (single), consumers paused", stack.services["ingest"].url,
                                    POST_ALERT, [alone_tenant, KEY, f"{tag}-alone-{index}"], WRK_SECONDS)
             wrk_cpu[ALONE] += cpu_snapshot(watched)["ingest"] - cpu
-        finally:
-            for process in consumers:
-                process.resume()
         say(result.line().strip())
         alone_drains.append(await _drained_after(stack, lag, result.ok, SETTLE_SECONDS))
         return result
@@ -252,13 +263,18 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
     """Rounds of wrk posting lists of LIST_SIZE new alerts: to Alertmanager (in memory) and to the write API
     (each alert in PostgreSQL, each event acknowledged by the broker, before the answer); after the write
     API's, until every consumer group has drained, so the pipeline's work of one round does not slow the
-    next. Alerts per second; CPU per 1,000 alerts of the write API and of Alertmanager while wrk ran."""
+    next. In the same rounds, the write API again with its consumers paused (``_consumers_paused``), for
+    half as long: what it accepts with the two cores to itself, PostgreSQL and the broker. Alerts per
+    second; CPU per 1,000 alerts of the write API and of Alertmanager while wrk ran (paused: of the write
+    API, PostgreSQL and the broker)."""
     tenant = f"bench-accept-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:8]
     alertmanager = stack.baselines["alertmanager"]
     alertmanager_process, ingest = alertmanager.watched(), next(w for w in watched if w.name == "ingest")
     wrk_cpu = {REAL: 0.0, BARE: 0.0}
+    alone_spent: dict[str, float] = {}  # CPU seconds by process while the paused runs' wrk ran
     drains: list[Drain] = []
+    alone_drains: list[Drain] = []
 
     async def baseline(index: int) -> WrkResult:
         cpu = alertmanager_process.cpu()
@@ -277,18 +293,41 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
         drains.append(await _drained_after(stack, lag, result.ok * LIST_SIZE, DRAIN_SECONDS))
         return result
 
-    rounds = (await _interleaved(f"POST lists of {LIST_SIZE} alerts",
-                                 {BARE: "Alertmanager (in memory)", REAL: "write API"},
-                                 lambda side, index: baseline(index) if side == BARE else write_api(index)))[REAL]
+    async def write_api_alone(index: int) -> WrkResult:
+        # Half as long: it accepts about three times as many alerts as with its consumers running, and the
+        # pipeline takes them through after (~20 s at the default length) before the next run.
+        with _consumers_paused(stack):
+            before = cpu_snapshot(watched)
+            result = await run_wrk(f"write API POST /alerts ({LIST_SIZE} a list), consumers paused",
+                                   stack.services["ingest"].url, POST_ALERT_LIST,
+                                   [tenant, KEY, f"{tag}-alone-{index}", str(LIST_SIZE)], max(1, WRK_SECONDS // 2))
+            _add(alone_spent, before, cpu_snapshot(watched))
+        say(result.line().strip())
+        alone_drains.append(await _drained_after(stack, lag, result.ok * LIST_SIZE, DRAIN_SECONDS))
+        return result
+
+    runs = {BARE: baseline, REAL: write_api, ALONE: write_api_alone}
+    both = await _interleaved(f"POST lists of {LIST_SIZE} alerts",
+                              {BARE: "Alertmanager (in memory)", REAL: "write API",
+                               ALONE: "write API, its consumers paused"},
+                              lambda side, index: runs[side](index))
+    rounds, alone = both[REAL], both[ALONE]
     accepted = rounds.real_ok * LIST_SIZE
     baseline_accepted = sum(pair.bare.ok for pair in rounds.pairs) * LIST_SIZE
     cpu = (wrk_cpu[REAL] * 1000 / accepted if accepted else float("nan"),
            wrk_cpu[BARE] * 1000 / baseline_accepted if baseline_accepted else float("nan"))
-    say(f"lists of {LIST_SIZE}: ratio {rounds.ratio:.2f} ({rounds.spread()}); CPU per 1,000 alerts while wrk ran: "
-        f"write API {cpu[0]:.3f} s, Alertmanager {cpu[1]:.3f} s")
-    drain = _all_drained(drains)
-    return {"rounds": rounds, "accepted": accepted, "drain": drain, "wrk_cpu": cpu,
-            "version": await alertmanager.version(), "alertmanager_memory": alertmanager_process.memory()}
+    alone_cpu = _per_thousand({}, alone_spent, alone.real_ok * LIST_SIZE)
+    say(f"lists of {LIST_SIZE}: ratio {rounds.ratio:.2f} ({rounds.spread()}); its consumers paused: ratio "
+        f"{alone.ratio:.2f} ({alone.spread()}); CPU per 1,000 alerts while wrk ran: write API {cpu[0]:.3f} s, "
+        f"Alertmanager {cpu[1]:.3f} s; consumers paused: " + ", ".join(
+            f"{name} {alone_cpu.get(name, 0.0):.3f} s" for name in _ALONE_PROCESSES))
+    return {"rounds": rounds, "accepted": accepted, "drain": _all_drained(drains), "wrk_cpu": cpu,
+            "version": await alertmanager.version(), "alertmanager_memory": alertmanager_process.memory(),
+            "alone": alone, "alone_drain": _all_drained(alone_drains), "alone_cpu": alone_cpu}
+
+
+# The processes that work while the consumers are paused (the names of ``Stack.watched``).
+_ALONE_PROCESSES = ("ingest", "postgresql", "kafka broker (JVM)")
 
 
 async def _notified_idle(stack: Stack, client: httpx.AsyncClient) -> Notified:
@@ -546,6 +585,12 @@ def report_table(figures: dict) -> str:
                 f"{_alerts_cell(lists, REAL)} | {accept['version']} (Debian's), POST /api/v2/alerts, lists of "
                 f"{LIST_SIZE}, in memory: {_alerts_cell(lists, BARE)} | {_ratio_cell(lists)} | ≥ 1 (match it) | "
                 f"{_met(lists.ratio >= 1)} |")
+    alone_lists: Rounds = accept["alone"]
+    rows.append(f"| POST /alerts, lists of {LIST_SIZE} new alerts (wrk), its consumers paused: the same lists, for "
+                f"half as long, while response time, the read API and the notifier are stopped (SIGSTOP; they catch "
+                f"up after) | {_alerts_cell(alone_lists, REAL)} | the same Alertmanager: "
+                f"{_alerts_cell(alone_lists, BARE)} | {_ratio_cell(alone_lists)} | none: how much of the gap above "
+                f"is the write API's own | |")
     rate = pipeline["accepted"] / pipeline["seconds"]
     # Not drained: no rate; what was reached is the lag left and the alerts the read API shows.
     reached = f"{rate:,.0f} alerts/s" if pipeline["drain"].drained else "no rate"
@@ -623,7 +668,13 @@ def _accept_note(accept: dict) -> str:
             f"{_drained(accept['drain'])} in all, each round's after its wrk stopped. CPU per 1,000 alerts while "
             f"wrk ran: the write API {write_api:.3f} s (its process alone: PostgreSQL, the broker and the "
             f"consumers are not counted), Alertmanager {alertmanager:.3f} s; Alertmanager held them in "
-            f"{memory.rss_mb:,.0f} MB at the end (peak {memory.peak_rss_mb:,.0f} MB).")
+            f"{memory.rss_mb:,.0f} MB at the end (peak {memory.peak_rss_mb:,.0f} MB). Its consumers paused: "
+            f"{accept['alone'].real_ok * LIST_SIZE:,} accepted alerts (every round) "
+            f"{_drained(accept['alone_drain'])} in all once the consumers were resumed; CPU per 1,000 alerts while "
+            f"wrk ran: "
+            + ", ".join(f"{name} {accept['alone_cpu'].get(name, 0.0):.3f} s" for name in _ALONE_PROCESSES)
+            + f" (together {sum(accept['alone_cpu'].get(name, 0.0) for name in _ALONE_PROCESSES):.3f} s, beside "
+            f"Alertmanager's {alertmanager:.3f} s).")
 
 
 def report_notes(figures: dict) -> str:

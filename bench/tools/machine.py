@@ -104,7 +104,8 @@ within a run, not absolute figures across runs.
   severity, customer and resource, a unique id label each) on `POST /api/v2/alerts`
   (`bench/tools/alertmanager_list.lua`). It holds them in memory only; the write API answers once
   each alert is in PostgreSQL and its event acknowledged by the broker.
-- The write API with its consumers paused: in the same rounds as its single posts, the same posts while
+- The write API with its consumers paused: in the same rounds as its single posts (and as its lists of
+  100, for half as long: the pipeline takes its alerts through after), the same posts while
   the processes of response time, the read API and the notifier are stopped (SIGSTOP, their whole
   process group) for the wrk run, resumed after it (they catch up, and the bench waits until every
   group has drained). The write API, its relay, the broker and PostgreSQL run as ever: the ratio is
