@@ -73,8 +73,10 @@ NOTIFY_BURST_TENANTS = int(os.environ.get("BENCH_NOTIFY_TENANTS", "20"))
 DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "150"))
 SETTLE_SECONDS = float(os.environ.get("BENCH_SETTLE_SECONDS", "60"))
 REPORT = os.environ.get("BENCH_REPORT", "docs/benchmarks.md")
-# Phase 4's third side: the write API while the consumers of what it publishes are paused.
+# Phase 4's and 6's third side: the write API while the consumers of what it publishes are paused.
 ALONE = "alone"
+# Phase 6's: half as long (it accepts ~3 times as many alerts, and the pipeline takes them through after).
+ALONE_LIST_SECONDS = max(1, WRK_SECONDS // 2)
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 _started = time.monotonic()
@@ -113,18 +115,19 @@ async def _idle_cpu(watched: list[Watched], seconds: float = 5) -> dict[str, flo
     return {name: (after[name] - before[name]) / seconds for name in after}
 
 
-async def _interleaved(what: str, sides: dict[str, str],
-                       run: Callable[[str, int], Awaitable[WrkResult]]) -> dict[str, Rounds]:
+async def _interleaved(what: str, sides: dict[str, str], run: Callable[[str, int], Awaitable[WrkResult]],
+                       seconds: dict[str, int] | None = None) -> dict[str, Rounds]:
     """WRK_ROUNDS rounds of ``run(side, round)`` for the baseline (``BARE``) and each measured side
     (``REAL``, and any other of ``sides``), taking turns going first (``bench/tools/rounds.py``); each
     measured side's rounds beside the baseline's run of the same round. ``sides`` names each in the
-    progress lines."""
+    progress lines, ``seconds`` the length of any side's wrk run that is not WRK_SECONDS."""
     measured = tuple(side for side in sides if side != BARE)
     rounds = {side: Rounds() for side in measured}
     for index in range(WRK_ROUNDS):
         done: dict[str, WrkResult] = {}
         for side in order(index, measured):
-            say(f"{what}, round {index + 1} of {WRK_ROUNDS}: {sides[side]}, wrk {WRK_SECONDS} s, 32 connections")
+            say(f"{what}, round {index + 1} of {WRK_ROUNDS}: {sides[side]}, wrk "
+                f"{(seconds or {}).get(side, WRK_SECONDS)} s, 32 connections")
             done[side] = await run(side, index)
         for side in measured:
             rounds[side].pairs.append(Pair(real=done[side], bare=done[BARE]))
@@ -300,7 +303,7 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
             before = cpu_snapshot(watched)
             result = await run_wrk(f"write API POST /alerts ({LIST_SIZE} a list), consumers paused",
                                    stack.services["ingest"].url, POST_ALERT_LIST,
-                                   [tenant, KEY, f"{tag}-alone-{index}", str(LIST_SIZE)], max(1, WRK_SECONDS // 2))
+                                   [tenant, KEY, f"{tag}-alone-{index}", str(LIST_SIZE)], ALONE_LIST_SECONDS)
             _add(alone_spent, before, cpu_snapshot(watched))
         say(result.line().strip())
         alone_drains.append(await _drained_after(stack, lag, result.ok * LIST_SIZE, DRAIN_SECONDS))
@@ -310,7 +313,7 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
     both = await _interleaved(f"POST lists of {LIST_SIZE} alerts",
                               {BARE: "Alertmanager (in memory)", REAL: "write API",
                                ALONE: "write API, its consumers paused"},
-                              lambda side, index: runs[side](index))
+                              lambda side, index: runs[side](index), {ALONE: ALONE_LIST_SECONDS})
     rounds, alone = both[REAL], both[ALONE]
     accepted = rounds.real_ok * LIST_SIZE
     baseline_accepted = sum(pair.bare.ok for pair in rounds.pairs) * LIST_SIZE
