@@ -1,5 +1,5 @@
 """Runs benchmark modules of ``bench/``: ``python -m bench`` runs ``system`` (the whole system under load,
-beside its baselines, about five minutes; writes docs/benchmarks.md); ``python -m bench name ...`` those
+beside its baselines, about six minutes; writes docs/benchmarks.md); ``python -m bench name ...`` those
 named; ``python -m bench all`` every one.
 
 A benchmark module defines ``async def main() -> None`` that measures its subject and its

@@ -77,6 +77,8 @@ REPORT = os.environ.get("BENCH_REPORT", "docs/benchmarks.md")
 ALONE = "alone"
 # Phase 6's: half as long (it accepts ~3 times as many alerts, and the pipeline takes them through after).
 ALONE_LIST_SECONDS = max(1, WRK_SECONDS // 2)
+# The processes that work while the consumers are paused (the names of ``Stack.watched``).
+_ALONE_PROCESSES = ("ingest", "postgresql", "kafka broker (JVM)")
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 _started = time.monotonic()
@@ -327,10 +329,6 @@ async def _accept_phase(stack: Stack, lag: GroupLag, watched: list[Watched]) -> 
     return {"rounds": rounds, "accepted": accepted, "drain": _all_drained(drains), "wrk_cpu": cpu,
             "version": await alertmanager.version(), "alertmanager_memory": alertmanager_process.memory(),
             "alone": alone, "alone_drain": _all_drained(alone_drains), "alone_cpu": alone_cpu}
-
-
-# The processes that work while the consumers are paused (the names of ``Stack.watched``).
-_ALONE_PROCESSES = ("ingest", "postgresql", "kafka broker (JVM)")
 
 
 async def _notified_idle(stack: Stack, client: httpx.AsyncClient) -> Notified:
